@@ -1,0 +1,142 @@
+"""Shared writer for the benchmark convention (DESIGN.md, "Benchmarks: one convention").
+
+Every benchmark module ends with::
+
+    write_report("kernels_m4", quick, rows, out)
+
+which writes ``{"benchmark", "quick", "env", "rows"}`` to ``out`` (default
+``benchmarks/results/<name>.json`` under the repo root), a markdown table with the
+same rows beside it (``.md``), and prints the table.
+
+Choices: ``env`` records the versions that decide the numbers (Python, platform,
+and numpy / tensorflow / tf_keras / tensorflow_model_optimization / tflite-micro
+when installed), read from package metadata so that writing a report never imports
+TensorFlow. Rows must be flat dicts of JSON scalars: nested values would not fit a
+table and would make the JSON harder to compare across runs. The columns of the
+table are the union of row keys in first-seen order.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from importlib import metadata
+from pathlib import Path
+
+__all__ = ["collect_env", "default_out", "markdown_table", "write_report"]
+
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+_VERSIONED_DISTRIBUTIONS = (
+    "numpy",
+    "tensorflow",
+    "tensorflow-cpu",
+    "tf-keras",
+    "tensorflow-model-optimization",
+    "tflite-micro",
+)
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def default_out(name: str) -> Path:
+    """Where ``write_report(name, ..., out=None)`` writes: ``benchmarks/results/<name>.json``."""
+    return _REPO_ROOT / "benchmarks" / "results" / f"{name}.json"
+
+
+def collect_env(extra: dict | None = None) -> dict:
+    """Versions and platform of this run; ``extra`` (e.g. compiler versions) is merged in."""
+    env: dict = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+    }
+    for dist in _VERSIONED_DISTRIBUTIONS:
+        try:
+            env[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    if extra:
+        env.update(extra)
+    return env
+
+
+def _format_cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value).replace("|", "\\|")
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """A GitHub markdown table of ``rows``; columns are the row keys in first-seen order."""
+    if not rows:
+        return "(no rows)\n"
+    columns: list[str] = []
+    for row in rows:
+        for key in row:
+            if key not in columns:
+                columns.append(key)
+    lines = [
+        "| " + " | ".join(columns) + " |",
+        "|" + "|".join("---" for _ in columns) + "|",
+    ]
+    for row in rows:
+        lines.append("| " + " | ".join(_format_cell(row.get(c)) for c in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _validate(name: str, rows) -> None:
+    if not isinstance(name, str) or not name or not name.replace("_", "").isalnum():
+        raise ValueError(
+            f"benchmark name must be a non-empty snake_case string, got {name!r}; "
+            "use the module name, e.g. 'kernels_m4'."
+        )
+    if not isinstance(rows, list):
+        raise TypeError(f"rows must be a list of dicts, got {type(rows).__name__}.")
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise TypeError(f"rows[{i}] must be a dict, got {type(row).__name__}.")
+        for key, value in row.items():
+            if not isinstance(key, str):
+                raise TypeError(
+                    f"rows[{i}] has a non-string key {key!r}; keys must be snake_case str."
+                )
+            if not isinstance(value, _SCALARS):
+                raise TypeError(
+                    f"rows[{i}][{key!r}] is a {type(value).__name__}; row values must be "
+                    "str, int, float, bool or None (flatten nested values into more keys)."
+                )
+
+
+def write_report(
+    name: str,
+    quick: bool,
+    rows: list[dict],
+    out: str | Path | None = None,
+    *,
+    env_extra: dict | None = None,
+) -> Path:
+    """Write ``rows`` as ``<out>.json`` + ``<out>.md`` and print the table; return the JSON path.
+
+    ``out`` defaults to ``default_out(name)``; its parent folders are created.
+    ``env_extra`` adds benchmark-specific environment facts (compiler, flags) to ``env``.
+    """
+    _validate(name, rows)
+    out_path = Path(out) if out is not None else default_out(name)
+    if out_path.suffix != ".json":
+        raise ValueError(
+            f"out must name a .json file, got {str(out_path)!r}; e.g. --out results/{name}.json"
+        )
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"benchmark": name, "quick": bool(quick), "env": collect_env(env_extra), "rows": rows}
+    out_path.write_text(json.dumps(doc, indent=2, allow_nan=True) + "\n")
+    table = markdown_table(rows)
+    md_path = out_path.with_suffix(".md")
+    header = f"# {name}{' (quick)' if quick else ''}\n\n"
+    md_path.write_text(header + table)
+    sys.stdout.write(table)
+    sys.stdout.write(f"\nwrote {out_path} and {md_path}\n")
+    return out_path

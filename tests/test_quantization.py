@@ -1,0 +1,263 @@
+"""The edgeplus QAT scheme: quantizers, configs, registry, scheme, quantize_model, scope."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tfmot_edgeplus import EdgePlusQuantizeScheme, quantize_model, quantize_scope
+from tfmot_edgeplus._compat import KerasVersionError, keras, tf, tfmot
+from tfmot_edgeplus.quantization import (
+    EdgePlusQuantizeRegistry,
+    EdgePlusWeightQuantizeConfig,
+    LearnedScaleWeightQuantizer,
+)
+from tfmot_edgeplus.quantization.quantizers import q_max
+
+# ---------------------------------------------------------------- round trips (one table)
+
+ROUND_TRIP_CASES = [
+    LearnedScaleWeightQuantizer(2),
+    LearnedScaleWeightQuantizer(3, channel_axis=2),
+    LearnedScaleWeightQuantizer(4, channel_axis=None),
+    LearnedScaleWeightQuantizer(8),
+    EdgePlusWeightQuantizeConfig("kernel", 2, 8, learnable_scales=False),
+    EdgePlusWeightQuantizeConfig("kernel", 3, 4, learnable_scales=True),
+    EdgePlusWeightQuantizeConfig("depthwise_kernel", 4, 8, learnable_scales=True, channel_axis=2),
+    EdgePlusWeightQuantizeConfig("kernel", 8, 8, channel_axis=None),
+    EdgePlusQuantizeScheme(),
+    EdgePlusQuantizeScheme(2, 4, per_layer={"conv1": {"weight_bits": 8}}, learnable_scales=True),
+]
+
+
+@pytest.mark.parametrize("obj", ROUND_TRIP_CASES, ids=repr)
+def test_get_config_from_config_round_trip(obj):
+    clone = type(obj).from_config(obj.get_config())
+    assert clone == obj
+    assert clone.get_config() == obj.get_config()
+
+
+@pytest.mark.parametrize("obj", ROUND_TRIP_CASES[:8], ids=repr)
+def test_serializes_through_keras_registry(obj):
+    with quantize_scope():
+        config = keras.utils.serialize_keras_object(obj)
+        clone = keras.utils.deserialize_keras_object(config)
+    assert clone == obj
+
+
+def test_configs_with_different_bits_differ():
+    assert EdgePlusWeightQuantizeConfig(weight_bits=2) != EdgePlusWeightQuantizeConfig(weight_bits=4)
+    assert LearnedScaleWeightQuantizer(2) != LearnedScaleWeightQuantizer(2, channel_axis=2)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"weight_bits": 5}, r"weight_bits must be one of \[2, 3, 4, 8\], got 5"),
+    ({"weight_bits": 1}, r"weight_bits must be one of"),
+    ({"weight_bits": True}, r"weight_bits must be one of"),
+    ({"activation_bits": 2}, r"activation_bits must be one of \[4, 8\], got 2"),
+    ({"per_layer": {"conv1": {"weight_bits": 6}}}, r"per_layer\['conv1'\]\['weight_bits'\] must be one of"),
+    ({"per_layer": {"conv1": {"bits": 4}}}, r"unknown keys \['bits'\]"),
+])
+def test_scheme_rejects_bad_bits(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        EdgePlusQuantizeScheme(**kwargs)
+
+
+def _tiny_model():
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv1")(inputs)
+    x = keras.layers.BatchNormalization(name="bn1")(x)
+    x = keras.layers.ReLU(name="relu1")(x)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", name="dw")(x)
+    x = keras.layers.Flatten(name="flat")(x)
+    return keras.Model(inputs, keras.layers.Dense(3, name="fc")(x), name="tiny")
+
+
+def test_unknown_per_layer_name_is_named():
+    with pytest.raises(ValueError, match=r"per_layer names layers that are not in model 'tiny': \['nope'\]"):
+        quantize_model(_tiny_model(), EdgePlusQuantizeScheme(per_layer={"nope": {"weight_bits": 2}}))
+
+
+def test_unsupported_layer_is_named_with_supported_list():
+    inputs = keras.Input((6, 4))
+    x = keras.layers.LSTM(4, name="my_lstm")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2)(x))
+    with pytest.raises(ValueError, match=r"my_lstm \(LSTM\).*Conv1D, Conv2D, DepthwiseConv2D, Dense"):
+        quantize_model(model)
+
+
+def test_subclassed_model_is_refused():
+    class Sub(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.d = keras.layers.Dense(2)
+
+        def call(self, x):
+            return self.d(x)
+
+    model = Sub()
+    model(np.zeros((1, 3), np.float32))
+    with pytest.raises(TypeError, match="subclassed model.*Sequential or Functional"):
+        quantize_model(model)
+
+
+def test_non_model_is_refused():
+    with pytest.raises(TypeError, match="must be a tf_keras.Model, got 'str'"):
+        quantize_model("model.h5")
+
+
+def test_keras3_session_gets_a_clear_error(tmp_path):
+    """TensorFlow imported with Keras 3 first: importing tfmot_edgeplus says what to do."""
+    import subprocess
+    import sys
+
+    script = "import tensorflow, tfmot_edgeplus\n"
+    env = {k: v for k, v in __import__("os").environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode != 0
+    assert "KerasVersionError" in out.stderr
+    assert "TF_USE_LEGACY_KERAS=1" in out.stderr
+
+
+def test_keras3_model_gets_a_clear_error():
+    from tfmot_edgeplus._compat import check_keras2_model
+
+    class FakeKeras3Model:  # what a keras 3 model looks like from here: another class tree
+        pass
+
+    FakeKeras3Model.__module__ = "keras.src.models.functional"
+    with pytest.raises(KerasVersionError, match="Keras 3 model.*TF_USE_LEGACY_KERAS=1"):
+        check_keras2_model(FakeKeras3Model())
+
+
+# ---------------------------------------------------------------- registry and scheme
+
+
+def test_registry_applies_defaults_and_overrides():
+    registry = EdgePlusQuantizeRegistry(4, 8, per_layer={"dw": {"weight_bits": 2, "activation_bits": 4}})
+    model = _tiny_model()
+    conv = registry.get_quantize_config(model.get_layer("conv1"))
+    dw = registry.get_quantize_config(model.get_layer("dw"))
+    fc = registry.get_quantize_config(model.get_layer("fc"))
+    assert (conv.weight_bits, conv.activation_bits, conv.channel_axis) == (4, 8, -1)
+    assert (dw.weight_bits, dw.activation_bits, dw.weight_attr) == (2, 4, "depthwise_kernel")
+    assert fc.channel_axis is None  # Dense is per tensor (see configs.py)
+
+
+def _configs(qat):
+    return {layer.layer.name: layer.quantize_config for layer in qat.layers if hasattr(layer, "quantize_config")}
+
+
+def test_quantize_apply_accepts_the_scheme_and_per_layer_bits_reach_the_layers():
+    model = _tiny_model()
+    scheme = EdgePlusQuantizeScheme(4, 8, per_layer={"conv1": {"weight_bits": 2}, "relu1": {"activation_bits": 4}})
+    with quantize_scope():
+        qat = tfmot.quantization.keras.quantize_apply(
+            tfmot.quantization.keras.quantize_annotate_model(model), scheme
+        )
+    configs = _configs(qat)
+    assert configs["conv1"].weight_bits == 2
+    assert configs["dw"].weight_bits == 4
+    # Conv -> BN -> ReLU: the ReLU outputs the activation, so its bits are the chain's.
+    assert configs["relu1"].get_output_quantizers(None)[0].num_bits == 4
+    assert configs["dw"].activation_quantizer.num_bits == 8
+
+
+def test_activation_bits_of_a_conv_reach_its_folded_batchnorm():
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(4, 3, name="conv1")(inputs)
+    x = keras.layers.BatchNormalization(name="bn1")(x)
+    x = keras.layers.Flatten(name="flat")(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="fc")(x))
+    qat = quantize_model(model, EdgePlusQuantizeScheme(4, 8, per_layer={"conv1": {"activation_bits": 4}}))
+    assert _configs(qat)["bn1"].get_output_quantizers(None)[0].num_bits == 4
+
+
+def test_quantized_weights_take_at_most_2_pow_bits_levels_per_channel():
+    model = _tiny_model()
+    for bits in (2, 3, 4):
+        qat = quantize_model(model, EdgePlusQuantizeScheme(bits, learnable_scales=True))
+        layer = qat.get_layer("quant_conv1")
+        kernel, quantizer, qvars = layer._weight_vars[0]
+        wq = quantizer(kernel, False, qvars).numpy().reshape(-1, kernel.shape[-1])
+        for c in range(wq.shape[1]):
+            assert len(np.unique(np.round(wq[:, c], 6))) <= 2 * q_max(bits) + 1
+
+
+# ---------------------------------------------------------------- the LSQ quantizer
+
+
+class _Holder(keras.layers.Layer):
+    pass
+
+
+def _built(quantizer, shape):
+    holder = _Holder()
+    weights = quantizer.build(shape, "w", holder)
+    return holder, weights
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4, 8])
+def test_lsq_training_and_inference_paths_agree(bits, rng):
+    w = tf.constant(rng.normal(size=(3, 3, 4, 6)).astype(np.float32))
+    quantizer = LearnedScaleWeightQuantizer(bits)
+    _, weights = _built(quantizer, w.shape)
+    trained = quantizer(w, True, weights).numpy()  # first call sets the step
+    inferred = quantizer(w, False, weights).numpy()
+    np.testing.assert_allclose(trained, inferred, atol=1e-6)
+    scale = weights["scale"].numpy()
+    levels = np.round(trained / scale)
+    np.testing.assert_allclose(levels * scale, trained, atol=1e-5)
+    assert np.abs(levels).max() <= q_max(bits)
+
+
+def test_lsq_depthwise_with_multiplier_has_one_step_per_output_channel(rng):
+    w = tf.constant(rng.normal(size=(3, 3, 5, 2)).astype(np.float32))
+    quantizer = LearnedScaleWeightQuantizer(4, channel_axis=2)
+    _, weights = _built(quantizer, w.shape)
+    assert weights["scale"].shape == (10,)
+    out = quantizer(w, True, weights).numpy().reshape(-1, 10)
+    np.testing.assert_allclose(quantizer(w, False, weights).numpy().reshape(-1, 10), out, atol=1e-6)
+
+
+def test_lsq_init_beats_max_abs_at_two_bits(rng):
+    w = tf.constant(rng.standard_t(3, size=(3, 3, 8, 16)).astype(np.float32))
+    quantizer = LearnedScaleWeightQuantizer(2)
+    _, weights = _built(quantizer, w.shape)
+    lsq = quantizer(w, True, weights).numpy()
+    max_abs = np.abs(w.numpy()).reshape(-1, 16).max(0)
+    naive = np.clip(np.round(w.numpy() / max_abs), -1, 1) * max_abs
+    assert np.sum((w.numpy() - lsq) ** 2) < np.sum((w.numpy() - naive) ** 2)
+
+
+def test_lsq_step_gets_gradients_and_weights_get_straight_through(rng):
+    w = tf.Variable(rng.normal(size=(3, 3, 2, 4)).astype(np.float32))
+    quantizer = LearnedScaleWeightQuantizer(3)
+    _, weights = _built(quantizer, w.shape)
+    quantizer(w, True, weights)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(quantizer(w, True, weights) ** 2)
+    grad_w, grad_s = tape.gradient(loss, [w, weights["scale"]])
+    assert np.all(np.isfinite(grad_s.numpy())) and np.any(grad_s.numpy() != 0)
+    assert np.any(grad_w.numpy() != 0)
+
+
+# ---------------------------------------------------------------- save and load
+
+
+@pytest.mark.parametrize("learnable, fmt", [(False, "h5"), (False, "savedmodel"), (True, "savedmodel")])
+def test_saved_qat_model_loads_under_quantize_scope(tmp_path, learnable, fmt, rng):
+    model = _tiny_model()
+    qat = quantize_model(model, EdgePlusQuantizeScheme(2, 8, learnable_scales=learnable))
+    x = rng.normal(size=(4, 8, 8, 1)).astype(np.float32)
+    expected = qat.predict(x, verbose=0)
+    path = str(tmp_path / ("qat.h5" if fmt == "h5" else "qat_savedmodel"))
+    qat.save(path)
+    with quantize_scope():
+        loaded = keras.models.load_model(path)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), expected, atol=1e-5)
+    assert loaded.get_layer("quant_conv1").quantize_config == qat.get_layer("quant_conv1").quantize_config

@@ -1,0 +1,81 @@
+/*
+ * edgeplus_types.h - types of the edgeplus low-bit kernel library (pure C99).
+ *
+ * No TFLite types, no malloc, caller-owned scratch (edgeplus_context), a status
+ * enum returned by every kernel. See edgeplus_ops.h for the functions and the
+ * documented data layouts.
+ */
+#ifndef EDGEPLUS_TYPES_H
+#define EDGEPLUS_TYPES_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Status returned by every kernel. EDGEPLUS_OK is 0, errors are negative. The
+ * values are part of the ABI (the Python binding maps them by number). */
+typedef enum {
+    EDGEPLUS_OK = 0,
+    EDGEPLUS_ERR_NULL = -1,    /* a required pointer is NULL */
+    EDGEPLUS_ERR_DIMS = -2,    /* a dimension is <= 0, or dims disagree with each other */
+    EDGEPLUS_ERR_BITS = -3,    /* a bit-width is not 2, 4 or 8 */
+    EDGEPLUS_ERR_WINDOW = -4,  /* a window/region lies outside its tensor or buffer */
+    EDGEPLUS_ERR_SCRATCH = -5, /* ctx->buf is NULL or ctx->size is below the minimum */
+    EDGEPLUS_ERR_ARG = -6      /* any other bad argument (a value out of range ...) */
+} edgeplus_status;
+
+/* Caller-owned scratch memory. Any alignment: kernels align internally (the
+ * _get_buffer_size companions include the slack). */
+typedef struct {
+    void *buf;
+    int32_t size; /* bytes */
+} edgeplus_context;
+
+/* Tensor dims. Activations NHWC; conv filters OHWI (n = out channels);
+ * depthwise filters 1HWO (n = 1, c = channels). */
+typedef struct {
+    int32_t n;
+    int32_t h;
+    int32_t w;
+    int32_t c;
+} edgeplus_dims;
+
+/* A rectangle of rows/cols in the coordinates of a tensor (all batches, all
+ * channels): rows [y, y+h), cols [x, x+w). */
+typedef struct {
+    int32_t y;
+    int32_t x;
+    int32_t h;
+    int32_t w;
+} edgeplus_window;
+
+/* Conv / depthwise-conv parameters. */
+typedef struct {
+    int32_t stride_h, stride_w;     /* >= 1 */
+    int32_t pad_h, pad_w;           /* top / left padding, >= 0 (bottom/right follow from
+                                       the output dims, as in TFLite's SAME/VALID) */
+    int32_t dilation_h, dilation_w; /* >= 1; 0 is read as 1 */
+    int32_t input_zero_point;       /* in the input bit-width's range [-2^(b-1), 2^(b-1)-1] */
+    int32_t output_zero_point;      /* in the output bit-width's range */
+    int32_t act_min, act_max;       /* fused clamp, output integer domain, in the output
+                                       bit-width's range, act_min <= act_max */
+    int32_t in_bits;                /* activation bits of the input: 2, 4 or 8 */
+    int32_t w_bits;                 /* weight bits: 2, 4 or 8 */
+    int32_t out_bits;               /* activation bits of the output: 2, 4 or 8 */
+} edgeplus_conv_params;
+
+/* Per-output-channel requantization (TFLite's QuantizeMultiplier form):
+ * real_scale[c] = multiplier[c] * 2^(shift[c] - 31), multiplier in [2^30, 2^31)
+ * (or 0), shift in [-31, 30]. Both arrays have out-channel entries. */
+typedef struct {
+    const int32_t *multiplier;
+    const int32_t *shift;
+} edgeplus_quant_params;
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EDGEPLUS_TYPES_H */

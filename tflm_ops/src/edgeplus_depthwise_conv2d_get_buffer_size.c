@@ -1,0 +1,15 @@
+/* edgeplus_depthwise_conv2d_get_buffer_size: scratch bytes for the depthwise kernels. */
+#include "edgeplus_internal.h"
+
+int32_t edgeplus_depthwise_conv2d_get_buffer_size(const edgeplus_conv_params *params,
+                                                  const edgeplus_dims *input_dims,
+                                                  const edgeplus_dims *filter_dims,
+                                                  const edgeplus_dims *output_dims)
+{
+    const edgeplus_status st =
+        edgeplus__check_conv_args(params, input_dims, filter_dims, output_dims, 1);
+    if (st != EDGEPLUS_OK) {
+        return (int32_t)st;
+    }
+    return edgeplus__conv_scratch_bytes(input_dims, filter_dims, 1, 1);
+}

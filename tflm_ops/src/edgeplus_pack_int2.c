@@ -1,0 +1,33 @@
+/* edgeplus_pack_int2: four signed 2-bit values per byte, lowest bits first. */
+#include "edgeplus_internal.h"
+
+edgeplus_status edgeplus_pack_int2(const int8_t *src, int32_t count, int8_t *dst)
+{
+    int32_t i;
+    if (count < 0) {
+        return EDGEPLUS_ERR_DIMS;
+    }
+    if (count == 0) {
+        return EDGEPLUS_OK;
+    }
+    if (src == NULL || dst == NULL) {
+        return EDGEPLUS_ERR_NULL;
+    }
+    for (i = 0; i < count; i++) {
+        if (src[i] < -2 || src[i] > 1) {
+            return EDGEPLUS_ERR_ARG;
+        }
+    }
+    for (i = 0; i < (count + 3) / 4; i++) {
+        uint32_t byte = 0;
+        int32_t k;
+        for (k = 0; k < 4; k++) {
+            const int32_t j = 4 * i + k;
+            if (j < count) {
+                byte |= ((uint32_t)src[j] & 3u) << (2 * k);
+            }
+        }
+        dst[i] = (int8_t)byte;
+    }
+    return EDGEPLUS_OK;
+}

@@ -1,0 +1,61 @@
+/*
+ * golden_types.h - record types of the golden vectors in golden_cases.h, which
+ * `python -m tfmot_edgeplus.patching.golden --out tflm_ops/tests/golden_cases.h`
+ * generates from the NumPy reference (tfmot_edgeplus/patching/reference.py).
+ */
+#ifndef EDGEPLUS_GOLDEN_TYPES_H
+#define EDGEPLUS_GOLDEN_TYPES_H
+
+#include <stdint.h>
+
+#include "edgeplus/edgeplus_ops.h"
+
+/* One conv / depthwise case. The output buffer (holding output_region, or the
+ * whole output when has_output_region is 0) is filled with `prefill` bytes, the
+ * kernel computes `window`, and the buffer must then equal `expected` byte for
+ * byte (bytes outside the window keep the prefill). */
+typedef struct {
+    const char *name;
+    int32_t depthwise;
+    edgeplus_conv_params params;
+    edgeplus_dims input_dims;  /* logical */
+    edgeplus_dims filter_dims;
+    edgeplus_dims output_dims; /* logical */
+    edgeplus_window window;
+    int32_t has_input_region;
+    edgeplus_window input_region;
+    int32_t has_output_region;
+    edgeplus_window output_region;
+    const int8_t *input; /* packed, holds input_region (or all) */
+    int32_t input_bytes;
+    const int8_t *filter; /* packed */
+    int32_t filter_bytes;
+    const int32_t *bias; /* NULL: no bias */
+    const int32_t *multiplier;
+    const int32_t *shift;
+    uint8_t prefill;
+    const int8_t *expected; /* packed output buffer after the call */
+    int32_t output_bytes;
+} golden_conv_case;
+
+typedef struct {
+    int32_t acc, multiplier, shift, expected;
+} golden_requant_case;
+
+typedef struct {
+    int32_t bits;
+    int32_t count;
+    const int8_t *values; /* unpacked */
+    const int8_t *packed; /* edgeplus_packed_bytes(count, bits) bytes */
+} golden_pack_case;
+
+typedef struct {
+    int32_t bits;
+    int32_t count;
+    const int8_t *weights; /* packed, before */
+    const int8_t *update;  /* count values, -1/0/+1 */
+    const int8_t *expected; /* packed, after */
+    int32_t changed;
+} golden_bitflip_case;
+
+#endif /* EDGEPLUS_GOLDEN_TYPES_H */

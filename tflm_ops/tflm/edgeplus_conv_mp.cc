@@ -1,0 +1,484 @@
+/*
+ * TFLite Micro glue of EDGEPLUS_CONV_MP: mixed-precision regular / depthwise conv
+ * on top of the pure C kernels (tflm_ops/include/edgeplus/edgeplus_ops.h).
+ *
+ * Tensors (all activations and weights are kTfLiteInt8 tensors holding PACKED
+ * data: b-bit values, low bits first, packed over the flat NHWC / OHWI index, as
+ * documented in edgeplus_ops.h):
+ *   input 0  activations, shape [N, H, W, packed(C_in)]       per-tensor scale/zp
+ *   input 1  filter, conv [C_out, KH, KW, packed(C_in)],      per-channel scales
+ *                    depthwise [1, KH, KW, packed(C)]          (C_out or 1), zp 0
+ *   input 2  bias, int32 [C_out] (optional: absent or index -1)
+ *   output 0 activations, shape [N, OH, OW, packed(C_out)]   per-tensor scale/zp
+ * where packed(C) = ceil(C * bits / 8). The logical channel counts, bit-widths and
+ * geometry come from the custom options (edgeplus_op_schema.h, generated from
+ * tfmot_edgeplus/conversion/op_schema.py). When C * bits is not a multiple of 8
+ * the tensor has a few spare bytes: the packed data starts at byte 0 and runs
+ * over the flat index; the rest is ignored on input and left as is on output.
+ *
+ * Shape, as every TFLM kernel: Init parses the options into persistent memory
+ * (it cannot fail the model itself, so it records what went wrong and Prepare
+ * reports it); Prepare validates everything with MicroPrintf messages and
+ * kTfLiteError, precomputes the per-channel multipliers (TFLite's
+ * QuantizeMultiplier of in_scale * w_scale[c] / out_scale) and requests the
+ * kernel's scratch; Eval allocates nothing and calls the kernel.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include "edgeplus/edgeplus_ops.h"
+#include "edgeplus_op_schema.h"
+#include "edgeplus_tflm.h"
+#include "flatbuffers/flexbuffers.h"
+#include "tensorflow/lite/c/common.h"
+#include "tensorflow/lite/kernels/internal/quantization_util.h"
+#include "tensorflow/lite/kernels/kernel_util.h"
+#include "tensorflow/lite/micro/kernels/kernel_util.h"
+#include "tensorflow/lite/micro/micro_context.h"
+#include "tensorflow/lite/micro/micro_log.h"
+
+namespace tflite {
+namespace edgeplus {
+namespace {
+
+constexpr const char* kOp = EDGEPLUS_CONV_MP_CUSTOM_CODE;
+constexpr int kInputTensor = 0;
+constexpr int kFilterTensor = 1;
+constexpr int kBiasTensor = 2;
+constexpr int kOutputTensor = 0;
+
+struct OpData {
+  edgeplus_conv_mp_options options;
+  bool options_ok;  // set by Init; Prepare fails the model when false
+
+  // Filled by Prepare.
+  edgeplus_conv_params params;
+  edgeplus_dims input_dims;
+  edgeplus_dims filter_dims;
+  edgeplus_dims output_dims;
+  int32_t* multiplier;  // [out_channels], persistent
+  int32_t* shift;       // [out_channels], persistent
+  int32_t scratch_bytes;
+  int scratch_index;
+};
+
+// ---------------------------------------------------------------- options
+
+bool IsKnownKey(const char* key) {
+#define EDGEPLUS_KEY_MATCHES(field, name, kind, lo, hi) \
+  if (strcmp(key, name) == 0) return true;
+  EDGEPLUS_CONV_MP_OPTIONS(EDGEPLUS_KEY_MATCHES)
+#undef EDGEPLUS_KEY_MATCHES
+  return false;
+}
+
+bool ReadInt(const flexbuffers::Map& map, const char* key, int64_t lo, int64_t hi,
+             int32_t* out) {
+  flexbuffers::Reference ref = map[key];
+  if (ref.IsNull()) {
+    MicroPrintf("%s: custom option '%s' is missing.", kOp, key);
+    return false;
+  }
+  if (!ref.IsInt() && !ref.IsUInt()) {
+    MicroPrintf("%s: custom option '%s' must be an int (flexbuffer type %d given).", kOp,
+                key, static_cast<int>(ref.GetType()));
+    return false;
+  }
+  const int64_t v = ref.IsInt() ? ref.AsInt64() : static_cast<int64_t>(ref.AsUInt64());
+  if (ref.IsUInt() && ref.AsUInt64() > static_cast<uint64_t>(INT64_MAX)) {
+    MicroPrintf("%s: custom option '%s' is out of range.", kOp, key);
+    return false;
+  }
+  if (v < lo || v > hi) {
+    MicroPrintf("%s: custom option '%s' = %ld is outside [%ld, %ld].", kOp, key,
+                static_cast<long>(v), static_cast<long>(lo), static_cast<long>(hi));
+    return false;
+  }
+  *out = static_cast<int32_t>(v);
+  return true;
+}
+
+bool ReadBool(const flexbuffers::Map& map, const char* key, uint8_t* out) {
+  flexbuffers::Reference ref = map[key];
+  if (ref.IsNull()) {
+    MicroPrintf("%s: custom option '%s' is missing.", kOp, key);
+    return false;
+  }
+  if (!ref.IsBool()) {
+    MicroPrintf("%s: custom option '%s' must be a bool (flexbuffer type %d given).", kOp,
+                key, static_cast<int>(ref.GetType()));
+    return false;
+  }
+  *out = ref.AsBool() ? 1 : 0;
+  return true;
+}
+
+// Parses the flexbuffer map strictly: exactly the schema's keys, each with its
+// type and bounds. Prints what is wrong and returns false on any problem.
+bool ParseOptions(const char* buffer, size_t length, edgeplus_conv_mp_options* opt) {
+  if (buffer == nullptr || length == 0) {
+    MicroPrintf("%s: custom options are missing; expected a flexbuffer map with %d keys "
+                "(see edgeplus_op_schema.h).",
+                kOp, EDGEPLUS_CONV_MP_NUM_OPTIONS);
+    return false;
+  }
+  const uint8_t* data = reinterpret_cast<const uint8_t*>(buffer);
+  // Verify before reading: a truncated or corrupt buffer must not be read out of
+  // bounds. No reuse tracker, hence no allocation.
+  if (!flexbuffers::VerifyBuffer(data, length, nullptr)) {
+    MicroPrintf("%s: custom options (%d bytes) are not a valid flexbuffer.", kOp,
+                static_cast<int>(length));
+    return false;
+  }
+  flexbuffers::Reference root = flexbuffers::GetRoot(data, length);
+  if (!root.IsMap()) {
+    MicroPrintf("%s: custom options must be a flexbuffer map (flexbuffer type %d given).",
+                kOp, static_cast<int>(root.GetType()));
+    return false;
+  }
+  flexbuffers::Map map = root.AsMap();
+  flexbuffers::TypedVector keys = map.Keys();
+  bool ok = true;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const char* key = keys[i].AsKey();
+    if (!IsKnownKey(key)) {
+      MicroPrintf("%s: unknown custom option '%s' (model written by another version of "
+                  "tfmot_edgeplus?).",
+                  kOp, key);
+      ok = false;
+    }
+  }
+#define EDGEPLUS_READ_INT(field, name, lo, hi) ok = ReadInt(map, name, lo, hi, &opt->field) && ok;
+#define EDGEPLUS_READ_BOOL(field, name, lo, hi) ok = ReadBool(map, name, &opt->field) && ok;
+#define EDGEPLUS_READ(field, name, kind, lo, hi) EDGEPLUS_READ_##kind(field, name, lo, hi)
+  EDGEPLUS_CONV_MP_OPTIONS(EDGEPLUS_READ)
+#undef EDGEPLUS_READ
+#undef EDGEPLUS_READ_BOOL
+#undef EDGEPLUS_READ_INT
+  return ok;
+}
+
+void* Init(TfLiteContext* context, const char* buffer, size_t length) {
+  void* raw = context->AllocatePersistentBuffer(context, sizeof(OpData));
+  if (raw == nullptr) return nullptr;  // Prepare reports it
+  OpData* data = static_cast<OpData*>(raw);
+  memset(data, 0, sizeof(OpData));
+  data->scratch_index = -1;
+  data->options_ok = ParseOptions(buffer, length, &data->options);
+  return data;
+}
+
+// ---------------------------------------------------------------- prepare
+
+bool ValidBits(int32_t bits) { return bits == 2 || bits == 4 || bits == 8; }
+int32_t BitsMin(int32_t bits) { return -(1 << (bits - 1)); }
+int32_t BitsMax(int32_t bits) { return (1 << (bits - 1)) - 1; }
+
+// Checks a packed activation/filter tensor: int8, 4-D, last dim = packed(channels).
+TfLiteStatus CheckPackedTensor(const char* what, const TfLiteTensor* t, int32_t d0,
+                               int32_t d1, int32_t d2, int32_t channels, int32_t bits) {
+  if (t->type != kTfLiteInt8) {
+    MicroPrintf("%s: %s tensor type %s (%d) not supported; packed data is kTfLiteInt8.",
+                kOp, what, TfLiteTypeGetName(t->type), t->type);
+    return kTfLiteError;
+  }
+  if (t->dims == nullptr || t->dims->size != 4) {
+    MicroPrintf("%s: %s tensor must be 4-D, has %d dims.", kOp, what,
+                t->dims == nullptr ? 0 : t->dims->size);
+    return kTfLiteError;
+  }
+  const int32_t packed = edgeplus_packed_bytes(channels, bits);
+  const int* d = t->dims->data;
+  const bool ok = (d0 < 0 || d[0] == d0) && (d1 < 0 || d[1] == d1) &&
+                  (d2 < 0 || d[2] == d2) && d[3] == packed && d[0] > 0 && d[1] > 0 &&
+                  d[2] > 0;
+  if (!ok) {
+    MicroPrintf("%s: %s tensor shape [%d, %d, %d, %d] does not match the options: expected "
+                "[%d, %d, %d, %d] (last dim = ceil(%d channels * %d bits / 8); -1 = any).",
+                kOp, what, d[0], d[1], d[2], d[3], static_cast<int>(d0),
+                static_cast<int>(d1), static_cast<int>(d2), static_cast<int>(packed),
+                static_cast<int>(channels), static_cast<int>(bits));
+    return kTfLiteError;
+  }
+  return kTfLiteOk;
+}
+
+// Per-tensor affine quantization of an activation tensor; the zero point must fit
+// the bit-width.
+TfLiteStatus GetActivationQuant(const char* what, const TfLiteTensor* t, int32_t bits,
+                                float* scale, int32_t* zero_point) {
+  const auto* q = static_cast<const TfLiteAffineQuantization*>(t->quantization.params);
+  if (t->quantization.type != kTfLiteAffineQuantization || q == nullptr ||
+      q->scale == nullptr || q->scale->size != 1 || q->zero_point == nullptr ||
+      q->zero_point->size != 1) {
+    MicroPrintf("%s: %s tensor needs per-tensor affine quantization (one scale, one zero "
+                "point).",
+                kOp, what);
+    return kTfLiteError;
+  }
+  *scale = q->scale->data[0];
+  *zero_point = q->zero_point->data[0];
+  if (!(*scale > 0.0f)) {
+    MicroPrintf("%s: %s scale must be > 0.", kOp, what);
+    return kTfLiteError;
+  }
+  if (*zero_point < BitsMin(bits) || *zero_point > BitsMax(bits)) {
+    MicroPrintf("%s: %s zero point %d is outside the %d-bit range [%d, %d].", kOp, what,
+                static_cast<int>(*zero_point), static_cast<int>(bits),
+                static_cast<int>(BitsMin(bits)), static_cast<int>(BitsMax(bits)));
+    return kTfLiteError;
+  }
+  return kTfLiteOk;
+}
+
+TfLiteStatus PrepareWithTensors(TfLiteContext* context, TfLiteNode* node, OpData* data,
+                                const TfLiteTensor* input, const TfLiteTensor* filter,
+                                const TfLiteTensor* bias, const TfLiteTensor* output) {
+  const edgeplus_conv_mp_options& o = data->options;
+  // The schema bounds bit-widths to [2, 8]; only 2, 4 and 8 exist. (#field names the
+  // option: the struct members are the generated keys.)
+#define EDGEPLUS_CHECK_BITS(field)                                                  \
+  if (!ValidBits(o.field)) {                                                        \
+    MicroPrintf("%s: %s = %d not supported; use 2, 4 or 8.", kOp, #field,           \
+                static_cast<int>(o.field));                                         \
+    return kTfLiteError;                                                            \
+  }
+  EDGEPLUS_CHECK_BITS(in_bits)
+  EDGEPLUS_CHECK_BITS(w_bits)
+  EDGEPLUS_CHECK_BITS(out_bits)
+#undef EDGEPLUS_CHECK_BITS
+  if (o.depthwise && o.in_channels != o.out_channels) {
+    MicroPrintf("%s: depthwise needs in_channels == out_channels (depth multiplier 1), "
+                "got %d and %d.",
+                kOp, static_cast<int>(o.in_channels), static_cast<int>(o.out_channels));
+    return kTfLiteError;
+  }
+  if (o.act_min > o.act_max || o.act_min < BitsMin(o.out_bits) ||
+      o.act_max > BitsMax(o.out_bits)) {
+    MicroPrintf("%s: act_min/act_max = %d/%d must satisfy %d <= act_min <= act_max <= %d "
+                "for out_bits = %d.",
+                kOp, static_cast<int>(o.act_min), static_cast<int>(o.act_max),
+                static_cast<int>(BitsMin(o.out_bits)), static_cast<int>(BitsMax(o.out_bits)),
+                static_cast<int>(o.out_bits));
+    return kTfLiteError;
+  }
+
+  TF_LITE_ENSURE_OK(context, CheckPackedTensor("input", input, -1, -1, -1, o.in_channels,
+                                               o.in_bits));
+  const int batches = input->dims->data[0];
+  TF_LITE_ENSURE_OK(context, CheckPackedTensor("output", output, batches, -1, -1,
+                                               o.out_channels, o.out_bits));
+  if (o.depthwise) {
+    TF_LITE_ENSURE_OK(context, CheckPackedTensor("filter", filter, 1, o.kernel_h, o.kernel_w,
+                                                 o.out_channels, o.w_bits));
+  } else {
+    TF_LITE_ENSURE_OK(context, CheckPackedTensor("filter", filter, o.out_channels, o.kernel_h,
+                                                 o.kernel_w, o.in_channels, o.w_bits));
+  }
+  if (bias != nullptr) {
+    if (bias->type != kTfLiteInt32 || bias->dims == nullptr || bias->dims->size != 1 ||
+        bias->dims->data[0] != o.out_channels) {
+      MicroPrintf("%s: bias must be int32 [%d], got %s with %d dims.", kOp,
+                  static_cast<int>(o.out_channels), TfLiteTypeGetName(bias->type),
+                  bias->dims == nullptr ? 0 : bias->dims->size);
+      return kTfLiteError;
+    }
+  }
+
+  float in_scale, out_scale;
+  int32_t in_zp, out_zp;
+  TF_LITE_ENSURE_OK(context, GetActivationQuant("input", input, o.in_bits, &in_scale, &in_zp));
+  TF_LITE_ENSURE_OK(context,
+                    GetActivationQuant("output", output, o.out_bits, &out_scale, &out_zp));
+  const auto* fq = static_cast<const TfLiteAffineQuantization*>(filter->quantization.params);
+  if (filter->quantization.type != kTfLiteAffineQuantization || fq == nullptr ||
+      fq->scale == nullptr ||
+      (fq->scale->size != 1 && fq->scale->size != o.out_channels)) {
+    MicroPrintf("%s: filter needs affine quantization with 1 or %d (out_channels) scales.",
+                kOp, static_cast<int>(o.out_channels));
+    return kTfLiteError;
+  }
+  if (fq->zero_point != nullptr) {
+    for (int i = 0; i < fq->zero_point->size; ++i) {
+      if (fq->zero_point->data[i] != 0) {
+        MicroPrintf("%s: filter zero point %d at channel %d; weights must be symmetric (0).",
+                    kOp, fq->zero_point->data[i], i);
+        return kTfLiteError;
+      }
+    }
+  }
+
+  edgeplus_conv_params& p = data->params;
+  p.stride_h = o.stride_h;
+  p.stride_w = o.stride_w;
+  p.pad_h = o.pad_h;
+  p.pad_w = o.pad_w;
+  p.dilation_h = o.dilation_h;
+  p.dilation_w = o.dilation_w;
+  p.input_zero_point = in_zp;
+  p.output_zero_point = out_zp;
+  p.act_min = o.act_min;
+  p.act_max = o.act_max;
+  p.in_bits = o.in_bits;
+  p.w_bits = o.w_bits;
+  p.out_bits = o.out_bits;
+  data->input_dims = {batches, input->dims->data[1], input->dims->data[2], o.in_channels};
+  data->output_dims = {batches, output->dims->data[1], output->dims->data[2],
+                       o.out_channels};
+  if (o.depthwise) {
+    data->filter_dims = {1, o.kernel_h, o.kernel_w, o.out_channels};
+  } else {
+    data->filter_dims = {o.out_channels, o.kernel_h, o.kernel_w, o.in_channels};
+  }
+
+  // The kernel validates the geometry (output reachable from the input, accumulator
+  // bound); ask it now so a bad model fails here rather than in Eval.
+  const int32_t scratch =
+      o.depthwise ? edgeplus_depthwise_conv2d_get_buffer_size(&p, &data->input_dims,
+                                                              &data->filter_dims,
+                                                              &data->output_dims)
+                  : edgeplus_conv2d_get_buffer_size(&p, &data->input_dims,
+                                                    &data->filter_dims, &data->output_dims);
+  if (scratch < 0) {
+    MicroPrintf("%s: the kernel rejects this geometry (%s): input %dx%dx%d, filter %dx%d, "
+                "output %dx%dx%d, stride %d/%d, pad %d/%d, dilation %d/%d.",
+                kOp, edgeplus_status_str(static_cast<edgeplus_status>(scratch)),
+                static_cast<int>(data->input_dims.h), static_cast<int>(data->input_dims.w),
+                static_cast<int>(o.in_channels), static_cast<int>(o.kernel_h),
+                static_cast<int>(o.kernel_w), static_cast<int>(data->output_dims.h),
+                static_cast<int>(data->output_dims.w), static_cast<int>(o.out_channels),
+                static_cast<int>(o.stride_h), static_cast<int>(o.stride_w),
+                static_cast<int>(o.pad_h), static_cast<int>(o.pad_w),
+                static_cast<int>(o.dilation_h), static_cast<int>(o.dilation_w));
+    return kTfLiteError;
+  }
+
+  // Per-channel requantization, as TFLite's PopulateConvolutionQuantizationParams:
+  // double(in_scale) * double(w_scale[c]) / double(out_scale) -> QuantizeMultiplier.
+  const size_t n = static_cast<size_t>(o.out_channels);
+  data->multiplier = static_cast<int32_t*>(
+      context->AllocatePersistentBuffer(context, n * sizeof(int32_t)));
+  data->shift = static_cast<int32_t*>(
+      context->AllocatePersistentBuffer(context, n * sizeof(int32_t)));
+  if (data->multiplier == nullptr || data->shift == nullptr) {
+    MicroPrintf("%s: arena too small for %d per-channel multipliers.", kOp,
+                static_cast<int>(n));
+    return kTfLiteError;
+  }
+  for (size_t c = 0; c < n; ++c) {
+    const float w_scale = fq->scale->data[fq->scale->size == 1 ? 0 : c];
+    if (!(w_scale > 0.0f)) {
+      MicroPrintf("%s: filter scale of channel %d must be > 0.", kOp, static_cast<int>(c));
+      return kTfLiteError;
+    }
+    const double effective = static_cast<double>(in_scale) * static_cast<double>(w_scale) /
+                             static_cast<double>(out_scale);
+    int32_t m = 0;
+    int s = 0;
+    QuantizeMultiplier(effective, &m, &s);
+    if (s > 30) {
+      MicroPrintf("%s: effective scale %f of channel %d is too large (>= 2^30).", kOp,
+                  effective, static_cast<int>(c));
+      return kTfLiteError;
+    }
+    data->multiplier[c] = m;
+    data->shift[c] = s;
+  }
+
+  data->scratch_bytes = scratch;
+  data->scratch_index = -1;
+  if (scratch > 0) {
+    TF_LITE_ENSURE_OK(context, context->RequestScratchBufferInArena(
+                                   context, static_cast<size_t>(scratch),
+                                   &data->scratch_index));
+  }
+  (void)node;
+  return kTfLiteOk;
+}
+
+TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
+  OpData* data = static_cast<OpData*>(node->user_data);
+  if (data == nullptr) {
+    MicroPrintf("%s: arena too small for the op data.", kOp);
+    return kTfLiteError;
+  }
+  if (!data->options_ok) {
+    MicroPrintf("%s: invalid custom options (see the messages above).", kOp);
+    return kTfLiteError;
+  }
+  if (NumInputs(node) != 2 && NumInputs(node) != 3) {
+    MicroPrintf("%s: takes 2 or 3 inputs (activations, filter[, bias]), got %d.", kOp,
+                NumInputs(node));
+    return kTfLiteError;
+  }
+  if (NumOutputs(node) != 1) {
+    MicroPrintf("%s: has 1 output, got %d.", kOp, NumOutputs(node));
+    return kTfLiteError;
+  }
+
+  MicroContext* mc = GetMicroContext(context);
+  TfLiteTensor* input = mc->AllocateTempInputTensor(node, kInputTensor);
+  TfLiteTensor* filter = mc->AllocateTempInputTensor(node, kFilterTensor);
+  TfLiteTensor* bias =
+      NumInputs(node) == 3 ? mc->AllocateTempInputTensor(node, kBiasTensor) : nullptr;
+  TfLiteTensor* output = mc->AllocateTempOutputTensor(node, kOutputTensor);
+  TfLiteStatus status = kTfLiteError;
+  if (input == nullptr || filter == nullptr || output == nullptr) {
+    MicroPrintf("%s: the activations, filter and output tensors are required.", kOp);
+  } else {
+    status = PrepareWithTensors(context, node, data, input, filter, bias, output);
+  }
+  if (input != nullptr) mc->DeallocateTempTfLiteTensor(input);
+  if (filter != nullptr) mc->DeallocateTempTfLiteTensor(filter);
+  if (bias != nullptr) mc->DeallocateTempTfLiteTensor(bias);
+  if (output != nullptr) mc->DeallocateTempTfLiteTensor(output);
+  return status;
+}
+
+// ---------------------------------------------------------------- eval
+
+TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
+  const OpData* data = static_cast<const OpData*>(node->user_data);
+  TF_LITE_ENSURE(context, data != nullptr && data->multiplier != nullptr);
+  const TfLiteEvalTensor* input = micro::GetEvalInput(context, node, kInputTensor);
+  const TfLiteEvalTensor* filter = micro::GetEvalInput(context, node, kFilterTensor);
+  const TfLiteEvalTensor* bias =
+      NumInputs(node) == 3 ? micro::GetEvalInput(context, node, kBiasTensor) : nullptr;
+  TfLiteEvalTensor* output = micro::GetEvalOutput(context, node, kOutputTensor);
+  TF_LITE_ENSURE(context, input != nullptr && filter != nullptr && output != nullptr);
+
+  edgeplus_context ctx;
+  ctx.buf = data->scratch_index >= 0 ? context->GetScratchBuffer(context, data->scratch_index)
+                                     : nullptr;
+  ctx.size = data->scratch_index >= 0 ? data->scratch_bytes : 0;
+  edgeplus_quant_params quant;
+  quant.multiplier = data->multiplier;
+  quant.shift = data->shift;
+  const int32_t* bias_data = bias != nullptr ? micro::GetTensorData<int32_t>(bias) : nullptr;
+
+  const edgeplus_status st =
+      data->options.depthwise
+          ? edgeplus_depthwise_conv2d(&ctx, &data->params, &quant, &data->input_dims,
+                                      micro::GetTensorData<int8_t>(input), &data->filter_dims,
+                                      micro::GetTensorData<int8_t>(filter), bias_data,
+                                      &data->output_dims, micro::GetTensorData<int8_t>(output))
+          : edgeplus_conv2d(&ctx, &data->params, &quant, &data->input_dims,
+                            micro::GetTensorData<int8_t>(input), &data->filter_dims,
+                            micro::GetTensorData<int8_t>(filter), bias_data,
+                            &data->output_dims, micro::GetTensorData<int8_t>(output));
+  if (st != EDGEPLUS_OK) {
+    MicroPrintf("%s: kernel returned %s.", kOp, edgeplus_status_str(st));
+    return kTfLiteError;
+  }
+  return kTfLiteOk;
+}
+
+}  // namespace
+
+TFLMRegistration* Register_EDGEPLUS_CONV_MP() {
+  static TFLMRegistration r = micro::RegisterOp(Init, Prepare, Eval);
+  return &r;
+}
+
+}  // namespace edgeplus
+}  // namespace tflite

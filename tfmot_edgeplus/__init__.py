@@ -1,0 +1,42 @@
+"""tfmot_edgeplus: 2-4 bit Keras models onto microcontrollers, with little data.
+
+Grouped by use; everything here is a re-export.
+
+Quantization-aware training (TF-MOT)::
+
+    scheme = tfmot_edgeplus.EdgePlusQuantizeScheme(weight_bits=4, activation_bits=8)
+    qat = tfmot_edgeplus.quantize_model(model, scheme)
+    with tfmot_edgeplus.quantize_scope(): keras.models.load_model(path)
+
+Conversion (wraps tf.lite.TFLiteConverter) and the host TFLM runner::
+
+    tflite_bytes = tfmot_edgeplus.convert(qat, representative_data)
+    tfmot_edgeplus.runtime.TFLMRunner(tflite_bytes).predict(x)
+"""
+
+from tfmot_edgeplus._compat import KerasVersionError  # noqa: I001  (sets TF_USE_LEGACY_KERAS first)
+from tfmot_edgeplus.quantization import (
+    EdgePlusQuantizeScheme,
+    quantize_model,
+    quantize_scope,
+)
+from tfmot_edgeplus.conversion import ConversionReport, conversion_report, convert
+from tfmot_edgeplus import datasets, runtime
+
+__version__ = "0.1.0"
+
+__all__ = [
+    # errors
+    "KerasVersionError",
+    # quantization-aware training
+    "EdgePlusQuantizeScheme",
+    "quantize_model",
+    "quantize_scope",
+    # conversion
+    "convert",
+    "conversion_report",
+    "ConversionReport",
+    # subpackages
+    "datasets",
+    "runtime",
+]

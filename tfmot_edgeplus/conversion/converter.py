@@ -1,0 +1,140 @@
+"""``convert()``: a QAT model to a full-integer TFLite flatbuffer that keeps its low bits.
+
+We wrap ``tf.lite.TFLiteConverter`` (full-integer, int8 input/output, builtin int8 ops) and
+never replace it. TF 2.21 stores 2-, 3- and 4-bit filters of CONV_2D / DEPTHWISE_CONV_2D /
+FULLY_CONNECTED as TFLite INT4 (two per byte); 4-bit layers keep that. Layers quantized below
+4 bits are then repacked by :mod:`tfmot_edgeplus.conversion.lowbit` so that they take 2 or 3
+bits per weight (see that module for the format and why).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tfmot_edgeplus._compat import check_keras2_model, tf, tfmot
+from tfmot_edgeplus.conversion import lowbit
+
+_QuantizeWrapper = tfmot.quantization.keras.QuantizeWrapperV2
+
+
+def _as_sample_iterator(representative_data, input_shape):
+    """Validate ``representative_data`` and return a callable yielding one-sample batches."""
+    expected = tuple(int(d) if d is not None else None for d in input_shape[1:])
+    if callable(representative_data) and not isinstance(representative_data, np.ndarray):
+        return representative_data
+    if isinstance(representative_data, tf.data.Dataset):
+        def from_dataset():
+            for item in representative_data.unbatch().take(500):
+                x = item[0] if isinstance(item, (tuple, list)) else item
+                yield [tf.cast(tf.expand_dims(x, 0), tf.float32)]
+        return from_dataset
+    data = np.asarray(representative_data, dtype=np.float32)
+    if data.size == 0 or data.ndim == 0 or len(data) == 0:
+        raise ValueError(
+            f"representative_data is empty (shape {data.shape}); pass a few hundred real input "
+            f"samples shaped (N, {', '.join(map(str, expected))})."
+        )
+    if data.shape[1:] != tuple(d if d is not None else s for d, s in zip(expected, data.shape[1:])):
+        raise ValueError(
+            f"representative_data has samples of shape {data.shape[1:]}, but the model's input "
+            f"is {expected} (per sample); pass an array shaped (N, {', '.join(map(str, expected))})."
+        )
+    if not np.all(np.isfinite(data)):
+        raise ValueError("representative_data contains NaN or infinite values; pass real samples.")
+    sample = data[: min(len(data), 500)]
+
+    def from_array():
+        for row in sample:
+            yield [row[None, ...]]
+
+    return from_array
+
+
+def layer_weight_bits(qat_model) -> dict[str, int]:
+    """Weight bits of every layer whose weights are quantized, by original layer name."""
+    bits = {}
+    for layer in qat_model.layers:
+        if not isinstance(layer, _QuantizeWrapper):
+            continue
+        # (weight, quantizer, quantizer variables) for each weight the wrapper quantizes.
+        for _, quantizer, _ in getattr(layer, "_weight_vars", []):
+            num_bits = getattr(quantizer, "num_bits", None)
+            if num_bits is not None:
+                bits[layer.layer.name] = int(num_bits)
+    return bits
+
+
+def layer_activation_bits(qat_model) -> dict[str, int]:
+    """Activation bits of every quantized layer that quantizes an activation."""
+    bits = {}
+    for layer in qat_model.layers:
+        if not isinstance(layer, _QuantizeWrapper):
+            continue
+        quantizer = getattr(layer.quantize_config, "activation_quantizer", None)
+        num_bits = getattr(quantizer, "num_bits", None)
+        if num_bits is not None:
+            bits[layer.layer.name] = int(num_bits)
+    return bits
+
+
+def _off_grid_top_levels(qat_model) -> dict[str, int]:
+    """Layers whose INT4 values the converter takes off their grid, with their top level.
+
+    TF 2.21 maps a ``b``-bit fake-quant range ``[-Qp*s, Qp*s]`` onto INT4's ``[-7, 7]``, i.e.
+    stores ``round(7 * level / Qp)``: exact for 2 bits (Qp = 1) and 4 bits (Qp = 7), off the
+    grid for 3 bits (Qp = 3).
+    """
+    from tfmot_edgeplus.quantization.quantizers import q_max
+
+    return {
+        name: q_max(bits)
+        for name, bits in layer_weight_bits(qat_model).items()
+        if bits <= 4 and 7 % q_max(bits) != 0
+    }
+
+
+def is_quantized(model) -> bool:
+    return any(isinstance(layer, _QuantizeWrapper) for layer in model.layers)
+
+
+def convert(qat_model, representative_data, *, lowbit_storage: bool = True) -> bytes:
+    """Convert a QAT model to a full-integer TFLite flatbuffer (int8 I/O) and return its bytes.
+
+    Args:
+      qat_model: a model from :func:`tfmot_edgeplus.quantize_model` or TF-MOT's
+        ``quantize_apply`` (any scheme). A float model is refused: quantize it first.
+      representative_data: real input samples, an array ``(N, *input_shape)``, a
+        ``tf.data.Dataset`` of ``x`` or ``(x, y)``, or a callable yielding ``[batch_of_one]``
+        as TFLite expects. Used by the converter to fix the activation ranges the QAT model
+        did not record (input, and any unquantized tensor).
+      lowbit_storage: repack 2- and 3-bit layers to 2 / 3 bits per weight (default). With
+        False they stay in the INT4 container TF emits.
+
+    3-bit filters are first put back on their quantizer's exact grid
+    (:func:`~tfmot_edgeplus.conversion.lowbit.restore_int4_levels`): the converter re-rounds
+    their levels -3..3 onto INT4's -7..7.
+    """
+    check_keras2_model(qat_model, "qat_model")
+    if not is_quantized(qat_model):
+        raise ValueError(
+            f"qat_model {qat_model.name!r} has no quantized layers: it is a float model. "
+            "Quantize it first: tfmot_edgeplus.quantize_model(model, EdgePlusQuantizeScheme(...))."
+        )
+    converter = tf.lite.TFLiteConverter.from_keras_model(qat_model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = _as_sample_iterator(
+        representative_data, qat_model.inputs[0].shape
+    )
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    model_bytes = bytes(converter.convert())
+    model_bytes = lowbit.restore_int4_levels(model_bytes, _off_grid_top_levels(qat_model))
+    if lowbit_storage:
+        low = {name: b for name, b in layer_weight_bits(qat_model).items() if b < 4}
+        if low:
+            model_bytes = lowbit.pack_lowbit_weights(model_bytes, low)
+    return model_bytes
+
+
+__all__ = ["convert", "layer_weight_bits", "layer_activation_bits", "is_quantized"]

@@ -1,0 +1,51 @@
+"""Small reference models that fit a Nano 33 BLE, used by the demo, benchmarks and tests."""
+
+from __future__ import annotations
+
+from tfmot_edgeplus._compat import keras
+
+
+def small_cnn(input_shape=(28, 28, 1), classes: int = 10, width: int = 16, name: str = "small_cnn"):
+    """Conv-BN-ReLU, a depthwise-separable block, a 3x3 conv and a Dense classifier on the
+    flattened 3x3 map (about 13k parameters at width 16): every layer type the scheme
+    quantizes, small enough for a Nano 33 BLE and for 2-core CI. BatchNorm momentum 0.9 so
+    that its statistics settle within the few hundred steps our runs take."""
+    inputs = keras.Input(input_shape, name="image")
+    x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name="conv1")(inputs)
+    x = keras.layers.BatchNormalization(momentum=0.9, name="bn1")(x)
+    x = keras.layers.ReLU(name="relu1")(x)
+    x = keras.layers.MaxPooling2D(name="pool1")(x)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="dw2")(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, name="bn_dw2")(x)
+    x = keras.layers.ReLU(name="relu_dw2")(x)
+    x = keras.layers.Conv2D(2 * width, 1, use_bias=False, name="pw2")(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, name="bn2")(x)
+    x = keras.layers.ReLU(name="relu2")(x)
+    x = keras.layers.MaxPooling2D(name="pool2")(x)
+    x = keras.layers.Conv2D(2 * width, 3, padding="same", activation="relu", name="conv3")(x)
+    x = keras.layers.MaxPooling2D(name="pool3")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    outputs = keras.layers.Dense(classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def imu_cnn(window: int = 100, channels: int = 6, classes: int = 7, width: int = 16,
+            name: str = "imu_cnn"):
+    """1-D CNN for IMU windows (samples x channels)."""
+    inputs = keras.Input((window, channels), name="imu")
+    x = keras.layers.Conv1D(width, 5, strides=2, padding="same", activation="relu", name="conv1")(inputs)
+    x = keras.layers.Conv1D(2 * width, 5, strides=2, padding="same", activation="relu", name="conv2")(x)
+    x = keras.layers.Conv1D(2 * width, 3, padding="same", activation="relu", name="conv3")(x)
+    x = keras.layers.GlobalAveragePooling1D(name="gap")(x)
+    outputs = keras.layers.Dense(classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def compile_classifier(model, learning_rate: float = 1e-3):
+    """Adam + sparse categorical cross-entropy on logits + accuracy."""
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model

@@ -1,0 +1,493 @@
+"""Golden vectors for the tflm_ops C tests, generated from the NumPy reference.
+
+    python -m tfmot_edgeplus.patching.golden --out tflm_ops/tests/golden_cases.h
+
+writes a small, deterministic C header (conv / depthwise cases at mixed bit-widths with
+patch windows and buffer regions, requantization edge cases, packing and bit-flip cases)
+that ``tflm_ops/tests/test_edgeplus.c`` checks byte for byte on the host and on the
+Cortex-M4 in QEMU. The random case builders are shared with the pytest suites.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from tfmot_edgeplus.calibration.bitflip_reference import bitflip_apply
+from tfmot_edgeplus.conversion.packing import int_range, pack
+from tfmot_edgeplus.patching import reference as ref
+
+__all__ = [
+    "ConvCase",
+    "calibrate_requant",
+    "golden_conv_cases",
+    "main",
+    "random_conv_case",
+    "render_header",
+]
+
+
+@dataclasses.dataclass
+class ConvCase:
+    """Everything one conv call needs, unpacked, plus the reference result."""
+
+    name: str
+    depthwise: bool
+    params: ref.ConvParams
+    x: np.ndarray  # the input buffer (the input_region when given)
+    w: np.ndarray
+    bias: np.ndarray | None
+    multiplier: np.ndarray
+    shift: np.ndarray
+    input_hw: tuple[int, int]
+    output_hw: tuple[int, int]
+    window: tuple[int, int, int, int] | None = None
+    input_region: tuple[int, int, int, int] | None = None
+    output_region: tuple[int, int, int, int] | None = None
+
+    def reference(self) -> np.ndarray:
+        """The reference output of the window."""
+        f = ref.depthwise_conv2d if self.depthwise else ref.conv2d
+        return f(
+            self.x,
+            self.w,
+            self.bias,
+            self.multiplier,
+            self.shift,
+            self.params,
+            output_hw=self.output_hw,
+            window=self.window,
+            input_region=self.input_region,
+            input_hw=self.input_hw,
+        )
+
+    @property
+    def input_shape(self):
+        return (self.x.shape[0], *self.input_hw, self.x.shape[3])
+
+    @property
+    def output_shape(self):
+        oc = self.x.shape[3] if self.depthwise else self.w.shape[0]
+        return (self.x.shape[0], *self.output_hw, oc)
+
+
+def calibrate_requant(
+    acc: np.ndarray, bias: np.ndarray | None, out_bits: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel (multiplier, shift) so that the outputs spread over the out range
+    (with some clamping at the ends), like a calibrated layer."""
+    oc = acc.shape[-1]
+    a = acc.reshape(-1, oc).astype(np.int64)
+    if bias is not None:
+        a = a + bias
+    span = np.maximum(np.abs(a).max(axis=0), 1)
+    half = 1 << (out_bits - 1)
+    mult, shift = [], []
+    for c in range(oc):
+        real = half / float(span[c]) * float(rng.uniform(0.7, 1.6))
+        m, s = ref.quantize_multiplier(real)
+        mult.append(m)
+        shift.append(s)
+    return np.array(mult, np.int64), np.array(shift, np.int64)
+
+
+def random_conv_case(
+    rng: np.random.Generator,
+    *,
+    in_bits=8,
+    w_bits=8,
+    out_bits=8,
+    depthwise=False,
+    n=1,
+    h=6,
+    w=7,
+    c=3,
+    oc=4,
+    k=(3, 3),
+    stride=1,
+    padding="SAME",
+    dilation=1,
+    window=None,
+    region_margin=None,
+    bias=True,
+    relu=False,
+    name="case",
+) -> ConvCase:
+    """A random conv case whose requantization is calibrated to its accumulators.
+
+    ``window``: output window (y, x, h, w) or None. ``region_margin``: when not None,
+    the input buffer holds only the rows/cols the window reads grown by that margin
+    (clipped), and the output buffer the window grown by it.
+    """
+    kh, kw = (k, k) if isinstance(k, int) else k
+    ilo, ihi = int_range(in_bits)
+    olo, ohi = int_range(out_bits)
+    zp_in = int(rng.integers(ilo, ihi + 1))
+    zp_out = int(rng.integers(olo, ohi + 1))
+    params, output_hw = ref.make_conv_params(
+        (h, w),
+        (kh, kw),
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        in_bits=in_bits,
+        w_bits=w_bits,
+        out_bits=out_bits,
+        input_zero_point=zp_in,
+        output_zero_point=zp_out,
+        act_min=max(zp_out, olo) if relu else None,
+    )
+    x = rng.integers(ilo, ihi + 1, (n, h, w, c)).astype(np.int8)
+    wlo, whi = int_range(w_bits)
+    if depthwise:
+        oc = c
+        wt = rng.integers(wlo, whi + 1, (1, kh, kw, c)).astype(np.int8)
+    else:
+        wt = rng.integers(wlo, whi + 1, (oc, kh, kw, c)).astype(np.int8)
+    acc = ref.conv2d_accumulators(x, wt, params, output_hw=output_hw, depthwise=depthwise)
+    b = None
+    if bias:
+        scale = max(int(np.abs(acc).max()), 4)
+        b = rng.integers(-scale // 2, scale // 2 + 1, oc).astype(np.int64)
+    mult, shift = calibrate_requant(acc, b, out_bits, rng)
+    in_region = out_region = None
+    if window is not None and region_margin is not None:
+        need = ref.conv_input_region(params, (h, w), (kh, kw), window)
+        in_region = _grow(need, region_margin, (h, w))
+        out_region = _grow(window, region_margin, output_hw)
+        y0, x0, rh, rw = in_region
+        x = x[:, y0 : y0 + rh, x0 : x0 + rw, :].copy()
+    return ConvCase(
+        name,
+        depthwise,
+        params,
+        x,
+        wt,
+        b,
+        mult,
+        shift,
+        (h, w),
+        output_hw,
+        window,
+        in_region,
+        out_region,
+    )
+
+
+def _grow(win, margin, hw):
+    y, x, h, w = win
+    y0, x0 = max(y - margin, 0), max(x - margin, 0)
+    y1, x1 = min(y + h + margin, hw[0]), min(x + w + margin, hw[1])
+    return (y0, x0, y1 - y0, x1 - x0)
+
+
+# ----------------------------------------------------------------------------- the header
+
+
+def golden_conv_cases(seed: int = 20240601) -> list[ConvCase]:
+    """The small fixed set of cases committed in golden_cases.h."""
+    rng = np.random.default_rng(seed)
+    specs = [
+        {"name": "conv_a8w8o8_same_s1", "in_bits": 8, "w_bits": 8, "out_bits": 8},
+        {"name": "conv_a4w4o4_same_s1", "in_bits": 4, "w_bits": 4, "out_bits": 4},
+        {
+            "name": "conv_a2w2o2_valid_s1",
+            "in_bits": 2,
+            "w_bits": 2,
+            "out_bits": 2,
+            "padding": "VALID",
+        },
+        {
+            "name": "conv_a8w4o8_same_s2_relu",
+            "in_bits": 8,
+            "w_bits": 4,
+            "out_bits": 8,
+            "stride": 2,
+            "relu": True,
+        },
+        {"name": "conv_a2w8o4_same_dil2", "in_bits": 2, "w_bits": 8, "out_bits": 4, "dilation": 2},
+        {
+            "name": "conv_a4w2o8_valid_s2",
+            "in_bits": 4,
+            "w_bits": 2,
+            "out_bits": 8,
+            "padding": "VALID",
+            "stride": 2,
+        },
+        {
+            "name": "conv_a2w2o8_patch_bottom_right",
+            "in_bits": 2,
+            "w_bits": 2,
+            "out_bits": 8,
+            "window": (2, 2, 3, 3),
+            "region_margin": 1,
+        },
+        {
+            "name": "conv_a4w4o2_patch_top_left",
+            "in_bits": 4,
+            "w_bits": 4,
+            "out_bits": 2,
+            "window": (0, 0, 2, 3),
+            "region_margin": 1,
+        },
+        {
+            "name": "conv_a8w8o4_patch_middle_n2_odd",
+            "in_bits": 8,
+            "w_bits": 8,
+            "out_bits": 4,
+            "n": 2,
+            "c": 5,
+            "oc": 3,
+            "window": (2, 1, 2, 3),
+            "region_margin": 0,
+        },
+        {
+            "name": "conv_a2w2o4_long_k",
+            "in_bits": 2,
+            "w_bits": 2,
+            "out_bits": 4,
+            "h": 3,
+            "w": 3,
+            "c": 72,
+            "oc": 2,
+            "padding": "VALID",
+            "bias": False,
+        },
+        {
+            "name": "dw_a8w8o8_same_s1",
+            "depthwise": True,
+            "in_bits": 8,
+            "w_bits": 8,
+            "out_bits": 8,
+            "c": 4,
+        },
+        {
+            "name": "dw_a4w4o4_same_s2_patch",
+            "depthwise": True,
+            "in_bits": 4,
+            "w_bits": 4,
+            "out_bits": 4,
+            "c": 5,
+            "stride": 2,
+            "window": (1, 0, 2, 2),
+            "region_margin": 1,
+        },
+        {
+            "name": "dw_a2w2o2_valid",
+            "depthwise": True,
+            "in_bits": 2,
+            "w_bits": 2,
+            "out_bits": 2,
+            "c": 3,
+            "padding": "VALID",
+        },
+    ]
+    small = {"h": 5, "w": 5, "oc": 3}
+    return [random_conv_case(rng, **{**small, **s}) for s in specs]
+
+
+def _c_array(ctype: str, name: str, values) -> str:
+    vals = [int(v) for v in np.asarray(values).reshape(-1)]
+    if not vals:
+        vals = [0]
+    body = ", ".join(str(v) for v in vals)
+    lines, line = [], "   "
+    for tok in body.split(" "):
+        if len(line) + len(tok) + 1 > 96:
+            lines.append(line)
+            line = "   "
+        line += " " + tok
+    lines.append(line)
+    return f"static const {ctype} {name}[{len(vals)}] = {{\n" + "\n".join(lines) + "\n};\n"
+
+
+def _packed_output(case: ConvCase, prefill: int) -> np.ndarray:
+    """Unpacked output buffer after the call: prefill values, window overwritten."""
+    p = case.params
+    oc = case.output_shape[3]
+    n = case.x.shape[0]
+    reg = case.output_region or (0, 0, *case.output_hw)
+    # prefill byte -> the values it holds at out_bits
+    per = 8 // p.out_bits
+    count = n * reg[2] * reg[3] * oc
+    raw = np.full((count * p.out_bits + 7) // 8, prefill, np.uint8)
+    from tfmot_edgeplus.conversion.packing import unpack
+
+    buf = unpack(raw, p.out_bits, count).reshape(n, reg[2], reg[3], oc)
+    win = case.window or (0, 0, *case.output_hw)
+    y0, x0 = win[0] - reg[0], win[1] - reg[1]
+    buf[:, y0 : y0 + win[2], x0 : x0 + win[3], :] = case.reference()
+    packed = pack(buf, p.out_bits).view(np.uint8).copy()
+    # tail bits past the last value keep the prefill
+    tail = (count * p.out_bits) % 8
+    if per > 1 and tail:
+        keep = (0xFF << tail) & 0xFF
+        packed[-1] = (int(packed[-1]) & (~keep & 0xFF)) | (prefill & keep)
+    return packed.view(np.int8)
+
+
+def _requant_cases(rng):
+    edge = [
+        (0, 1 << 30, 0),
+        (1, 1 << 30, 0),
+        (-1, 1 << 30, 0),
+        (3, 1 << 30, -1),
+        (-3, 1 << 30, -1),
+        (5, 1 << 30, -1),
+        (-5, 1 << 30, -1),
+        (2**31 - 1, 2**31 - 1, 0),
+        (-(2**31), 2**31 - 1, 0),
+        (-(2**31), 1 << 30, -31),
+        (2**31 - 1, 1 << 30, -31),
+        (12345, 1518500250, 3),
+        (-12345, 1518500250, 3),
+        (100000, 1073741824, 30),
+        (7, 2**31 - 1, 30),
+        (-(2**31), 0, 0),
+        (1 << 20, 1999999999, -20),
+        (-(1 << 20), 1999999999, -20),
+    ]
+    for _ in range(14):
+        edge.append(
+            (
+                int(rng.integers(-(2**31), 2**31)),
+                int(rng.integers(1 << 30, 2**31)),
+                int(rng.integers(-31, 8)),
+            )
+        )
+    out = []
+    for acc, m, s in edge:
+        e = int(ref.multiply_by_quantized_multiplier(acc, m, s))
+        out.append((acc, m, s, e))
+    return out
+
+
+def render_header(seed: int = 20240601) -> str:
+    """The text of golden_cases.h."""
+    rng = np.random.default_rng(seed + 1)
+    parts = [
+        (
+            "/* golden_cases.h - GENERATED by `python -m tfmot_edgeplus.patching.golden --out\n"
+            " * tflm_ops/tests/golden_cases.h` from the NumPy reference; do not edit. */\n"
+        ),
+        (
+            "#ifndef EDGEPLUS_GOLDEN_CASES_H\n#define EDGEPLUS_GOLDEN_CASES_H\n\n"
+            '#include "golden_types.h"\n\n'
+        ),
+    ]
+    entries = []
+    for i, case in enumerate(golden_conv_cases(seed)):
+        p = case.params
+        prefill = int(rng.integers(0, 256))
+        xin = pack(case.x, p.in_bits)
+        wp = pack(case.w, p.w_bits)
+        exp = _packed_output(case, prefill)
+        parts.append(f"/* {case.name} */\n")
+        parts.append(_c_array("int8_t", f"g{i}_input", xin))
+        parts.append(_c_array("int8_t", f"g{i}_filter", wp))
+        if case.bias is not None:
+            parts.append(_c_array("int32_t", f"g{i}_bias", case.bias))
+        parts.append(_c_array("int32_t", f"g{i}_mult", case.multiplier))
+        parts.append(_c_array("int32_t", f"g{i}_shift", case.shift))
+        parts.append(_c_array("int8_t", f"g{i}_expected", exp))
+        n, ih, iw, c = case.input_shape
+        fd = case.w.shape
+        on, oh, ow, oc = case.output_shape
+        win = case.window or (0, 0, oh, ow)
+        ir = case.input_region or (0, 0, ih, iw)
+        orr = case.output_region or (0, 0, oh, ow)
+        pf = ", ".join(str(int(getattr(p, f.name))) for f in dataclasses.fields(p))
+        entries.append(
+            f'    {{"{case.name}", {int(case.depthwise)}, {{{pf}}},\n'
+            f"     {{{n}, {ih}, {iw}, {c}}}, {{{fd[0]}, {fd[1]}, {fd[2]}, {fd[3]}}}, "
+            f"{{{on}, {oh}, {ow}, {oc}}},\n"
+            f"     {{{win[0]}, {win[1]}, {win[2]}, {win[3]}}}, "
+            f"{int(case.input_region is not None)}, {{{ir[0]}, {ir[1]}, {ir[2]}, {ir[3]}}}, "
+            f"{int(case.output_region is not None)}, {{{orr[0]}, {orr[1]}, {orr[2]}, {orr[3]}}},\n"
+            f"     g{i}_input, {xin.size}, g{i}_filter, {wp.size}, "
+            f"{f'g{i}_bias' if case.bias is not None else 'NULL'}, g{i}_mult, g{i}_shift, "
+            f"{prefill}, g{i}_expected, {exp.size}}},\n"
+        )
+    parts.append(
+        "static const golden_conv_case golden_conv_cases[] = {\n"
+        + "".join(entries)
+        + "};\n#define GOLDEN_CONV_COUNT "
+        "((int)(sizeof(golden_conv_cases) / sizeof(golden_conv_cases[0])))\n\n"
+    )
+
+    rq = _requant_cases(rng)
+    parts.append(
+        "static const golden_requant_case golden_requant_cases[] = {\n"
+        + "".join(
+            f"    {{{a}, {m}, {s}, {e}}},\n".replace("-2147483648", "INT32_MIN")
+            for a, m, s, e in rq
+        )
+        + "};\n#define GOLDEN_REQUANT_COUNT "
+        "((int)(sizeof(golden_requant_cases) / sizeof(golden_requant_cases[0])))\n\n"
+    )
+
+    pk = []
+    for i, (bits, count) in enumerate([(4, 7), (4, 8), (2, 9), (2, 4)]):
+        lo, hi = int_range(bits)
+        vals = rng.integers(lo, hi + 1, count)
+        vals[0], vals[-1] = lo, hi
+        parts.append(_c_array("int8_t", f"gp{i}_values", vals))
+        parts.append(_c_array("int8_t", f"gp{i}_packed", pack(vals, bits)))
+        pk.append(f"    {{{bits}, {count}, gp{i}_values, gp{i}_packed}},\n")
+    parts.append(
+        "static const golden_pack_case golden_pack_cases[] = {\n"
+        + "".join(pk)
+        + "};\n#define GOLDEN_PACK_COUNT "
+        "((int)(sizeof(golden_pack_cases) / sizeof(golden_pack_cases[0])))\n\n"
+    )
+
+    bf = []
+    for i, (bits, count) in enumerate([(2, 11), (4, 13), (8, 9)]):
+        lo, hi = int_range(bits)
+        wv = rng.integers(lo, hi + 1, count)
+        wv[:3] = (lo, hi, lo + 1)  # saturation at both ends and the -2^(b-1) case
+        up = rng.integers(-1, 2, count)
+        up[:3] = (0, 1, -1)
+        new, changed = bitflip_apply(wv, up, bits)
+        parts.append(_c_array("int8_t", f"gb{i}_weights", pack(wv, bits)))
+        parts.append(_c_array("int8_t", f"gb{i}_update", up))
+        parts.append(_c_array("int8_t", f"gb{i}_expected", pack(new, bits)))
+        bf.append(
+            f"    {{{bits}, {count}, gb{i}_weights, gb{i}_update, gb{i}_expected, {changed}}},\n"
+        )
+    parts.append(
+        "static const golden_bitflip_case golden_bitflip_cases[] = {\n"
+        + "".join(bf)
+        + "};\n#define GOLDEN_BITFLIP_COUNT "
+        "((int)(sizeof(golden_bitflip_cases) / sizeof(golden_bitflip_cases[0])))\n\n"
+    )
+    parts.append("#endif /* EDGEPLUS_GOLDEN_CASES_H */\n")
+    return "".join(parts)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, required=True, help="header to write")
+    ap.add_argument("--seed", type=int, default=20240601)
+    ap.add_argument(
+        "--check",
+        action="store_true",
+        help="do not write; exit 1 if --out differs from what would be written",
+    )
+    args = ap.parse_args(argv)
+    text = render_header(args.seed)
+    if args.check:
+        same = args.out.is_file() and args.out.read_text() == text
+        print(f"{args.out}: {'up to date' if same else 'OUT OF DATE'}")
+        return 0 if same else 1
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(f"wrote {args.out} ({len(text)} bytes)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

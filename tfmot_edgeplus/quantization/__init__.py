@@ -1,0 +1,25 @@
+"""Low-bit quantization-aware training for TF-MOT: quantizers, QuantizeConfigs, a scheme."""
+
+from tfmot_edgeplus.quantization.configs import EdgePlusWeightQuantizeConfig
+from tfmot_edgeplus.quantization.quantizers import (
+    ACTIVATION_BITS,
+    WEIGHT_BITS,
+    LearnedScaleWeightQuantizer,
+)
+from tfmot_edgeplus.quantization.registry import EdgePlusQuantizeRegistry
+from tfmot_edgeplus.quantization.scheme import (
+    EdgePlusQuantizeScheme,
+    quantize_model,
+    quantize_scope,
+)
+
+__all__ = [
+    "ACTIVATION_BITS",
+    "WEIGHT_BITS",
+    "EdgePlusQuantizeRegistry",
+    "EdgePlusQuantizeScheme",
+    "EdgePlusWeightQuantizeConfig",
+    "LearnedScaleWeightQuantizer",
+    "quantize_model",
+    "quantize_scope",
+]

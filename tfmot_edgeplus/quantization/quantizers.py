@@ -1,0 +1,213 @@
+"""Weight and activation quantizers of the edgeplus scheme (TF-MOT ``Quantizer`` API).
+
+Two weight quantizers, both symmetric, per output channel, narrow range
+(integer levels ``-Qp..Qp`` with ``Qp = 2**(bits-1) - 1``: 2 bits give the ternary
+levels {-1, 0, 1}, 3 bits -3..3, 4 bits -7..7, 8 bits -127..127), which is what TFLite
+requires of weights (zero point 0):
+
+* :func:`min_max_weight_quantizer`: TF-MOT's last-value min/max quantizer (range = the
+  channel's max |w|), as in TF-MOT's ``default_n_bit`` scheme.
+* :class:`LearnedScaleWeightQuantizer`: LSQ (Esser et al. 2020), the QuaRC quantizer
+  ``w_q = s * clamp(round(w / s), -Qp, Qp)`` with a trainable per-channel step ``s``,
+  straight-through rounding and LSQ's gradient scale ``1 / sqrt(n * Qp)``. ``s`` is
+  initialised lazily, on the first call, to the step that minimises the channel's
+  quantization MSE over a grid of clipping ratios (better than max|w| at 2-3 bits, where
+  the largest weight would otherwise waste a level).
+
+In inference mode (``training=False``, which is what ``TFLiteConverter`` traces) the LSQ
+quantizer emits TensorFlow's ``FakeQuantWithMinMaxVarsPerChannel`` with
+``min = -s*Qp, max = s*Qp``: the same values (its step is ``(max-min)/(2*Qp) = s``), in the
+op the converter turns into stored low-bit integer weights.
+
+Activations use TF-MOT's moving-average asymmetric quantizer at 8 or 4 bits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tfmot_edgeplus._compat import keras, tf, tfmot
+
+_Quantizer = tfmot.quantization.keras.quantizers.Quantizer
+LastValueQuantizer = tfmot.quantization.keras.quantizers.LastValueQuantizer
+MovingAverageQuantizer = tfmot.quantization.keras.quantizers.MovingAverageQuantizer
+
+WEIGHT_BITS = (2, 3, 4, 8)
+ACTIVATION_BITS = (4, 8)
+
+# Clipping ratios (of max|w|) tried when initialising a learned step by minimum MSE.
+_INIT_CLIP_RATIOS = np.linspace(0.3, 1.0, 15).astype(np.float32)
+
+
+def check_bits(value, allowed, what: str) -> int:
+    """Return ``value`` as an int if it is one of ``allowed``, else raise a ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value not in allowed:
+        raise ValueError(
+            f"{what} must be one of {sorted(allowed)}, got {value!r}. "
+            f"Choose {what} from {sorted(allowed)}."
+        )
+    return int(value)
+
+
+def q_max(bits: int) -> int:
+    """Largest integer level of a symmetric narrow-range ``bits``-bit weight."""
+    return 2 ** (bits - 1) - 1
+
+
+def min_max_weight_quantizer(bits: int, per_axis: bool = True) -> LastValueQuantizer:
+    """TF-MOT's min/max (last value) weight quantizer at ``bits``, symmetric narrow range."""
+    check_bits(bits, WEIGHT_BITS, "weight_bits")
+    return LastValueQuantizer(num_bits=bits, per_axis=per_axis, symmetric=True, narrow_range=True)
+
+
+def activation_quantizer(bits: int) -> MovingAverageQuantizer:
+    """TF-MOT's moving-average asymmetric activation quantizer at ``bits``."""
+    check_bits(bits, ACTIVATION_BITS, "activation_bits")
+    return MovingAverageQuantizer(num_bits=bits, per_axis=False, symmetric=False, narrow_range=False)
+
+
+def _round_ste(x):
+    return x + tf.stop_gradient(tf.round(x) - x)
+
+
+def _scale_grad(x, factor):
+    """Identity in the forward pass; multiplies the gradient by ``factor`` (LSQ)."""
+    return tf.stop_gradient(x - x * factor) + x * factor
+
+
+class LearnedScaleWeightQuantizer(_Quantizer):
+    """LSQ weight quantizer with a trainable step per output channel.
+
+    Save models that use it in the SavedModel format (``model.save(directory)``), which
+    restores variables by name. HDF5 restores them by position, and TF-MOT's wrapper lists a
+    trainable quantizer variable before the kernel in a rebuilt model but after it in the
+    original, so an ``.h5`` file of such a model does not load.
+
+    Args:
+      num_bits: 2, 3, 4 or 8.
+      channel_axis: first kernel axis of the output channel: the output channels are all
+        axes from there to the end, in row-major order. -1 for Conv1D/Conv2D kernels; 2 for
+        a DepthwiseConv2D kernel ``(kh, kw, C, m)``, whose ``C * m`` output channels are
+        ordered ``c * m + j`` as in TFLite; ``None`` for one step per tensor (Dense: the converter transposes FC
+        weights and refuses a per-channel axis that moves, so Dense is per tensor, as in TF-MOT).
+    """
+
+    def __init__(self, num_bits: int, channel_axis: int | None = -1):
+        self.num_bits = check_bits(num_bits, WEIGHT_BITS, "num_bits")
+        self.channel_axis = None if channel_axis is None else int(channel_axis)
+
+    # TF-MOT API -----------------------------------------------------------------------
+    def build(self, tensor_shape, name, layer):
+        rank = len(tensor_shape)
+        if self.channel_axis is not None and self.channel_axis % rank not in (rank - 1, rank - 2):
+            raise ValueError(
+                f"channel_axis={self.channel_axis} for a kernel of shape {tuple(tensor_shape)}: "
+                "the output channels must be the last axis (-1) or the last two (depthwise: -2)."
+            )
+        channels = 1 if self.channel_axis is None else int(
+            np.prod(tensor_shape[self.channel_axis % len(tensor_shape):])
+        )
+        scale = layer.add_weight(
+            name + "_scale",
+            shape=(channels,),
+            initializer=keras.initializers.Ones(),
+            trainable=True,
+        )
+        initialized = layer.add_weight(
+            name + "_scale_initialized",
+            shape=(),
+            initializer=keras.initializers.Zeros(),
+            trainable=False,
+        )
+        return {"scale": scale, "initialized": initialized}
+
+    def __call__(self, inputs, training, weights, **kwargs):
+        qp = float(q_max(self.num_bits))
+        if training:
+            scale = self._initialised_scale(inputs, weights)
+            n_per_channel = int(np.prod(inputs.shape)) // int(scale.shape[0])
+            s = _scale_grad(scale, 1.0 / np.sqrt(n_per_channel * qp))
+            s = self._broadcast(s, inputs)
+            return _round_ste(tf.clip_by_value(inputs / s, -qp, qp)) * s
+        # No assignment here: the converter must be able to fold min/max to constants.
+        stored = tf.maximum(tf.abs(weights["scale"]), 1e-8)
+        scale = tf.where(weights["initialized"] > 0.5, stored, self.mse_optimal_scale(inputs))
+        return self._fake_quant(inputs, scale, qp)
+
+    def initialize(self, weight, weights) -> None:
+        """Set the step from ``weight`` now (eagerly), by minimum quantization MSE."""
+        weights["scale"].assign(self.mse_optimal_scale(tf.convert_to_tensor(weight)))
+        weights["initialized"].assign(1.0)
+
+    def get_config(self):
+        return {"num_bits": self.num_bits, "channel_axis": self.channel_axis}
+
+    def __eq__(self, other):
+        return isinstance(other, LearnedScaleWeightQuantizer) and self.get_config() == other.get_config()
+
+    def __ne__(self, other):
+        return not self.__eq__(other)
+
+    # helpers ---------------------------------------------------------------------------
+    def _reduce_axes(self, rank: int) -> list[int]:
+        if self.channel_axis is None:
+            return list(range(rank))
+        return list(range(self.channel_axis % rank))
+
+    def _broadcast(self, per_channel, inputs):
+        if self.channel_axis is None:
+            return tf.reshape(per_channel, [])
+        axis = self.channel_axis % inputs.shape.rank
+        return tf.reshape(per_channel, [1] * axis + list(inputs.shape[axis:]))
+
+    def _fake_quant(self, inputs, scale, qp):
+        """TFLite-convertible form: FakeQuant with min/max = -+ s * Qp."""
+        if self.channel_axis is None:
+            return tf.quantization.fake_quant_with_min_max_vars(
+                inputs, -scale[0] * qp, scale[0] * qp, num_bits=self.num_bits, narrow_range=True
+            )
+        rank = inputs.shape.rank
+        if self.channel_axis % rank == rank - 1:
+            return tf.quantization.fake_quant_with_min_max_vars_per_channel(
+                inputs, -scale * qp, scale * qp, num_bits=self.num_bits, narrow_range=True
+            )
+        # Depthwise kernel (kh, kw, C, m): the same memory seen as (kh, kw, 1, C*m) has the
+        # output channels last, in TFLite's order.
+        shape = tf.shape(inputs)
+        moved = tf.reshape(inputs, tf.concat([shape[:-2], [1, -1]], axis=0))
+        quantized = tf.quantization.fake_quant_with_min_max_vars_per_channel(
+            moved, -scale * qp, scale * qp, num_bits=self.num_bits, narrow_range=True
+        )
+        return tf.reshape(quantized, shape)
+
+    def _initialised_scale(self, inputs, weights):
+        """The stored step, set from the weights on the first training call if still unset."""
+        scale_var, flag = weights["scale"], weights["initialized"]
+
+        @tf.autograph.experimental.do_not_convert
+        def init():
+            best = self.mse_optimal_scale(inputs)
+            with tf.control_dependencies([scale_var.assign(best), flag.assign(1.0)]):
+                return tf.identity(best)
+
+        scale = tf.cond(flag > 0.5, lambda: tf.identity(scale_var), init)
+        return tf.maximum(tf.abs(scale), 1e-8)
+
+    def mse_optimal_scale(self, w):
+        """Per-channel step minimising ||w - Q(w)||^2 over clipping ratios of max|w|."""
+        reduce_axes = self._reduce_axes(w.shape.rank)
+        qp = float(q_max(self.num_bits))
+        max_abs = tf.reshape(tf.reduce_max(tf.abs(w), axis=reduce_axes), [-1])
+        max_abs = tf.maximum(max_abs, 1e-8)
+        errors = []
+        for ratio in _INIT_CLIP_RATIOS:
+            s = self._broadcast(max_abs * float(ratio) / qp, w)
+            q = tf.clip_by_value(tf.round(w / s), -qp, qp) * s
+            errors.append(tf.reshape(tf.reduce_sum(tf.square(w - q), axis=reduce_axes), [-1]))
+        best = tf.argmin(tf.stack(errors, axis=0), axis=0)
+        ratios = tf.gather(tf.constant(_INIT_CLIP_RATIOS), best)
+        return max_abs * ratios / qp
+
+
+def custom_objects() -> dict:
+    return {"LearnedScaleWeightQuantizer": LearnedScaleWeightQuantizer}

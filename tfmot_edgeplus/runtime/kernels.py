@@ -1,0 +1,830 @@
+"""ctypes binding of the tflm_ops C kernels (``build/host/libedgeplus_ops.so``) for the host.
+
+The library is built from ``tflm_ops/src`` with ``make -C tflm_ops host``; on first use the
+binding runs that itself when the library is missing or older than the sources, and says
+clearly what to install when there is no compiler. ``EDGEPLUS_OPS_LIB`` points at a
+prebuilt library instead.
+
+Functions take and return *unpacked* NumPy integer arrays (packing to 2/4 bits happens
+inside, with the C packer) and mirror :mod:`tfmot_edgeplus.patching.reference`::
+
+    params, out_hw = reference.make_conv_params((16, 16), (3, 3), stride=1, padding="SAME",
+                                                in_bits=4, w_bits=4, out_bits=8)
+    y = kernels.conv2d(x, w, bias, multiplier, shift, params, output_hw=out_hw)
+
+A non-OK status becomes a :class:`KernelError` subclass (``KernelBitsError`` ...) whose
+message names the C status and the offending argument.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import os
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from tfmot_edgeplus.conversion.packing import check_bits, int_range, packed_nbytes
+from tfmot_edgeplus.patching import reference as _ref
+
+__all__ = [
+    "KernelArgumentError",
+    "KernelBitsError",
+    "KernelBuildError",
+    "KernelDimsError",
+    "KernelError",
+    "KernelNullError",
+    "KernelScratchError",
+    "KernelWindowError",
+    "Kernels",
+    "bitflip_apply",
+    "bitflip_apply_packed",
+    "conv2d",
+    "conv2d_get_buffer_size",
+    "conv2d_get_buffer_size_fast",
+    "conv_input_region",
+    "depthwise_conv2d",
+    "depthwise_conv2d_get_buffer_size",
+    "get_kernels",
+    "library_path",
+    "pack",
+    "requantize",
+    "status_str",
+    "unpack",
+]
+
+_REPO = Path(__file__).resolve().parents[2]
+_OPS_DIR = _REPO / "tflm_ops"
+_LIB_NAMES = {"plain": "libedgeplus_ops.so", "emudsp": "libedgeplus_ops_emudsp.so"}
+
+# ----------------------------------------------------------------------------- errors
+
+STATUS_NAMES = {
+    0: "EDGEPLUS_OK",
+    -1: "EDGEPLUS_ERR_NULL",
+    -2: "EDGEPLUS_ERR_DIMS",
+    -3: "EDGEPLUS_ERR_BITS",
+    -4: "EDGEPLUS_ERR_WINDOW",
+    -5: "EDGEPLUS_ERR_SCRATCH",
+    -6: "EDGEPLUS_ERR_ARG",
+}
+
+
+class KernelBuildError(RuntimeError):
+    """The C library is missing and could not be built."""
+
+
+class KernelError(ValueError):
+    """A C kernel returned an error status.
+
+    Attributes: ``status`` (name, e.g. ``"EDGEPLUS_ERR_BITS"``), ``code`` (int),
+    ``function`` (C function), ``argument`` (the offending argument, when known).
+    """
+
+    def __init__(self, function: str, code: int, argument: str, detail: str):
+        self.code = code
+        self.status = STATUS_NAMES.get(code, f"EDGEPLUS_ERR_UNKNOWN({code})")
+        self.function = function
+        self.argument = argument
+        super().__init__(f"{function} returned {self.status}: argument {argument!r}: {detail}")
+
+
+class KernelNullError(KernelError):
+    pass
+
+
+class KernelDimsError(KernelError):
+    pass
+
+
+class KernelBitsError(KernelError):
+    pass
+
+
+class KernelWindowError(KernelError):
+    pass
+
+
+class KernelScratchError(KernelError):
+    pass
+
+
+class KernelArgumentError(KernelError):
+    pass
+
+
+_ERROR_CLASSES = {
+    -1: KernelNullError,
+    -2: KernelDimsError,
+    -3: KernelBitsError,
+    -4: KernelWindowError,
+    -5: KernelScratchError,
+    -6: KernelArgumentError,
+}
+
+
+def _raise(function: str, code: int, argument: str, detail: str):
+    raise _ERROR_CLASSES.get(code, KernelError)(function, code, argument, detail)
+
+
+# ----------------------------------------------------------------------------- structs
+
+
+class _Dims(ctypes.Structure):
+    _fields_ = [
+        ("n", ctypes.c_int32),
+        ("h", ctypes.c_int32),
+        ("w", ctypes.c_int32),
+        ("c", ctypes.c_int32),
+    ]
+
+
+class _Window(ctypes.Structure):
+    _fields_ = [
+        ("y", ctypes.c_int32),
+        ("x", ctypes.c_int32),
+        ("h", ctypes.c_int32),
+        ("w", ctypes.c_int32),
+    ]
+
+
+_PARAM_FIELDS = [f.name for f in dataclasses.fields(_ref.ConvParams)]
+
+
+class _Params(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_int32) for name in _PARAM_FIELDS]
+
+
+class _Quant(ctypes.Structure):
+    _fields_ = [
+        ("multiplier", ctypes.POINTER(ctypes.c_int32)),
+        ("shift", ctypes.POINTER(ctypes.c_int32)),
+    ]
+
+
+class _Context(ctypes.Structure):
+    _fields_ = [("buf", ctypes.c_void_p), ("size", ctypes.c_int32)]
+
+
+_P = ctypes.POINTER
+_i8p = _P(ctypes.c_int8)
+_i32p = _P(ctypes.c_int32)
+_i32 = ctypes.c_int32
+
+_SIGNATURES = {
+    "edgeplus_status_str": (ctypes.c_char_p, [ctypes.c_int]),
+    "edgeplus_requantize": (_i32, [_i32, _i32, _i32]),
+    "edgeplus_packed_bytes": (_i32, [_i32, _i32]),
+    "edgeplus_pack": (ctypes.c_int, [_i8p, _i32, _i32, _i8p]),
+    "edgeplus_unpack": (ctypes.c_int, [_i8p, _i32, _i32, _i8p]),
+    "edgeplus_pack_int4": (ctypes.c_int, [_i8p, _i32, _i8p]),
+    "edgeplus_pack_int2": (ctypes.c_int, [_i8p, _i32, _i8p]),
+    "edgeplus_unpack_int4": (ctypes.c_int, [_i8p, _i32, _i8p]),
+    "edgeplus_unpack_int2": (ctypes.c_int, [_i8p, _i32, _i8p]),
+    "edgeplus_conv2d_get_buffer_size": (_i32, [_P(_Params), _P(_Dims), _P(_Dims), _P(_Dims)]),
+    "edgeplus_conv2d_get_buffer_size_fast": (_i32, [_P(_Params), _P(_Dims), _P(_Dims), _P(_Dims)]),
+    "edgeplus_depthwise_conv2d_get_buffer_size": (
+        _i32,
+        [_P(_Params), _P(_Dims), _P(_Dims), _P(_Dims)],
+    ),
+    "edgeplus_conv2d_window": (
+        ctypes.c_int,
+        [
+            _P(_Context),
+            _P(_Params),
+            _P(_Quant),
+            _P(_Dims),
+            _P(_Window),
+            _i8p,
+            _P(_Dims),
+            _i8p,
+            _i32p,
+            _P(_Dims),
+            _P(_Window),
+            _i8p,
+            _P(_Window),
+        ],
+    ),
+    "edgeplus_depthwise_conv2d_window": (
+        ctypes.c_int,
+        [
+            _P(_Context),
+            _P(_Params),
+            _P(_Quant),
+            _P(_Dims),
+            _P(_Window),
+            _i8p,
+            _P(_Dims),
+            _i8p,
+            _i32p,
+            _P(_Dims),
+            _P(_Window),
+            _i8p,
+            _P(_Window),
+        ],
+    ),
+    "edgeplus_conv2d": (
+        ctypes.c_int,
+        [
+            _P(_Context),
+            _P(_Params),
+            _P(_Quant),
+            _P(_Dims),
+            _i8p,
+            _P(_Dims),
+            _i8p,
+            _i32p,
+            _P(_Dims),
+            _i8p,
+        ],
+    ),
+    "edgeplus_depthwise_conv2d": (
+        ctypes.c_int,
+        [
+            _P(_Context),
+            _P(_Params),
+            _P(_Quant),
+            _P(_Dims),
+            _i8p,
+            _P(_Dims),
+            _i8p,
+            _i32p,
+            _P(_Dims),
+            _i8p,
+        ],
+    ),
+    "edgeplus_conv_input_region": (
+        ctypes.c_int,
+        [_P(_Params), _P(_Dims), _P(_Dims), _P(_Window), _P(_Window)],
+    ),
+    "edgeplus_bitflip_apply": (ctypes.c_int, [_i8p, _i8p, _i32, _i32, _i32p]),
+}
+
+# ----------------------------------------------------------------------------- loading
+
+
+def library_path(variant: str = "plain") -> Path:
+    """Where the library is (``EDGEPLUS_OPS_LIB`` overrides the plain variant)."""
+    if variant not in _LIB_NAMES:
+        raise ValueError(f"variant must be one of {sorted(_LIB_NAMES)}, got {variant!r}")
+    env = os.environ.get("EDGEPLUS_OPS_LIB")
+    if env and variant == "plain":
+        return Path(env)
+    return _REPO / "build" / "host" / _LIB_NAMES[variant]
+
+
+def _sources_newer_than(lib: Path) -> bool:
+    if not _OPS_DIR.is_dir():
+        return False
+    t = lib.stat().st_mtime
+    for pattern in ("src/*.c", "src/*.h", "include/edgeplus/*.h", "Makefile"):
+        if any(p.stat().st_mtime > t for p in _OPS_DIR.glob(pattern)):
+            return True
+    return False
+
+
+def _build() -> None:
+    if not (_OPS_DIR / "Makefile").is_file():
+        raise KernelBuildError(
+            f"the tflm_ops sources are not at {_OPS_DIR}; build libedgeplus_ops.so there "
+            "and point EDGEPLUS_OPS_LIB at it"
+        )
+    make = shutil.which("make")
+    cc = os.environ.get("CC", "cc")
+    if make is None or shutil.which(cc.split()[0]) is None:
+        raise KernelBuildError(
+            "building the edgeplus C kernels needs `make` and a C compiler "
+            f"(looked for make and {cc!r}); install them (Debian: apt-get install make gcc) "
+            f"or build elsewhere with `make -C {_OPS_DIR} host` and set EDGEPLUS_OPS_LIB"
+        )
+    proc = subprocess.run(
+        [make, "-C", str(_OPS_DIR), "host"], check=False, capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        raise KernelBuildError(
+            f"`make -C {_OPS_DIR} host` failed (exit {proc.returncode}):\n"
+            + (proc.stderr or proc.stdout)[-3000:]
+        )
+
+
+_LOCK = threading.Lock()
+_CACHE: dict[str, Kernels] = {}
+
+
+def _load_cdll(variant: str) -> ctypes.CDLL:
+    path = library_path(variant)
+    from_env = variant == "plain" and os.environ.get("EDGEPLUS_OPS_LIB")
+    if not from_env and (not path.is_file() or _sources_newer_than(path)):
+        _build()
+    if not path.is_file():
+        raise KernelBuildError(f"no edgeplus kernel library at {path}")
+    lib = ctypes.CDLL(str(path))
+    for name, (restype, argtypes) in _SIGNATURES.items():
+        fn = getattr(lib, name)
+        fn.restype = restype
+        fn.argtypes = argtypes
+    return lib
+
+
+def get_kernels(variant: str = "plain") -> Kernels:
+    """The (cached) binding of one library variant: ``"plain"`` or ``"emudsp"``."""
+    with _LOCK:
+        if variant not in _CACHE:
+            _CACHE[variant] = Kernels(_load_cdll(variant), variant)
+        return _CACHE[variant]
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _i8(a: np.ndarray):
+    return a.ctypes.data_as(_i8p)
+
+
+def _dims(shape) -> _Dims:
+    return _Dims(*(int(v) for v in shape))
+
+
+def _window(win) -> _Window | None:
+    return None if win is None else _Window(*(int(v) for v in win))
+
+
+def _ref_window(win):
+    return None if win is None else tuple(int(v) for v in win)
+
+
+class Kernels:
+    """NumPy-friendly wrappers of one loaded library."""
+
+    def __init__(self, lib: ctypes.CDLL, variant: str):
+        self.lib = lib
+        self.variant = variant
+
+    # -- misc -------------------------------------------------------------------------
+
+    def status_str(self, code: int) -> str:
+        return self.lib.edgeplus_status_str(int(code)).decode()
+
+    def requantize(self, acc, multiplier, shift) -> np.ndarray:
+        """Elementwise ``edgeplus_requantize`` (TFLite MultiplyByQuantizedMultiplier)."""
+        acc, multiplier, shift = np.broadcast_arrays(
+            np.asarray(acc, np.int64), np.asarray(multiplier, np.int64), np.asarray(shift, np.int64)
+        )
+        out = np.empty(acc.shape, np.int32)
+        f = self.lib.edgeplus_requantize
+        for idx in np.ndindex(acc.shape):
+            out[idx] = f(int(acc[idx]), int(multiplier[idx]), int(shift[idx]))
+        return out
+
+    # -- packing ----------------------------------------------------------------------
+
+    def pack(self, values, bits: int, name: str = "values") -> np.ndarray:
+        """Pack integers (any shape, C order) at ``bits`` with the C packer."""
+        check_bits(bits, "bits")
+        v = np.asarray(values)
+        if v.dtype.kind not in "iu":
+            raise TypeError(f"{name} must be an integer array, got dtype {v.dtype}")
+        lo, hi = int_range(bits)
+        flat = v.reshape(-1)
+        if flat.size and (flat.min() < lo or flat.max() > hi):
+            bad = int(np.flatnonzero((flat < lo) | (flat > hi))[0])
+            _raise(
+                "edgeplus_pack",
+                -6,
+                name,
+                f"values must lie in [{lo}, {hi}] at {bits} bits; flat index {bad} holds "
+                f"{int(flat[bad])}",
+            )
+        src = np.ascontiguousarray(flat, dtype=np.int8)
+        dst = np.zeros(max(packed_nbytes(src.size, bits), 1), np.int8)
+        st = self.lib.edgeplus_pack(_i8(src), src.size, bits, _i8(dst))
+        if st != 0:
+            _raise("edgeplus_pack", st, name, f"{src.size} values at {bits} bits")
+        return dst[: packed_nbytes(src.size, bits)]
+
+    def unpack(self, packed, bits: int, count: int) -> np.ndarray:
+        """Unpack ``count`` values with the C unpacker (flat int8)."""
+        check_bits(bits, "bits")
+        src = np.ascontiguousarray(np.asarray(packed).reshape(-1)).view(np.int8)
+        if packed_nbytes(count, bits) > src.size:
+            _raise(
+                "edgeplus_unpack",
+                -2,
+                "count",
+                f"{count} values at {bits} bits need {packed_nbytes(count, bits)} bytes, "
+                f"got {src.size}",
+            )
+        dst = np.zeros(max(count, 1), np.int8)
+        st = self.lib.edgeplus_unpack(_i8(src) if src.size else None, count, bits, _i8(dst))
+        if st != 0:
+            _raise("edgeplus_unpack", st, "packed", f"{count} values at {bits} bits")
+        return dst[:count]
+
+    # -- conv -------------------------------------------------------------------------
+
+    def _buffer_size(self, fname, params, input_shape, filter_shape, output_shape) -> int:
+        p = _Params(*(int(getattr(params, f)) for f in _PARAM_FIELDS))
+        size = getattr(self.lib, fname)(
+            ctypes.byref(p),
+            ctypes.byref(_dims(input_shape)),
+            ctypes.byref(_dims(filter_shape)),
+            ctypes.byref(_dims(output_shape)),
+        )
+        if size < 0:
+            self._explain(
+                fname,
+                size,
+                params,
+                input_shape,
+                filter_shape,
+                output_shape,
+                depthwise="depthwise" in fname,
+            )
+        return int(size)
+
+    def conv2d_get_buffer_size(self, params, input_shape, filter_shape, output_shape) -> int:
+        return self._buffer_size(
+            "edgeplus_conv2d_get_buffer_size", params, input_shape, filter_shape, output_shape
+        )
+
+    def conv2d_get_buffer_size_fast(self, params, input_shape, filter_shape, output_shape) -> int:
+        """Scratch with which the conv keeps all weight rows unpacked (faster)."""
+        return self._buffer_size(
+            "edgeplus_conv2d_get_buffer_size_fast", params, input_shape, filter_shape, output_shape
+        )
+
+    def depthwise_conv2d_get_buffer_size(
+        self, params, input_shape, filter_shape, output_shape
+    ) -> int:
+        return self._buffer_size(
+            "edgeplus_depthwise_conv2d_get_buffer_size",
+            params,
+            input_shape,
+            filter_shape,
+            output_shape,
+        )
+
+    def _explain(
+        self,
+        fname,
+        code,
+        params,
+        input_shape,
+        filter_shape,
+        output_shape,
+        *,
+        depthwise,
+        multiplier=None,
+        shift=None,
+        window=None,
+        input_region=None,
+        output_region=None,
+        scratch_bytes=None,
+    ):
+        """Raise the KernelError for ``code``, naming the argument the reference blames."""
+        if code == -5:
+            _raise(
+                fname,
+                code,
+                "scratch_bytes",
+                f"{scratch_bytes} bytes of scratch is below the kernel's minimum",
+            )
+        try:
+            _ref.check_conv_args(
+                params,
+                input_shape,
+                filter_shape,
+                output_shape,
+                depthwise=depthwise,
+                multiplier=multiplier,
+                shift=shift,
+                window=_ref_window(window),
+                input_region=_ref_window(input_region),
+                output_region=_ref_window(output_region),
+            )
+        except _ref.ConvArgumentError as e:
+            detail = str(e).split(": ", 2)[-1]
+            _raise(fname, code, e.argument, detail)
+        _raise(
+            fname,
+            code,
+            "unknown",
+            "the C kernel rejected the arguments "
+            f"(params={params}, input={tuple(input_shape)}, filter={tuple(filter_shape)}, "
+            f"output={tuple(output_shape)}, window={window})",
+        )
+
+    def _conv(
+        self,
+        depthwise,
+        x,
+        w,
+        bias,
+        multiplier,
+        shift,
+        params,
+        output_hw,
+        window,
+        input_region,
+        input_hw,
+        output_region,
+        out,
+        scratch_bytes,
+    ):
+        fname = "edgeplus_depthwise_conv2d_window" if depthwise else "edgeplus_conv2d_window"
+        x = np.asarray(x)
+        w = np.asarray(w)
+        if x.ndim != 4:
+            _raise(fname, -2, "x", f"must be NHWC (4 dims), got shape {x.shape}")
+        if w.ndim != 4:
+            _raise(fname, -2, "w", f"must be {'1HWO' if depthwise else 'OHWI'}, got {w.shape}")
+        n, rh, rw, c = x.shape
+        ih, iw = (int(v) for v in input_hw) if input_hw is not None else (rh, rw)
+        if input_region is not None and (int(input_region[2]), int(input_region[3])) != (rh, rw):
+            _raise(
+                fname,
+                -4,
+                "input_region",
+                f"{tuple(input_region)} does not match the buffer x of shape {x.shape}",
+            )
+        oh, ow = (int(v) for v in output_hw)
+        oc = c if depthwise else w.shape[0]
+        in_shape, out_shape = (n, ih, iw, c), (n, oh, ow, oc)
+        win = tuple(int(v) for v in window) if window is not None else (0, 0, oh, ow)
+        oreg_hw = (
+            (int(output_region[2]), int(output_region[3]))
+            if output_region is not None
+            else (oh, ow)
+        )
+        mult = np.ascontiguousarray(np.asarray(multiplier, np.int64).reshape(-1), np.int32)
+        shf = np.ascontiguousarray(np.asarray(shift, np.int64).reshape(-1), np.int32)
+        for name, arr in (("multiplier", mult), ("shift", shf)):
+            if arr.size != oc:
+                _raise(fname, -2, name, f"needs {oc} entries (output channels), got {arr.size}")
+        b = None
+        if bias is not None:
+            b = np.ascontiguousarray(np.asarray(bias, np.int64).reshape(-1), np.int32)
+            if b.size != oc:
+                _raise(fname, -2, "bias", f"needs {oc} entries, got {b.size}")
+        out_buf_shape = (n, *oreg_hw, oc)
+        if out is None:
+            out = np.zeros(out_buf_shape, np.int8)
+        else:
+            out = np.asarray(out)
+            if out.shape != out_buf_shape:
+                _raise(fname, -2, "out", f"must have shape {out_buf_shape}, got {out.shape}")
+        out_count = out.size
+        bits_ok = all(b in (2, 4, 8) for b in (params.in_bits, params.w_bits, params.out_bits))
+        if bits_ok:
+            xp = self.pack(x, params.in_bits, "x")
+            wp = self.pack(w, params.w_bits, "w")
+            op = self.pack(out, params.out_bits, "out")
+        else:  # the C rejects the bits before it reads any data
+            xp = wp = op = np.zeros(0, np.int8)
+            scratch_bytes = 0 if scratch_bytes is None else scratch_bytes
+        op = np.concatenate([op, np.zeros(1, np.int8)])  # never a zero-size buffer
+        xp = np.concatenate([xp, np.zeros(1, np.int8)])
+        wp = np.concatenate([wp, np.zeros(1, np.int8)])
+        if scratch_bytes is None:
+            sized = (n, win[2], win[3], oc)
+            scratch_bytes = self._buffer_size(
+                "edgeplus_depthwise_conv2d_get_buffer_size"
+                if depthwise
+                else "edgeplus_conv2d_get_buffer_size",
+                params,
+                in_shape,
+                w.shape,
+                sized,
+            )
+        scratch = np.zeros(max(int(scratch_bytes), 1), np.uint8)
+        ctx = _Context(scratch.ctypes.data_as(ctypes.c_void_p), int(scratch_bytes))
+        p = _Params(*(int(getattr(params, f)) for f in _PARAM_FIELDS))
+        q = _Quant(mult.ctypes.data_as(_i32p), shf.ctypes.data_as(_i32p))
+        in_reg = _window(input_region)
+        out_reg = _window(output_region)
+        cwin = _window(win)
+        st = getattr(self.lib, fname)(
+            ctypes.byref(ctx),
+            ctypes.byref(p),
+            ctypes.byref(q),
+            ctypes.byref(_dims(in_shape)),
+            ctypes.byref(in_reg) if in_reg is not None else None,
+            _i8(xp),
+            ctypes.byref(_dims(w.shape)),
+            _i8(wp),
+            b.ctypes.data_as(_i32p) if b is not None else None,
+            ctypes.byref(_dims(out_shape)),
+            ctypes.byref(out_reg) if out_reg is not None else None,
+            _i8(op),
+            ctypes.byref(cwin),
+        )
+        if st != 0:
+            self._explain(
+                fname,
+                st,
+                params,
+                in_shape,
+                w.shape,
+                out_shape,
+                depthwise=depthwise,
+                multiplier=mult,
+                shift=shf,
+                window=win,
+                input_region=input_region,
+                output_region=output_region,
+                scratch_bytes=scratch_bytes,
+            )
+        return self.unpack(op, params.out_bits, out_count).reshape(out_buf_shape)
+
+    def conv2d(
+        self,
+        x,
+        w,
+        bias,
+        multiplier,
+        shift,
+        params,
+        *,
+        output_hw,
+        window=None,
+        input_region=None,
+        input_hw=None,
+        output_region=None,
+        out=None,
+        scratch_bytes=None,
+    ) -> np.ndarray:
+        """``edgeplus_conv2d_window`` on unpacked arrays; same arguments as
+        :func:`tfmot_edgeplus.patching.reference.conv2d`, plus ``output_region`` (the
+        output buffer holds only that region), ``out`` (initial output buffer: values
+        outside the window are kept) and ``scratch_bytes`` (default: the C's
+        ``_get_buffer_size`` for the window; see also ``conv2d_get_buffer_size_fast``).
+        Returns the whole output buffer as int8."""
+        return self._conv(
+            False,
+            x,
+            w,
+            bias,
+            multiplier,
+            shift,
+            params,
+            output_hw,
+            window,
+            input_region,
+            input_hw,
+            output_region,
+            out,
+            scratch_bytes,
+        )
+
+    def depthwise_conv2d(
+        self,
+        x,
+        w,
+        bias,
+        multiplier,
+        shift,
+        params,
+        *,
+        output_hw,
+        window=None,
+        input_region=None,
+        input_hw=None,
+        output_region=None,
+        out=None,
+        scratch_bytes=None,
+    ) -> np.ndarray:
+        """``edgeplus_depthwise_conv2d_window``; see :meth:`conv2d`."""
+        return self._conv(
+            True,
+            x,
+            w,
+            bias,
+            multiplier,
+            shift,
+            params,
+            output_hw,
+            window,
+            input_region,
+            input_hw,
+            output_region,
+            out,
+            scratch_bytes,
+        )
+
+    def conv_input_region(self, params, input_shape, filter_shape, window):
+        """``edgeplus_conv_input_region``: the input ``(y, x, h, w)`` a window reads."""
+        p = _Params(*(int(getattr(params, f)) for f in _PARAM_FIELDS))
+        res = _Window()
+        st = self.lib.edgeplus_conv_input_region(
+            ctypes.byref(p),
+            ctypes.byref(_dims(input_shape)),
+            ctypes.byref(_dims(filter_shape)),
+            ctypes.byref(_window(window)),
+            ctypes.byref(res),
+        )
+        if st != 0:
+            _raise("edgeplus_conv_input_region", st, "window", f"{tuple(window)}")
+        return res.y, res.x, res.h, res.w
+
+    # -- bit-flip ---------------------------------------------------------------------
+
+    def bitflip_apply_packed(self, packed, update, bits: int) -> tuple[np.ndarray, int]:
+        """Apply ``update`` (-1/0/+1, ``update.size`` values) to packed weights; returns
+        ``(new_packed, changed)`` (the input array is not modified)."""
+        check_bits(bits, "bits")
+        u = np.ascontiguousarray(np.asarray(update).reshape(-1), np.int8)
+        wp = np.ascontiguousarray(np.asarray(packed).reshape(-1)).view(np.int8).copy()
+        if packed_nbytes(u.size, bits) > wp.size:
+            _raise(
+                "edgeplus_bitflip_apply",
+                -2,
+                "update",
+                f"{u.size} values need {packed_nbytes(u.size, bits)} packed bytes, got {wp.size}",
+            )
+        changed = ctypes.c_int32(0)
+        wbuf = np.concatenate([wp, np.zeros(1, np.int8)])
+        ubuf = np.concatenate([u, np.zeros(1, np.int8)])
+        st = self.lib.edgeplus_bitflip_apply(
+            _i8(wbuf), _i8(ubuf), u.size, bits, ctypes.byref(changed)
+        )
+        if st != 0:
+            arg = {-3: "bits", -6: "update", -2: "update"}.get(st, "weights")
+            _raise(
+                "edgeplus_bitflip_apply",
+                st,
+                arg,
+                "update values must be -1, 0 or +1" if st == -6 else f"bits={bits}",
+            )
+        return wbuf[: wp.size], int(changed.value)
+
+    def bitflip_apply(self, weights, update, bits: int) -> tuple[np.ndarray, int]:
+        """Unpacked weights in, unpacked weights out: ``(new_weights, changed)``."""
+        w = np.asarray(weights)
+        if np.asarray(update).shape != w.shape:
+            _raise(
+                "edgeplus_bitflip_apply",
+                -2,
+                "update",
+                f"shape {np.asarray(update).shape} != weights shape {w.shape}",
+            )
+        packed, changed = self.bitflip_apply_packed(self.pack(w, bits, "weights"), update, bits)
+        return self.unpack(packed, bits, w.size).reshape(w.shape), changed
+
+
+# ----------------------------------------------------------------------------- module API
+
+
+def status_str(code: int) -> str:
+    return get_kernels().status_str(code)
+
+
+def requantize(acc, multiplier, shift) -> np.ndarray:
+    return get_kernels().requantize(acc, multiplier, shift)
+
+
+def pack(values, bits: int) -> np.ndarray:
+    return get_kernels().pack(values, bits)
+
+
+def unpack(packed, bits: int, count: int) -> np.ndarray:
+    return get_kernels().unpack(packed, bits, count)
+
+
+def conv2d(x, w, bias, multiplier, shift, params, **kwargs) -> np.ndarray:
+    return get_kernels().conv2d(x, w, bias, multiplier, shift, params, **kwargs)
+
+
+def depthwise_conv2d(x, w, bias, multiplier, shift, params, **kwargs) -> np.ndarray:
+    return get_kernels().depthwise_conv2d(x, w, bias, multiplier, shift, params, **kwargs)
+
+
+def conv2d_get_buffer_size(params, input_shape, filter_shape, output_shape) -> int:
+    return get_kernels().conv2d_get_buffer_size(params, input_shape, filter_shape, output_shape)
+
+
+def conv2d_get_buffer_size_fast(params, input_shape, filter_shape, output_shape) -> int:
+    return get_kernels().conv2d_get_buffer_size_fast(
+        params, input_shape, filter_shape, output_shape
+    )
+
+
+def depthwise_conv2d_get_buffer_size(params, input_shape, filter_shape, output_shape) -> int:
+    return get_kernels().depthwise_conv2d_get_buffer_size(
+        params, input_shape, filter_shape, output_shape
+    )
+
+
+def conv_input_region(params, input_shape, filter_shape, window):
+    return get_kernels().conv_input_region(params, input_shape, filter_shape, window)
+
+
+def bitflip_apply(weights, update, bits: int) -> tuple[np.ndarray, int]:
+    return get_kernels().bitflip_apply(weights, update, bits)
+
+
+def bitflip_apply_packed(packed, update, bits: int) -> tuple[np.ndarray, int]:
+    return get_kernels().bitflip_apply_packed(packed, update, bits)
