@@ -13,21 +13,24 @@ import pytest  # noqa: E402
 
 @pytest.fixture(scope="session")
 def fashion_small():
-    """A real, small Fashion-MNIST slice: 3000 train / 1000 test images (stratified)."""
+    """A real Fashion-MNIST slice: 10000 train / 2000 test images (stratified, seeded)."""
     from tfmot_edgeplus import datasets
 
-    return datasets.fashion_mnist(limit_train=3000, limit_test=1000, seed=0)
+    return datasets.fashion_mnist(limit_train=10000, limit_test=2000, seed=0)
 
 
 @pytest.fixture(scope="session")
 def trained_fp_model(fashion_small):
-    """The demo's small CNN trained for a few epochs on ``fashion_small`` (about 10 s)."""
+    """The demo's small CNN trained on ``fashion_small`` (about 85 % test accuracy, ~30 s).
+
+    Well enough trained that few test images sit on a near-tie between two classes, which
+    is what class agreement between Keras and TFLM is sensitive to."""
     from tfmot_edgeplus._compat import tf
     from tfmot_edgeplus.models import compile_classifier, small_cnn
 
     tf.keras.utils.set_random_seed(0)
     model = compile_classifier(small_cnn(), learning_rate=3e-3)
-    model.fit(fashion_small.x_train, fashion_small.y_train, epochs=6, batch_size=64, verbose=0)
+    model.fit(fashion_small.x_train, fashion_small.y_train, epochs=5, batch_size=64, verbose=0)
     return model
 
 

@@ -22,6 +22,7 @@ from tfmot_edgeplus.conversion.lowbit import (
     describe_weights,
     lut_storage_bytes,
     pack_lowbit_weights,
+    restore_int4_levels,
     weight_bytes,
 )
 
@@ -126,7 +127,7 @@ def test_lowbit_storage_types_sizes_and_identical_outputs(bits, digits):
         assert (r["type"], r["storage"], r["bits"]) == ("INT4", "dense", 4)
         assert r["data_bytes"] == math.ceil(r["n_weights"] / 2)
 
-    packed = pack_lowbit_weights(int4_model, {name: bits for name in LAYERS}, exact_levels=False)
+    packed = pack_lowbit_weights(int4_model, {name: bits for name in LAYERS})
 
     after = _by_layer(describe_weights(packed))
     assert set(after) == set(LAYERS)
@@ -151,9 +152,6 @@ def test_lowbit_storage_types_sizes_and_identical_outputs(bits, digits):
     xs = x[-N_EVAL:]
     ref = _tflm_outputs(int4_model, xs)
     np.testing.assert_array_equal(_tflm_outputs(packed, xs), ref)
-    if bits == 2:  # symmetric 2-bit weights are already exact: exact_levels changes nothing
-        default = pack_lowbit_weights(int4_model, {name: bits for name in LAYERS})
-        np.testing.assert_array_equal(_tflm_outputs(default, xs), ref)
 
 
 def _keras_quantized_weights(qat) -> dict:
@@ -201,26 +199,31 @@ def _decode_lut_weights(model_bytes: bytes) -> dict:
         values = tables[channel, idx].astype(np.float64) * scales[channel]
         consumer = next(c for c in sg.consumers_of(dec))
         b = consumer.inputs[2]
-        bias = np.frombuffer(b.buffer.data, np.int32) * np.asarray(b.quantization.scales)
-        out[layer] = (values.reshape(shape), bias)
+        bias_scale = np.asarray(b.quantization.scales, np.float64)
+        bias = np.frombuffer(b.buffer.data, np.int32) * bias_scale
+        out[layer] = (values.reshape(shape), bias, bias_scale)
     return out
 
 
+def _top_levels(bits: int) -> dict:
+    return {n: 2 ** (bits - 1) - 1 for n in LAYERS}
+
+
 @pytest.mark.parametrize("bits", [2, 3])
-def test_exact_levels_store_the_keras_quantizer_weights(bits, digits):
+def test_restored_levels_store_the_keras_quantizer_weights(bits, digits):
     """TF 2.21 re-rounds 3-bit levels onto the INT4 grid (levels 1, 2 -> 2/7*3, 5/7*3);
-    ``exact_levels`` (the default) stores exactly the Keras fake-quant weights, with the
-    filter scale divided and the int32 bias multiplied by the same integer."""
+    ``restore_int4_levels`` then packing stores exactly the Keras fake-quant weights, with
+    the filter scale and the int32 bias rescaled so the bias keeps its real value."""
     qat, int4_model = _qat_model(bits, digits)
     keras_w = _keras_quantized_weights(qat)
-    exact = _decode_lut_weights(pack_lowbit_weights(int4_model, {n: bits for n in LAYERS}))
-    as_converted = _decode_lut_weights(
-        pack_lowbit_weights(int4_model, {n: bits for n in LAYERS}, exact_levels=False)
-    )
+    restored = restore_int4_levels(int4_model, _top_levels(bits))
+    exact = _decode_lut_weights(pack_lowbit_weights(restored, {n: bits for n in LAYERS}))
+    as_converted = _decode_lut_weights(pack_lowbit_weights(int4_model, {n: bits for n in LAYERS}))
     for name in LAYERS:
         np.testing.assert_allclose(exact[name][0], keras_w[name], rtol=1e-5, atol=1e-8)
-        # The bias keeps its real value (bias * L in units of scale / L).
-        np.testing.assert_allclose(exact[name][1], as_converted[name][1], rtol=1e-6, atol=1e-9)
+        # The bias keeps its real value to half a unit of its new scale (the rounding).
+        error = np.abs(exact[name][1] - as_converted[name][1])
+        assert np.all(error <= 0.5 * exact[name][2] + 1e-9), (name, error)
     worst = max(
         np.max(np.abs(as_converted[n][0] - keras_w[n])) / np.max(np.abs(keras_w[n])) for n in LAYERS
     )
@@ -230,15 +233,27 @@ def test_exact_levels_store_the_keras_quantizer_weights(bits, digits):
         assert worst > 0.02
 
 
-def test_exact_levels_run_in_tflm_and_follow_keras_at_least_as_well(digits):
+def test_restored_levels_run_in_tflm_and_follow_keras_at_least_as_well(digits):
     x, _ = digits
     qat, w3 = _qat_model(3, digits)
     xs = x[-N_EVAL:]
     keras_cls = np.argmax(qat.predict(xs, verbose=0), axis=1)
-    exact = _tflm_outputs(pack_lowbit_weights(w3, {n: 3 for n in LAYERS}), xs)
+    exact = _tflm_outputs(pack_lowbit_weights(restore_int4_levels(w3, _top_levels(3)), {n: 3 for n in LAYERS}), xs)
     converted = _tflm_outputs(w3, xs)
     assert not np.array_equal(exact, converted)
     assert np.mean(exact.argmax(1) == keras_cls) >= np.mean(converted.argmax(1) == keras_cls)
+
+
+def test_restore_leaves_exact_grids_alone_and_rejects_bad_levels(digits):
+    _, w4 = _qat_model(4, digits)
+    assert restore_int4_levels(w4, {n: 7 for n in LAYERS}) == w4
+    with pytest.raises(LowBitStorageError, match="top levels must be in 1..7"):
+        restore_int4_levels(w4, {"conv1": 9})
+    with pytest.raises(LowBitStorageError, match="top levels given for a tensor with"):
+        restore_int4_levels(w4, {"conv1": [3, 3]})
+    packed = pack_lowbit_weights(restore_int4_levels(w4, {"conv1": 3}), {"conv1": 3})
+    with pytest.raises(LowBitStorageError, match="not an INT4 filter"):
+        restore_int4_levels(packed, {"conv1": 3})
 
 
 def test_w4_stays_int4_and_is_not_repacked(digits):

@@ -27,6 +27,19 @@
 #define EDGEPLUS_CONV_PIXEL_BLOCK 32
 #endif
 
+/* Depthwise planar layout (see edgeplus_conv_core.c): channels per strip, output
+ * pixels per tile row, and the largest scratch (bytes) it may ask for; geometries
+ * needing more (huge dilations) take the per-pixel im2col fallback. */
+#ifndef EDGEPLUS_DW_STRIP
+#define EDGEPLUS_DW_STRIP 16
+#endif
+#ifndef EDGEPLUS_DW_TILE_W
+#define EDGEPLUS_DW_TILE_W 64
+#endif
+#ifndef EDGEPLUS_DW_PLANAR_MAX
+#define EDGEPLUS_DW_PLANAR_MAX 65536
+#endif
+
 /* 2-bit x 2-bit DSP path: two products share one 16-bit lane (see conv core);
  * its 32-bit accumulators are decoded and cleared every this many words. */
 #define EDGEPLUS_W2A2_FLUSH 160
@@ -135,5 +148,11 @@ int32_t edgeplus__conv_wcache_bytes(const edgeplus_conv_params *params,
 int32_t edgeplus__conv_scratch_bytes(const edgeplus_dims *input_dims,
                                      const edgeplus_dims *filter_dims, int32_t pixels,
                                      int depthwise);
+
+/* Scratch bytes of the depthwise kernels (args already validated), or
+ * EDGEPLUS_ERR_DIMS when they exceed int32. */
+int32_t edgeplus__dw_scratch_bytes(const edgeplus_conv_params *params,
+                                   const edgeplus_dims *input_dims,
+                                   const edgeplus_dims *filter_dims);
 
 #endif /* EDGEPLUS_INTERNAL_H */

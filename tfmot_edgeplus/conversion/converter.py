@@ -9,6 +9,8 @@ bits per weight (see that module for the format and why).
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from tfmot_edgeplus._compat import check_keras2_model, tf, tfmot
@@ -93,6 +95,34 @@ def _off_grid_top_levels(qat_model) -> dict[str, int]:
     }
 
 
+def _activation_quantizers(qat_model) -> list:
+    """Every quantizer of an activation, output or model input (not of a weight)."""
+    found = []
+    for layer in qat_model.layers:
+        found.append(getattr(layer, "quantizer", None))  # TF-MOT's QuantizeLayer (input)
+        found.extend(qa.quantizer for qa in getattr(layer, "_quantize_activations", []))
+        found.extend(getattr(layer, "_output_quantizers", None) or [])
+    unique = {id(q): q for q in found if q is not None and hasattr(q, "num_bits")}
+    return list(unique.values())
+
+
+@contextlib.contextmanager
+def _activations_traced_at_8_bits(qat_model):
+    """Trace sub-8-bit activation quantizers at 8 bits (same trained ranges), then restore.
+
+    Builtin TFLite ops run int8 activations only: a 4-bit fake-quant activation would make
+    the converter emit int4 activation tensors that CONV_2D and friends refuse.
+    """
+    lowered = [(q, q.num_bits) for q in _activation_quantizers(qat_model) if q.num_bits < 8]
+    try:
+        for quantizer, _ in lowered:
+            quantizer.num_bits = 8
+        yield
+    finally:
+        for quantizer, bits in lowered:
+            quantizer.num_bits = bits
+
+
 def is_quantized(model) -> bool:
     return any(isinstance(layer, _QuantizeWrapper) for layer in model.layers)
 
@@ -110,6 +140,9 @@ def convert(qat_model, representative_data, *, lowbit_storage: bool = True) -> b
       lowbit_storage: repack 2- and 3-bit layers to 2 / 3 bits per weight (default). With
         False they stay in the INT4 container TF emits.
 
+    Activations trained below 8 bits are converted at 8 bits over their trained ranges:
+    builtin ops run int8 activations only (the conversion report notes it).
+
     3-bit filters are first put back on their quantizer's exact grid
     (:func:`~tfmot_edgeplus.conversion.lowbit.restore_int4_levels`): the converter re-rounds
     their levels -3..3 onto INT4's -7..7.
@@ -120,15 +153,15 @@ def convert(qat_model, representative_data, *, lowbit_storage: bool = True) -> b
             f"qat_model {qat_model.name!r} has no quantized layers: it is a float model. "
             "Quantize it first: tfmot_edgeplus.quantize_model(model, EdgePlusQuantizeScheme(...))."
         )
-    converter = tf.lite.TFLiteConverter.from_keras_model(qat_model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = _as_sample_iterator(
-        representative_data, qat_model.inputs[0].shape
-    )
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    model_bytes = bytes(converter.convert())
+    samples = _as_sample_iterator(representative_data, qat_model.inputs[0].shape)
+    with _activations_traced_at_8_bits(qat_model):
+        converter = tf.lite.TFLiteConverter.from_keras_model(qat_model)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = samples
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+        model_bytes = bytes(converter.convert())
     model_bytes = lowbit.restore_int4_levels(model_bytes, _off_grid_top_levels(qat_model))
     if lowbit_storage:
         low = {name: b for name, b in layer_weight_bits(qat_model).items() if b < 4}

@@ -1,9 +1,13 @@
 """Low-bit quantization-aware training for TF-MOT: quantizers, QuantizeConfigs, a scheme."""
 
-from tfmot_edgeplus.quantization.configs import EdgePlusWeightQuantizeConfig
+from tfmot_edgeplus.quantization.configs import (
+    EdgePlusOutputQuantizeConfig,
+    EdgePlusWeightQuantizeConfig,
+)
 from tfmot_edgeplus.quantization.quantizers import (
     ACTIVATION_BITS,
     WEIGHT_BITS,
+    ActivationRangeQuantizer,
     LearnedScaleWeightQuantizer,
 )
 from tfmot_edgeplus.quantization.registry import EdgePlusQuantizeRegistry
@@ -16,6 +20,8 @@ from tfmot_edgeplus.quantization.scheme import (
 __all__ = [
     "ACTIVATION_BITS",
     "WEIGHT_BITS",
+    "ActivationRangeQuantizer",
+    "EdgePlusOutputQuantizeConfig",
     "EdgePlusQuantizeRegistry",
     "EdgePlusQuantizeScheme",
     "EdgePlusWeightQuantizeConfig",

@@ -1,4 +1,4 @@
-"""QuantizeConfig of the layers with weights (Conv1D, Conv2D, DepthwiseConv2D, Dense)."""
+"""QuantizeConfigs of the edgeplus scheme: layers with weights, and weightless layers."""
 
 from __future__ import annotations
 
@@ -107,5 +107,66 @@ class EdgePlusWeightQuantizeConfig(QuantizeConfig):
         return f"EdgePlusWeightQuantizeConfig({args})"
 
 
+class EdgePlusOutputQuantizeConfig(QuantizeConfig):
+    """Quantizes a weightless layer's activation attributes and/or its output.
+
+    For ReLU, pooling, Add, Concatenate... (which attributes, and whether the output is
+    quantized, come from TF-MOT's n-bit table) and for the output of a BatchNorm that
+    TF-MOT's transforms fold into the preceding conv.
+    """
+
+    def __init__(self, activation_attrs=(), quantize_output: bool = True, activation_bits: int = 8):
+        self.activation_attrs = list(activation_attrs)
+        self.quantize_output = bool(quantize_output)
+        self.activation_bits = check_bits(activation_bits, ACTIVATION_BITS, "activation_bits")
+        self.activation_quantizer = activation_quantizer(activation_bits)
+
+    def get_weights_and_quantizers(self, layer):
+        return []
+
+    def get_activations_and_quantizers(self, layer):
+        return [(getattr(layer, attr), self.activation_quantizer) for attr in self.activation_attrs]
+
+    def set_quantize_weights(self, layer, quantize_weights):
+        if quantize_weights:
+            raise ValueError(f"layer {layer.name!r} has no weights to quantize, got {len(quantize_weights)}.")
+
+    def set_quantize_activations(self, layer, quantize_activations):
+        if len(quantize_activations) != len(self.activation_attrs):
+            raise ValueError(
+                f"set_quantize_activations on layer {layer.name!r} expects "
+                f"{len(self.activation_attrs)} activations, got {len(quantize_activations)}."
+            )
+        for attr, activation in zip(self.activation_attrs, quantize_activations):
+            setattr(layer, attr, activation)
+
+    def get_output_quantizers(self, layer):
+        return [self.activation_quantizer] if self.quantize_output else []
+
+    def get_config(self):
+        return {
+            "activation_attrs": list(self.activation_attrs),
+            "quantize_output": self.quantize_output,
+            "activation_bits": self.activation_bits,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __eq__(self, other):
+        return isinstance(other, EdgePlusOutputQuantizeConfig) and self.get_config() == other.get_config()
+
+    def __ne__(self, other):
+        return not self.__eq__(other)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"EdgePlusOutputQuantizeConfig({args})"
+
+
 def custom_objects() -> dict:
-    return {"EdgePlusWeightQuantizeConfig": EdgePlusWeightQuantizeConfig}
+    return {
+        "EdgePlusWeightQuantizeConfig": EdgePlusWeightQuantizeConfig,
+        "EdgePlusOutputQuantizeConfig": EdgePlusOutputQuantizeConfig,
+    }

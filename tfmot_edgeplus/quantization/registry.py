@@ -5,15 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tfmot_edgeplus._compat import keras, tfmot
-from tfmot_edgeplus.quantization.configs import EdgePlusWeightQuantizeConfig
+from tfmot_edgeplus.quantization.configs import (
+    EdgePlusOutputQuantizeConfig,
+    EdgePlusWeightQuantizeConfig,
+)
 from tfmot_edgeplus.quantization.quantizers import (
     ACTIVATION_BITS,
     WEIGHT_BITS,
     check_bits,
 )
 
-# TF-MOT's experimental n-bit registry handles layers without weights (ReLU, pooling,
-# Add, Concatenate, Reshape, ...): their output quantizer at our activation bits.
+# TF-MOT's experimental n-bit registry says which layers without weights are supported
+# (ReLU, pooling, Add, Concatenate, Reshape, ...) and which of their tensors to quantize;
+# we quantize those tensors with our own activation quantizer.
 from tensorflow_model_optimization.python.core.quantization.keras.experimental.default_n_bit import (  # noqa: E501
     default_n_bit_quantize_registry as _n_bit_registry,
 )
@@ -29,8 +33,11 @@ class _WeightedLayerInfo:
     channel_axis: int | None
 
 
+# Per output channel where TF 2.21's converter keeps the channel axis; per tensor (None)
+# where it reshapes the kernel and refuses a per-channel axis that moves: Dense (FC weights
+# are transposed) and Conv1D (its kernel is expanded to 4-D).
 _WEIGHTED_LAYERS = {
-    keras.layers.Conv1D: _WeightedLayerInfo("kernel", -1),
+    keras.layers.Conv1D: _WeightedLayerInfo("kernel", None),
     keras.layers.Conv2D: _WeightedLayerInfo("kernel", -1),
     keras.layers.DepthwiseConv2D: _WeightedLayerInfo("depthwise_kernel", 2),
     keras.layers.Dense: _WeightedLayerInfo("kernel", None),
@@ -75,8 +82,10 @@ class EdgePlusQuantizeRegistry(_QuantizeRegistry):
     """Registry of the edgeplus scheme.
 
     Conv1D, Conv2D, DepthwiseConv2D and Dense get :class:`EdgePlusWeightQuantizeConfig`;
-    layers without weights get TF-MOT's n-bit config at the activation bits. ``per_layer``
-    overrides the bits of the named layers.
+    the layers without weights of TF-MOT's n-bit table get
+    :class:`EdgePlusOutputQuantizeConfig` on the tensors that table names (a
+    ``keras.layers.Activation`` layer keeps TF-MOT's own config). ``per_layer`` overrides
+    the bits of the named layers.
     """
 
     def __init__(self, weight_bits=4, activation_bits=8, per_layer=None, learnable_scales=False):
@@ -118,6 +127,12 @@ class EdgePlusQuantizeRegistry(_QuantizeRegistry):
                 channel_axis=info.channel_axis,
             )
         registry = self._weightless_registry(activation_bits)
+        if registry.supports(layer) and type(layer) in registry._layer_quantize_map:
+            info = registry._layer_quantize_map[type(layer)]
+            if isinstance(info, _n_bit_registry._QuantizeInfo):
+                return EdgePlusOutputQuantizeConfig(
+                    info.activation_attrs, info.quantize_output, activation_bits
+                )
         if not registry.supports(layer):
             raise ValueError(
                 f"Layer {layer.name!r} ({type(layer).__name__}) is not supported by the edgeplus "

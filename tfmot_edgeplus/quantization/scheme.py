@@ -25,23 +25,22 @@ _QuantizeScheme = tfmot.quantization.keras.QuantizeScheme
 
 class EdgePlusLayoutTransform(_n_bit_layout.DefaultNBitQuantizeLayoutTransform):
     """TF-MOT's n-bit graph transforms (Conv/Dense + BatchNorm folding, as TF-MOT does it),
-    with per-layer activation bits carried onto the output quantizer of a folded BatchNorm
-    (a BatchNorm follows the bits given for itself or, failing that, for its conv/dense)."""
+    with the output quantizer they put on a folded BatchNorm replaced by ours, at the bits
+    given for that BatchNorm or, failing that, for its conv/dense."""
 
     def __init__(self, activation_bits: int, per_layer: dict):
         super().__init__(num_bits_weight=8, num_bits_activation=activation_bits)
+        self._activation_bits = activation_bits
         self._per_layer = per_layer
 
     def apply(self, model, layer_quantize_map):
         model, layer_quantize_map = super().apply(model, layer_quantize_map)
         for name, metadata in layer_quantize_map.items():
             config = metadata.get("quantize_config")
-            if not isinstance(config, _n_bit_configs.DefaultNBitOutputQuantizeConfig):
-                continue
-            bits = self._override_bits(model, name)
-            if bits is not None:
-                metadata["quantize_config"] = _n_bit_configs.DefaultNBitOutputQuantizeConfig(
-                    num_bits_weight=8, num_bits_activation=bits
+            if isinstance(config, _n_bit_configs.DefaultNBitOutputQuantizeConfig):
+                bits = self._override_bits(model, name) or self._activation_bits
+                metadata["quantize_config"] = configs.EdgePlusOutputQuantizeConfig(
+                    (), quantize_output=True, activation_bits=bits
                 )
         return model, layer_quantize_map
 

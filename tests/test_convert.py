@@ -1,0 +1,163 @@
+"""QAT -> convert -> TFLM, per weight bit-width: stored types and bytes, agreement with Keras."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tfmot_edgeplus import EdgePlusQuantizeScheme, conversion_report, convert, quantize_model
+from tfmot_edgeplus._compat import tfmot
+from tfmot_edgeplus.conversion import LowBitStorageError, describe_weights, weight_bytes
+from tfmot_edgeplus.models import compile_classifier
+from tfmot_edgeplus.runtime import TFLMRunner
+
+pytestmark = pytest.mark.slow  # one short QAT per bit-width on real Fashion-MNIST
+
+_QAT = {}
+
+
+def _qat(bits, fp_model, data):
+    """The fixture model fine-tuned for 1 epoch at W{bits}A8 (LSQ steps), converted; cached."""
+    if bits not in _QAT:
+        from tfmot_edgeplus._compat import tf
+
+        tf.keras.utils.set_random_seed(bits)
+        scheme = EdgePlusQuantizeScheme(bits, 8, learnable_scales=True)
+        qat = compile_classifier(quantize_model(fp_model, scheme), learning_rate=5e-4)
+        qat.fit(data.x_train, data.y_train, epochs=1, batch_size=64, verbose=0)
+        _QAT[bits] = (qat, convert(qat, data.x_train[:300]))
+    return _QAT[bits]
+
+
+EXPECTED_STORAGE = {  # bits -> (TFLite type the kernel reads, storage, stored bits/weight)
+    8: ("INT8", "dense", 8),
+    4: ("INT4", "dense", 4),
+    3: ("INT8", "lut", 3),  # TFLM_DECODE hands the kernel int8
+    2: ("INT8", "lut", 2),
+}
+
+
+@pytest.mark.parametrize("bits", [8, 4, 3, 2])
+def test_stored_types_and_bytes(bits, trained_fp_model, fashion_small):
+    _, model_bytes = _qat(bits, trained_fp_model, fashion_small)
+    rows = describe_weights(model_bytes)
+    assert [r["op"] for r in rows] == ["CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D", "CONV_2D", "FULLY_CONNECTED"]
+    for row in rows:
+        assert (row["type"], row["storage"], row["bits"]) == EXPECTED_STORAGE[bits], row
+        assert row["data_bytes"] == math.ceil(row["n_weights"] * bits / 8), row
+        if row["storage"] == "lut":  # 16-byte header + one int8 table per channel
+            assert row["table_bytes"] == 16 + row["channels"] * row["table_stride"]
+            assert row["table_stride"] <= 2**bits
+        else:
+            assert row["table_bytes"] == 0
+
+
+def test_w2_weights_take_about_half_the_flash_of_w4(trained_fp_model, fashion_small):
+    w4 = weight_bytes(_qat(4, trained_fp_model, fashion_small)[1])
+    w2 = weight_bytes(_qat(2, trained_fp_model, fashion_small)[1])
+    assert w2 < 0.6 * w4, (w2, w4)
+
+
+@pytest.mark.parametrize("bits", [8, 4, 3, 2])
+def test_tflm_agrees_with_keras_on_99_percent(bits, trained_fp_model, fashion_small):
+    qat, model_bytes = _qat(bits, trained_fp_model, fashion_small)
+    x = fashion_small.x_test
+    keras_class = qat.predict(x, verbose=0).argmax(axis=1)
+    runner = TFLMRunner(model_bytes)
+    tflm_class = runner.predict(x).argmax(axis=1)
+    agreement = float(np.mean(tflm_class == keras_class))
+    assert agreement >= 0.99, f"W{bits}: TFLM agrees with Keras on {agreement:.4f} of {len(x)}"
+    assert np.mean(tflm_class == fashion_small.y_test) > 0.7  # a real classifier, not chance
+    assert runner.arena_bytes > 0
+
+
+def test_tfmot_own_scheme_converts_through_ours(trained_fp_model, fashion_small):
+    qk = tfmot.quantization.keras
+    scheme = qk.experimental.default_n_bit.DefaultNBitQuantizeScheme(num_bits_weight=2, num_bits_activation=8)
+    with qk.quantize_scope():
+        qat = qk.quantize_apply(qk.quantize_annotate_model(trained_fp_model), scheme)
+    model_bytes = convert(qat, fashion_small.x_train[:100])
+    assert {r["storage"] for r in describe_weights(model_bytes)} == {"lut"}
+    assert TFLMRunner(model_bytes).predict(fashion_small.x_test[:5]).shape == (5, 10)
+
+
+def test_a4_model_converts_with_int8_activations_and_the_report_says_so(trained_fp_model, fashion_small):
+    qat = compile_classifier(quantize_model(trained_fp_model, EdgePlusQuantizeScheme(4, 4)))
+    qat.fit(fashion_small.x_train[:2000], fashion_small.y_train[:2000], epochs=1, verbose=0)
+    model_bytes = convert(qat, fashion_small.x_train[:100])
+    runner = TFLMRunner(model_bytes)
+    assert all(d["dtype"] == np.int8 for d in runner.input_details + runner.output_details)
+    acc = np.mean(runner.predict(fashion_small.x_test).argmax(1) == fashion_small.y_test)
+    assert acc > 0.7, acc
+    # the Keras model keeps its 4-bit activations after conversion
+    assert qat.get_layer("quant_relu1")._output_quantizers[0].num_bits == 4
+    report = conversion_report(model_bytes, qat)
+    assert report.qat_activation_bits["conv3"] == 4
+    assert any("run them in int8" in note for note in report.notes)
+    assert report.flatbuffer_bytes == len(model_bytes)
+    assert "| CONV_2D |" in report.table()
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_float_model_is_refused(trained_fp_model, fashion_small):
+    with pytest.raises(ValueError, match="no quantized layers.*quantize_model"):
+        convert(trained_fp_model, fashion_small.x_train[:10])
+
+
+@pytest.mark.parametrize("data, match", [
+    (np.zeros((0, 28, 28, 1), np.float32), r"representative_data is empty \(shape \(0, 28, 28, 1\)\)"),
+    (np.zeros((10, 32, 32, 1), np.float32), r"samples of shape \(32, 32, 1\).*model's input is \(28, 28, 1\)"),
+    (np.full((10, 28, 28, 1), np.nan, np.float32), r"NaN or infinite"),
+])
+def test_bad_representative_data_is_named(data, match, trained_fp_model, fashion_small):
+    qat, _ = _qat(4, trained_fp_model, fashion_small)
+    with pytest.raises(ValueError, match=match):
+        convert(qat, data)
+
+
+def test_corrupted_tflite_gets_a_clear_error():
+    with pytest.raises(LowBitStorageError):
+        conversion_report(b"this is not a flatbuffer")
+    with pytest.raises(ValueError, match="TFL3"):
+        TFLMRunner(b"\x00" * 64)
+
+
+def test_cli_inspect(tmp_path, trained_fp_model, fashion_small):
+    from click.testing import CliRunner
+
+    from tfmot_edgeplus.cli import main
+
+    _, model_bytes = _qat(2, trained_fp_model, fashion_small)
+    path = tmp_path / "m.tflite"
+    path.write_bytes(model_bytes)
+    result = CliRunner().invoke(main, ["inspect", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "LUT" in result.output and f"weights: {weight_bytes(model_bytes)} bytes" in result.output
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"garbage")
+    result = CliRunner().invoke(main, ["inspect", str(bad)])
+    assert result.exit_code != 0
+
+
+def test_conv1d_imu_model_deploys_with_int4_weights():
+    """Conv1D on the real smartwatch IMU windows: per-tensor 4-bit kernels stored as INT4."""
+    from tfmot_edgeplus import datasets
+    from tfmot_edgeplus.models import imu_cnn
+
+    data = datasets.imu_watch()
+    stats = datasets.channel_stats(data)
+    x, y = stats.apply(data).x, data.y
+    model = compile_classifier(imu_cnn(classes=data.num_classes))
+    model.fit(x[:2000], y[:2000], epochs=2, batch_size=64, verbose=0)
+    qat = compile_classifier(quantize_model(model, EdgePlusQuantizeScheme(4, 8, learnable_scales=True)))
+    qat.fit(x[:2000], y[:2000], epochs=1, batch_size=64, verbose=0)
+    model_bytes = convert(qat, x[:200])
+    rows = describe_weights(model_bytes)
+    assert [r["type"] for r in rows] == ["INT4"] * 4
+    tflm = TFLMRunner(model_bytes).predict(x[2000:2400]).argmax(1)
+    keras_class = qat.predict(x[2000:2400], verbose=0).argmax(1)
+    assert np.mean(tflm == keras_class) > 0.95
