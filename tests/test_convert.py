@@ -161,3 +161,21 @@ def test_conv1d_imu_model_deploys_with_int4_weights():
     tflm = TFLMRunner(model_bytes).predict(x[2000:2400]).argmax(1)
     keras_class = qat.predict(x[2000:2400], verbose=0).argmax(1)
     assert np.mean(tflm == keras_class) > 0.95
+
+
+def test_bare_quantize_apply_with_unset_lsq_steps_converts_unchanged(fashion_small):
+    """quantize_apply without quantize_model leaves LSQ steps unset until training; inference
+    derives them, and convert() stores exactly those (predictions do not change)."""
+    from tfmot_edgeplus import quantize_scope
+    from tfmot_edgeplus.models import small_cnn
+
+    qk = tfmot.quantization.keras
+    with quantize_scope():
+        qat = qk.quantize_apply(
+            qk.quantize_annotate_model(small_cnn()), EdgePlusQuantizeScheme(2, 8, learnable_scales=True)
+        )
+    x = fashion_small.x_test[:50]
+    before = qat.predict(x, verbose=0)
+    model_bytes = convert(qat, fashion_small.x_train[:50])
+    np.testing.assert_allclose(qat.predict(x, verbose=0), before, atol=1e-5)
+    assert {r["storage"] for r in describe_weights(model_bytes)} == {"lut"}

@@ -15,6 +15,7 @@ import numpy as np
 
 from tfmot_edgeplus._compat import check_keras2_model, tf, tfmot
 from tfmot_edgeplus.conversion import lowbit
+from tfmot_edgeplus.quantization.scheme import initialize_learned_scales
 
 _QuantizeWrapper = tfmot.quantization.keras.QuantizeWrapperV2
 
@@ -154,6 +155,9 @@ def convert(qat_model, representative_data, *, lowbit_storage: bool = True) -> b
             "Quantize it first: tfmot_edgeplus.quantize_model(model, EdgePlusQuantizeScheme(...))."
         )
     samples = _as_sample_iterator(representative_data, qat_model.inputs[0].shape)
+    # Unset LSQ steps (a bare quantize_apply, never trained) become what inference derives
+    # anyway, stored, so that the converter sees constants.
+    initialize_learned_scales(qat_model)
     with _activations_traced_at_8_bits(qat_model):
         converter = tf.lite.TFLiteConverter.from_keras_model(qat_model)
         converter.optimizations = [tf.lite.Optimize.DEFAULT]

@@ -196,9 +196,12 @@ class LearnedScaleWeightQuantizer(_Quantizer):
             s = self._broadcast(s, inputs)
             return _round_ste(tf.clip_by_value(inputs / s, -qp, qp)) * s
         # No assignment here: the converter must be able to fold min/max to constants.
-        stored = tf.maximum(tf.abs(weights["scale"]), 1e-8)
-        scale = tf.where(weights["initialized"] > 0.5, stored, self.mse_optimal_scale(inputs))
-        return self._fake_quant(inputs, scale, qp)
+        scale = tf.cond(
+            weights["initialized"] > 0.5,
+            lambda: tf.identity(weights["scale"]),
+            lambda: self.mse_optimal_scale(inputs),
+        )
+        return self._fake_quant(inputs, tf.maximum(tf.abs(scale), 1e-8), qp)
 
     def initialize(self, weight, weights) -> None:
         """Set the step from ``weight`` now (eagerly), by minimum quantization MSE."""
@@ -262,19 +265,25 @@ class LearnedScaleWeightQuantizer(_Quantizer):
             return tf.maximum(tf.abs(tf.identity(scale)), 1e-8)
 
     def mse_optimal_scale(self, w):
-        """Per-channel step minimising ||w - Q(w)||^2 over clipping ratios of max|w|."""
-        reduce_axes = self._reduce_axes(w.shape.rank)
+        """Per-channel step minimising ||w - Q(w)||^2 over clipping ratios of max|w|.
+
+        One broadcast pass over all ratios (a leading axis), so the graph stays small."""
+        rank = w.shape.rank
+        reduce_axes = self._reduce_axes(rank)
         qp = float(q_max(self.num_bits))
-        max_abs = tf.reshape(tf.reduce_max(tf.abs(w), axis=reduce_axes), [-1])
-        max_abs = tf.maximum(max_abs, 1e-8)
-        errors = []
-        for ratio in _INIT_CLIP_RATIOS:
-            s = self._broadcast(max_abs * float(ratio) / qp, w)
-            q = tf.clip_by_value(tf.round(w / s), -qp, qp) * s
-            errors.append(tf.reshape(tf.reduce_sum(tf.square(w - q), axis=reduce_axes), [-1]))
-        best = tf.argmin(tf.stack(errors, axis=0), axis=0)
-        ratios = tf.gather(tf.constant(_INIT_CLIP_RATIOS), best)
-        return max_abs * ratios / qp
+        max_abs = tf.maximum(tf.reshape(tf.reduce_max(tf.abs(w), axis=reduce_axes), [-1]), 1e-8)
+        ratios = tf.constant(_INIT_CLIP_RATIOS)
+        steps = ratios[:, None] * max_abs[None, :] / qp  # (ratios, channels)
+        if self.channel_axis is None:
+            channel_shape = [1] * rank
+        else:
+            axis = self.channel_axis % rank
+            channel_shape = [1] * axis + list(w.shape[axis:])
+        s = tf.reshape(steps, [len(_INIT_CLIP_RATIOS)] + channel_shape)
+        q = tf.clip_by_value(tf.round(w[None] / s), -qp, qp) * s
+        errors = tf.reduce_sum(tf.square(w[None] - q), axis=[a + 1 for a in reduce_axes])
+        best = tf.argmin(tf.reshape(errors, [len(_INIT_CLIP_RATIOS), -1]), axis=0)
+        return max_abs * tf.gather(ratios, best) / qp
 
 
 def custom_objects() -> dict:

@@ -12,11 +12,10 @@
  * path. Both paths give identical results. -DEDGEPLUS_NO_DSP forces the plain path;
  * -DEDGEPLUS_EMULATE_DSP runs the DSP path's logic in C on any host (tests).
  *
- * Cost on the emulated Cortex-M4 (QEMU -icount, instructions per MAC, 32x32x16 ->
- * 32 3x3 conv, -Ofast): W8A8 1.56, W4A4 1.58, W2A2 1.12 with _get_buffer_size
- * scratch (11.6 KB); 1.35 / 1.38 / 0.98 with _get_buffer_size_fast (20.8 KB).
- * CMSIS-NN arm_convolve_s8 is about 2.1, a naive C conv about 5.0. Depthwise is not
- * optimised yet (about 13-14).
+ * Cost on the emulated Cortex-M4 (instructions per MAC, scratch and .text bytes per
+ * layer and bit-width, with either scratch size): `python -m benchmarks.kernels_m4`.
+ * For scale: CMSIS-NN arm_convolve_s8 takes about 2.1 instructions per MAC there, a
+ * naive C conv about 5.0.
  *
  * ---------------------------------------------------------------------------
  * Data layout
@@ -169,7 +168,17 @@ edgeplus_status edgeplus_conv2d_window(const edgeplus_context *ctx,
 
 /* ------------------------------------------------------------------ depthwise */
 
-/* Scratch bytes for the depthwise kernels (>= 0), or a negative edgeplus_status. */
+/* Scratch bytes for the depthwise kernels (>= 0), or a negative edgeplus_status. It
+ * depends on params, input_dims and filter_dims only (not on output_dims or the window),
+ * and is also the minimum: the kernels refuse (EDGEPLUS_ERR_SCRATCH) from 9 bytes below
+ * it on (it includes 8 bytes of alignment slack). With S = min(c, 16) channels per
+ * strip, T = min(64, (in_w - 1 + pad_w) / stride_w + 1) output pixels per tile row,
+ * R = (T - 1) * stride_w + (filter_w - 1) * dilation_w + 1 input columns per tile row,
+ * Rp = R + 6 rounded down to even, F = max(4, filter_w rounded up to even), "to 4" =
+ * rounded up to a multiple of 4: 8 + 16 c + 2 S filter_h F + 4 (T to 4) + 32
+ * + (T S to 4) + 8 filter_h + 2 Rp (filter_h S + 1) bytes (48x48x32 3x3 SAME: 7,440).
+ * Where the terms after 16 c exceed 32,768 (huge dilations) the kernels use a per-pixel
+ * im2col instead: 8 + 16 c + (c to 4) + 4 kpad bytes, kpad = filter_h filter_w c to 16. */
 int32_t edgeplus_depthwise_conv2d_get_buffer_size(const edgeplus_conv_params *params,
                                                   const edgeplus_dims *input_dims,
                                                   const edgeplus_dims *filter_dims,
