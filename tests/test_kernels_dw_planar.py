@@ -14,6 +14,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from kernel_helpers import assert_same, run_c, window_of
 
 from tfmot_edgeplus.patching import golden
 from tfmot_edgeplus.runtime import kernels
@@ -30,33 +31,7 @@ def k(request):
 
 
 def _run(k, case):
-    got = k.depthwise_conv2d(
-        case.x,
-        case.w,
-        case.bias,
-        case.multiplier,
-        case.shift,
-        case.params,
-        output_hw=case.output_hw,
-        window=case.window,
-        input_region=case.input_region,
-        input_hw=case.input_hw,
-        output_region=case.output_region,
-    )
-    if case.window is not None:
-        y, x, h, w = case.window
-        oy, ox = case.output_region[:2] if case.output_region else (0, 0)
-        got = got[:, y - oy : y - oy + h, x - ox : x - ox + w, :]
-    return got
-
-
-def _assert_same(got, want, what):
-    diff = np.argwhere(got != want)
-    assert not diff.size, (
-        f"{what}: {len(diff)} of {got.size} values differ; first "
-        + "; ".join(f"{tuple(int(i) for i in d)}: C {got[tuple(d)]} ref {want[tuple(d)]}"
-                    for d in diff[:5])
-    )
+    return window_of(run_c(k, case), case)
 
 
 def _exotic_requant(case, rng):
@@ -110,9 +85,9 @@ def test_planar_geometries(k, in_bits, w_bits, out_bits, c, w, kernel, stride, d
             dilation=dilation,
             relu=relu,
         )
-        _assert_same(_run(k, case), case.reference(), f"relu={relu}")
+        assert_same(_run(k, case), case.reference(), f"relu={relu}")
         case = _exotic_requant(case, rng)
-        _assert_same(_run(k, case), case.reference(), f"exotic requant relu={relu}")
+        assert_same(_run(k, case), case.reference(), f"exotic requant relu={relu}")
 
 
 @pytest.mark.parametrize("in_bits,w_bits,out_bits", BITS[:3])
@@ -132,7 +107,7 @@ def test_planar_windows_across_tiles(k, in_bits, w_bits, out_bits):
                 window=win,
                 region_margin=margin,
             )
-            _assert_same(_run(k, case), case.reference(), f"window {win} margin {margin}")
+            assert_same(_run(k, case), case.reference(), f"window {win} margin {margin}")
 
 
 @pytest.mark.parametrize("dilation,c", [(20000, 5), (30000, 18)])
@@ -145,7 +120,7 @@ def test_huge_dilation_takes_the_im2col_fallback(k, dilation, c):
         case.params, case.x.shape, case.w.shape, (1, *case.output_hw, c)
     )
     assert size < 4096, f"the fallback needs little scratch, got {size}"
-    _assert_same(_run(k, case), case.reference(), f"dilation {dilation}")
+    assert_same(_run(k, case), case.reference(), f"dilation {dilation}")
 
 
 def test_depthwise_scratch_does_not_depend_on_the_window(k):

@@ -122,7 +122,7 @@ def test_keras3_session_gets_a_clear_error(tmp_path):
 
     script = "import tensorflow, tfmot_edgeplus\n"
     env = {k: v for k, v in __import__("os").environ.items() if k != "TF_USE_LEGACY_KERAS"}
-    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=False,
                          timeout=300)
     assert out.returncode != 0
     assert "KerasVersionError" in out.stderr
@@ -289,7 +289,7 @@ history = qat.fit(x, y, batch_size=16, epochs=1, verbose=0)
 assert np.isfinite(history.history["loss"][0])
 print("OK", qat.get_layer("quant_relu1").weights[0].numpy())
 """
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, check=False)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "OK" in out.stdout
 

@@ -46,11 +46,11 @@ if _tensorflow_already_on_keras3():
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import tensorflow as tf  # noqa: E402
-import tensorflow_model_optimization as tfmot  # noqa: E402
-import tf_keras as keras  # noqa: E402
+import tensorflow as tf
+import tensorflow_model_optimization as tfmot
+import tf_keras as keras
 
-__all__ = ["tf", "keras", "tfmot", "KerasVersionError", "check_keras2_model"]
+__all__ = ["KerasVersionError", "check_keras2_model", "keras", "tf", "tfmot"]
 
 
 def check_keras2_model(model, what: str = "model") -> None:

@@ -1,10 +1,15 @@
 """``convert()``: a QAT model to a full-integer TFLite flatbuffer that keeps its low bits.
 
 We wrap ``tf.lite.TFLiteConverter`` (full-integer, int8 input/output, builtin int8 ops) and
-never replace it. TF 2.21 stores 2-, 3- and 4-bit filters of CONV_2D / DEPTHWISE_CONV_2D /
-FULLY_CONNECTED as TFLite INT4 (two per byte); 4-bit layers keep that. Layers quantized below
-4 bits are then repacked by :mod:`tfmot_edgeplus.conversion.lowbit` so that they take 2 or 3
-bits per weight (see that module for the format and why).
+never replace it. Around it:
+
+1. activations trained below 8 bits are traced at 8 bits over their trained ranges (builtin
+   ops run int8 activations only);
+2. TF 2.21 stores 2-, 3- and 4-bit filters of CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED
+   as TFLite INT4 (two per byte), 4-bit layers keep that; 3-bit levels, which it moves off
+   their grid, are put back (:func:`~tfmot_edgeplus.conversion.lowbit.restore_int4_levels`);
+3. layers quantized below 4 bits are repacked by :mod:`tfmot_edgeplus.conversion.lowbit` so
+   that they take 2 or 3 bits per weight (see that module for the format and why).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import numpy as np
 
 from tfmot_edgeplus._compat import check_keras2_model, tf, tfmot
 from tfmot_edgeplus.conversion import lowbit
+from tfmot_edgeplus.quantization.quantizers import q_max
 from tfmot_edgeplus.quantization.scheme import initialize_learned_scales
 
 _QuantizeWrapper = tfmot.quantization.keras.QuantizeWrapperV2
@@ -87,8 +93,6 @@ def _off_grid_top_levels(qat_model) -> dict[str, int]:
     stores ``round(7 * level / Qp)``: exact for 2 bits (Qp = 1) and 4 bits (Qp = 7), off the
     grid for 3 bits (Qp = 3).
     """
-    from tfmot_edgeplus.quantization.quantizers import q_max
-
     return {
         name: q_max(bits)
         for name, bits in layer_weight_bits(qat_model).items()
@@ -174,4 +178,4 @@ def convert(qat_model, representative_data, *, lowbit_storage: bool = True) -> b
     return model_bytes
 
 
-__all__ = ["convert", "layer_weight_bits", "layer_activation_bits", "is_quantized"]
+__all__ = ["convert", "is_quantized", "layer_activation_bits", "layer_weight_bits"]

@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# TF-MOT's experimental n-bit registry says which layers without weights are supported
+# (ReLU, pooling, Add, Concatenate, Reshape, ...) and which of their tensors to quantize;
+# we quantize those tensors with our own activation quantizer.
+from tensorflow_model_optimization.python.core.quantization.keras.experimental.default_n_bit import (
+    default_n_bit_quantize_registry as _n_bit_registry,
+)
+
 from tfmot_edgeplus._compat import keras, tfmot
 from tfmot_edgeplus.quantization.configs import (
     EdgePlusOutputQuantizeConfig,
@@ -13,13 +20,6 @@ from tfmot_edgeplus.quantization.quantizers import (
     ACTIVATION_BITS,
     WEIGHT_BITS,
     check_bits,
-)
-
-# TF-MOT's experimental n-bit registry says which layers without weights are supported
-# (ReLU, pooling, Add, Concatenate, Reshape, ...) and which of their tensors to quantize;
-# we quantize those tensors with our own activation quantizer.
-from tensorflow_model_optimization.python.core.quantization.keras.experimental.default_n_bit import (  # noqa: E501
-    default_n_bit_quantize_registry as _n_bit_registry,
 )
 
 _QuantizeRegistry = tfmot.quantization.keras.QuantizeRegistry

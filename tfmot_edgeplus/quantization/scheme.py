@@ -6,6 +6,16 @@ accepts it like TF-MOT's own schemes; :func:`quantize_model` is the one-call con
 
 from __future__ import annotations
 
+from tensorflow_model_optimization.python.core.quantization.keras.experimental.default_n_bit import (
+    default_n_bit_quantize_configs as _n_bit_configs,
+)
+from tensorflow_model_optimization.python.core.quantization.keras.experimental.default_n_bit import (
+    default_n_bit_quantize_layout_transform as _n_bit_layout,
+)
+from tensorflow_model_optimization.python.core.quantization.keras.experimental.default_n_bit import (
+    default_n_bit_quantize_registry as _n_bit_registry,
+)
+
 from tfmot_edgeplus._compat import check_keras2_model, keras, tfmot
 from tfmot_edgeplus.quantization import configs, quantizers
 from tfmot_edgeplus.quantization.quantizers import ACTIVATION_BITS, WEIGHT_BITS, check_bits
@@ -13,11 +23,6 @@ from tfmot_edgeplus.quantization.registry import (
     SUPPORTED_WEIGHTED_LAYERS,
     EdgePlusQuantizeRegistry,
     validate_per_layer,
-)
-from tensorflow_model_optimization.python.core.quantization.keras.experimental.default_n_bit import (  # noqa: E501
-    default_n_bit_quantize_configs as _n_bit_configs,
-    default_n_bit_quantize_layout_transform as _n_bit_layout,
-    default_n_bit_quantize_registry as _n_bit_registry,
 )
 
 _QuantizeScheme = tfmot.quantization.keras.QuantizeScheme
