@@ -8,6 +8,9 @@ Quantization-aware training (TF-MOT)::
     qat = tfmot_edgeplus.quantize_model(model, scheme)
     with tfmot_edgeplus.quantize_scope(): keras.models.load_model(path)
 
+Little-data QAT (QuaRC): ``coreset.RESCoreset`` / ``coreset.RandomCoreset`` and
+``CLCTrainer(student, teacher)`` (knowledge distillation + cascaded layer correction).
+
 Conversion (wraps tf.lite.TFLiteConverter) and the host TFLM runner::
 
     tflite_bytes = tfmot_edgeplus.convert(qat, representative_data)
@@ -21,7 +24,8 @@ from tfmot_edgeplus.quantization import (
     quantize_scope,
 )
 from tfmot_edgeplus.conversion import ConversionReport, conversion_report, convert
-from tfmot_edgeplus import datasets, runtime
+from tfmot_edgeplus.distillation import CLCTrainer
+from tfmot_edgeplus import coreset, datasets, distillation, runtime
 
 __version__ = "0.1.0"
 
@@ -36,7 +40,11 @@ __all__ = [
     "convert",
     "conversion_report",
     "ConversionReport",
+    # little-data QAT (QuaRC)
+    "CLCTrainer",
     # subpackages
+    "coreset",
     "datasets",
+    "distillation",
     "runtime",
 ]
