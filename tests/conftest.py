@@ -37,3 +37,14 @@ def trained_fp_model(fashion_small):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="module", params=("plain", "emudsp"))
+def k(request):
+    """The C kernels built as plain C and with the DSP path emulated in C (both variants)."""
+    from tfmot_edgeplus.runtime import kernels
+
+    try:
+        return kernels.get_kernels(request.param)
+    except kernels.KernelBuildError as e:  # pragma: no cover - machines without a compiler
+        pytest.skip(f"C kernels unavailable: {e}")

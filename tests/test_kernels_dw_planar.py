@@ -17,17 +17,6 @@ import pytest
 from kernel_helpers import assert_same, run_c, window_of
 
 from tfmot_edgeplus.patching import golden
-from tfmot_edgeplus.runtime import kernels
-
-VARIANTS = ("plain", "emudsp")
-
-
-@pytest.fixture(scope="module", params=VARIANTS)
-def k(request):
-    try:
-        return kernels.get_kernels(request.param)
-    except kernels.KernelBuildError as e:  # pragma: no cover - machines without a compiler
-        pytest.skip(f"C kernels unavailable: {e}")
 
 
 def _run(k, case):

@@ -27,17 +27,6 @@ from tfmot_edgeplus.runtime import kernels
 
 REPO = Path(__file__).resolve().parents[1]
 BITS = (2, 4, 8)
-VARIANTS = ("plain", "emudsp")
-
-
-@pytest.fixture(scope="module", params=VARIANTS)
-def k(request):
-    try:
-        return kernels.get_kernels(request.param)
-    except kernels.KernelBuildError as e:  # pragma: no cover - machines without a compiler
-        pytest.skip(f"C kernels unavailable: {e}")
-
-
 # ----------------------------------------------------------------------------- packing
 
 
