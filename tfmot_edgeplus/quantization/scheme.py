@@ -110,10 +110,6 @@ class EdgePlusQuantizeScheme(_QuantizeScheme):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"EdgePlusQuantizeScheme({args})"
 
-    def layer_bits(self, layer_name: str) -> tuple[int, int]:
-        """(weight_bits, activation_bits) this scheme gives the layer named ``layer_name``."""
-        return self.get_quantize_registry().bits_for(layer_name)
-
 
 def _unsupported_layers(model, registry) -> list[str]:
     ignored = (keras.layers.InputLayer, keras.layers.BatchNormalization)
