@@ -196,6 +196,46 @@ def test_per_class_keeps_class_shares_and_top_scores_within_each(rng):
         RESCoreset(x, y, fp, fraction=0.1, per_class="yes")
 
 
+def test_weighted_sampling_keeps_quotas_is_seeded_and_favours_high_scores(rng):
+    n, m = 2000, 4
+    x = rng.normal(size=(n, m)).astype(np.float32)
+    y = np.repeat(np.arange(m), [200, 300, 500, 1000])
+    qat, fp = _linear_model(np.eye(m) * 4.0, "q"), _linear_model(rng.normal(size=(m, m)), "f")
+
+    def make(seed):
+        return RESCoreset(x, y, fp, fraction=0.1, qat_model=qat, per_class=True,
+                          sampling="weighted", seed=seed)
+
+    a, b, c = make(0), make(0), make(1)
+    np.testing.assert_array_equal(a.indices, b.indices)
+    assert not np.array_equal(a.indices, c.indices)
+    np.testing.assert_array_equal(np.bincount(y[a.indices], minlength=m), [20, 30, 50, 100])
+    d_s = a.last_scores["d_s"]
+    top = RESCoreset(x, y, fp, fraction=0.1, qat_model=qat, per_class=True)
+    # Between random (the mean score) and top-k (the largest scores).
+    assert d_s.mean() < d_s[a.indices].mean() < d_s[top.indices].mean()
+    # Not the top-k: some typical samples stay in.
+    assert len(np.setdiff1d(a.indices, top.indices)) > 20
+    with pytest.raises(ValueError, match="sampling must be one of 'top', 'weighted', got 'best'"):
+        RESCoreset(x, y, fp, fraction=0.1, sampling="best")
+
+
+def test_scoring_an_uncalibrated_qat_model_warns_with_the_fix(fp_digits, digits_data):
+    from tfmot_edgeplus.quantization import calibrate_activation_ranges
+
+    x, y = digits_data.x_train, digits_data.y_train
+    qat = _qat(fp_digits)
+    with pytest.warns(UserWarning, match="activation ranges are still the placeholders.*"
+                      "calibrate_activation_ranges"):
+        RESCoreset(x, y, fp_digits, fraction=0.1, qat_model=qat)
+    calibrate_activation_ranges(qat, x)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        RESCoreset(x, y, fp_digits, fraction=0.1, qat_model=qat, per_class=True)
+
+
 def test_dataset_content_follows_selection_without_rebuilding(rng):
     x = np.arange(50, dtype=np.float32)[:, None]
     y = np.arange(50) % 5

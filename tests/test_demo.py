@@ -13,12 +13,47 @@ def test_demo_writes_model_report_and_plot(tmp_path):
     from tfmot_edgeplus.conversion import describe_weights
     from tfmot_edgeplus.demo import DemoConfig, run_demo
 
-    config = DemoConfig(train_samples=1000, test_samples=300, fp_epochs=1, qat_epochs=1)
+    config = DemoConfig(train_samples=1000, test_samples=300, fp_epochs=1, qat_epochs=2)
     result = run_demo(str(tmp_path), config, verbose=0)
-    model_path = tmp_path / "small_cnn_w4a8.tflite"
+    model_path = tmp_path / "fashion_mnist_w4a8.tflite"
     report = json.loads((tmp_path / "report.json").read_text())
     assert (tmp_path / "report.png").stat().st_size > 10_000
     assert report["result"]["flatbuffer_bytes"] == model_path.stat().st_size == result.flatbuffer_bytes
     assert {row["type"] for row in describe_weights(model_path.read_bytes())} == {"INT4"}
     assert result.weight_bytes * 2 <= result.int8_weight_bytes + 8  # 4 bits: half of int8
     assert 0.0 <= result.tflm_keras_agreement <= 1.0 and result.arena_bytes > 0
+    # The QAT stage is QuaRC: a RES coreset of 10 % of the data, KD + CLC.
+    qat = report["result"]["qat"]
+    assert qat["config"]["coreset"] == "res" and qat["config"]["beta"] > 0
+    assert qat["train_samples"] == 100
+    assert qat["history"]["coreset_size"] == [100.0, 100.0]
+    assert min(qat["history"]["clc_loss"]) > 0
+
+
+def test_qat_command_runs_the_pipeline_with_its_options(tmp_path):
+    from click.testing import CliRunner
+
+    from tfmot_edgeplus.cli import main
+
+    result = CliRunner().invoke(main, [
+        "qat", "--data", "imu_watch", "--train-samples", "600", "--bits", "2", "--coreset",
+        "random", "--fraction", "0.2", "--no-clc", "--epochs", "2", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "QAT W2A8 on a RANDOM coreset of 20% of the data, KD" in result.output
+    report = json.loads((tmp_path / "report.json").read_text())
+    qat = report["result"]["qat"]
+    assert qat["config"]["coreset"] == "random" and qat["config"]["beta"] == 0.0
+    assert qat["train_samples"] == 120
+    assert (tmp_path / "imu_watch_w2a8.tflite").stat().st_size == report["result"][
+        "flatbuffer_bytes"]
+    assert {row["bits"] for row in report["result"]["conversion"]["weights"]} == {2}
+
+
+def test_qat_command_refuses_a_bad_fraction():
+    from click.testing import CliRunner
+
+    from tfmot_edgeplus.cli import main
+
+    result = CliRunner().invoke(main, ["qat", "--fraction", "1.5"])
+    assert result.exit_code == 2
+    assert "fraction must be in (0, 1], got 1.5" in result.output

@@ -9,7 +9,8 @@ Quantization-aware training (TF-MOT)::
     with tfmot_edgeplus.quantize_scope(): keras.models.load_model(path)
 
 Little-data QAT (QuaRC): ``coreset.RESCoreset`` / ``coreset.RandomCoreset`` and
-``CLCTrainer(student, teacher)`` (knowledge distillation + cascaded layer correction).
+``CLCTrainer(student, teacher)`` (knowledge distillation + cascaded layer correction);
+``quarc_qat(fp_model, x, y, QuaRCConfig(...))`` runs the whole recipe.
 
 Conversion (wraps tf.lite.TFLiteConverter) and the host TFLM runner::
 
@@ -25,11 +26,12 @@ from tfmot_edgeplus.quantization import (
 )
 from tfmot_edgeplus.conversion import ConversionReport, conversion_report, convert
 from tfmot_edgeplus.distillation import CLCTrainer
+from tfmot_edgeplus.quarc import QuaRCConfig, quarc_qat
 from tfmot_edgeplus import coreset, datasets, distillation, runtime
 
 __version__ = "0.1.0"
 
-__all__ = [
+__all__ = [  # noqa: RUF022  (grouped by use, not sorted)
     # errors
     "KerasVersionError",
     # quantization-aware training
@@ -42,6 +44,8 @@ __all__ = [
     "ConversionReport",
     # little-data QAT (QuaRC)
     "CLCTrainer",
+    "QuaRCConfig",
+    "quarc_qat",
     # subpackages
     "coreset",
     "datasets",

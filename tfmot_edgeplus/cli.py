@@ -25,6 +25,51 @@ def demo(out_dir, quick):
 
 
 @main.command()
+@click.option("--data", "task", type=click.Choice(["fashion_mnist", "imu_watch"]),
+              default="fashion_mnist", show_default=True, help="Bundled training/test data.")
+@click.option("--model", "model_path", type=click.Path(exists=True), default=None,
+              help="Trained float Keras 2 model (.h5 or SavedModel folder); default: train "
+                   "the reference model for --data first.")
+@click.option("--bits", "weight_bits", type=click.Choice(["2", "3", "4", "8"]), default="4",
+              show_default=True, help="Weight bits (activations 8).")
+@click.option("--coreset", type=click.Choice(["res", "random", "full"]), default="res",
+              show_default=True, help="Training data: RES coreset, random coreset, or all.")
+@click.option("--fraction", type=float, default=0.1, show_default=True,
+              help="Share of the training data in the coreset, in (0, 1].")
+@click.option("--clc/--no-clc", default=True, show_default=True,
+              help="Add cascaded layer correction to the KD loss.")
+@click.option("--beta", type=float, default=1.0, show_default=True, help="Weight of L_CLC.")
+@click.option("--epochs", type=int, default=10, show_default=True, help="QAT epochs.")
+@click.option("--reselect-every", type=int, default=None,
+              help="Re-score and re-select the coreset every R epochs (default: once).")
+@click.option("--train-samples", type=int, default=None,
+              help="Use only this many training samples (a class-stratified subset).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Folder for the .tflite, report.json and report.png.")
+def qat(task, model_path, weight_bits, coreset, fraction, clc, beta, epochs, reselect_every,
+        train_samples, seed, out_dir):
+    """Little-data QAT (QuaRC): coreset + KD (+ CLC), then a low-bit .tflite run in TFLM.
+
+    Example: edgeplus qat --bits 2 --coreset res --fraction 0.01 --clc --out out/
+    """
+    from tfmot_edgeplus.demo import DemoConfig, run_demo
+
+    if coreset == "full" and fraction != 1.0:
+        click.echo(f"--coreset full trains on every sample; ignoring --fraction {fraction}.")
+    config = DemoConfig(
+        task=task, model_path=model_path, train_samples=train_samples,
+        weight_bits=int(weight_bits), coreset=coreset,
+        fraction=1.0 if coreset == "full" else fraction, beta=beta if clc else 0.0,
+        qat_epochs=epochs, reselect_every=reselect_every, seed=seed)
+    try:
+        config.quarc()
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None
+    run_demo(out_dir, config)
+
+
+@main.command()
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def inspect(model, as_json):

@@ -1,9 +1,11 @@
-"""The end-to-end demo (`edgeplus demo`, `make demo`) on bundled real data.
+"""The end-to-end pipeline on bundled real data: `edgeplus demo`, `make demo`, `edgeplus qat`.
 
-Fashion-MNIST: train a small float CNN, quantization-aware training at W4A8 with the
-edgeplus scheme, conversion with real INT4 weights, a run in the TFLM interpreter, and a
-report. Later stages (coreset QAT, adapters, patch plans, on-device calibration) add
-themselves here as they land.
+Fashion-MNIST by default: train a small float CNN (or load yours), little-data QAT with
+QuaRC (a RES coreset of 10 % of the data, KD + cascaded layer correction from the float
+model, :func:`tfmot_edgeplus.quarc.quarc_qat`), conversion with real low-bit weights, a run
+in the TFLM interpreter, and a report. ``edgeplus qat`` runs the same pipeline with the
+settings given on its command line. Later stages (adapters, patch plans, on-device
+calibration) add themselves here as they land.
 """
 
 from __future__ import annotations
@@ -16,27 +18,44 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from tfmot_edgeplus import datasets
-from tfmot_edgeplus._compat import tf
+from tfmot_edgeplus._compat import keras, tf
 from tfmot_edgeplus.conversion import conversion_report, convert
-from tfmot_edgeplus.models import compile_classifier, small_cnn
-from tfmot_edgeplus.quantization import EdgePlusQuantizeScheme, quantize_model
+from tfmot_edgeplus.models import compile_classifier, reference_model
+from tfmot_edgeplus.quarc import QuaRCConfig, quarc_qat
 from tfmot_edgeplus.runtime import TFLMRunner
 
 
 @dataclass
 class DemoConfig:
-    train_samples: int = 20000
-    test_samples: int | None = None  # None: the whole 10k test set
+    """Settings of :func:`run_demo`. ``model_path`` loads a trained float model instead of
+    training the reference one; ``coreset``/``fraction``/``beta``/``qat_epochs`` are the
+    QuaRC stage's (see :class:`tfmot_edgeplus.quarc.QuaRCConfig`)."""
+
+    task: str = "fashion_mnist"
+    train_samples: int | None = 20000  # None: every training sample
+    test_samples: int | None = None  # None: the whole test set
+    model_path: str | None = None
     fp_epochs: int = 4
-    qat_epochs: int = 2
+    qat_epochs: int = 10
     batch_size: int = 64
     weight_bits: int = 4
     activation_bits: int = 8
+    coreset: str = "res"
+    fraction: float = 0.1
+    beta: float = 1.0
+    reselect_every: int | None = None
     seed: int = 0
 
     @classmethod
     def quick(cls) -> DemoConfig:
-        return cls(train_samples=4000, test_samples=1000, fp_epochs=3, qat_epochs=1)
+        return cls(train_samples=4000, test_samples=1000, fp_epochs=3, qat_epochs=6)
+
+    def quarc(self) -> QuaRCConfig:
+        return QuaRCConfig(
+            weight_bits=self.weight_bits, activation_bits=self.activation_bits,
+            coreset=self.coreset, fraction=self.fraction, beta=self.beta,
+            epochs=self.qat_epochs, batch_size=self.batch_size,
+            reselect_every=self.reselect_every, seed=self.seed)
 
 
 @dataclass
@@ -51,6 +70,7 @@ class DemoResult:
     arena_bytes: int
     seconds: dict = field(default_factory=dict)
     conversion: dict = field(default_factory=dict)
+    qat: dict = field(default_factory=dict)
 
 
 def _say(text: str) -> None:
@@ -60,29 +80,35 @@ def _say(text: str) -> None:
 def run_demo(out_dir: str | None = None, config: DemoConfig | None = None, verbose: int = 2) -> DemoResult:
     """Run the demo; with ``out_dir``, write the .tflite, ``report.json`` and ``report.png``."""
     config = config or DemoConfig()
+    quarc_config = config.quarc()  # validates the QAT settings before any training
     tf.keras.utils.set_random_seed(config.seed)
     seconds = {}
-    data = datasets.fashion_mnist(
-        limit_train=config.train_samples, limit_test=config.test_samples, seed=config.seed
+    data = datasets.classification_task(
+        config.task, limit_train=config.train_samples, limit_test=config.test_samples,
+        seed=config.seed,
     )
-    _say(f"[1/4] float training: small CNN on {len(data.x_train)} Fashion-MNIST images")
     start = time.perf_counter()
-    fp_model = compile_classifier(small_cnn(data.x_train.shape[1:], len(data.class_names)))
-    fp_model.fit(data.x_train, data.y_train, epochs=config.fp_epochs,
-                 batch_size=config.batch_size, verbose=verbose)
+    if config.model_path:
+        _say(f"[1/4] float model: {config.model_path}")
+        fp_model = compile_classifier(keras.models.load_model(config.model_path, compile=False))
+    else:
+        _say(f"[1/4] float training: reference model on {len(data.x_train)} {config.task} samples")
+        fp_model = compile_classifier(reference_model(data.input_shape, data.num_classes))
+        fp_model.fit(data.x_train, data.y_train, epochs=config.fp_epochs,
+                     batch_size=config.batch_size, verbose=verbose)
     fp_acc = float(fp_model.evaluate(data.x_test, data.y_test, verbose=0)[1])
     seconds["fp_train"] = time.perf_counter() - start
     _say(f"      float accuracy {fp_acc:.4f}")
 
-    scheme = EdgePlusQuantizeScheme(config.weight_bits, config.activation_bits, learnable_scales=True)
-    _say(f"[2/4] quantization-aware training: {scheme}")
-    start = time.perf_counter()
-    qat_model = compile_classifier(quantize_model(fp_model, scheme), learning_rate=5e-4)
-    qat_model.fit(data.x_train, data.y_train, epochs=config.qat_epochs,
-                  batch_size=config.batch_size, verbose=verbose)
+    what = ("all the data" if quarc_config.coreset == "full" else
+            f"a {quarc_config.coreset.upper()} coreset of {quarc_config.fraction:.0%} of the data")
+    clc = f" + {quarc_config.beta:g} x CLC" if quarc_config.beta > 0 else ""
+    _say(f"[2/4] QAT W{config.weight_bits}A{config.activation_bits} on {what}, KD{clc}")
+    run = quarc_qat(fp_model, data.x_train, data.y_train, quarc_config, verbose=verbose)
+    qat_model = compile_classifier(run.qat_model)
     qat_acc = float(qat_model.evaluate(data.x_test, data.y_test, verbose=0)[1])
-    seconds["qat_train"] = time.perf_counter() - start
-    _say(f"      QAT accuracy {qat_acc:.4f}")
+    seconds["qat_train"] = sum(run.seconds.values())
+    _say(f"      QAT accuracy {qat_acc:.4f} ({run.train_samples} samples per epoch)")
 
     _say("[3/4] conversion to a full-integer TFLite flatbuffer")
     start = time.perf_counter()
@@ -91,7 +117,7 @@ def run_demo(out_dir: str | None = None, config: DemoConfig | None = None, verbo
     seconds["convert"] = time.perf_counter() - start
     _say(report.table())
 
-    _say(f"[4/4] TFLM interpreter on {len(data.x_test)} test images")
+    _say(f"[4/4] TFLM interpreter on {len(data.x_test)} test samples")
     start = time.perf_counter()
     runner = TFLMRunner(model_bytes)
     tflm_pred = runner.predict(data.x_test).argmax(axis=1)
@@ -109,6 +135,7 @@ def run_demo(out_dir: str | None = None, config: DemoConfig | None = None, verbo
         arena_bytes=runner.arena_bytes,
         seconds={k: round(v, 2) for k, v in seconds.items()},
         conversion=report.to_dict(),
+        qat=run.summary(),
     )
     _say(summary_table(result, config))
     if out_dir:
@@ -133,7 +160,7 @@ def summary_table(result: DemoResult, config: DemoConfig) -> str:
 
 def _write(out_dir: str, model_bytes: bytes, result: DemoResult, config: DemoConfig) -> None:
     os.makedirs(out_dir, exist_ok=True)
-    name = f"small_cnn_w{config.weight_bits}a{config.activation_bits}.tflite"
+    name = f"{config.task}_w{config.weight_bits}a{config.activation_bits}.tflite"
     with open(os.path.join(out_dir, name), "wb") as f:
         f.write(model_bytes)
     with open(os.path.join(out_dir, "report.json"), "w") as f:
@@ -153,7 +180,7 @@ def _plot(path: str, result: DemoResult, config: DemoConfig) -> None:
     values = [result.fp_acc, result.qat_acc, result.tflm_acc]
     acc_ax.bar(labels, values, color=["#888", "#3a7", "#37a"])
     acc_ax.set_ylim(0, 1)
-    acc_ax.set_title("Fashion-MNIST test accuracy")
+    acc_ax.set_title(f"{config.task} test accuracy")
     for i, v in enumerate(values):
         acc_ax.text(i, v + 0.01, f"{v:.3f}", ha="center")
     rows = result.conversion["weights"]

@@ -41,6 +41,20 @@ def imu_cnn(window: int = 100, channels: int = 6, classes: int = 7, width: int =
     return keras.Model(inputs, outputs, name=name)
 
 
+def reference_model(input_shape, classes: int):
+    """The reference model for a task: :func:`small_cnn` for images (H, W, C),
+    :func:`imu_cnn` for windows (samples, channels)."""
+    input_shape = tuple(input_shape)
+    if len(input_shape) == 3:
+        return small_cnn(input_shape, classes)
+    if len(input_shape) == 2:
+        return imu_cnn(input_shape[0], input_shape[1], classes)
+    raise ValueError(
+        f"No reference model for inputs of shape {input_shape}: images are (H, W, C) and "
+        "sensor windows (samples, channels)."
+    )
+
+
 def compile_classifier(model, learning_rate: float = 1e-3):
     """Adam + sparse categorical cross-entropy on logits + accuracy."""
     model.compile(

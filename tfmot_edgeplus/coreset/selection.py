@@ -54,8 +54,11 @@ import numpy as np
 from tfmot_edgeplus._compat import keras, tf
 from tfmot_edgeplus.coreset.scores import ds_scores, evs_scores, res_scores, selection_scores
 from tfmot_edgeplus.coreset.scoring import LogitsPredictor, as_arrays, predict_logits
+from tfmot_edgeplus.quantization.calibrate import uncalibrated_ranges
 
 __all__ = ["CoresetCallback", "RESCoreset", "RandomCoreset"]
+
+_SAMPLINGS = ("top", "weighted")
 
 
 def _check_int(name: str, value, minimum: int, fix: str) -> int:
@@ -281,12 +284,23 @@ class RESCoreset(_Coreset):
             here (else by the callback in ``on_train_begin`` with the model being fit).
         teacher: p_T for d_DS; default ``fp_model``.
         batch_size: scoring batch size.
-        seed: seeds the per-epoch shuffle (scores have no randomness; ties keep index order).
+        seed: seeds the per-epoch shuffle and ``sampling="weighted"`` draws (the scores have
+            no randomness; with ``"top"`` ties keep index order).
         dataset: a finite ``tf.data.Dataset`` of ``(x, y)`` instead of x and y.
         per_class: our addition, off by default (the paper ranks all samples together).
             When True, each class keeps its share of the selection (sizes proportional
-            to its frequency, largest-remainder rounding) and the top ``d_S`` samples
-            within it, so no class drops out of a small coreset.
+            to its frequency, largest-remainder rounding), so no class drops out of a
+            small coreset.
+        sampling: ``"top"`` (the paper) keeps the samples of largest ``d_S``;
+            ``"weighted"`` (our addition) draws them without replacement with probability
+            proportional to ``d_S`` (seeded), which still favours high scores but keeps
+            some typical samples. On Fashion-MNIST at W2 with 1 % of the data the top
+            ``d_S`` samples are mostly ambiguous or atypical images, and training on them
+            alone fell below a random coreset (benchmarks/coreset_qat.py measures both).
+
+    The quantized model must have calibrated activation ranges when it is first scored
+    (see :func:`tfmot_edgeplus.quantization.calibrate_activation_ranges`); a warning says
+    so when it has not.
     """
 
     def __init__(
@@ -303,6 +317,7 @@ class RESCoreset(_Coreset):
         *,
         dataset=None,
         per_class: bool = False,
+        sampling: str = "top",
     ):
         super().__init__(
             x,
@@ -323,7 +338,12 @@ class RESCoreset(_Coreset):
                 )
         if not isinstance(per_class, bool):
             raise TypeError(f"per_class must be True or False, got {per_class!r}.")
+        if sampling not in _SAMPLINGS:
+            raise ValueError(
+                f"sampling must be one of {', '.join(map(repr, _SAMPLINGS))}, got {sampling!r}."
+            )
         self.per_class = per_class
+        self.sampling = sampling
         self.fp_model = fp_model
         self.teacher = fp_model if teacher is None else teacher
         self._frozen_logits: tuple[np.ndarray, np.ndarray] | None = None
@@ -361,25 +381,39 @@ class RESCoreset(_Coreset):
         d_evs = evs_scores(p_q, self.y)
         d_ds = ds_scores(p_q, p_t)
         d_s = selection_scores(d_evs, d_ds, d_res, epoch, total_epochs)
-        order = (
-            self._top_per_class(d_s)
+        if epoch == 0 and uncalibrated_ranges(model):
+            warnings.warn(
+                f"Scoring with model {model.name!r} whose activation ranges are still the "
+                "placeholders set by quantize_apply: p_Q, and so the selection, are not "
+                "meaningful. Call tfmot_edgeplus.quantization.calibrate_activation_ranges"
+                "(qat_model, x[:1024]) before building the coreset.",
+                stacklevel=4,
+            )
+        groups = (
+            [np.nonzero(self.y == c)[0] for c in self.classes]
             if self.per_class
-            else np.argsort(-d_s, kind="stable")[: self.size]
+            else [np.arange(len(self.y))]
+        )
+        order = np.concatenate(
+            [self._pick(members, d_s[members], k) for members, k in zip(groups, self._quotas(groups))]
         )
         self.last_scores = {"d_res": d_res, "d_evs": d_evs, "d_ds": d_ds, "d_s": d_s}
         return order, float(d_res[order].mean())
 
-    def _top_per_class(self, d_s: np.ndarray) -> np.ndarray:
-        counts = np.array([(self.y == c).sum() for c in self.classes])
+    def _quotas(self, groups) -> np.ndarray:
+        """Samples per group: proportional to group size, largest-remainder rounding."""
+        counts = np.array([len(g) for g in groups])
         quota = self.size * counts / counts.sum()
         take = np.floor(quota).astype(np.int64)
         left = self.size - int(take.sum())
         take[np.argsort(-(quota - take), kind="stable")[:left]] += 1
-        chosen = []
-        for c, k in zip(self.classes, take):
-            members = np.nonzero(self.y == c)[0]
-            chosen.append(members[np.argsort(-d_s[members], kind="stable")[:k]])
-        return np.concatenate(chosen)
+        return take
+
+    def _pick(self, members: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
+        if self.sampling == "top":
+            return members[np.argsort(-scores, kind="stable")[:k]]
+        weights = np.maximum(scores, 0.0) + 1e-12
+        return self._rng.choice(members, size=k, replace=False, p=weights / weights.sum())
 
 
 class RandomCoreset(_Coreset):

@@ -1,4 +1,4 @@
-"""Result types of the image loaders."""
+"""Result types of the loaders."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ __all__ = ["ImageClassificationData"]
 
 @dataclass(frozen=True, eq=False)
 class ImageClassificationData:
-    """A train/test image classification set, ready for ``model.fit``.
+    """A train/test classification set (images, or IMU windows), ready for ``model.fit``.
 
     Attributes:
-        x_train, x_test: float32 images in [0, 1], shape (N, H, W, C) (channels last).
+        x_train, x_test: float32 samples: images in [0, 1] (N, H, W, C), or normalised IMU
+            windows (N, samples, channels).
         y_train, y_test: int64 class indices in [0, num_classes).
         class_names: human-readable names, indexed by class.
     """

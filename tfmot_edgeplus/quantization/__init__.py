@@ -1,5 +1,6 @@
 """Low-bit quantization-aware training for TF-MOT: quantizers, QuantizeConfigs, a scheme."""
 
+from tfmot_edgeplus.quantization.calibrate import calibrate_activation_ranges
 from tfmot_edgeplus.quantization.configs import (
     EdgePlusOutputQuantizeConfig,
     EdgePlusWeightQuantizeConfig,
@@ -26,6 +27,7 @@ __all__ = [
     "EdgePlusQuantizeScheme",
     "EdgePlusWeightQuantizeConfig",
     "LearnedScaleWeightQuantizer",
+    "calibrate_activation_ranges",
     "quantize_model",
     "quantize_scope",
 ]

@@ -1,0 +1,172 @@
+"""QuaRC end to end: quantize, calibrate, pick a coreset, train with KD (+ CLC).
+
+One function, :func:`quarc_qat`, runs the whole little-data QAT recipe of ALGORITHMS.md
+section 1 with the building blocks of :mod:`tfmot_edgeplus.coreset` and
+:mod:`tfmot_edgeplus.distillation`; the CLI (``edgeplus qat``), the demo and
+``benchmarks/coreset_qat.py`` all go through it::
+
+    config = QuaRCConfig(weight_bits=2, coreset="res", fraction=0.01, beta=1.0, epochs=10)
+    run = quarc_qat(fp_model, x_train, y_train, config)
+    run.qat_model        # trained QAT model: convert() it as usual
+    run.history.history  # loss, kd_loss, clc_loss, accuracy, coreset_* per epoch
+
+Steps (each timed in ``run.seconds``; the coreset's scoring passes count in ``train``):
+
+1. ``quantize_model(fp_model, EdgePlusQuantizeScheme(..., learnable_scales=True))``.
+2. ``calibrate_activation_ranges`` on ``calibration_samples`` random training samples, so
+   the first p_Q is that of the fake-quantized pretrained model (the paper's definition),
+   not of placeholder ranges.
+3. The data: ``coreset="res"`` a :class:`RESCoreset` (per-class quotas, ``sampling``),
+   ``"random"`` a :class:`RandomCoreset`, ``"full"`` every sample, shuffled each epoch.
+4. :class:`CLCTrainer`: L = L_KD + beta * L_CLC with the FP model as teacher and
+   correction model (``beta=0``: KD only), Adam at ``learning_rate`` for ``epochs``.
+"""
+
+from __future__ import annotations
+
+import numbers
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from tfmot_edgeplus._compat import check_keras2_model, keras, tf
+from tfmot_edgeplus.coreset import RandomCoreset, RESCoreset
+from tfmot_edgeplus.distillation import CLCTrainer
+from tfmot_edgeplus.quantization import (
+    EdgePlusQuantizeScheme,
+    calibrate_activation_ranges,
+    quantize_model,
+)
+
+__all__ = ["CORESETS", "QuaRCConfig", "QuaRCRun", "quarc_qat"]
+
+CORESETS = ("res", "random", "full")
+
+
+@dataclass(frozen=True)
+class QuaRCConfig:
+    """Settings of :func:`quarc_qat`, validated at construction.
+
+    ``per_class`` and ``sampling="weighted"`` are our defaults for RES (the paper ranks all
+    samples together and keeps the top): see :class:`RESCoreset` for why.
+    ``reselect_every=None`` selects once; re-selection re-scores the whole training set.
+    """
+
+    weight_bits: int = 4
+    activation_bits: int = 8
+    coreset: str = "res"
+    fraction: float = 0.1
+    beta: float = 1.0
+    temperature: float = 1.0
+    epochs: int = 10
+    batch_size: int = 64
+    learning_rate: float = 5e-4
+    reselect_every: int | None = None
+    per_class: bool = True
+    sampling: str = "weighted"
+    calibration_samples: int = 1024
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.coreset not in CORESETS:
+            raise ValueError(
+                f"coreset must be one of {', '.join(map(repr, CORESETS))}, got {self.coreset!r}."
+            )
+        if self.coreset == "full" and self.fraction != 1.0:
+            raise ValueError(
+                f"coreset='full' trains on every sample, so fraction must be 1.0, got "
+                f"{self.fraction!r}. Use coreset='random' or 'res' for a fraction of the data."
+            )
+        for name in ("epochs", "batch_size", "calibration_samples"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}.")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}.")
+        # fraction, beta, temperature, bits, sampling and reselect_every are checked by the
+        # classes that use them, with their own messages; check them here, before training.
+        EdgePlusQuantizeScheme(self.weight_bits, self.activation_bits)
+        if self.coreset != "full" and not (
+            isinstance(self.fraction, numbers.Real) and 0.0 < self.fraction <= 1.0
+        ):
+            raise ValueError(
+                f"fraction must be in (0, 1], got {self.fraction!r}. Example: fraction=0.1 "
+                "keeps 10 % of the samples."
+            )
+        if not self.beta >= 0:
+            raise ValueError(f"beta must be >= 0 (0 turns CLC off), got {self.beta!r}.")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature!r}.")
+
+    @property
+    def scheme(self) -> EdgePlusQuantizeScheme:
+        return EdgePlusQuantizeScheme(self.weight_bits, self.activation_bits, learnable_scales=True)
+
+
+@dataclass
+class QuaRCRun:
+    """What :func:`quarc_qat` returns."""
+
+    qat_model: keras.Model
+    history: keras.callbacks.History
+    coreset: RESCoreset | RandomCoreset | None
+    train_samples: int
+    seconds: dict = field(default_factory=dict)
+    config: QuaRCConfig | None = None
+
+    def summary(self) -> dict:
+        return {
+            "config": asdict(self.config) if self.config else None,
+            "train_samples": self.train_samples,
+            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+            "history": {k: [float(v) for v in vs] for k, vs in self.history.history.items()},
+        }
+
+
+def quarc_qat(fp_model, x, y, config: QuaRCConfig | None = None, verbose: int = 0) -> QuaRCRun:
+    """Little-data QAT of ``fp_model`` on ``(x, y)`` (integer labels); see the module doc.
+
+    ``fp_model`` (a trained float Keras 2 classifier giving logits) is not modified; the
+    returned ``qat_model`` is a new model. ``verbose`` is passed to ``fit`` (1: progress bar).
+    """
+    config = config or QuaRCConfig()
+    check_keras2_model(fp_model, "fp_model")
+    x = np.asarray(x)
+    y = np.asarray(y)
+    if len(x) != len(y):
+        raise ValueError(f"x has {len(x)} samples but y has {len(y)} labels.")
+    tf.keras.utils.set_random_seed(config.seed)
+    seconds = {}
+
+    start = time.perf_counter()
+    qat_model = quantize_model(fp_model, config.scheme)
+    calib = np.random.default_rng(config.seed).permutation(len(x))[: config.calibration_samples]
+    calibrate_activation_ranges(qat_model, x[calib])
+    seconds["quantize"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    trainer = CLCTrainer(qat_model, fp_model, beta=config.beta, temperature=config.temperature)
+    trainer.compile(optimizer=keras.optimizers.Adam(config.learning_rate), metrics=["accuracy"])
+    coreset = _make_coreset(fp_model, qat_model, x, y, config)
+    if coreset is None:
+        history = trainer.fit(x, y, batch_size=config.batch_size, epochs=config.epochs,
+                              shuffle=True, verbose=verbose)
+        train_samples = len(x)
+    else:
+        history = trainer.fit(coreset.dataset(config.batch_size), epochs=config.epochs,
+                              callbacks=[coreset.callback()], verbose=verbose)
+        train_samples = coreset.size
+    seconds["train"] = time.perf_counter() - start
+    return QuaRCRun(qat_model, history, coreset, train_samples, seconds, config)
+
+
+def _make_coreset(fp_model, qat_model, x, y, config: QuaRCConfig):
+    if config.coreset == "full":
+        return None
+    if config.coreset == "random":
+        return RandomCoreset(x, y, fraction=config.fraction, seed=config.seed,
+                             reselect_every=config.reselect_every)
+    return RESCoreset(x, y, fp_model, fraction=config.fraction,
+                      reselect_every=config.reselect_every, qat_model=qat_model,
+                      seed=config.seed, per_class=config.per_class, sampling=config.sampling)
