@@ -23,8 +23,10 @@ Method (every QAT run goes through ``tfmot_edgeplus.quarc.quarc_qat``):
      fraction 1 holds every sample, so random and RES at 100 % are this run; they are not
      repeated.)
 
-   Selection is made once (no re-selection): with a few epochs the re-scoring passes cost
-   more than they bring (see the closing note of issue 4).
+   Selection is made once (``reselect_every=None``). In one single-seed check (W2, 1 % of
+   all 60k Fashion-MNIST images, 10 epochs, top-k per-class RES + CLC) re-selecting every 3
+   epochs scored 0.802 against 0.838 for one selection, and each re-selection costs a
+   scoring pass over the whole training set.
 3. Test accuracy of the Keras QAT model (fake-quant); the TFLM agreement of such models is
    pinned by tests/test_convert.py.
 

@@ -1,0 +1,41 @@
+"""CoRa: low-rank residual adapters that reclaim the quantization residual (ALGORITHMS.md 3).
+
+    qat = tfmot_edgeplus.quantize_model(fp_model, EdgePlusQuantizeScheme(weight_bits=2))
+    model = adapters.add_residual_adapters(qat, fp_model, budget=0.05)   # new model
+    adapters.calibrate(model, x_calib, steps=250)                        # KD, adapters only
+    tflite_bytes = tfmot_edgeplus.convert(model, x_calib)   # main convs INT4/LUT, adapters int8
+
+Modules: :mod:`~tfmot_edgeplus.adapters.svd` (the SVD initialisation and the rank
+allocation, NumPy only), :mod:`~tfmot_edgeplus.adapters.insert` (the graph surgery and its
+design choices), :mod:`~tfmot_edgeplus.adapters.calibrate` (the short KD calibration).
+"""
+
+from tfmot_edgeplus.adapters.calibrate import calibrate
+from tfmot_edgeplus.adapters.insert import (
+    ADAPTED_TYPES,
+    AdapterRecord,
+    adapter_record,
+    add_residual_adapters,
+)
+from tfmot_edgeplus.adapters.svd import (
+    ResidualSVD,
+    adapter_params,
+    allocate_ranks,
+    max_rank,
+    residual_svd,
+)
+
+__all__ = [
+    "ADAPTED_TYPES",
+    "AdapterRecord",
+    # the math
+    "ResidualSVD",
+    "adapter_params",
+    "adapter_record",
+    # build and train
+    "add_residual_adapters",
+    "allocate_ranks",
+    "calibrate",
+    "max_rank",
+    "residual_svd",
+]
