@@ -27,6 +27,7 @@ bench: setup
 	$(PY) -m benchmarks.qat_bits --out benchmarks/results/qat_bits.json
 	$(PY) -m benchmarks.kernels_m4 --out benchmarks/results/kernels_m4.json
 	$(PY) -m benchmarks.coreset_qat --out benchmarks/results/coreset_qat.json
+	$(PY) -m benchmarks.cora --out benchmarks/results/cora.json
 
 setup: system-deps $(STAMP)
 

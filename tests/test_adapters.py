@@ -80,9 +80,11 @@ def test_allocate_ranks_respects_budget_and_prefers_energy_per_parameter():
         assert cost <= budget
         # Nothing that still fits was left out.
         left = budget - cost
-        assert left < 13 or ranks["cheap"] == 4
+        assert left < 13 or ranks["cheap"] == 2
     assert svd_lib.allocate_ranks({"cheap": cheap, "dear": dear}, 13) == {"cheap": 1, "dear": 0}
-    assert svd_lib.allocate_ranks({"cheap": cheap, "dear": dear}, 10**6) == {"cheap": 4, "dear": 40}
+    # No adapter grows past its kernel's size: floor(36 / 13) = 2, floor(3600 / 130) = 27.
+    assert svd_lib.useful_rank((9, 4)) == 2 and svd_lib.useful_rank((90, 40)) == 27
+    assert svd_lib.allocate_ranks({"cheap": cheap, "dear": dear}, 10**6) == {"cheap": 2, "dear": 27}
 
 
 # ---------------------------------------------------------------- the graph surgery
@@ -312,3 +314,77 @@ def test_adapters_deploy_to_tflm_and_beat_ptq(fashion_small, trained_fp_model, b
         assert clear.mean() > 0.5, clear.mean()
         assert np.mean((keras_pred == tflm_pred)[clear]) >= 0.99, np.mean((keras_pred == tflm_pred)[clear])
         assert agreement >= 0.95, agreement
+
+
+# ---------------------------------------------------------------- Butterworth rank search
+def test_butterworth_gate_is_the_papers_low_pass():
+    from tfmot_edgeplus.adapters import ButterworthGate
+
+    gate = ButterworthGate(full_rank=20, order=4, initial_cutoff=0.25)
+    weights = gate.weights_per_rank().numpy()
+    i = np.arange(1, 21) / 20
+    np.testing.assert_allclose(weights, 1 / np.sqrt(1 + (i / 0.25) ** 8), rtol=1e-6)
+    assert weights[4] == pytest.approx(2 ** -0.5, rel=1e-6)  # i/R = f_c: half power
+    assert np.all(np.diff(weights) < 0)
+    np.testing.assert_allclose(gate(tf.ones((2, 20))).numpy(), np.tile(weights, (2, 1)))
+    gate.cutoff.assign(-3.0)
+    gate.project()
+    assert float(gate.cutoff.numpy()) == pytest.approx(1 / 20)
+    gate.cutoff.assign(7.0)
+    gate.project()
+    assert float(gate.cutoff.numpy()) == 1.0
+
+
+def test_fixed_ranks_ceil_the_cutoffs_and_keep_the_strongest_increments_in_budget():
+    from tfmot_edgeplus.adapters.rank_search import _fixed_ranks
+
+    full = {"a": 10, "b": 10}
+    costs = {"a": 10, "b": 30}
+    cutoffs = {"a": 0.25, "b": 0.45}
+    # A generous budget: exactly ceil(R * f_c).
+    assert _fixed_ranks(cutoffs, full, costs, 10_000, 4) == ({"a": 3, "b": 5}, 0)
+    # 100 parameters: b's first increments weigh most (furthest below its cutoff), then
+    # a's; what does not fit is dropped, and a layer may end at rank 0.
+    ranks, dropped = _fixed_ranks(cutoffs, full, costs, 100, 4)
+    assert sum(costs[n] * r for n, r in ranks.items()) <= 100
+    assert ranks == {"a": 1, "b": 3} and dropped == 4
+    assert _fixed_ranks(cutoffs, full, costs, 25, 4)[0] == {"a": 2, "b": 0}
+
+
+def test_search_ranks_meets_the_budget_and_changes_nothing(digits_fp):
+    fp, data = digits_fp
+    qat = _qat(fp, 2, data.x_train)
+    before = [v.numpy().copy() for v in qat.variables]
+    search = adapters.search_ranks(qat, fp, data.x_train, budget=0.2, steps=30, verbose=0)
+    for old, variable in zip(before, qat.variables):
+        np.testing.assert_array_equal(old, variable.numpy())
+    assert set(search.ranks) == set(search.cutoffs) == {"conv1", "pw2", "conv3", "logits"}
+    assert 0 < search.param_fraction <= 0.2
+    assert all(1 / search.full_ranks[n] - 1e-6 <= c <= 1.0 for n, c in search.cutoffs.items())
+    assert len(search.history["kd"]) == 30
+    model = adapters.add_residual_adapters(qat, fp, rank=search.ranks)
+    assert model.cora.param_fraction == pytest.approx(search.param_fraction)
+
+
+def test_search_ranks_moves_cutoffs_apart_by_their_kd_gradients(digits_fp):
+    """Every cutoff starts at 0.2 / sum(w_l) = 0.17, above every floor 1/R, so the fraction
+    starts on the budget, where the penalty has no gradient. Under Adam, a penalty moves all
+    cutoffs alike; only the per-layer KD gradients can spread them apart."""
+    fp, data = digits_fp
+    qat = _qat(fp, 2, data.x_train, learnable_scales=True)  # as cora_ptq quantizes
+    search = adapters.search_ranks(qat, fp, data.x_train, budget=0.2, steps=60, verbose=0)
+    assert search.history["fraction"][0] == pytest.approx(0.2, rel=1e-5)
+    cutoffs = np.array(list(search.cutoffs.values()))
+    assert np.ptp(cutoffs) > 0.02, search.cutoffs
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"steps": 0}, ValueError, r"steps must be >= 1, got 0"),
+    ({"budget": 1.5}, ValueError, r"budget must be in \(0, 1\].*1\.5"),
+    ({"gamma": -1.0}, ValueError, r"gamma must be a number > 0, got -1\.0"),
+    ({"order": 0}, ValueError, r"order must be >= 1, got 0"),
+])
+def test_search_ranks_rejects_bad_settings(digits_fp, kwargs, error, match):
+    fp, data = digits_fp
+    with pytest.raises(error, match=match):
+        adapters.search_ranks(_qat(fp, 4, data.x_train[:64]), fp, data.x_train[:64], **kwargs)

@@ -57,3 +57,38 @@ def test_qat_command_refuses_a_bad_fraction():
     result = CliRunner().invoke(main, ["qat", "--fraction", "1.5"])
     assert result.exit_code == 2
     assert "fraction must be in (0, 1], got 1.5" in result.output
+
+
+def test_cora_command_runs_ptq_plus_adapters_and_deploys_them(tmp_path):
+    from click.testing import CliRunner
+
+    from tfmot_edgeplus.cli import main
+
+    result = CliRunner().invoke(main, [
+        "cora", "--data", "imu_watch", "--train-samples", "800", "--bits", "3", "--budget",
+        "0.1", "--steps", "40", "--calib-samples", "400", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "PTQ W3A8 + CoRa adapters (budget 0.1, greedy ranks), 40 KD steps on 400" in result.output
+    report = json.loads((tmp_path / "report.json").read_text())
+    cora = report["result"]["cora"]
+    assert cora["calib_samples"] == 400 and cora["config"]["steps"] == 40
+    assert 0 < cora["adapter_param_fraction"] <= 0.1 and cora["ranks"]
+    assert set(cora["accuracy"]) == {"ptq", "cora"} and report["result"]["qat"] == {}
+    tflite = (tmp_path / "imu_watch_w3a8_cora.tflite").read_bytes()
+    rows = report["result"]["conversion"]["weights"]
+    adapter_rows = [r for r in rows if "_cora_" in r["tensor"]]
+    # One int8 A and B per adapted layer beside the 3-bit main layers.
+    assert len(adapter_rows) == 2 * len(cora["ranks"])
+    assert {r["bits"] for r in adapter_rows} == {8}
+    assert {r["bits"] for r in rows if r not in adapter_rows} == {3}
+    assert len(tflite) == report["result"]["flatbuffer_bytes"]
+
+
+def test_cora_command_refuses_a_bad_budget():
+    from click.testing import CliRunner
+
+    from tfmot_edgeplus.cli import main
+
+    result = CliRunner().invoke(main, ["cora", "--budget", "1.5"])
+    assert result.exit_code == 2
+    assert "budget must be in (0, 1]" in result.output and "1.5" in result.output

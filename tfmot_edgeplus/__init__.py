@@ -12,6 +12,10 @@ Little-data QAT (QuaRC): ``coreset.RESCoreset`` / ``coreset.RandomCoreset`` and
 ``CLCTrainer(student, teacher)`` (knowledge distillation + cascaded layer correction);
 ``quarc_qat(fp_model, x, y, QuaRCConfig(...))`` runs the whole recipe.
 
+Low-bit PTQ + residual adapters (CoRa): ``adapters.add_residual_adapters(qat, fp_model)``
+and ``adapters.calibrate(model, x)``; ``cora_ptq(fp_model, x, y, CoRaConfig(...))`` runs
+the whole recipe.
+
 Conversion (wraps tf.lite.TFLiteConverter) and the host TFLM runner::
 
     tflite_bytes = tfmot_edgeplus.convert(qat, representative_data)
@@ -27,7 +31,8 @@ from tfmot_edgeplus.quantization import (
 from tfmot_edgeplus.conversion import ConversionReport, conversion_report, convert
 from tfmot_edgeplus.distillation import CLCTrainer
 from tfmot_edgeplus.quarc import QuaRCConfig, quarc_qat
-from tfmot_edgeplus import coreset, datasets, distillation, runtime
+from tfmot_edgeplus.cora import CoRaConfig, cora_ptq
+from tfmot_edgeplus import adapters, coreset, datasets, distillation, runtime
 
 __version__ = "0.1.0"
 
@@ -46,7 +51,11 @@ __all__ = [  # noqa: RUF022  (grouped by use, not sorted)
     "CLCTrainer",
     "QuaRCConfig",
     "quarc_qat",
+    # low-bit PTQ + residual adapters (CoRa)
+    "CoRaConfig",
+    "cora_ptq",
     # subpackages
+    "adapters",
     "coreset",
     "datasets",
     "distillation",

@@ -17,11 +17,16 @@ def main():
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Folder for the .tflite, report.json and report.png.")
 @click.option("--quick", is_flag=True, help="Fewer samples and epochs (same code path).")
-def demo(out_dir, quick):
-    """Fashion-MNIST end to end: float -> W4A8 QAT -> INT4 .tflite -> TFLM."""
+@click.option("--method", type=click.Choice(["quarc", "cora"]), default="quarc",
+              show_default=True,
+              help="Quantization stage: QuaRC little-data QAT, or PTQ + CoRa adapters.")
+def demo(out_dir, quick, method):
+    """Fashion-MNIST end to end: float -> W4A8 (QuaRC QAT or CoRa) -> INT4 .tflite -> TFLM."""
+    from dataclasses import replace
+
     from tfmot_edgeplus.demo import DemoConfig, run_demo
 
-    run_demo(out_dir, DemoConfig.quick() if quick else DemoConfig())
+    run_demo(out_dir, replace(DemoConfig.quick() if quick else DemoConfig(), method=method))
 
 
 @main.command()
@@ -63,7 +68,48 @@ def qat(task, model_path, weight_bits, coreset, fraction, clc, beta, epochs, res
         fraction=1.0 if coreset == "full" else fraction, beta=beta if clc else 0.0,
         qat_epochs=epochs, reselect_every=reselect_every, seed=seed)
     try:
-        config.quarc()
+        config.stage()
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None
+    run_demo(out_dir, config)
+
+
+@main.command()
+@click.option("--data", "task", type=click.Choice(["fashion_mnist", "imu_watch"]),
+              default="fashion_mnist", show_default=True, help="Bundled training/test data.")
+@click.option("--model", "model_path", type=click.Path(exists=True), default=None,
+              help="Trained float Keras 2 model (.h5 or SavedModel folder); default: train "
+                   "the reference model for --data first.")
+@click.option("--bits", "weight_bits", type=click.Choice(["2", "3", "4", "8"]), default="4",
+              show_default=True, help="Weight bits of the main layers (activations 8).")
+@click.option("--budget", type=float, default=0.05, show_default=True,
+              help="Adapter parameters as a fraction of the adapted kernels', in (0, 1].")
+@click.option("--rank-search", type=click.Choice(["greedy", "butterworth"]), default="greedy",
+              show_default=True,
+              help="Ranks from the residuals' singular values, or the learned Butterworth cutoffs.")
+@click.option("--steps", type=int, default=250, show_default=True,
+              help="KD calibration steps of the adapters.")
+@click.option("--calib-samples", type=int, default=1600, show_default=True,
+              help="Training samples the whole stage uses.")
+@click.option("--train-samples", type=int, default=None,
+              help="Use only this many training samples (a class-stratified subset).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Folder for the .tflite, report.json and report.png.")
+def cora(task, model_path, weight_bits, budget, rank_search, steps, calib_samples,
+         train_samples, seed, out_dir):
+    """Low-bit PTQ + CoRa residual adapters (int8, builtin ops), then a .tflite run in TFLM.
+
+    Example: edgeplus cora --bits 4 --budget 0.05 --steps 250 --out out/
+    """
+    from tfmot_edgeplus.demo import DemoConfig, run_demo
+
+    config = DemoConfig(
+        task=task, method="cora", model_path=model_path, train_samples=train_samples,
+        weight_bits=int(weight_bits), budget=budget, rank_search=rank_search,
+        cora_steps=steps, calib_samples=calib_samples, seed=seed)
+    try:
+        config.stage()
     except ValueError as err:
         raise click.BadParameter(str(err)) from None
     run_demo(out_dir, config)

@@ -1,11 +1,19 @@
-"""The end-to-end pipeline on bundled real data: `edgeplus demo`, `make demo`, `edgeplus qat`.
+"""The end-to-end pipeline on bundled real data: `edgeplus demo`, `make demo`, `edgeplus qat`,
+`edgeplus cora`.
 
-Fashion-MNIST by default: train a small float CNN (or load yours), little-data QAT with
-QuaRC (a RES coreset of 10 % of the data, KD + cascaded layer correction from the float
-model, :func:`tfmot_edgeplus.quarc.quarc_qat`), conversion with real low-bit weights, a run
-in the TFLM interpreter, and a report. ``edgeplus qat`` runs the same pipeline with the
-settings given on its command line. Later stages (adapters, patch plans, on-device
-calibration) add themselves here as they land.
+Fashion-MNIST by default: train a small float CNN (or load yours), quantize it, convert it
+with real low-bit weights, run it in the TFLM interpreter, and report. The quantization
+stage is one of
+
+* ``method="quarc"`` (default): little-data QAT with QuaRC (a RES coreset of 10 % of the
+  data, KD + cascaded layer correction, :func:`tfmot_edgeplus.quarc.quarc_qat`);
+* ``method="cora"``: PTQ + CoRa residual adapters calibrated for a few hundred steps on
+  1,600 samples (:func:`tfmot_edgeplus.cora.cora_ptq`); the adapters deploy as builtin
+  int8 ops beside the low-bit layers.
+
+``edgeplus qat`` and ``edgeplus cora`` run the same pipeline with the settings given on
+their command line. Later stages (patch plans, on-device calibration) add themselves here
+as they land.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import numpy as np
 from tfmot_edgeplus import datasets
 from tfmot_edgeplus._compat import keras, tf
 from tfmot_edgeplus.conversion import conversion_report, convert
+from tfmot_edgeplus.cora import CoRaConfig, cora_ptq
 from tfmot_edgeplus.models import compile_classifier, reference_model
 from tfmot_edgeplus.quarc import QuaRCConfig, quarc_qat
 from tfmot_edgeplus.runtime import TFLMRunner
@@ -28,10 +37,13 @@ from tfmot_edgeplus.runtime import TFLMRunner
 @dataclass
 class DemoConfig:
     """Settings of :func:`run_demo`. ``model_path`` loads a trained float model instead of
-    training the reference one; ``coreset``/``fraction``/``beta``/``qat_epochs`` are the
-    QuaRC stage's (see :class:`tfmot_edgeplus.quarc.QuaRCConfig`)."""
+    training the reference one. ``method`` picks the quantization stage: ``"quarc"``
+    (``coreset``/``fraction``/``beta``/``qat_epochs``, see
+    :class:`tfmot_edgeplus.quarc.QuaRCConfig`) or ``"cora"`` (``budget``/``rank_search``/
+    ``cora_steps``/``calib_samples``, see :class:`tfmot_edgeplus.cora.CoRaConfig`)."""
 
     task: str = "fashion_mnist"
+    method: str = "quarc"
     train_samples: int | None = 20000  # None: every training sample
     test_samples: int | None = None  # None: the whole test set
     model_path: str | None = None
@@ -44,11 +56,29 @@ class DemoConfig:
     fraction: float = 0.1
     beta: float = 1.0
     reselect_every: int | None = None
+    budget: float = 0.05
+    rank_search: str = "greedy"
+    cora_steps: int = 250
+    calib_samples: int = 1600
     seed: int = 0
 
     @classmethod
     def quick(cls) -> DemoConfig:
         return cls(train_samples=4000, test_samples=1000, fp_epochs=3, qat_epochs=6)
+
+    def stage(self) -> QuaRCConfig | CoRaConfig:
+        """The quantization stage's validated settings."""
+        if self.method == "quarc":
+            return self.quarc()
+        if self.method == "cora":
+            return self.cora()
+        raise ValueError(f"method must be 'quarc' or 'cora', got {self.method!r}.")
+
+    def cora(self) -> CoRaConfig:
+        return CoRaConfig(
+            weight_bits=self.weight_bits, activation_bits=self.activation_bits,
+            budget=self.budget, rank_search=self.rank_search, steps=self.cora_steps,
+            calib_samples=self.calib_samples, batch_size=self.batch_size, seed=self.seed)
 
     def quarc(self) -> QuaRCConfig:
         return QuaRCConfig(
@@ -71,6 +101,7 @@ class DemoResult:
     seconds: dict = field(default_factory=dict)
     conversion: dict = field(default_factory=dict)
     qat: dict = field(default_factory=dict)
+    cora: dict = field(default_factory=dict)
 
 
 def _say(text: str) -> None:
@@ -80,7 +111,7 @@ def _say(text: str) -> None:
 def run_demo(out_dir: str | None = None, config: DemoConfig | None = None, verbose: int = 2) -> DemoResult:
     """Run the demo; with ``out_dir``, write the .tflite, ``report.json`` and ``report.png``."""
     config = config or DemoConfig()
-    quarc_config = config.quarc()  # validates the QAT settings before any training
+    stage = config.stage()  # validates the quantization settings before any training
     tf.keras.utils.set_random_seed(config.seed)
     seconds = {}
     data = datasets.classification_task(
@@ -100,15 +131,13 @@ def run_demo(out_dir: str | None = None, config: DemoConfig | None = None, verbo
     seconds["fp_train"] = time.perf_counter() - start
     _say(f"      float accuracy {fp_acc:.4f}")
 
-    what = ("all the data" if quarc_config.coreset == "full" else
-            f"a {quarc_config.coreset.upper()} coreset of {quarc_config.fraction:.0%} of the data")
-    clc = f" + {quarc_config.beta:g} x CLC" if quarc_config.beta > 0 else ""
-    _say(f"[2/4] QAT W{config.weight_bits}A{config.activation_bits} on {what}, KD{clc}")
-    run = quarc_qat(fp_model, data.x_train, data.y_train, quarc_config, verbose=verbose)
-    qat_model = compile_classifier(run.qat_model)
+    if isinstance(stage, CoRaConfig):
+        qat_model, stage_summary = _cora_stage(fp_model, data, stage, config, verbose)
+    else:
+        qat_model, stage_summary = _quarc_stage(fp_model, data, stage, config, verbose)
     qat_acc = float(qat_model.evaluate(data.x_test, data.y_test, verbose=0)[1])
-    seconds["qat_train"] = sum(run.seconds.values())
-    _say(f"      QAT accuracy {qat_acc:.4f} ({run.train_samples} samples per epoch)")
+    seconds[config.method] = sum(stage_summary["seconds"].values())
+    _say(f"      accuracy {qat_acc:.4f}")
 
     _say("[3/4] conversion to a full-integer TFLite flatbuffer")
     start = time.perf_counter()
@@ -135,7 +164,7 @@ def run_demo(out_dir: str | None = None, config: DemoConfig | None = None, verbo
         arena_bytes=runner.arena_bytes,
         seconds={k: round(v, 2) for k, v in seconds.items()},
         conversion=report.to_dict(),
-        qat=run.summary(),
+        **{"cora" if config.method == "cora" else "qat": stage_summary},
     )
     _say(summary_table(result, config))
     if out_dir:
@@ -143,11 +172,36 @@ def run_demo(out_dir: str | None = None, config: DemoConfig | None = None, verbo
     return result
 
 
+def _quarc_stage(fp_model, data, stage: QuaRCConfig, config: DemoConfig, verbose: int):
+    what = ("all the data" if stage.coreset == "full" else
+            f"a {stage.coreset.upper()} coreset of {stage.fraction:.0%} of the data")
+    clc = f" + {stage.beta:g} x CLC" if stage.beta > 0 else ""
+    _say(f"[2/4] QAT W{config.weight_bits}A{config.activation_bits} on {what}, KD{clc}")
+    run = quarc_qat(fp_model, data.x_train, data.y_train, stage, verbose=verbose)
+    _say(f"      {run.train_samples} samples per epoch, {stage.epochs} epochs")
+    return compile_classifier(run.qat_model), run.summary()
+
+
+def _cora_stage(fp_model, data, stage: CoRaConfig, config: DemoConfig, verbose: int):
+    _say(f"[2/4] PTQ W{config.weight_bits}A{config.activation_bits} + CoRa adapters "
+         f"(budget {stage.budget:g}, {stage.rank_search} ranks), {stage.steps} KD steps on "
+         f"{min(stage.calib_samples, len(data.x_train))} samples")
+    run = cora_ptq(fp_model, data.x_train, data.y_train, stage, verbose=min(verbose, 1),
+                   validation_data=(data.x_test, data.y_test))
+    summary = run.summary()
+    _say(f"      plain PTQ accuracy {run.accuracy['ptq']:.4f}; adapter ranks {summary['ranks']} "
+         f"({summary['adapter_param_fraction']:.1%} of the adapted kernels' parameters)")
+    return compile_classifier(run.model), summary
+
+
 def summary_table(result: DemoResult, config: DemoConfig) -> str:
     bits = f"W{config.weight_bits}A{config.activation_bits}"
-    rows = [
-        ("float accuracy (Keras)", f"{result.fp_acc:.4f}"),
-        (f"{bits} QAT accuracy (Keras)", f"{result.qat_acc:.4f}"),
+    stage = "PTQ + CoRa" if config.method == "cora" else "QAT"
+    rows = [("float accuracy (Keras)", f"{result.fp_acc:.4f}")]
+    if result.cora:
+        rows.append((f"{bits} plain PTQ accuracy (Keras)", f"{result.cora['accuracy']['ptq']:.4f}"))
+    rows += [
+        (f"{bits} {stage} accuracy (Keras)", f"{result.qat_acc:.4f}"),
         (f"{bits} accuracy (TFLM)", f"{result.tflm_acc:.4f}"),
         ("TFLM vs Keras same class", f"{result.tflm_keras_agreement:.4f}"),
         ("flatbuffer bytes", str(result.flatbuffer_bytes)),
@@ -160,7 +214,8 @@ def summary_table(result: DemoResult, config: DemoConfig) -> str:
 
 def _write(out_dir: str, model_bytes: bytes, result: DemoResult, config: DemoConfig) -> None:
     os.makedirs(out_dir, exist_ok=True)
-    name = f"{config.task}_w{config.weight_bits}a{config.activation_bits}.tflite"
+    method = "_cora" if config.method == "cora" else ""
+    name = f"{config.task}_w{config.weight_bits}a{config.activation_bits}{method}.tflite"
     with open(os.path.join(out_dir, name), "wb") as f:
         f.write(model_bytes)
     with open(os.path.join(out_dir, "report.json"), "w") as f:
@@ -176,9 +231,13 @@ def _plot(path: str, result: DemoResult, config: DemoConfig) -> None:
     import matplotlib.pyplot as plt
 
     fig, (acc_ax, bytes_ax) = plt.subplots(1, 2, figsize=(10, 3.8))
-    labels = ["float", f"QAT W{config.weight_bits}", "TFLM"]
+    stage = "CoRa" if config.method == "cora" else "QAT"
+    labels = ["float", f"{stage} W{config.weight_bits}", "TFLM"]
     values = [result.fp_acc, result.qat_acc, result.tflm_acc]
-    acc_ax.bar(labels, values, color=["#888", "#3a7", "#37a"])
+    if result.cora:
+        labels.insert(1, f"PTQ W{config.weight_bits}")
+        values.insert(1, result.cora["accuracy"]["ptq"])
+    acc_ax.bar(labels, values, color=["#888"] + ["#3a7"] * (len(values) - 2) + ["#37a"])
     acc_ax.set_ylim(0, 1)
     acc_ax.set_title(f"{config.task} test accuracy")
     for i, v in enumerate(values):

@@ -7,7 +7,9 @@
 
 Modules: :mod:`~tfmot_edgeplus.adapters.svd` (the SVD initialisation and the rank
 allocation, NumPy only), :mod:`~tfmot_edgeplus.adapters.insert` (the graph surgery and its
-design choices), :mod:`~tfmot_edgeplus.adapters.calibrate` (the short KD calibration).
+design choices), :mod:`~tfmot_edgeplus.adapters.rank_search` (the paper's differentiable
+Butterworth rank search), :mod:`~tfmot_edgeplus.adapters.calibrate` (the short KD
+calibration).
 """
 
 from tfmot_edgeplus.adapters.calibrate import calibrate
@@ -17,17 +19,21 @@ from tfmot_edgeplus.adapters.insert import (
     adapter_record,
     add_residual_adapters,
 )
+from tfmot_edgeplus.adapters.rank_search import ButterworthGate, RankSearch, search_ranks
 from tfmot_edgeplus.adapters.svd import (
     ResidualSVD,
     adapter_params,
     allocate_ranks,
     max_rank,
     residual_svd,
+    useful_rank,
 )
 
 __all__ = [
     "ADAPTED_TYPES",
     "AdapterRecord",
+    "ButterworthGate",
+    "RankSearch",
     # the math
     "ResidualSVD",
     "adapter_params",
@@ -38,4 +44,6 @@ __all__ = [
     "calibrate",
     "max_rank",
     "residual_svd",
+    "search_ranks",
+    "useful_rank",
 ]

@@ -43,8 +43,10 @@ Design choices (the paper is silent on them; they are ours):
 * **New activation ranges** (``A``/``B`` outputs, main output, Add) start uninitialised:
   ``calibrate`` sets them from its data first (``calibrate_activation_ranges``); call that
   yourself before evaluating an adapted model you do not calibrate.
-* **Ranks**: ``rank=int`` for all, ``{name: r}`` per layer (absent or 0: no adapter), or
-  ``None``: :func:`~tfmot_edgeplus.adapters.svd.allocate_ranks` under ``budget``.
+* **Ranks**: ``rank=int`` for all, ``{name: r}`` per layer (absent or 0: no adapter),
+  ``"full"``, or ``None``: :func:`~tfmot_edgeplus.adapters.svd.allocate_ranks` under
+  ``budget``. The paper's differentiable Butterworth search is
+  :func:`~tfmot_edgeplus.adapters.rank_search.search_ranks`, whose ``.ranks`` go in ``rank``.
 """
 
 from __future__ import annotations
@@ -290,28 +292,9 @@ def _activation_bits(wrapper) -> int:
 
 
 # ---------------------------------------------------------------- public
-def add_residual_adapters(qat_model, fp_model, budget=0.05, rank=None, layers="all",
-                          adapter_bits=8):
-    """Return a new model: ``qat_model`` with a CoRa low-rank residual branch per layer.
-
-    Args:
-      qat_model: QAT model from :func:`tfmot_edgeplus.quantize_model` (or TF-MOT's
-        ``quantize_apply``); its layer objects are reused, its graph is not changed.
-      fp_model: the float model ``qat_model`` was quantized from (same layer names and kernel
-        shapes): the source of ``W`` in ``dW = W - Q(W)`` and ``calibrate``'s KD teacher.
-      budget: adapter parameters as a fraction of the adapted layers' kernel parameters, in
-        (0, 1]; used to allocate ranks when ``rank`` is None.
-      rank: None (allocate under ``budget``), an int for every adapted layer, or a dict
-        ``{layer_name: rank}`` (absent or 0: no adapter).
-      layers: ``"all"`` (every supported quantized layer) or a list of layer names (FP names
-        such as ``"conv1"``, or wrapper names such as ``"quant_conv1"``).
-      adapter_bits: weight bits of the adapter kernels (8; 2, 3, 4 also accepted), or None
-        for float adapters.
-
-    Returns:
-      A functional ``keras.Model`` named ``<qat_model.name>_cora`` with attributes ``cora``
-      (an :class:`AdapterRecord`) and ``adapter_ranks`` (``{name: rank}``, adapted layers).
-    """
+def _adapted_model(qat_model, fp_model, budget, rank, layers, adapter_bits, gate=None):
+    """:func:`add_residual_adapters`; ``gate(name, rank)``, if given, returns a layer put
+    between each ``A`` and ``B`` (the rank search's Butterworth gate)."""
     _check_quantized(qat_model)
     check_keras2_model(fp_model, "fp_model")
     budget = _check_budget(budget)
@@ -413,6 +396,8 @@ def add_residual_adapters(qat_model, fp_model, budget=0.05, rank=None, layers="a
         ranks = {n: _check_rank_value(rank.get(n, 0), n, limits[n], True) for n in selected}
         if not any(ranks.values()):
             raise ValueError(f"rank={rank!r} gives every layer rank 0: nothing to adapt.")
+    elif isinstance(rank, str) and rank == "full":
+        ranks = dict(limits)
     else:
         ranks = {n: _check_rank_value(rank, n, limits[n], False) for n in selected}
 
@@ -437,7 +422,10 @@ def add_residual_adapters(qat_model, fp_model, budget=0.05, rank=None, layers="a
         out = int(inner.kernel.shape[-1])
         a, b = _make_branch_layers(name, inner, ranks[name], out, adapter_bits,
                                    _activation_bits(wrapper))
-        y = b(a(x))
+        hidden = a(x)
+        if gate is not None:
+            hidden = gate(name, ranks[name])(hidden)
+        y = b(hidden)
         a_kernel, b_matrix = svds[name].factors(ranks[name])
         _set_kernel(a, a_kernel)
         _set_kernel(b, b_matrix)
@@ -518,6 +506,32 @@ def add_residual_adapters(qat_model, fp_model, budget=0.05, rank=None, layers="a
     model.cora = record
     model.adapter_ranks = adapted
     return model
+
+
+def add_residual_adapters(qat_model, fp_model, budget=0.05, rank=None, layers="all",
+                          adapter_bits=8):
+    """Return a new model: ``qat_model`` with a CoRa low-rank residual branch per layer.
+
+    Args:
+      qat_model: QAT model from :func:`tfmot_edgeplus.quantize_model` (or TF-MOT's
+        ``quantize_apply``); its layer objects are reused, its graph is not changed.
+      fp_model: the float model ``qat_model`` was quantized from (same layer names and kernel
+        shapes): the source of ``W`` in ``dW = W - Q(W)`` and ``calibrate``'s KD teacher.
+      budget: adapter parameters as a fraction of the adapted layers' kernel parameters, in
+        (0, 1]; used to allocate ranks when ``rank`` is None.
+      rank: None (allocate under ``budget``), an int for every adapted layer, a dict
+        ``{layer_name: rank}`` (absent or 0: no adapter; e.g. ``search_ranks(...).ranks``),
+        or ``"full"`` (every layer at its largest rank: the exact residual).
+      layers: ``"all"`` (every supported quantized layer) or a list of layer names (FP names
+        such as ``"conv1"``, or wrapper names such as ``"quant_conv1"``).
+      adapter_bits: weight bits of the adapter kernels (8; 2, 3, 4 also accepted), or None
+        for float adapters.
+
+    Returns:
+      A functional ``keras.Model`` named ``<qat_model.name>_cora`` with attributes ``cora``
+      (an :class:`AdapterRecord`) and ``adapter_ranks`` (``{name: rank}``, adapted layers).
+    """
+    return _adapted_model(qat_model, fp_model, budget, rank, layers, adapter_bits)
 
 
 def adapter_record(model) -> AdapterRecord:

@@ -38,6 +38,15 @@ def max_rank(kernel_shape) -> int:
     return min(int(np.prod(kernel_shape[:-1])), kernel_shape[-1])
 
 
+def useful_rank(kernel_shape) -> int:
+    """Largest rank whose adapter has no more parameters than the kernel itself,
+    ``floor(K * out / (K + out))`` (at most :func:`max_rank`). Beyond it, keeping the layer
+    at 8 bits would cost less than the adapter; the allocations stop there."""
+    kernel_shape = tuple(int(d) for d in kernel_shape)
+    k, out = int(np.prod(kernel_shape[:-1])), kernel_shape[-1]
+    return min(max_rank(kernel_shape), (k * out) // (k + out))
+
+
 def adapter_params(kernel_shape, rank: int) -> int:
     """Parameters of a rank-``rank`` adapter of a kernel: ``rank * (K + out)``."""
     kernel_shape = tuple(int(d) for d in kernel_shape)
@@ -116,11 +125,11 @@ def allocate_ranks(svds: dict, budget_params: int) -> dict:
     stops when none fits. Singular values decrease, so each layer's gains decrease and the
     greedy order is the optimal order of the fractional knapsack.
 
-    Our choice (the paper learns cutoffs instead, the Butterworth search planned for later):
+    Our choice for the default (the paper learns cutoffs instead: ``rank_search.py``):
     energies are made relative per layer, because layers' residuals live on different scales
     (a first conv's pre-activations are not comparable with a classifier's logits) and an
     absolute criterion would hand the whole budget to the layer with the largest weights.
-    Layers with a zero residual get rank 0. Returns ``{name: rank}`` for every layer (0 =
+    Ranks stop at :func:`useful_rank`. Layers with a zero residual get rank 0. Returns ``{name: rank}`` for every layer (0 =
     no adapter).
     """
     ranks = {name: 0 for name in svds}
@@ -130,7 +139,7 @@ def allocate_ranks(svds: dict, budget_params: int) -> dict:
         svd = svds[name]
         r = ranks[name]
         energy = float(np.sum(svd.s ** 2))
-        if r >= svd.max_rank or energy <= 0.0 or svd.s[r] <= 0.0:
+        if r >= useful_rank(svd.kernel_shape) or energy <= 0.0 or svd.s[r] <= 0.0:
             return
         cost = adapter_params(svd.kernel_shape, 1)
         gain = float(svd.s[r] ** 2) / energy / cost
@@ -156,4 +165,5 @@ __all__ = [
     "as_matrix",
     "max_rank",
     "residual_svd",
+    "useful_rank",
 ]

@@ -1,0 +1,394 @@
+"""CoRa with 1,600 samples: plain PTQ vs TF-MOT QAT (same steps) vs CoRa vs full-data QAT.
+
+    python -m benchmarks.cora [--quick] [--out FILE.json] [--datasets fashion_mnist,imu_watch]
+
+Data (``tfmot_edgeplus.datasets.classification_task``): Fashion-MNIST (full run: a 20k
+class-stratified training pool, the whole 10k test set; quick: 5k / 1k) and the IMU watch
+set, whole (subjects 9 and 10 held out for test: 3,675 training / 1,002 test windows).
+``--quick`` runs Fashion-MNIST only, to stay under 5 minutes on 2 cores (each row's
+conversion alone takes about 5 s); ``--quick --datasets fashion_mnist,imu_watch`` adds the
+IMU set (about 2.5 more minutes).
+Models: ``tfmot_edgeplus.models.reference_model`` (``small_cnn`` / ``imu_cnn``).
+
+Method:
+
+1. Per dataset one float model is trained once (seed 0, Adam 1e-3, as benchmarks/coreset_qat)
+   and shared by every row.
+2. The calibration set: ``calib_samples`` (1,600; ``min(1600, n)``) samples drawn uniformly
+   at random (seed 0) from the training pool, with their labels.
+3. For each weight bit-width (activations 8) every method starts from a fresh quantized copy
+   ``quantize_model(fp, EdgePlusQuantizeScheme(bits, 8, learnable_scales=True))`` (LSQ steps
+   set by minimum quantization MSE) whose activation ranges are calibrated on the whole
+   calibration set (``calibrate_activation_ranges``), then:
+
+   - ``ptq``: nothing more (steps 0): MSE-initialised post-training quantization;
+   - ``tfmot_qat_same_steps``: standard TF-MOT-style QAT on the labelled calibration set:
+     ``compile(Adam(qat_lr), sparse CE from logits)`` and ``fit`` for exactly ``steps``
+     optimizer steps (batch 64, data reshuffled and repeated); every weight and LSQ step
+     trains. ``qat_lr`` = 5e-4, chosen once on Fashion-MNIST W4 quick (test accuracy
+     1e-4: 0.798, 5e-4: 0.815; PTQ 0.807);
+   - ``cora``: ``tfmot_edgeplus.cora.cora_ptq`` on the calibration set: the same PTQ, then
+     ``add_residual_adapters(qat, fp, budget=B)`` with ranks from ``rank_method``
+     (``"greedy"``: ``adapters.allocate_ranks`` from the residuals' singular values;
+     ``"butterworth"``: the paper's learned cutoffs, ``adapters.search_ranks``, 100 steps,
+     counted in ``wall_s`` but not in ``steps``), then ``adapters.calibrate`` (KD from the
+     float model, adapters only, Adam 1e-3, batch 64) for ``steps`` steps.
+     ``budgets``: ``None`` means "adapter bytes = 5 % of the main weights' bytes", i.e.
+     B = 0.05 * bits / 8 as a parameter fraction (adapters are int8); a float is a parameter
+     fraction used as is. One row per budget; ``budget`` is the fraction passed;
+   - ``full_qat``: ``quarc_qat(fp, x_train, y_train, QuaRCConfig(bits, coreset="full",
+     beta=0, epochs=E, batch_size=64))``: QAT with KD on the whole training pool (E = 10,
+     quick 4), the ceiling. ``steps`` = E * ceil(n / 64), ``calib_samples`` = n.
+4. Every row's model is converted (``tfmot_edgeplus.convert(model, x_calib[:256])``, 2-3 bit
+   layers repacked to 2/3 bits per weight) and run in the TFLM interpreter on the host.
+
+Row keys (the issue's first): ``dataset``, ``weight_bits``, ``method``, ``steps``,
+``calib_samples``, ``acc`` (Keras QAT model, whole test set), ``adapter_bytes_frac`` (from
+the flatbuffer: bytes of the weight tensors whose names contain ``_cora_a`` / ``_cora_b``
+over the bytes of every other CONV / DEPTHWISE_CONV / FULLY_CONNECTED weight tensor, LUT
+tables included, ``lowbit.describe_weights``; 0 for other methods), ``flatbuffer_bytes``,
+``wall_s`` (quantize + range calibration + rank choice + training; not conversion), then
+``budget``, ``adapter_param_frac`` (``AdapterRecord.param_fraction``: adapter parameters
+over the adapted kernels' parameters), ``tflm_acc`` (the flatbuffer in TFLM, on the first
+``tflm_test`` test samples: the whole test set by default, as ``acc``),
+``tflm_agreement`` (share of those samples where TFLM and Keras pick the same class) and
+``time_vs_full`` (``wall_s`` / that of ``full_qat`` at the same dataset and bits).
+A plot of accuracy vs weight bits (one panel per dataset, full_qat dashed) is written
+beside the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import numbers
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks._report import write_report
+
+NAME = "cora"
+METHODS = ("ptq", "tfmot_qat_same_steps", "cora", "full_qat")
+DATASETS = ("fashion_mnist", "imu_watch")
+BITS = (2, 3, 4, 8)
+RANK_METHODS = ("greedy", "butterworth")
+ROW_KEYS = ("dataset", "weight_bits", "method", "steps", "calib_samples", "acc",
+            "adapter_bytes_frac", "flatbuffer_bytes", "wall_s",
+            "budget", "adapter_param_frac", "tflm_acc", "tflm_agreement", "time_vs_full")
+ADAPTER_TENSOR_MARKS = ("_cora_a", "_cora_b")
+
+
+def _is_int(value, low: int = 1) -> bool:
+    return not isinstance(value, bool) and isinstance(value, numbers.Integral) and value >= low
+
+
+@dataclass(frozen=True)
+class Config:
+    datasets: tuple[str, ...] = DATASETS
+    weight_bits: tuple[int, ...] = (4, 3, 2)
+    methods: tuple[str, ...] = METHODS
+    calib_samples: int = 1600
+    steps: int = 250
+    budgets: tuple[float | None, ...] = (None, 0.05)  # None: adapter bytes = 5 % of weights
+    rank_method: str = "greedy"
+    qat_lr: float = 5e-4
+    cora_lr: float = 1e-3
+    fashion_train: int | None = 20000
+    fashion_test: int | None = None
+    fp_epochs: dict | None = None  # per dataset; None: FP_EPOCHS
+    full_qat_epochs: int = 10
+    batch_size: int = 64
+    tflm_test: int | None = None  # test samples run in TFLM; None: all
+
+    @classmethod
+    def full(cls, **overrides) -> Config:
+        return replace(cls(), **overrides)
+
+    @classmethod
+    def quick(cls, **overrides) -> Config:
+        return replace(cls(datasets=("fashion_mnist",), fashion_train=5000, fashion_test=1000,
+                           budgets=(None,),
+                           full_qat_epochs=4,
+                           fp_epochs={"fashion_mnist": 3, "imu_watch": 15}), **overrides)
+
+    def __post_init__(self):
+        if not self.datasets or any(d not in DATASETS for d in self.datasets):
+            raise ValueError(f"datasets must be a non-empty subset of {DATASETS}, got "
+                             f"{self.datasets!r}.")
+        if not self.weight_bits or any(b not in BITS or isinstance(b, bool)
+                                       for b in self.weight_bits):
+            raise ValueError(f"weight_bits must be a non-empty subset of {BITS}, got "
+                             f"{self.weight_bits!r}.")
+        if not self.methods or any(m not in METHODS for m in self.methods):
+            raise ValueError(f"methods must be a non-empty subset of {METHODS}, got "
+                             f"{self.methods!r}.")
+        for name in ("calib_samples", "steps", "full_qat_epochs", "batch_size"):
+            if not _is_int(getattr(self, name)):
+                raise ValueError(f"{name} must be an int >= 1, got {getattr(self, name)!r}.")
+        if not self.budgets or any(
+                b is not None and (isinstance(b, bool) or not isinstance(b, numbers.Real)
+                                   or not 0.0 < b <= 1.0) for b in self.budgets):
+            raise ValueError(f"budgets must be a non-empty tuple of None (adapter bytes = 5 % of "
+                             f"the weight bytes) or parameter fractions in (0, 1], got "
+                             f"{self.budgets!r}.")
+        if self.rank_method not in RANK_METHODS:
+            raise ValueError(f"rank_method must be one of {RANK_METHODS}, got "
+                             f"{self.rank_method!r}.")
+        for name in ("qat_lr", "cora_lr"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
+                raise ValueError(f"{name} must be a number > 0, got {value!r}.")
+        if self.tflm_test is not None and not _is_int(self.tflm_test):
+            raise ValueError(f"tflm_test must be None (whole test set) or an int >= 1, got "
+                             f"{self.tflm_test!r}.")
+
+
+FP_EPOCHS = {"fashion_mnist": 5, "imu_watch": 30}
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def load(dataset: str, config: Config):
+    from tfmot_edgeplus.datasets import classification_task
+
+    if dataset == "fashion_mnist":
+        return classification_task(dataset, config.fashion_train, config.fashion_test, seed=0)
+    return classification_task(dataset)
+
+
+def train_float(data, dataset: str, config: Config):
+    from tfmot_edgeplus._compat import tf
+    from tfmot_edgeplus.models import compile_classifier, reference_model
+
+    tf.keras.utils.set_random_seed(0)
+    epochs = (config.fp_epochs or FP_EPOCHS)[dataset]
+    model = compile_classifier(reference_model(data.input_shape, data.num_classes))
+    model.fit(data.x_train, data.y_train, epochs=epochs, batch_size=config.batch_size, verbose=0)
+    return model
+
+
+def calibration_set(data, config: Config):
+    """``min(calib_samples, n)`` training samples drawn uniformly at random (seed 0)."""
+    n = min(config.calib_samples, len(data.x_train))
+    pick = np.sort(np.random.default_rng(0).permutation(len(data.x_train))[:n])
+    return data.x_train[pick], data.y_train[pick]
+
+
+def budget_fraction(budget: float | None, bits: int) -> float:
+    """The adapter parameter fraction: ``budget``, or for None 5 % of the main weights' bytes
+    with int8 adapters (0.05 * bits / 8)."""
+    return 0.05 * bits / 8 if budget is None else float(budget)
+
+
+def _keras_classes(model, x) -> np.ndarray:
+    return np.asarray(model.predict(x, batch_size=512, verbose=0)).argmax(axis=1)
+
+
+def _keras_accuracy(model, data) -> float:
+    return float(np.mean(_keras_classes(model, data.x_test) == data.y_test))
+
+
+def _qat_same_steps(qat, x_calib, y_calib, config: Config) -> None:
+    from tfmot_edgeplus._compat import keras, tf
+
+    qat.compile(optimizer=keras.optimizers.Adam(config.qat_lr),
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                metrics=["accuracy"])
+    dataset = (tf.data.Dataset.from_tensor_slices((x_calib, y_calib))
+               .shuffle(len(x_calib), seed=0, reshuffle_each_iteration=True)
+               .repeat()
+               .batch(config.batch_size, drop_remainder=len(x_calib) >= config.batch_size))
+    qat.fit(dataset, epochs=1, steps_per_epoch=config.steps, verbose=0)
+
+
+def adapter_bytes_frac(model_bytes: bytes) -> tuple[float, int]:
+    """(adapter weight bytes / other weight bytes, adapter bytes) read from the flatbuffer."""
+    from tfmot_edgeplus.conversion.lowbit import describe_weights
+
+    adapter = other = 0
+    for row in describe_weights(model_bytes):
+        size = row["data_bytes"] + row["table_bytes"]
+        if any(mark in row["tensor"] for mark in ADAPTER_TENSOR_MARKS):
+            adapter += size
+        else:
+            other += size
+    return adapter / max(other, 1), adapter
+
+
+def measure(fp_model, data, calib, dataset: str, method: str, bits: int, budget,
+            config: Config, env: dict) -> dict:
+    """Build, train, convert and score one row (without ``time_vs_full``)."""
+    from tfmot_edgeplus import QuaRCConfig, convert, quarc_qat
+    from tfmot_edgeplus._compat import tf
+    from tfmot_edgeplus.cora import CoRaConfig, cora_ptq, ptq_model
+    from tfmot_edgeplus.runtime import TFLMRunner
+
+    x_calib, y_calib = calib
+    n_train = len(data.x_train)
+    tf.keras.utils.set_random_seed(0)
+    row = {"budget": None, "adapter_param_frac": 0.0, "adapter_bytes_frac": 0.0}
+    start = time.perf_counter()
+    if method == "full_qat":
+        run = quarc_qat(fp_model, data.x_train, data.y_train, QuaRCConfig(
+            weight_bits=bits, coreset="full", fraction=1.0, beta=0.0,
+            epochs=config.full_qat_epochs, batch_size=config.batch_size, seed=0))
+        model = run.qat_model
+        steps = config.full_qat_epochs * math.ceil(n_train / config.batch_size)
+        samples = n_train
+    elif method in ("ptq", "tfmot_qat_same_steps"):
+        model = ptq_model(fp_model, bits, 8, x_calib)
+        steps, samples = (0 if method == "ptq" else config.steps), len(x_calib)
+        if method == "tfmot_qat_same_steps":
+            _qat_same_steps(model, x_calib, y_calib, config)
+    if method == "cora":
+        fraction = budget_fraction(budget, bits)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RuntimeWarning)
+            run = cora_ptq(fp_model, x_calib, y_calib, CoRaConfig(
+                weight_bits=bits, budget=fraction, rank_search=config.rank_method,
+                steps=config.steps, calib_samples=len(x_calib), batch_size=config.batch_size,
+                learning_rate=config.cora_lr, seed=0))
+        model, samples, steps = run.model, run.calib_samples, config.steps
+        summary = run.summary()
+        row.update(budget=fraction, adapter_param_frac=float(summary["adapter_param_fraction"]))
+        env["cora"][f"{dataset}_W{bits}_b{fraction:.4g}"] = {
+            key: summary[key] for key in ("ranks", "cutoffs", "kd_before", "kd_after",
+                                          "rolled_back", "seconds")
+        } | {"warnings": [str(w.message) for w in caught]}
+    wall = time.perf_counter() - start
+
+    keras_classes = _keras_classes(model, data.x_test)
+    row["acc"] = float(np.mean(keras_classes == data.y_test))
+    model_bytes = convert(model, x_calib[:256])
+    n_tflm = len(data.x_test) if config.tflm_test is None else min(config.tflm_test,
+                                                                   len(data.x_test))
+    tflm_classes = TFLMRunner(model_bytes).predict(data.x_test[:n_tflm]).argmax(axis=1)
+    row["tflm_acc"] = float(np.mean(tflm_classes == data.y_test[:n_tflm]))
+    row["tflm_agreement"] = float(np.mean(tflm_classes == keras_classes[:n_tflm]))
+    if method == "cora":
+        row["adapter_bytes_frac"], found = adapter_bytes_frac(model_bytes)
+        if not found:
+            raise RuntimeError("The converted CoRa model has no weight tensor named *_cora_a / "
+                               "*_cora_b: the converter dropped the layer names.")
+    row.update(weight_bits=bits, method=method, steps=int(steps), calib_samples=int(samples),
+               flatbuffer_bytes=len(model_bytes), wall_s=wall)
+    return row
+
+
+def run(config: Config) -> tuple[list[dict], dict]:
+    rows = []
+    env = {"fp_acc": {}, "train_samples": {}, "test_samples": {}, "calib_samples": {},
+           "cora": {}}
+    jobs = [(m, b) for m in config.methods
+            for b in (config.budgets if m == "cora" else (None,))]
+    total = len(config.datasets) * len(config.weight_bits) * len(jobs)
+    for dataset in config.datasets:
+        data = load(dataset, config)
+        fp_model = train_float(data, dataset, config)
+        calib = calibration_set(data, config)
+        env["fp_acc"][dataset] = _keras_accuracy(fp_model, data)
+        env["train_samples"][dataset] = len(data.x_train)
+        env["test_samples"][dataset] = len(data.x_test)
+        env["calib_samples"][dataset] = len(calib[0])
+        _say(f"{dataset}: {len(data.x_train)} train / {len(data.x_test)} test / "
+             f"{len(calib[0])} calibration, float accuracy {env['fp_acc'][dataset]:.4f}")
+        for bits in config.weight_bits:
+            group = []
+            for method, budget in jobs:
+                row = {"dataset": dataset, **measure(fp_model, data, calib, dataset, method,
+                                                     bits, budget, config, env)}
+                group.append(row)
+                extra = (f" budget {row['budget']:.4f} bytes +{row['adapter_bytes_frac']:.1%}"
+                         if method == "cora" else "")
+                _say(f"[{len(rows) + len(group)}/{total}] {dataset} W{bits}A8 {method:<20} "
+                     f"acc {row['acc']:.4f} tflm {row['tflm_acc']:.4f} "
+                     f"(same class {row['tflm_agreement']:.2%}) "
+                     f"{row['flatbuffer_bytes']} B  {row['wall_s']:.1f} s{extra}")
+            full = next((r["wall_s"] for r in group if r["method"] == "full_qat"), None)
+            for row in group:
+                row["time_vs_full"] = None if full is None else row["wall_s"] / full
+                rows.append({key: row[key] for key in ROW_KEYS})
+    env["config"] = {k: (list(v) if isinstance(v, tuple) else v)
+                     for k, v in asdict(config).items()}
+    return rows, env
+
+
+def _label(row: dict) -> str:
+    if row["method"] == "cora":
+        return "cora (5 % bytes)" if row["budget"] == budget_fraction(None, row["weight_bits"]) \
+            else f"cora (budget {row['budget']:g})"
+    return row["method"]
+
+
+def plot(rows: list[dict], path: str | Path) -> Path:
+    """Accuracy vs weight bits, one panel per dataset; full_qat (the ceiling) dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5.0 * len(datasets), 3.8),
+                             squeeze=False)
+    colors = {"ptq": "#888", "tfmot_qat_same_steps": "#d62", "full_qat": "k"}
+    for ax, dataset in zip(axes[0], datasets):
+        sel = [r for r in rows if r["dataset"] == dataset]
+        for label in dict.fromkeys(_label(r) for r in sel):
+            pts = sorted((r["weight_bits"], r["acc"]) for r in sel if _label(r) == label)
+            bits, acc = zip(*pts)
+            ax.plot(bits, acc, marker="o", label=label,
+                    color=colors.get(label), linestyle="--" if label == "full_qat" else "-")
+        ax.set_xticks(sorted({r["weight_bits"] for r in sel}))
+        ax.set_xlabel("weight bits (activations 8)")
+        ax.set_title(dataset)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("test accuracy (Keras QAT model)")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write(rows, quick: bool, out, env=None) -> Path:
+    json_path = write_report(NAME, quick, rows, out, env_extra=env)
+    _say(f"wrote {plot(rows, json_path.with_suffix('.png'))}")
+    return json_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.cora",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="Fashion-MNIST only (5k train / 1k test), one CoRa budget, "
+                             "4 full-QAT epochs")
+    parser.add_argument("--out", default=None,
+                        help="JSON output (default benchmarks/results/cora.json)")
+    parser.add_argument("--datasets", default=None, help="comma-separated subset of "
+                        + ",".join(DATASETS))
+    parser.add_argument("--rank-method", choices=RANK_METHODS, default="greedy",
+                        help="how CoRa picks the adapter ranks (default greedy)")
+    args = parser.parse_args(argv)
+    overrides = {"rank_method": args.rank_method}
+    if args.datasets:
+        overrides["datasets"] = tuple(d.strip() for d in args.datasets.split(",") if d.strip())
+    config = Config.quick(**overrides) if args.quick else Config.full(**overrides)
+    start = time.perf_counter()
+    rows, env = run(config)
+    env["total_s"] = round(time.perf_counter() - start, 1)
+    write(rows, args.quick, args.out, env)
+    _say(f"total {env['total_s']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

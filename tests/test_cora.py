@@ -1,0 +1,62 @@
+"""cora_ptq (PTQ + CoRa adapters + calibration in one call) and its settings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tfmot_edgeplus._compat import tf
+from tfmot_edgeplus.cora import CoRaConfig, cora_ptq
+from tfmot_edgeplus.models import compile_classifier, small_cnn
+
+
+@pytest.fixture(scope="module")
+def digits_fp():
+    from tfmot_edgeplus import datasets
+
+    data = datasets.digits()
+    tf.keras.utils.set_random_seed(0)
+    model = compile_classifier(small_cnn(input_shape=(8, 8, 1), width=8), learning_rate=3e-3)
+    model.fit(data.x_train, data.y_train, epochs=8, batch_size=64, verbose=0)
+    return model, data
+
+
+@pytest.mark.parametrize("rank_search", ["greedy", "butterworth"])
+def test_cora_ptq_uses_only_its_calibration_samples_and_reports(digits_fp, rank_search):
+    fp, data = digits_fp
+    fp_weights = [w.copy() for w in fp.get_weights()]
+    config = CoRaConfig(weight_bits=2, budget=0.2, rank_search=rank_search, search_steps=20,
+                        steps=60, calib_samples=300, learning_rate=3e-3)
+    run = cora_ptq(fp, data.x_train, data.y_train, config,
+                   validation_data=(data.x_test, data.y_test))
+    for before, after in zip(fp_weights, fp.get_weights()):
+        np.testing.assert_array_equal(before, after)
+    summary = run.summary()
+    assert summary["calib_samples"] == 300
+    assert 0 < summary["adapter_param_fraction"] <= 0.2
+    assert (summary["cutoffs"] is None) == (rank_search == "greedy")
+    assert set(summary["seconds"]) == {"quantize", "ranks", "calibrate"}
+    assert summary["kd_after"] <= summary["kd_before"] and not summary["rolled_back"]
+    # Ternary weights lose a lot on this tiny model; the adapters win part of it back.
+    assert run.accuracy["cora"] > run.accuracy["ptq"]
+    logits = run.model.predict(data.x_test, verbose=0)
+    assert run.accuracy["cora"] == pytest.approx(np.mean(logits.argmax(1) == data.y_test))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"rank_search": "svd"}, r"rank_search must be one of 'greedy', 'butterworth', got 'svd'"),
+    ({"steps": 0}, r"steps must be an int >= 1, got 0 \(CoRa uses a few hundred"),
+    ({"calib_samples": 2.5}, r"calib_samples must be an int >= 1, got 2\.5"),
+    ({"budget": 0.0}, r"budget must be in \(0, 1\]"),
+    ({"weight_bits": 5}, r"weight_bits"),
+    ({"adapter_bits": 16}, r"adapter_bits"),
+])
+def test_cora_config_rejects_bad_settings(kwargs, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        CoRaConfig(**kwargs)
+
+
+def test_cora_ptq_rejects_mismatched_labels(digits_fp):
+    fp, data = digits_fp
+    with pytest.raises(ValueError, match=r"x has 100 samples but y has 99 labels"):
+        cora_ptq(fp, data.x_train[:100], data.y_train[:99])
