@@ -254,6 +254,21 @@ def test_calibrate_trains_only_adapters_and_improves_kd(digits_fp):
     assert any(not np.allclose(a, b) for a, b in zip(after, scales))
 
 
+def test_calibrate_takes_a_quarc_coreset_as_its_data(digits_fp):
+    """The RES coreset (QuaRC issue) picks the calibration samples; calibrate repeats it."""
+    from tfmot_edgeplus.coreset import RESCoreset
+
+    fp, data = digits_fp
+    qat = _qat(fp, 2, data.x_train, learnable_scales=True)
+    coreset = RESCoreset(data.x_train, data.y_train, fp, fraction=0.1, qat_model=qat,
+                         per_class=True, sampling="weighted", seed=0)
+    model = adapters.add_residual_adapters(qat, fp, budget=0.2)
+    history = adapters.calibrate(model, coreset.dataset(32), steps=3 * coreset.size // 32,
+                                 verbose=0)
+    assert len(history.history["loss"]) == 1 and not history.history["cora_rolled_back"][0]
+    assert history.history["cora_kd_after"][0] < history.history["cora_kd_before"][0]
+
+
 def test_calibrate_rolls_back_a_step_that_makes_things_worse(digits_fp):
     fp, data = digits_fp
     qat = _qat(fp, 4, data.x_train)
