@@ -30,13 +30,16 @@ def small_cnn(input_shape=(28, 28, 1), classes: int = 10, width: int = 16, name:
 
 
 def imu_cnn(window: int = 100, channels: int = 6, classes: int = 7, width: int = 16,
-            name: str = "imu_cnn"):
-    """1-D CNN for IMU windows (samples x channels)."""
+            hidden: int = 0, name: str = "imu_cnn"):
+    """1-D CNN for IMU windows (samples x channels). ``hidden > 0`` adds a ReLU Dense layer
+    of that width (named ``fc``) before the classifier: a two-layer head for QCore."""
     inputs = keras.Input((window, channels), name="imu")
     x = keras.layers.Conv1D(width, 5, strides=2, padding="same", activation="relu", name="conv1")(inputs)
     x = keras.layers.Conv1D(2 * width, 5, strides=2, padding="same", activation="relu", name="conv2")(x)
     x = keras.layers.Conv1D(2 * width, 3, padding="same", activation="relu", name="conv3")(x)
     x = keras.layers.GlobalAveragePooling1D(name="gap")(x)
+    if hidden:
+        x = keras.layers.Dense(hidden, activation="relu", name="fc")(x)
     outputs = keras.layers.Dense(classes, name="logits")(x)
     return keras.Model(inputs, outputs, name=name)
 

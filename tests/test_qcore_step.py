@@ -1,0 +1,207 @@
+"""QCore's on-device step: the integer head read from a deployed model, the reference step
+(flip, saturate, roll back), the QCore refresh, and the offline-trained calibrator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tfmot_edgeplus.calibration.backprop import bp_finetune
+from tfmot_edgeplus.calibration.calibrator import BitFlipCalibrator
+from tfmot_edgeplus.calibration.head import split_head
+from tfmot_edgeplus.calibration.step import (
+    FlipNet,
+    miss_counts,
+    qcore_refresh,
+    qcore_step,
+    score,
+    xorshift32,
+)
+
+
+def _converted_mlp(bits: int, seed: int = 0) -> tuple[bytes, np.ndarray, np.ndarray]:
+    """A 16 -> 12 (ReLU) -> 5 Dense model on a learnable synthetic task, trained briefly,
+    PTQ-quantized at ``bits`` and converted full-integer."""
+    from tfmot_edgeplus._compat import keras, tf
+    from tfmot_edgeplus.conversion import convert
+    from tfmot_edgeplus.cora import ptq_model
+
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(0, 1, (5, 16)).astype(np.float32)
+    y = rng.integers(0, 5, 600)
+    x = centers[y] + rng.normal(0, 0.9, (600, 16)).astype(np.float32)
+    tf.keras.utils.set_random_seed(seed)
+    inputs = keras.Input((16,))
+    h = keras.layers.Dense(24, activation="relu", name="body")(inputs)
+    h = keras.layers.Dense(12, activation="relu", name="fc")(h)
+    model = keras.Model(inputs, keras.layers.Dense(5, name="logits")(h))
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, epochs=3, verbose=0)
+    q = ptq_model(model, bits, 8, x[:256])
+    return convert(q, x[:128]), x, y
+
+
+@pytest.fixture(scope="module", params=(4, 8))
+def converted(request):
+    return (request.param, *_converted_mlp(request.param))
+
+
+def test_backbone_plus_integer_head_equals_tflm_bit_for_bit(converted):
+    from tfmot_edgeplus.runtime import TFLMRunner
+
+    bits, model_bytes, x, _ = converted
+    head = split_head(model_bytes, layers=2)
+    assert [layer.bits for layer in head.layers] == [bits, bits]
+    assert [layer.shape for layer in head.layers] == [(12, 24), (5, 12)]
+    assert head.layers[0].name == "fc" and head.layers[0].relu and not head.layers[1].relu
+    full = TFLMRunner(model_bytes).predict(x[:200], dequantize=False).reshape(200, -1)
+    feats = TFLMRunner(head.backbone).predict(x[:200], dequantize=False).reshape(200, -1)
+    assert feats.shape == (200, 24)
+    np.testing.assert_array_equal(head.forward(feats), full)
+
+
+def test_split_head_names_what_the_model_does_not_have(converted):
+    _, model_bytes, _, _ = converted
+    with pytest.raises(ValueError, match="ends with 3 FULLY_CONNECTED"):
+        split_head(model_bytes, layers=4)
+    with pytest.raises(ValueError, match="layers must be an int >= 1"):
+        split_head(model_bytes, layers=0)
+    with pytest.raises(ValueError, match="TFL3"):
+        split_head(b"not a model at all", layers=1)
+
+
+def _random_net(rng, hidden=8) -> FlipNet:
+    return FlipNet(
+        rng.integers(-127, 128, (hidden, 4)),
+        rng.integers(-2000, 2000, hidden),
+        1 << 30,
+        -6,
+        rng.integers(-127, 128, hidden),
+        int(rng.integers(-500, 500)),
+        int(rng.integers(50, 400)),
+    )
+
+
+def test_step_never_lowers_the_score_and_restores_weights_exactly(converted):
+    bits, model_bytes, x, y = converted
+    head = split_head(model_bytes, layers=2)
+    from tfmot_edgeplus.runtime import TFLMRunner
+
+    feats = TFLMRunner(head.backbone).predict(x[:60], dequantize=False).reshape(60, -1)
+    rng = np.random.default_rng(1)
+    outcomes = set()
+    for trial in range(12):
+        nets = {l: _random_net(rng) for l in (0, 1)}
+        before = head.weights()
+        r = qcore_step(head, nets, feats, y[:60])
+        _, c0, m0 = score(head.forward(feats), y[:60])
+        _, c1, m1 = score(head.forward(feats, r.weights), y[:60])
+        assert (c1, m1) >= (c0, m0)
+        assert (r.correct_before, r.margin_before) == (c0, m0)
+        if r.kept:
+            assert (c1, m1) > (c0, m0) and r.changed > 0
+        else:
+            for w0, w1 in zip(before, r.weights):
+                np.testing.assert_array_equal(w0, w1)
+        qmax = 2 ** (bits - 1) - 1
+        assert all(np.abs(w).max() <= qmax for w in r.weights)
+        outcomes.add(r.kept)
+    assert outcomes == {True, False}, "the random nets should give both kept and rolled-back steps"
+
+
+def test_step_rejects_bad_samples(converted):
+    _, model_bytes, _, _ = converted
+    head = split_head(model_bytes, layers=1)
+    nets = {0: _random_net(np.random.default_rng(0))}
+    with pytest.raises(ValueError, match="empty"):
+        qcore_step(head, nets, np.zeros((0, 12), np.int8), np.zeros(0, np.int64))
+    with pytest.raises(ValueError, match=r"label 7 is outside the head's class range \[0, 5\)"):
+        qcore_step(head, nets, np.zeros((2, 12), np.int8), np.array([1, 7]))
+    with pytest.raises(ValueError, match=r"shape \(N, 12\)"):
+        qcore_step(head, nets, np.zeros((2, 11), np.int8), np.array([1, 2]))
+    with pytest.raises(ValueError, match="layers 0..0"):
+        qcore_step(head, {3: nets[0]}, np.zeros((2, 12), np.int8), np.array([1, 2]))
+
+
+def test_flipnet_checks_its_shapes():
+    with pytest.raises(ValueError, match="do not match"):
+        FlipNet(np.zeros((8, 3)), np.zeros(8), 1 << 30, 0, np.zeros(8), 0, 10)
+    with pytest.raises(ValueError, match="threshold must be >= 1"):
+        FlipNet(np.zeros((8, 4)), np.zeros(8), 1 << 30, 0, np.zeros(8), 0, 0)
+
+
+def test_miss_counts_count_forgetting_and_give_never_learned_the_maximum():
+    history = [
+        np.array([1, 0, 1, 0], bool),
+        np.array([0, 1, 1, 0], bool),
+        np.array([1, 0, 0, 0], bool),
+    ]
+    # item 0: right, wrong, right -> 1 miss; item 1: wrong, right, wrong -> 1;
+    # item 2: right, right, wrong -> 1; item 3: never right -> 3 (the sequence length)
+    np.testing.assert_array_equal(miss_counts(history), [1, 1, 1, 3])
+    np.testing.assert_array_equal(miss_counts([np.array([1, 0], bool)]), [0, 1])
+
+
+def test_refresh_is_seeded_distinct_and_follows_the_counts():
+    prior = np.array([0, 0, 0, 0, 50, 50, 0, 0])
+    history = [np.ones(8, bool)]
+    a = qcore_refresh(prior, history, 4, seed=7)
+    b = qcore_refresh(prior, history, 4, seed=7)
+    np.testing.assert_array_equal(a[0], b[0])
+    assert len(set(a[0].tolist())) == 4
+    hits = np.zeros(8)
+    state = 11
+    for _ in range(300):
+        idx, counts, state = qcore_refresh(prior, history, 1, seed=state)
+        hits[idx] += 1
+        assert counts[0] == prior[idx[0]]
+    assert hits[4] + hits[5] > 0.85 * 300
+    assert xorshift32(1) == 270369  # Marsaglia's xorshift32 (13, 17, 5) from state 1
+    with pytest.raises(ValueError, match="size must be in"):
+        qcore_refresh(prior, history, 9, seed=1)
+    with pytest.raises(ValueError, match="nonzero"):
+        qcore_refresh(prior, history, 2, seed=0)
+
+
+def test_bp_finetune_lands_on_the_integer_grid_and_fits_the_samples(converted):
+    bits, model_bytes, x, y = converted
+    head = split_head(model_bytes, layers=2)
+    from tfmot_edgeplus.runtime import TFLMRunner
+
+    feats = TFLMRunner(head.backbone).predict(x[:80], dequantize=False).reshape(80, -1)
+    yy = (y[:80] + 1) % 5  # a shift: every label moved, so the head must change to fit it
+    before = score(head.forward(feats), yy)[1]
+    new = bp_finetune(head, feats, yy, layers=[1], steps=60, learning_rate=0.05)
+    np.testing.assert_array_equal(new[0], head.layers[0].weights)
+    qmax = 2 ** (bits - 1) - 1
+    assert new[1].dtype == np.int8 and np.abs(new[1]).max() <= qmax
+    assert score(head.forward(feats, new), yy)[1] > before + 20
+
+
+def test_calibrator_round_trip_never_lowers_accuracy_on_what_it_sees(converted):
+    _, model_bytes, x, y = converted
+    cal = BitFlipCalibrator(model_bytes, head_layers=2, calibrate="all", core_size=10)
+    yy = (y + 1) % 5
+    report = cal.fit(
+        (x[:10], y[:10]), [(x[100:200], yy[100:200])], chunk_size=30, episodes=4, epochs=5
+    )
+    assert set(report) == {"fc", "fc1"}
+    assert all(r["net_bytes"] == cal.nets[l].nbytes for l, r in zip((0, 1), report.values()))
+    items_x = np.concatenate([cal.core_x, cal.features(x[300:330])])
+    items_y = np.concatenate([cal.core_y, yy[300:330]])
+    before = score(cal.head.forward(items_x, cal.weights), items_y)[1]
+    chunk = cal.calibrate(x[300:330], yy[300:330])
+    assert score(cal.head.forward(items_x, cal.weights), items_y)[1] >= before
+    assert chunk.accuracy_after >= chunk.accuracy_before
+    assert len(cal.core_y) == 10 and cal.core_counts.shape == (10,)
+
+
+def test_calibrator_bad_settings_name_the_value(converted):
+    _, model_bytes, x, y = converted
+    with pytest.raises(ValueError, match=r"calibrate must be 'all' or an int in \[1, 2\]"):
+        BitFlipCalibrator(model_bytes, head_layers=2, calibrate=3)
+    cal = BitFlipCalibrator(model_bytes, head_layers=1, core_size=4)
+    with pytest.raises(ValueError, match="the QCore has 5 samples but core_size=4"):
+        cal.set_core(x[:5], y[:5])
+    with pytest.raises(RuntimeError, match="call fit"):
+        cal.calibrate(x[:3], y[:3])

@@ -1,0 +1,339 @@
+"""The on-device QCore step in integers: the NumPy reference of the device step and of the
+QCore refresh. The C port in tflm_ops is still to be written (issue 6); it must match
+this module bit for bit, so everything here is integer arithmetic with one definition.
+
+Notation: the head (:class:`~tfmot_edgeplus.calibration.head.IntHead`) has layers
+``l = 0..L-1``; ``a_l`` is layer l's int8 input (``a_0`` = the backbone output kept for each
+sample), ``z`` the int8 logits; ``x~ = a_l - input_zero_point``.
+
+**Score.** ``pred = argmax z`` (first maximum), ``margin[n] = z[n, y] - max_{o != y} z[n, o]``
+(int). A model's score on a set is ``(correct, sum of margins)``, compared
+lexicographically.
+
+**Error signal (no back-propagation).** At the output, for every class ``o != y`` that beats
+the label or comes within ``margin`` int8 logit steps of it,
+``e[n, o] = clamp(z[n, o] - z[n, y] + margin, 0, 2 * margin)``, and
+``e[n, y] = -sum_{o != y} e[n, o]``: the gradient of a multi-class hinge loss, in integers.
+A hidden layer's output gets the output error through a fixed random +-1 matrix (direct
+feedback alignment: ``B_l[j, o] = +1`` if bit 0 of ``feedback_hash(l, j, o)`` is set, else
+-1; never stored), gated by its ReLU:
+``e_l[n, j] = clamp(sum_o B_l[j, o] e[n, o], -127, 127)`` where ``a_{l+1}[n, j] >
+output_zero_point`` (the unit's real output is positive), else 0.
+
+**Features per weight** (int8, 4 of them, for weight ``W[o, i]`` of a calibrated layer):
+``G[o, i] = sum_n e[n, o] x~[n, i]``; ``A[i] = sum_n |x~[n, i]|``; ``E[o] = sum_n |e[n, o]|``;
+each normalised to [-127, 127] by ``v * 127 / max|v|`` with C's truncating division (0 when
+the maximum is 0), and ``W[o, i] * 127 / qmax(bits)`` likewise. Feature order:
+``(G, W, A, E)``.
+
+**Flip network** (:class:`FlipNet`, int8, one per calibrated layer):
+``acc1[h] = b1[h] + sum_k W1[h, k] f[k]``;
+``hid[h] = clamp(MultiplyByQuantizedMultiplier(acc1[h], m1, s1), 0, 127)``;
+``acc2 = b2 + sum_h W2[h] hid[h]``; update ``+1`` if ``acc2 >= threshold``, ``-1`` if
+``acc2 <= -threshold``, else 0 (the float network's ``round(clamp(out, -1, 1))``).
+
+**Step** (:func:`qcore_step`). Forward the QCore + new samples; compute every calibrated
+layer's update from that one forward; add the updates with saturation to the narrow range
+(``edgeplus_bitflip_apply``); forward again; keep the new weights only if the score rose
+(more samples right, or as many right with a larger total margin), else restore them: a
+step never lowers the accuracy on the samples it sees.
+
+**Refresh** (:func:`qcore_refresh`). Every item of QCore U chunk has a miss count: the
+core items' counts carried over plus, over the sequence of correctness vectors the chunk's
+steps observed, its correct -> incorrect transitions; an item never right in that sequence
+gets the sequence length (the most it could have). ``size`` items are drawn without
+replacement with weights ``count + 1`` by an xorshift32 generator (``r = next() % total``,
+then the first item whose running weight sum exceeds r).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tfmot_edgeplus.conversion.packing import narrow_range
+from tfmot_edgeplus.patching import reference as _ref
+
+__all__ = [
+    "FEATURES",
+    "FlipNet",
+    "StepResult",
+    "error_signals",
+    "feedback_sign",
+    "flip_features",
+    "qcore_refresh",
+    "qcore_step",
+    "score",
+    "xorshift32",
+]
+
+FEATURES = ("G", "W", "A", "E")
+
+
+def _norm127(v: np.ndarray) -> np.ndarray:
+    """``v * 127 / max|v|`` truncated toward zero (C division), 0 if the maximum is 0."""
+    v = np.asarray(v, np.int64)
+    vmax = int(np.abs(v).max()) if v.size else 0
+    if vmax == 0:
+        return np.zeros(v.shape, np.int8)
+    num = v * 127
+    return (np.sign(num) * (np.abs(num) // vmax)).astype(np.int8)
+
+
+def score(logits: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """``(correct per sample, number correct, sum of margins)`` of int8 logits."""
+    z = np.asarray(logits, np.int32)
+    y = np.asarray(y)
+    n = np.arange(len(z))
+    pred = z.argmax(axis=1)
+    rival_z = z.copy()
+    rival_z[n, y] = np.iinfo(np.int32).min
+    margin = z[n, y] - rival_z.max(axis=1)
+    correct = pred == y
+    return correct, int(correct.sum()), int(margin.sum())
+
+
+def _output_error(logits: np.ndarray, y: np.ndarray, margin: int) -> np.ndarray:
+    z = np.asarray(logits, np.int32)
+    n = np.arange(len(z))
+    zy = z[n, y][:, None]
+    e = np.clip(z - zy + margin, 0, 2 * margin)
+    e[n, y] = 0
+    e[n, y] = -e.sum(axis=1)
+    return e.astype(np.int32)
+
+
+def feedback_hash(layer: int, j, o) -> np.ndarray:
+    """32-bit hash of (layer, unit, class) for the fixed feedback signs (murmur3 finaliser)."""
+    h = (
+        np.uint64(layer) * np.uint64(0x9E3779B1)
+        + np.asarray(j, np.uint64) * np.uint64(0x85EBCA77)
+        + np.asarray(o, np.uint64) * np.uint64(0xC2B2AE3D)
+    ) & np.uint64(0xFFFFFFFF)
+    h ^= h >> np.uint64(16)
+    h = (h * np.uint64(0x85EBCA6B)) & np.uint64(0xFFFFFFFF)
+    h ^= h >> np.uint64(13)
+    h = (h * np.uint64(0xC2B2AE35)) & np.uint64(0xFFFFFFFF)
+    h ^= h >> np.uint64(16)
+    return h
+
+
+def feedback_sign(layer: int, units: int, classes: int) -> np.ndarray:
+    """The (units, classes) +-1 feedback matrix of hidden layer ``layer``."""
+    j, o = np.meshgrid(np.arange(units), np.arange(classes), indexing="ij")
+    return np.where(feedback_hash(layer, j, o) & np.uint64(1), 1, -1).astype(np.int32)
+
+
+def error_signals(head, acts: list[np.ndarray], y: np.ndarray, margin: int) -> list[np.ndarray]:
+    """Per layer l, the int error of its output (N, out_l) (see the module doc)."""
+    e_out = _output_error(acts[-1], y, margin)
+    errors = []
+    for l, layer in enumerate(head.layers):
+        if l == len(head.layers) - 1:
+            errors.append(e_out)
+            continue
+        b = feedback_sign(l, layer.shape[0], head.num_classes)
+        proj = e_out @ b.T
+        active = acts[l + 1].astype(np.int32) > layer.output_zero_point
+        errors.append((np.clip(proj, -127, 127) * active).astype(np.int32))
+    return errors
+
+
+def flip_features(
+    x: np.ndarray, e: np.ndarray, weights: np.ndarray, input_zero_point: int, bits: int
+) -> np.ndarray:
+    """int8 features (out, in, 4) of a layer's weights: (G, W, A, E), see the module doc."""
+    xt = np.asarray(x, np.int64) - int(input_zero_point)
+    e = np.asarray(e, np.int64)
+    out, inp = weights.shape
+    g = _norm127(e.T @ xt)
+    a = _norm127(np.abs(xt).sum(axis=0))
+    er = _norm127(np.abs(e).sum(axis=0))
+    qmax = narrow_range(bits)[1]
+    w = np.asarray(weights, np.int64)
+    wf = (np.sign(w) * (np.abs(w) * 127 // qmax)).astype(np.int8)
+    f = np.empty((out, inp, 4), np.int8)
+    f[..., 0] = g
+    f[..., 1] = wf
+    f[..., 2] = a[None, :]
+    f[..., 3] = er[:, None]
+    return f
+
+
+@dataclass
+class FlipNet:
+    """The int8 bit-flip network of one layer (see the module doc for its arithmetic)."""
+
+    w1: np.ndarray  # int8 (H, 4)
+    b1: np.ndarray  # int32 (H,)
+    m1: int
+    s1: int
+    w2: np.ndarray  # int8 (H,)
+    b2: int
+    threshold: int
+
+    def __post_init__(self):
+        self.w1 = np.asarray(self.w1, np.int8)
+        self.b1 = np.asarray(self.b1, np.int32)
+        self.w2 = np.asarray(self.w2, np.int8).reshape(-1)
+        h = self.w1.shape[0]
+        if self.w1.shape != (h, len(FEATURES)) or self.b1.shape != (h,) or self.w2.shape != (h,):
+            raise ValueError(
+                f"FlipNet shapes w1 {self.w1.shape}, b1 {self.b1.shape}, w2 {self.w2.shape} "
+                f"do not match: expected (H, {len(FEATURES)}), (H,), (H,)"
+            )
+        if int(self.threshold) < 1:
+            raise ValueError(f"FlipNet threshold must be >= 1, got {self.threshold}")
+
+    @property
+    def hidden(self) -> int:
+        return int(self.w1.shape[0])
+
+    @property
+    def nbytes(self) -> int:
+        """Device bytes: int8 w1 and w2, int32 b1, and b2, m1, s1, threshold (int32 each)."""
+        return self.w1.size + self.w2.size + 4 * self.b1.size + 4 * 4
+
+    def decide(self, features: np.ndarray) -> np.ndarray:
+        """int8 update in {-1, 0, +1} for int8 ``features`` (..., 4)."""
+        f = np.asarray(features, np.int64)
+        acc1 = f @ self.w1.astype(np.int64).T + self.b1
+        hid = np.clip(_ref.multiply_by_quantized_multiplier(acc1, self.m1, self.s1), 0, 127)
+        acc2 = hid @ self.w2.astype(np.int64) + int(self.b2)
+        up = np.zeros(acc2.shape, np.int8)
+        up[acc2 >= self.threshold] = 1
+        up[acc2 <= -self.threshold] = -1
+        return up
+
+
+@dataclass
+class StepResult:
+    """What one step did. ``weights`` are the head's weights after it (new if kept)."""
+
+    kept: bool
+    changed: int
+    correct_before: int
+    correct_after: int
+    margin_before: int
+    margin_after: int
+    n: int
+    weights: list[np.ndarray]
+    correct_mask_before: np.ndarray
+    correct_mask_after: np.ndarray
+
+    @property
+    def accuracy_before(self) -> float:
+        return self.correct_before / self.n
+
+    @property
+    def accuracy_after(self) -> float:
+        """Accuracy of the weights the step leaves (the old ones when rolled back)."""
+        return (self.correct_after if self.kept else self.correct_before) / self.n
+
+
+def _check_samples(head, x, y) -> tuple[np.ndarray, np.ndarray]:
+    x = np.asarray(x)
+    y = np.asarray(y)
+    if len(x) == 0:
+        raise ValueError("the calibration set is empty: pass at least one QCore or new sample")
+    if x.ndim != 2 or x.shape[1] != head.input_size:
+        raise ValueError(
+            f"samples must be head inputs of shape (N, {head.input_size}), got {x.shape}"
+        )
+    if y.shape != (len(x),) or y.dtype.kind not in "iu":
+        raise ValueError(
+            f"labels must be {len(x)} integer class indices, got shape {y.shape} dtype {y.dtype}"
+        )
+    if y.min() < 0 or y.max() >= head.num_classes:
+        bad = int(y[(y < 0) | (y >= head.num_classes)][0])
+        raise ValueError(
+            f"label {bad} is outside the head's class range [0, {head.num_classes}); pass class "
+            "indices of the deployed model"
+        )
+    return x.astype(np.int8), y.astype(np.int64)
+
+
+def qcore_step(head, nets: dict[int, FlipNet], x, y, weights=None, margin: int = 16) -> StepResult:
+    """One on-device calibration step on samples ``x`` (head inputs) with labels ``y``.
+
+    ``nets`` maps a head layer index to its :class:`FlipNet` (the calibrated layers);
+    ``weights`` are the current head weights (default: the head's own). Returns a
+    :class:`StepResult`; the input arrays are never modified.
+    """
+    x, y = _check_samples(head, x, y)
+    weights = head.weights() if weights is None else [np.array(w, np.int8) for w in weights]
+    for l in nets:
+        if not 0 <= l < len(head.layers):
+            raise ValueError(
+                f"flip net for layer {l}, but the head has layers 0..{len(head.layers) - 1}"
+            )
+    acts = head.activations(x, weights)
+    mask_b, c_b, m_b = score(acts[-1], y)
+    errors = error_signals(head, acts, y, margin)
+    new = [w.copy() for w in weights]
+    changed = 0
+    for l, net in sorted(nets.items()):
+        layer = head.layers[l]
+        f = flip_features(acts[l], errors[l], weights[l], layer.input_zero_point, layer.bits)
+        up = net.decide(f)
+        lo, hi = narrow_range(layer.bits)
+        w = np.clip(weights[l].astype(np.int32) + up, lo, hi).astype(np.int8)
+        changed += int(np.count_nonzero(w != weights[l]))
+        new[l] = w
+    if changed == 0:
+        return StepResult(False, 0, c_b, c_b, m_b, m_b, len(y), weights, mask_b, mask_b)
+    mask_a, c_a, m_a = score(head.forward(x, new), y)
+    kept = (c_a, m_a) > (c_b, m_b)
+    return StepResult(
+        kept, changed, c_b, c_a, m_b, m_a, len(y), new if kept else weights, mask_b, mask_a
+    )
+
+
+def xorshift32(state: int) -> int:
+    """One xorshift32 step (Marsaglia): the generator of :func:`qcore_refresh`."""
+    x = state & 0xFFFFFFFF
+    x ^= (x << 13) & 0xFFFFFFFF
+    x ^= x >> 17
+    x ^= (x << 5) & 0xFFFFFFFF
+    return x
+
+
+def miss_counts(history: list[np.ndarray]) -> np.ndarray:
+    """Correct -> incorrect transitions along ``history`` (a list of bool vectors); items
+    never correct get ``len(history)``."""
+    h = np.asarray(history, bool)
+    if h.ndim != 2 or len(h) == 0:
+        raise ValueError("history must be a non-empty list of equally long correctness vectors")
+    misses = (h[:-1] & ~h[1:]).sum(axis=0)
+    return np.where(h.any(axis=0), misses, len(h)).astype(np.int64)
+
+
+def qcore_refresh(
+    prior_counts, history: list[np.ndarray], size: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Choose the next QCore from QCore U chunk (see the module doc).
+
+    ``prior_counts``: one count per item (the core's carried counts, 0 for new samples);
+    ``history``: the correctness vectors the chunk's steps observed over those items.
+    Returns ``(chosen item indices in draw order, their new counts, next rng state)``.
+    """
+    prior = np.asarray(prior_counts, np.int64)
+    counts = prior + miss_counts(history)
+    if counts.shape != prior.shape:
+        raise ValueError(f"history covers {counts.size} items but prior_counts has {prior.size}")
+    if not 1 <= size <= len(counts):
+        raise ValueError(f"size must be in [1, {len(counts)}] (items in QCore U chunk), got {size}")
+    state = int(seed) & 0xFFFFFFFF
+    if state == 0:
+        raise ValueError("seed must be a nonzero 32-bit value (xorshift32 never leaves 0)")
+    weight = counts + 1
+    chosen = []
+    for _ in range(size):
+        state = xorshift32(state)
+        r = state % int(weight.sum())
+        k = int(np.searchsorted(np.cumsum(weight), r, side="right"))
+        chosen.append(k)
+        weight[k] = 0
+    idx = np.asarray(chosen, np.int64)
+    return idx, counts[idx], state
