@@ -71,6 +71,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks._report import write_report
+from benchmarks._tasks import load, say, train_float
 
 NAME = "cora"
 METHODS = ("ptq", "tfmot_qat_same_steps", "cora", "full_qat")
@@ -100,7 +101,7 @@ class Config:
     cora_lr: float = 1e-3
     fashion_train: int | None = 20000
     fashion_test: int | None = None
-    fp_epochs: dict | None = None  # per dataset; None: FP_EPOCHS
+    fp_epochs: dict | None = None  # per dataset; None: benchmarks._tasks.FP_EPOCHS
     full_qat_epochs: int = 10
     batch_size: int = 64
     tflm_test: int | None = None  # test samples run in TFLM; None: all
@@ -146,32 +147,6 @@ class Config:
         if self.tflm_test is not None and not _is_int(self.tflm_test):
             raise ValueError(f"tflm_test must be None (whole test set) or an int >= 1, got "
                              f"{self.tflm_test!r}.")
-
-
-FP_EPOCHS = {"fashion_mnist": 5, "imu_watch": 30}
-
-
-def _say(text: str) -> None:
-    print(text, flush=True)
-
-
-def load(dataset: str, config: Config):
-    from tfmot_edgeplus.datasets import classification_task
-
-    if dataset == "fashion_mnist":
-        return classification_task(dataset, config.fashion_train, config.fashion_test, seed=0)
-    return classification_task(dataset)
-
-
-def train_float(data, dataset: str, config: Config):
-    from tfmot_edgeplus._compat import tf
-    from tfmot_edgeplus.models import compile_classifier, reference_model
-
-    tf.keras.utils.set_random_seed(0)
-    epochs = (config.fp_epochs or FP_EPOCHS)[dataset]
-    model = compile_classifier(reference_model(data.input_shape, data.num_classes))
-    model.fit(data.x_train, data.y_train, epochs=epochs, batch_size=config.batch_size, verbose=0)
-    return model
 
 
 def calibration_set(data, config: Config):
@@ -297,7 +272,7 @@ def run(config: Config) -> tuple[list[dict], dict]:
         env["train_samples"][dataset] = len(data.x_train)
         env["test_samples"][dataset] = len(data.x_test)
         env["calib_samples"][dataset] = len(calib[0])
-        _say(f"{dataset}: {len(data.x_train)} train / {len(data.x_test)} test / "
+        say(f"{dataset}: {len(data.x_train)} train / {len(data.x_test)} test / "
              f"{len(calib[0])} calibration, float accuracy {env['fp_acc'][dataset]:.4f}")
         for bits in config.weight_bits:
             group = []
@@ -307,7 +282,7 @@ def run(config: Config) -> tuple[list[dict], dict]:
                 group.append(row)
                 extra = (f" budget {row['budget']:.4f} bytes +{row['adapter_bytes_frac']:.1%}"
                          if method == "cora" else "")
-                _say(f"[{len(rows) + len(group)}/{total}] {dataset} W{bits}A8 {method:<20} "
+                say(f"[{len(rows) + len(group)}/{total}] {dataset} W{bits}A8 {method:<20} "
                      f"acc {row['acc']:.4f} tflm {row['tflm_acc']:.4f} "
                      f"(same class {row['tflm_agreement']:.2%}) "
                      f"{row['flatbuffer_bytes']} B  {row['wall_s']:.1f} s{extra}")
@@ -361,7 +336,7 @@ def plot(rows: list[dict], path: str | Path) -> Path:
 
 def write(rows, quick: bool, out, env=None) -> Path:
     json_path = write_report(NAME, quick, rows, out, env_extra=env)
-    _say(f"wrote {plot(rows, json_path.with_suffix('.png'))}")
+    say(f"wrote {plot(rows, json_path.with_suffix('.png'))}")
     return json_path
 
 
@@ -386,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     rows, env = run(config)
     env["total_s"] = round(time.perf_counter() - start, 1)
     write(rows, args.quick, args.out, env)
-    _say(f"total {env['total_s']:.0f} s")
+    say(f"total {env['total_s']:.0f} s")
     return 0
 
 

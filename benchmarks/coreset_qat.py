@@ -48,6 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks._report import write_report
+from benchmarks._tasks import load, say, train_float
 
 NAME = "coreset_qat"
 METHODS = ("random", "res", "res_clc", "full_kd")
@@ -64,7 +65,7 @@ class Config:
     seeds: tuple[int, ...] = (0, 1, 2)
     fashion_train: int | None = 20000
     fashion_test: int | None = None
-    fp_epochs: dict | None = None  # per dataset; None: FP_EPOCHS
+    fp_epochs: dict | None = None  # per dataset; None: benchmarks._tasks.FP_EPOCHS
     qat_epochs: int = 10
     beta: float = 1.0
     batch_size: int = 64
@@ -91,32 +92,6 @@ class Config:
                              f"{self.methods!r}.")
         if not self.seeds:
             raise ValueError("seeds must name at least one seed, e.g. (0, 1, 2).")
-
-
-FP_EPOCHS = {"fashion_mnist": 5, "imu_watch": 30}
-
-
-def _say(text: str) -> None:
-    print(text, flush=True)
-
-
-def load(dataset: str, config: Config):
-    from tfmot_edgeplus.datasets import classification_task
-
-    if dataset == "fashion_mnist":
-        return classification_task(dataset, config.fashion_train, config.fashion_test, seed=0)
-    return classification_task(dataset)
-
-
-def train_float(data, dataset: str, config: Config):
-    from tfmot_edgeplus._compat import tf
-    from tfmot_edgeplus.models import compile_classifier, reference_model
-
-    tf.keras.utils.set_random_seed(0)
-    epochs = (config.fp_epochs or FP_EPOCHS)[dataset]
-    model = compile_classifier(reference_model(data.input_shape, data.num_classes))
-    model.fit(data.x_train, data.y_train, epochs=epochs, batch_size=config.batch_size, verbose=0)
-    return model
 
 
 def _accuracy(model, data) -> float:
@@ -169,7 +144,7 @@ def run(config: Config) -> tuple[list[dict], dict]:
         env["fp_acc"][dataset] = _accuracy(fp_model, data)
         env["train_samples"][dataset] = len(data.x_train)
         env["test_samples"][dataset] = len(data.x_test)
-        _say(f"{dataset}: {len(data.x_train)} train / {len(data.x_test)} test, float accuracy "
+        say(f"{dataset}: {len(data.x_train)} train / {len(data.x_test)} test, float accuracy "
              f"{env['fp_acc'][dataset]:.4f}")
         for bits in config.weight_bits:
             group = []
@@ -177,7 +152,7 @@ def run(config: Config) -> tuple[list[dict], dict]:
                 row = {"dataset": dataset, **measure(fp_model, data, method, bits, fraction,
                                                      config)}
                 group.append(row)
-                _say(f"[{len(rows) + len(group)}/{total}] {dataset} W{bits}A8 "
+                say(f"[{len(rows) + len(group)}/{total}] {dataset} W{bits}A8 "
                      f"{row['fraction']:.0%} {method:<8} acc {row['acc_mean']:.4f} +- "
                      f"{row['acc_std']:.4f}  {row['wall_s']:.1f} s")
             full = next((r["wall_s"] for r in group if r["method"] == "full_kd"), None)
@@ -229,7 +204,7 @@ def plot(rows: list[dict], path: str | Path) -> Path:
 
 def write(rows, quick: bool, out, env=None) -> Path:
     json_path = write_report(NAME, quick, rows, out, env_extra=env)
-    _say(f"wrote {plot(rows, json_path.with_suffix('.png'))}")
+    say(f"wrote {plot(rows, json_path.with_suffix('.png'))}")
     return json_path
 
 
@@ -251,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     rows, env = run(config)
     env["total_s"] = round(time.perf_counter() - start, 1)
     write(rows, args.quick, args.out, env)
-    _say(f"total {env['total_s']:.0f} s")
+    say(f"total {env['total_s']:.0f} s")
     return 0
 
 

@@ -1,12 +1,22 @@
-"""QuaRC coreset selection for QAT in ``model.fit`` (ALGORITHMS.md section 1).
+"""Coreset selection in ``model.fit``: QuaRC (ALGORITHMS.md section 1) and QCore (section 2).
 
 - :mod:`~tfmot_edgeplus.coreset.scores`: per-sample RES / EVS / DS scores and the
   cosine-scheduled selection score, pure NumPy over logits.
 - :mod:`~tfmot_edgeplus.coreset.scoring`: batched tf.data passes giving the logits.
 - :class:`RESCoreset` / :class:`RandomCoreset`: ``coreset.dataset(batch_size)`` for fit,
   ``coreset.callback()`` to (re)select during fit.
+- :mod:`~tfmot_edgeplus.coreset.quant_miss`: :class:`QuantMissTracker`, the QCore
+  callback counting per-sample quantization misses of 2..8-bit copies while the FP model
+  trains, and ``tracker.sample(20)`` / ``tracker.core(20)`` drawing the core by misses;
+  :func:`count_misses` and :func:`fake_quantize` are its pure NumPy pieces.
 """
 
+from tfmot_edgeplus.coreset.quant_miss import (
+    FP_BITS,
+    QuantMissTracker,
+    count_misses,
+    fake_quantize,
+)
 from tfmot_edgeplus.coreset.scores import (
     cosine_weight,
     ds_scores,
@@ -20,13 +30,17 @@ from tfmot_edgeplus.coreset.scoring import as_arrays, predict_logits
 from tfmot_edgeplus.coreset.selection import CoresetCallback, RandomCoreset, RESCoreset
 
 __all__ = [
+    "FP_BITS",
     "CoresetCallback",
+    "QuantMissTracker",
     "RESCoreset",
     "RandomCoreset",
     "as_arrays",
     "cosine_weight",
+    "count_misses",
     "ds_scores",
     "evs_scores",
+    "fake_quantize",
     "log_softmax",
     "predict_logits",
     "res_scores",

@@ -16,7 +16,7 @@ import numpy as np
 
 from tfmot_edgeplus._compat import tf
 
-__all__ = ["LogitsPredictor", "as_arrays", "predict_logits"]
+__all__ = ["LogitsPredictor", "as_arrays", "labeled_arrays", "predict_logits"]
 
 
 def as_arrays(dataset, what: str = "dataset") -> tuple[np.ndarray, np.ndarray]:
@@ -137,3 +137,44 @@ def predict_logits(models, x, batch_size: int = 256) -> list[np.ndarray]:
     One-off helper; code that scores repeatedly keeps a :class:`LogitsPredictor`.
     """
     return LogitsPredictor(models)(x, batch_size)
+
+
+def labeled_arrays(x, y, dataset, needs: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)`` from NumPy arrays or ``dataset=`` a tf.data.Dataset of ``(x, y)``, checked:
+    same length, not empty, ``y`` integer class indices >= 0 (whole-number float labels are
+    cast). ``needs`` names the user in the empty-data message."""
+    if dataset is not None:
+        if x is not None or y is not None:
+            raise ValueError(
+                "Pass either x and y (NumPy arrays) or dataset= (a tf.data.Dataset of "
+                "(x, y)), not both."
+            )
+        x, y = as_arrays(dataset, "dataset")
+    elif x is None or y is None:
+        raise ValueError(
+            "x and y are required (NumPy arrays of samples and integer labels), or pass "
+            "dataset= a tf.data.Dataset of (x, y)."
+        )
+    x = np.asarray(x)
+    y = np.asarray(y)
+    if x.ndim < 1 or y.ndim != 1:
+        raise ValueError(
+            f"x must be (N, ...) and y (N,) integer class indices; got x shape {x.shape}, "
+            f"y shape {y.shape}. One-hot y: pass y.argmax(axis=1)."
+        )
+    if len(x) != len(y):
+        raise ValueError(
+            f"x has {len(x)} samples but y has {len(y)} labels; they must match one to one."
+        )
+    if len(x) == 0:
+        raise ValueError(f"x is empty (0 samples); {needs}.")
+    if y.dtype.kind == "f" and np.isfinite(y).all() and (y == np.round(y)).all():
+        y = y.astype(np.int64)  # e.g. float32 labels from a tf.data pipeline
+    if y.dtype.kind not in "iu":
+        raise ValueError(
+            f"y must hold integer class indices, got dtype {y.dtype}. One-hot or soft "
+            "labels: pass y.argmax(axis=1)."
+        )
+    if y.min() < 0:
+        raise ValueError(f"y has negative class index {int(y.min())}; labels must be >= 0.")
+    return x, y

@@ -53,7 +53,7 @@ import numpy as np
 
 from tfmot_edgeplus._compat import keras, tf
 from tfmot_edgeplus.coreset.scores import ds_scores, evs_scores, res_scores, selection_scores
-from tfmot_edgeplus.coreset.scoring import LogitsPredictor, as_arrays, predict_logits
+from tfmot_edgeplus.coreset.scoring import LogitsPredictor, labeled_arrays, predict_logits
 from tfmot_edgeplus.quantization.calibrate import uncalibrated_ranges
 
 __all__ = ["CoresetCallback", "RESCoreset", "RandomCoreset"]
@@ -71,40 +71,7 @@ class _Coreset:
     """Data, selection state, the swapping dataset and the callback; subclasses pick."""
 
     def __init__(self, x, y, *, dataset, fraction, reselect_every, batch_size, seed):
-        if dataset is not None:
-            if x is not None or y is not None:
-                raise ValueError(
-                    "Pass either x and y (NumPy arrays) or dataset= (a tf.data.Dataset of "
-                    "(x, y)), not both."
-                )
-            x, y = as_arrays(dataset, "dataset")
-        elif x is None or y is None:
-            raise ValueError(
-                "x and y are required (NumPy arrays of samples and integer labels), or pass "
-                "dataset= a tf.data.Dataset of (x, y)."
-            )
-        x = np.asarray(x)
-        y = np.asarray(y)
-        if x.ndim < 1 or y.ndim != 1:
-            raise ValueError(
-                f"x must be (N, ...) and y (N,) integer class indices; got x shape {x.shape}, "
-                f"y shape {y.shape}. One-hot y: pass y.argmax(axis=1)."
-            )
-        if len(x) != len(y):
-            raise ValueError(
-                f"x has {len(x)} samples but y has {len(y)} labels; they must match one to one."
-            )
-        if len(x) == 0:
-            raise ValueError("x and y are empty; the coreset needs at least one sample.")
-        if y.dtype.kind == "f" and np.isfinite(y).all() and (y == np.round(y)).all():
-            y = y.astype(np.int64)  # e.g. float32 labels from a tf.data pipeline
-        if y.dtype.kind not in "iu":
-            raise ValueError(
-                f"y must hold integer class indices, got dtype {y.dtype}. One-hot or soft "
-                "labels: pass y.argmax(axis=1)."
-            )
-        if y.min() < 0:
-            raise ValueError(f"y has negative class index {int(y.min())}; labels must be >= 0.")
+        x, y = labeled_arrays(x, y, dataset, "the coreset needs at least one sample")
         if (
             isinstance(fraction, bool)
             or not isinstance(fraction, numbers.Real)
