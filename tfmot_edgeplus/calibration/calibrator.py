@@ -43,7 +43,6 @@ from tfmot_edgeplus.calibration.step import (
     qcore_step,
     score,
 )
-from tfmot_edgeplus.conversion.packing import narrow_range
 from tfmot_edgeplus.patching.reference import quantize_multiplier
 
 __all__ = ["BitFlipCalibrator", "ChunkReport"]
@@ -216,7 +215,6 @@ class BitFlipCalibrator:
         chunk_size: int = 40,
         episodes: int = 24,
         epochs: int = 30,
-        verbose: int = 0,
     ):
         """Train the flip networks offline (see the module doc). ``core=(x, y[, counts])``,
         ``shifts``: a list of ``(x, y)`` from domains the model was not trained on."""
@@ -241,7 +239,6 @@ class BitFlipCalibrator:
                 f = flip_features(
                     acts[l], errors[l], self.weights[l], layer.input_zero_point, layer.bits
                 )
-                _lo, _hi = narrow_range(layer.bits)
                 delta = np.clip(target[l].astype(np.int32) - self.weights[l], -1, 1)
                 rows[l][0].append(f.reshape(-1, len(FEATURES)))
                 rows[l][1].append(delta.reshape(-1).astype(np.float32))
@@ -307,8 +304,8 @@ class BitFlipCalibrator:
         return score(self.predict(x, weights), np.asarray(y, np.int64))[1] / len(y)
 
     def memory(self) -> dict:
-        """Device bytes: the QCore (head inputs int8 + label + 16-bit count), the flip nets,
-        and the step's scratch (see ``edgeplus_qcore_step_buffer_size``)."""
+        """Device bytes of the QCore (head inputs int8 + label + 16-bit count) and the flip
+        nets. The step's scratch is not counted yet: it is fixed by the C step (issue 6)."""
         k = self.core_size
         core = k * (self.head.input_size + 1 + 2)
         nets = sum(net.nbytes for net in self.nets.values())
