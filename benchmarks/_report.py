@@ -140,3 +140,14 @@ def write_report(
     sys.stdout.write(table)
     sys.stdout.write(f"\nwrote {out_path} and {md_path}\n")
     return out_path
+
+
+def save_figure(fig, path) -> Path:
+    """Save a matplotlib figure at ``path`` (folders made as needed), close it, return the path."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

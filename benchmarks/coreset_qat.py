@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._report import write_report
+from benchmarks._report import save_figure, write_report
 from benchmarks._tasks import load, say, train_float
 
 NAME = "coreset_qat"
@@ -195,11 +195,7 @@ def plot(rows: list[dict], path: str | Path) -> Path:
     axes[0][0].set_ylabel("test accuracy (QAT model)")
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write(rows, quick: bool, out, env=None) -> Path:

@@ -34,6 +34,21 @@ def trained_fp_model(fashion_small):
     return model
 
 
+@pytest.fixture(scope="module")
+def digits_fp():
+    """small_cnn on the 8x8 digits, with non-trivial BatchNorm statistics (~5 s); one per
+    test module, since tests wrap and calibrate copies of it."""
+    from tfmot_edgeplus import datasets
+    from tfmot_edgeplus._compat import tf
+    from tfmot_edgeplus.models import compile_classifier, small_cnn
+
+    data = datasets.digits()
+    tf.keras.utils.set_random_seed(0)
+    model = compile_classifier(small_cnn(input_shape=(8, 8, 1), width=8), learning_rate=3e-3)
+    model.fit(data.x_train, data.y_train, epochs=8, batch_size=64, verbose=0)
+    return model, data
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

@@ -8,7 +8,7 @@ import pytest
 from tfmot_edgeplus import adapters
 from tfmot_edgeplus._compat import keras, tf
 from tfmot_edgeplus.adapters import svd as svd_lib
-from tfmot_edgeplus.models import compile_classifier, small_cnn
+from tfmot_edgeplus.models import small_cnn
 from tfmot_edgeplus.quantization import (
     EdgePlusQuantizeScheme,
     calibrate_activation_ranges,
@@ -16,18 +16,7 @@ from tfmot_edgeplus.quantization import (
     quantize_scope,
 )
 
-
 # ---------------------------------------------------------------- fixtures
-@pytest.fixture(scope="module")
-def digits_fp():
-    """small_cnn on the 8x8 digits, with non-trivial BatchNorm statistics (~5 s)."""
-    from tfmot_edgeplus import datasets
-
-    data = datasets.digits()
-    tf.keras.utils.set_random_seed(0)
-    model = compile_classifier(small_cnn(input_shape=(8, 8, 1), width=8), learning_rate=3e-3)
-    model.fit(data.x_train, data.y_train, epochs=8, batch_size=64, verbose=0)
-    return model, data
 
 
 def _qat(fp, bits, x, learnable_scales=False, per_layer=None):

@@ -5,20 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tfmot_edgeplus._compat import tf
 from tfmot_edgeplus.cora import CoRaConfig, cora_ptq
-from tfmot_edgeplus.models import compile_classifier, small_cnn
-
-
-@pytest.fixture(scope="module")
-def digits_fp():
-    from tfmot_edgeplus import datasets
-
-    data = datasets.digits()
-    tf.keras.utils.set_random_seed(0)
-    model = compile_classifier(small_cnn(input_shape=(8, 8, 1), width=8), learning_rate=3e-3)
-    model.fit(data.x_train, data.y_train, epochs=8, batch_size=64, verbose=0)
-    return model, data
 
 
 @pytest.mark.parametrize("rank_search", ["greedy", "butterworth"])
