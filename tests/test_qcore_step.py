@@ -121,13 +121,21 @@ def test_step_rejects_bad_samples(converted):
         qcore_step(head, nets, np.zeros((2, 11), np.int8), np.array([1, 2]))
     with pytest.raises(ValueError, match="layers 0..0"):
         qcore_step(head, {3: nets[0]}, np.zeros((2, 12), np.int8), np.array([1, 2]))
+    with pytest.raises(ValueError, match=r"margin must be an int in \[1, 255\], got 0"):
+        qcore_step(head, nets, np.zeros((2, 12), np.int8), np.array([1, 2]), margin=0)
+    with pytest.raises(ValueError, match=r"tries must be an int in \[1, 16\]"):
+        qcore_step(head, nets, np.zeros((2, 12), np.int8), np.array([1, 2]), tries=0)
 
 
 def test_flipnet_checks_its_shapes():
     with pytest.raises(ValueError, match="do not match"):
         FlipNet(np.zeros((8, 3)), np.zeros(8), 1 << 30, 0, np.zeros(8), 0, 10)
-    with pytest.raises(ValueError, match="threshold must be >= 1"):
+    with pytest.raises(ValueError, match=r"threshold must lie in \[1, 2\*\*30\]"):
         FlipNet(np.zeros((8, 4)), np.zeros(8), 1 << 30, 0, np.zeros(8), 0, 0)
+    with pytest.raises(ValueError, match="b1 must lie in"):
+        FlipNet(np.zeros((8, 4)), np.full(8, 2**30 + 1), 1 << 30, 0, np.zeros(8), 0, 9)
+    with pytest.raises(ValueError, match="not a TFLite quantized multiplier"):
+        FlipNet(np.zeros((8, 4)), np.zeros(8), 1 << 30, 31, np.zeros(8), 0, 9)
 
 
 def test_miss_counts_count_forgetting_and_give_never_learned_the_maximum():

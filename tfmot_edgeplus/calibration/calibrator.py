@@ -11,17 +11,21 @@
 - ``model_bytes`` is the converted full-integer model (what runs in TFLM). Its last
   ``head_layers`` FULLY_CONNECTED ops are the head (:func:`split_head`); ``calibrate``
   picks which of them get a flip network: ``"all"`` or the last k (an int).
-- :meth:`fit` trains one int8 :class:`FlipNet` per calibrated layer to imitate what
-  back-propagation calibration (:func:`bp_finetune`) does to the integer weights. Its data
-  are episodes: the QCore (``core``, e.g. from :class:`~tfmot_edgeplus.coreset.QuantMissTracker`)
-  plus ``chunk_size`` samples of one of the offline ``shifts`` (data from domains the model
-  was not trained on, e.g. held-out subjects). Per weight: the 4 features of
-  :mod:`~tfmot_edgeplus.calibration.step` -> the back-propagation change clipped to
-  [-1, 1]. The float network (4 -> ``hidden`` -> 1, ReLU) is fitted with MSE, Adam
-  (lr 0.01, gradient-norm clip 2.0, as in the paper), then quantized to int8.
+- :meth:`fit` trains one int8 :class:`FlipNet` per calibrated layer to imitate what a
+  back-propagation step does to the integer weights (:func:`bp_flip_target`: the true
+  cross-entropy gradient through the head, one level per weight, its size line-searched on
+  the samples). Its data are episodes: the QCore (``core``, e.g. from
+  :class:`~tfmot_edgeplus.coreset.QuantMissTracker`) plus ``chunk_size`` samples of one of
+  the offline ``shifts`` (data from domains the model was not trained on, e.g. held-out
+  subjects); each episode follows the teacher for up to ``max_steps`` steps, so the
+  networks also see the weights that earlier steps leave. Per weight: the 4 features of
+  :mod:`~tfmot_edgeplus.calibration.step` -> the teacher's -1/0/+1. The float network
+  (4 -> ``hidden`` -> 1, ReLU) is fitted with MSE, Adam (lr 0.01, gradient-norm clip 2.0,
+  as in the paper), then quantized to int8.
 - :meth:`calibrate` is the device loop on one chunk: up to ``max_steps``
-  :func:`qcore_step` calls on QCore U chunk (stopping at the first step that is rolled
-  back), then :func:`qcore_refresh` draws the next QCore from QCore U chunk by misses.
+  :func:`qcore_step` calls on QCore U chunk, each trying ``tries`` confidence levels
+  (stopping at the first step that is rolled back), then :func:`qcore_refresh` draws the
+  next QCore from QCore U chunk by misses.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tfmot_edgeplus.calibration.backprop import bp_finetune
+from tfmot_edgeplus.calibration.backprop import bp_flip_target
 from tfmot_edgeplus.calibration.head import IntHead, split_head
 from tfmot_edgeplus.calibration.step import (
     FEATURES,
@@ -43,6 +47,7 @@ from tfmot_edgeplus.calibration.step import (
     qcore_step,
     score,
 )
+from tfmot_edgeplus.conversion.packing import narrow_range
 from tfmot_edgeplus.patching.reference import quantize_multiplier
 
 __all__ = ["BitFlipCalibrator", "ChunkReport"]
@@ -131,9 +136,9 @@ def _quantize_mlp(params, f_int) -> FlipNet:
     s_w2 = max(float(np.abs(w2).max()), 1e-8) / 127
     w2q = np.clip(np.round(w2 / s_w2), -127, 127).astype(np.int8)
     out_scale = s_w2 * s_h
-    b2q = round(float(b2[0]) / out_scale)
-    threshold = max(1, math.ceil(0.5 / out_scale))
-    b1q = np.clip(b1q, -(2**31), 2**31 - 1).astype(np.int32)
+    b2q = int(np.clip(round(float(b2[0]) / out_scale), -(2**30), 2**30))
+    threshold = min(2**30, max(1, math.ceil((1 / 6) / out_scale)))
+    b1q = np.clip(b1q, -(2**30), 2**30).astype(np.int32)
     return FlipNet(w1q, b1q, m1, s1, w2q, b2q, threshold)
 
 
@@ -144,13 +149,12 @@ class BitFlipCalibrator:
         self,
         model_bytes: bytes,
         head_layers: int = 1,
-        calibrate="all",
+        calibrate=1,
         core_size: int = 20,
         hidden: int = 16,
         margin: int = 16,
         max_steps: int = 4,
-        bp_steps: int = 30,
-        bp_learning_rate: float = 0.01,
+        tries: int = 6,
         seed: int = 1,
     ):
         from tfmot_edgeplus.runtime import TFLMRunner
@@ -170,14 +174,14 @@ class BitFlipCalibrator:
             ("core_size", core_size, 1),
             ("hidden", hidden, 1),
             ("max_steps", max_steps, 1),
-            ("bp_steps", bp_steps, 1),
+            ("tries", tries, 1),
         ):
             if not isinstance(value, int) or value < lo:
                 raise ValueError(f"{name} must be an int >= {lo}, got {value!r}")
         if not 0 < seed < 2**32:
             raise ValueError(f"seed must be in [1, 2**32), got {seed}")
         self.core_size, self.hidden, self.margin = core_size, hidden, int(margin)
-        self.max_steps, self.bp_steps, self.bp_learning_rate = max_steps, bp_steps, bp_learning_rate
+        self.max_steps, self.tries = max_steps, tries
         self.seed = seed
         self._model_bytes = bytes(model_bytes)
         self._backbone = TFLMRunner(self.head.backbone)
@@ -229,19 +233,21 @@ class BitFlipCalibrator:
             pick = rng.choice(len(fx), min(chunk_size, len(fx)), replace=False)
             x = np.concatenate([self.core_x, fx[pick]])
             y = np.concatenate([self.core_y, fy[pick]])
-            target = bp_finetune(
-                self.head, x, y, self.layers, self.weights, self.bp_steps, self.bp_learning_rate
-            )
-            acts = self.head.activations(x, self.weights)
-            errors = error_signals(self.head, acts, y, self.margin)
-            for l in self.layers:
-                layer = self.head.layers[l]
-                f = flip_features(
-                    acts[l], errors[l], self.weights[l], layer.input_zero_point, layer.bits
-                )
-                delta = np.clip(target[l].astype(np.int32) - self.weights[l], -1, 1)
-                rows[l][0].append(f.reshape(-1, len(FEATURES)))
-                rows[l][1].append(delta.reshape(-1).astype(np.float32))
+            weights = [w.copy() for w in self.weights]
+            for _ in range(self.max_steps):
+                target = bp_flip_target(self.head, x, y, self.layers, weights)
+                acts = self.head.activations(x, weights)
+                errors = error_signals(self.head, acts, y, self.margin)
+                for l in self.layers:
+                    f = flip_features(self.head.layers[l], acts[l], errors[l], weights[l])
+                    rows[l][0].append(f.reshape(-1, len(FEATURES)))
+                    rows[l][1].append(target[l].reshape(-1).astype(np.float32))
+                if not any(t.any() for t in target.values()):
+                    break
+                for l in self.layers:
+                    lo, hi = narrow_range(self.head.layers[l].bits)
+                    weights[l] = np.clip(weights[l].astype(np.int32) + target[l], lo, hi)
+                    weights[l] = weights[l].astype(np.int8)
         self.fit_report = {}
         for l in self.layers:
             f_int = np.concatenate(rows[l][0])
@@ -275,7 +281,9 @@ class BitFlipCalibrator:
         prior = np.concatenate([self.core_counts, np.zeros(len(fx), np.int64)])
         steps, history = [], []
         for _ in range(self.max_steps):
-            r = qcore_step(self.head, self.nets, items_x, items_y, self.weights, self.margin)
+            r = qcore_step(
+                self.head, self.nets, items_x, items_y, self.weights, self.margin, self.tries
+            )
             if not history:
                 history.append(r.correct_mask_before)
             steps.append(r)

@@ -21,21 +21,31 @@ feedback alignment: ``B_l[j, o] = +1`` if bit 0 of ``feedback_hash(l, j, o)`` is
 output_zero_point`` (the unit's real output is positive), else 0.
 
 **Features per weight** (int8, 4 of them, for weight ``W[o, i]`` of a calibrated layer):
-``G[o, i] = sum_n e[n, o] x~[n, i]``; ``A[i] = sum_n |x~[n, i]|``; ``E[o] = sum_n |e[n, o]|``;
-each normalised to [-127, 127] by ``v * 127 / max|v|`` with C's truncating division (0 when
-the maximum is 0), and ``W[o, i] * 127 / qmax(bits)`` likewise. Feature order:
-``(G, W, A, E)``.
+``G[o, i]`` is the first-order change of the error-weighted output if ``W[o, i]`` rose by one
+step, in the layer's output units: ``g = sum_n e[n, o] x~[n, i]`` (int32; the step refuses
+sets large enough to overflow it), scaled by the row's requantization multiplier relative
+to the layer's largest one,
+``G = RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(g, m[o]), smax - s[o])`` with
+``smax = max_o s[o]`` (no left shift, so no overflow). ``A[i] = sum_n |x~[n, i]|``;
+``E[o] = sum_n |e[n, o]|``. Each is normalised to [-127, 127] by ``v * 127 / max|v|`` with
+C's truncating division (0 when the maximum is 0), and ``W[o, i] * 127 / qmax(bits)``
+likewise. Feature order: ``(G, W, A, E)``.
 
 **Flip network** (:class:`FlipNet`, int8, one per calibrated layer):
 ``acc1[h] = b1[h] + sum_k W1[h, k] f[k]``;
 ``hid[h] = clamp(MultiplyByQuantizedMultiplier(acc1[h], m1, s1), 0, 127)``;
-``acc2 = b2 + sum_h W2[h] hid[h]``; update ``+1`` if ``acc2 >= threshold``, ``-1`` if
-``acc2 <= -threshold``, else 0 (the float network's ``round(clamp(out, -1, 1))``).
+``acc2 = b2 + sum_h W2[h] hid[h]`` (the network's confidence, int32). At level ``k`` the
+update is ``+1`` if ``acc2 >= (k + 1) * threshold``, ``-1`` if
+``acc2 <= -(k + 1) * threshold``, else 0. ``threshold`` is the ``acc2`` of a float network
+output of 1/6, so level 2 is the float network's ``round(clamp(out, -1, 1))``; lower
+levels flip more weights, higher ones only those the network is surer of.
 
 **Step** (:func:`qcore_step`). Forward the QCore + new samples; compute every calibrated
-layer's update from that one forward; add the updates with saturation to the narrow range
-(``edgeplus_bitflip_apply``); forward again; keep the new weights only if the score rose
-(more samples right, or as many right with a larger total margin), else restore them: a
+layer's ``acc2`` from that one forward; then for ``k = 0 .. tries - 1``: add the level-k
+updates with saturation to the narrow range (``edgeplus_bitflip_apply``), forward again,
+and keep the new weights at the first level whose score is higher than before (more
+samples right, or as many right with a larger total margin). If no level raises the score
+(or a level flips nothing) the step is rolled back: the weights stay as they were, so a
 step never lowers the accuracy on the samples it sees.
 
 **Refresh** (:func:`qcore_refresh`). Every item of QCore U chunk has a miss count: the
@@ -69,6 +79,8 @@ __all__ = [
 ]
 
 FEATURES = ("G", "W", "A", "E")
+MAX_HIDDEN = 1024
+MAX_MARGIN = 255
 
 
 def _norm127(v: np.ndarray) -> np.ndarray:
@@ -140,24 +152,32 @@ def error_signals(head, acts: list[np.ndarray], y: np.ndarray, margin: int) -> l
     return errors
 
 
-def flip_features(
-    x: np.ndarray, e: np.ndarray, weights: np.ndarray, input_zero_point: int, bits: int
-) -> np.ndarray:
-    """int8 features (out, in, 4) of a layer's weights: (G, W, A, E), see the module doc."""
-    xt = np.asarray(x, np.int64) - int(input_zero_point)
+def _check_error_range(x: np.ndarray, e: np.ndarray) -> None:
+    bound = len(x) * int(np.abs(e).max(initial=0)) * 255
+    if bound > 2**31 - 1:
+        raise ValueError(
+            f"{len(x)} samples with errors up to {int(np.abs(e).max())} could overflow the int32 "
+            "gradient sums of the step; calibrate on fewer samples per step (or a smaller margin)"
+        )
+
+
+def flip_features(layer, x: np.ndarray, e: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """int8 features (out, in, 4) of ``layer``'s (a HeadLayer) ``weights`` for its int8
+    inputs ``x`` and output errors ``e``: (G, W, A, E), see the module doc."""
+    xt = np.asarray(x, np.int64) - int(layer.input_zero_point)
     e = np.asarray(e, np.int64)
+    _check_error_range(xt, e)
     out, inp = weights.shape
-    g = _norm127(e.T @ xt)
-    a = _norm127(np.abs(xt).sum(axis=0))
-    er = _norm127(np.abs(e).sum(axis=0))
-    qmax = narrow_range(bits)[1]
+    shift = np.asarray(layer.shift, np.int64)
+    g = _ref.saturating_rounding_doubling_high_mul(e.T @ xt, layer.multiplier[:, None])
+    g = _ref.rounding_divide_by_pot(g, (shift.max() - shift)[:, None])
+    qmax = narrow_range(layer.bits)[1]
     w = np.asarray(weights, np.int64)
-    wf = (np.sign(w) * (np.abs(w) * 127 // qmax)).astype(np.int8)
     f = np.empty((out, inp, 4), np.int8)
-    f[..., 0] = g
-    f[..., 1] = wf
-    f[..., 2] = a[None, :]
-    f[..., 3] = er[:, None]
+    f[..., 0] = _norm127(g)
+    f[..., 1] = (np.sign(w) * (np.abs(w) * 127 // qmax)).astype(np.int8)
+    f[..., 2] = _norm127(np.abs(xt).sum(axis=0))[None, :]
+    f[..., 3] = _norm127(np.abs(e).sum(axis=0))[:, None]
     return f
 
 
@@ -183,8 +203,23 @@ class FlipNet:
                 f"FlipNet shapes w1 {self.w1.shape}, b1 {self.b1.shape}, w2 {self.w2.shape} "
                 f"do not match: expected (H, {len(FEATURES)}), (H,), (H,)"
             )
-        if int(self.threshold) < 1:
-            raise ValueError(f"FlipNet threshold must be >= 1, got {self.threshold}")
+        if not 1 <= h <= MAX_HIDDEN:
+            raise ValueError(f"FlipNet hidden size must be in [1, {MAX_HIDDEN}], got {h}")
+        for name, v, lo in (
+            ("b1", int(np.abs(self.b1).max()), 0),
+            ("b2", abs(int(self.b2)), 0),
+            ("threshold", int(self.threshold), 1),
+        ):
+            if not lo <= v <= 2**30:
+                raise ValueError(
+                    f"FlipNet {name} must lie in [{lo}, 2**30] (magnitude), got {v}: the device "
+                    "accumulates in int32"
+                )
+        if not 0 <= int(self.m1) < 2**31 or not -31 <= int(self.s1) <= 30:
+            raise ValueError(
+                f"FlipNet m1/s1 = {self.m1}/{self.s1} is not a TFLite quantized multiplier "
+                "(m1 in [0, 2**31), s1 in [-31, 30])"
+            )
 
     @property
     def hidden(self) -> int:
@@ -195,24 +230,35 @@ class FlipNet:
         """Device bytes: int8 w1 and w2, int32 b1, and b2, m1, s1, threshold (int32 each)."""
         return self.w1.size + self.w2.size + 4 * self.b1.size + 4 * 4
 
-    def decide(self, features: np.ndarray) -> np.ndarray:
-        """int8 update in {-1, 0, +1} for int8 ``features`` (..., 4)."""
+    def confidence(self, features: np.ndarray) -> np.ndarray:
+        """int32 ``acc2`` for int8 ``features`` (..., 4)."""
         f = np.asarray(features, np.int64)
         acc1 = f @ self.w1.astype(np.int64).T + self.b1
         hid = np.clip(_ref.multiply_by_quantized_multiplier(acc1, self.m1, self.s1), 0, 127)
-        acc2 = hid @ self.w2.astype(np.int64) + int(self.b2)
-        up = np.zeros(acc2.shape, np.int8)
-        up[acc2 >= self.threshold] = 1
-        up[acc2 <= -self.threshold] = -1
-        return up
+        return hid @ self.w2.astype(np.int64) + int(self.b2)
+
+    def decide(self, features: np.ndarray, level: int = 0) -> np.ndarray:
+        """int8 update in {-1, 0, +1} at ``level`` (threshold ``(level + 1) * threshold``)."""
+        return _updates(self.confidence(features), self.threshold, level)
+
+
+def _updates(acc2: np.ndarray, threshold: int, level: int) -> np.ndarray:
+    t = int(threshold) * (int(level) + 1)
+    up = np.zeros(np.shape(acc2), np.int8)
+    up[acc2 >= t] = 1
+    up[acc2 <= -t] = -1
+    return up
 
 
 @dataclass
 class StepResult:
-    """What one step did. ``weights`` are the head's weights after it (new if kept)."""
+    """What one step did. ``weights`` are the head's weights after it (new if kept);
+    ``level`` is the confidence level kept (or the last one tried); ``changed`` and the
+    ``*_after`` fields describe that level's candidate."""
 
     kept: bool
     changed: int
+    level: int
     correct_before: int
     correct_after: int
     margin_before: int
@@ -254,14 +300,21 @@ def _check_samples(head, x, y) -> tuple[np.ndarray, np.ndarray]:
     return x.astype(np.int8), y.astype(np.int64)
 
 
-def qcore_step(head, nets: dict[int, FlipNet], x, y, weights=None, margin: int = 16) -> StepResult:
+def qcore_step(
+    head, nets: dict[int, FlipNet], x, y, weights=None, margin: int = 16, tries: int = 6
+) -> StepResult:
     """One on-device calibration step on samples ``x`` (head inputs) with labels ``y``.
 
     ``nets`` maps a head layer index to its :class:`FlipNet` (the calibrated layers);
-    ``weights`` are the current head weights (default: the head's own). Returns a
-    :class:`StepResult`; the input arrays are never modified.
+    ``weights`` are the current head weights (default: the head's own); ``tries`` is the
+    number of confidence levels tried. Returns a :class:`StepResult`; the input arrays are
+    never modified.
     """
     x, y = _check_samples(head, x, y)
+    if not isinstance(tries, int) or not 1 <= tries <= 16:
+        raise ValueError(f"tries must be an int in [1, 16] (confidence levels), got {tries!r}")
+    if not isinstance(margin, int) or not 1 <= margin <= MAX_MARGIN:
+        raise ValueError(f"margin must be an int in [1, {MAX_MARGIN}], got {margin!r}")
     weights = head.weights() if weights is None else [np.array(w, np.int8) for w in weights]
     for l in nets:
         if not 0 <= l < len(head.layers):
@@ -271,23 +324,31 @@ def qcore_step(head, nets: dict[int, FlipNet], x, y, weights=None, margin: int =
     acts = head.activations(x, weights)
     mask_b, c_b, m_b = score(acts[-1], y)
     errors = error_signals(head, acts, y, margin)
-    new = [w.copy() for w in weights]
-    changed = 0
-    for l, net in sorted(nets.items()):
-        layer = head.layers[l]
-        f = flip_features(acts[l], errors[l], weights[l], layer.input_zero_point, layer.bits)
-        up = net.decide(f)
-        lo, hi = narrow_range(layer.bits)
-        w = np.clip(weights[l].astype(np.int32) + up, lo, hi).astype(np.int8)
-        changed += int(np.count_nonzero(w != weights[l]))
-        new[l] = w
-    if changed == 0:
-        return StepResult(False, 0, c_b, c_b, m_b, m_b, len(y), weights, mask_b, mask_b)
-    mask_a, c_a, m_a = score(head.forward(x, new), y)
-    kept = (c_a, m_a) > (c_b, m_b)
-    return StepResult(
-        kept, changed, c_b, c_a, m_b, m_a, len(y), new if kept else weights, mask_b, mask_a
-    )
+    conf = {
+        l: net.confidence(flip_features(head.layers[l], acts[l], errors[l], weights[l]))
+        for l, net in sorted(nets.items())
+    }
+    result = StepResult(False, 0, 0, c_b, c_b, m_b, m_b, len(y), weights, mask_b, mask_b)
+    for level in range(tries):
+        new = [w.copy() for w in weights]
+        changed = 0
+        for l, acc2 in conf.items():
+            layer = head.layers[l]
+            lo, hi = narrow_range(layer.bits)
+            up = _updates(acc2, nets[l].threshold, level)
+            new[l] = np.clip(weights[l].astype(np.int32) + up, lo, hi).astype(np.int8)
+            changed += int(np.count_nonzero(new[l] != weights[l]))
+        if changed == 0:
+            break
+        mask_a, c_a, m_a = score(head.forward(x, new), y)
+        kept = (c_a, m_a) > (c_b, m_b)
+        result = StepResult(
+            kept, changed, level, c_b, c_a, m_b, m_a, len(y), new if kept else weights,
+            mask_b, mask_a,
+        )
+        if kept:
+            break
+    return result
 
 
 def xorshift32(state: int) -> int:
