@@ -342,9 +342,9 @@ def qcore_step(
             break
         mask_a, c_a, m_a = score(head.forward(x, new), y)
         kept = (c_a, m_a) > (c_b, m_b)
+        kept_weights = new if kept else weights
         result = StepResult(
-            kept, changed, level, c_b, c_a, m_b, m_a, len(y), new if kept else weights,
-            mask_b, mask_a,
+            kept, changed, level, c_b, c_a, m_b, m_a, len(y), kept_weights, mask_b, mask_a
         )
         if kept:
             break
