@@ -9,7 +9,11 @@
  * - bad input: NULL pointers, zero/negative dims, bits outside {2,4,8}, windows
  *   outside the tensor, scratch too small, out-of-range arguments;
  * - patch equivalence: a conv computed tile by tile from region buffers equals
- *   the whole-tensor conv, at mixed bit-widths and odd channel counts.
+ *   the whole-tensor conv, at mixed bit-widths and odd channel counts;
+ * - QCore: hand-checked steps (kept, rolled back, nothing tried; a packed W4 tail),
+ *   two 2-layer cases from the NumPy reference, every error status of the step with
+ *   the weights and outputs untouched, the int32 bound of its sums at the edge, and the
+ *   refresh on a known history.
  */
 #include <stdio.h>
 #include <string.h>
@@ -728,6 +732,631 @@ static void test_patch_equivalence(void)
     }
 }
 
+/* ------------------------------------------------------------------ QCore */
+
+/* Flip net with acc2 = sign * fG (hidden unit 0 = relu(fG), unit 1 = relu(-fG), identity
+ * requantization 2^30 * 2^(1-31) = 1, w2 = (sign, -sign)), threshold 50: level 0 flips
+ * the weights with |fG| >= 50, level 1 those with |fG| >= 100, level 2 none. */
+static const int8_t kTinyW1[8] = {1, 0, 0, 0, -1, 0, 0, 0};
+static const int32_t kTinyB1[2] = {0, 0};
+static const int8_t kTinyW2Up[2] = {1, -1};
+static const int8_t kTinyW2Down[2] = {-1, 1};
+static const int32_t kOnes[3] = {1, 1, 1};
+static const int32_t kM30[3] = {1 << 30, 1 << 30, 1 << 30};
+
+static void tiny_net(edgeplus_flipnet *net, int sign)
+{
+    net->hidden = 2;
+    net->w1 = kTinyW1;
+    net->b1 = kTinyB1;
+    net->m1 = 1 << 30;
+    net->s1 = 1;
+    net->w2 = sign > 0 ? kTinyW2Up : kTinyW2Down;
+    net->b2 = 0;
+    net->threshold = 50;
+}
+
+/* One layer, requantization 2^30 * 2^(1-31) = 1 (z = acc), zero points 0, no bias. */
+static void tiny_layer(edgeplus_fc_layer *ly, int8_t *weights, int32_t out, int32_t in,
+                       int32_t bits)
+{
+    ly->out_features = out;
+    ly->in_features = in;
+    ly->w_bits = bits;
+    ly->weights = weights;
+    ly->bias = NULL;
+    ly->multiplier = kM30;
+    ly->shift = kOnes;
+    ly->input_zero_point = 0;
+    ly->output_zero_point = 0;
+    ly->act_min = -128;
+    ly->act_max = 127;
+}
+
+static edgeplus_status tiny_step(edgeplus_fc_layer *ly, const edgeplus_flipnet *net,
+                                 const int8_t *x, const int32_t *y, int32_t n, uint8_t *before,
+                                 uint8_t *after, edgeplus_qcore_step_result *r)
+{
+    const edgeplus_flipnet *nets[1];
+    edgeplus_qcore_head head;
+    edgeplus_context ctx;
+    nets[0] = net;
+    head.num_layers = 1;
+    head.layers = ly;
+    head.nets = nets;
+    head.margin = 16;
+    head.tries = 6;
+    ctx.buf = g_scratch;
+    ctx.size = edgeplus_qcore_step_get_buffer_size(&head, n);
+    CHECK(ctx.size > 0 && ctx.size <= SCRATCH_BYTES, "tiny qcore scratch %ld", (long)ctx.size);
+    return edgeplus_qcore_step(&ctx, &head, x, y, n, before, after, r);
+}
+
+#define CHECK_RESULT(r, k, lv, ch, cb, ca, mb, ma)                                             \
+    CHECK((r).kept == (k) && (r).level == (lv) && (r).changed == (ch) &&                       \
+              (r).correct_before == (cb) && (r).correct_after == (ca) &&                       \
+              (r).margin_before == (mb) && (r).margin_after == (ma),                           \
+          "result kept %ld level %ld changed %ld correct %ld -> %ld margin %ld -> %ld",        \
+          (long)(r).kept, (long)(r).level, (long)(r).changed, (long)(r).correct_before,        \
+          (long)(r).correct_after, (long)(r).margin_before, (long)(r).margin_after)
+
+static void test_qcore_tiny(void)
+{
+    edgeplus_fc_layer ly;
+    edgeplus_flipnet net;
+    edgeplus_qcore_step_result r;
+    uint8_t before[2], after[2];
+    /* W8, 2 -> 2, W = I: x0 = (10, 0) label 0, x1 = (0, 10) label 1 give z0 = (10, 0),
+     * z1 = (0, 10): both right, margins 10 + 10. Errors (margin 16): e[0] = (-6, 6),
+     * e[1] = (6, -6), so g = e^T x = (-60, 60; 60, -60); SRDHM with 2^30 halves it
+     * (-30, 30; 30, -30) and the features are fG = +-127. */
+    {
+        const int8_t x[4] = {10, 0, 0, 10};
+        const int32_t y[2] = {0, 1};
+        int8_t w[4] = {1, 0, 0, 1};
+        tiny_layer(&ly, w, 2, 2, 8);
+        /* acc2 = -fG: W + (1, -1; -1, 1) = (2, -1; -1, 2), z0 = (20, -10), z1 = (-10, 20):
+         * margins 30 + 30 > 20, kept at level 0, all 4 weights changed */
+        tiny_net(&net, -1);
+        CHECK_STATUS(tiny_step(&ly, &net, x, y, 2, before, after, &r), EDGEPLUS_OK);
+        CHECK_RESULT(r, 1, 0, 4, 2, 2, 20, 60);
+        CHECK(w[0] == 2 && w[1] == -1 && w[2] == -1 && w[3] == 2, "tiny W8 kept weights");
+        CHECK(before[0] == 1 && before[1] == 1 && after[0] == 1 && after[1] == 1, "masks");
+        /* acc2 = +fG: W + (-1, 1; 1, -1) = (0, 1; 1, 0) swaps the classes: both wrong,
+         * margins -10 - 10; level 1 flips the same, level 2 nothing: rolled back, level 1 */
+        w[0] = 1;
+        w[1] = 0;
+        w[2] = 0;
+        w[3] = 1;
+        tiny_net(&net, 1);
+        CHECK_STATUS(tiny_step(&ly, &net, x, y, 2, before, after, &r), EDGEPLUS_OK);
+        CHECK_RESULT(r, 0, 1, 4, 2, 0, 20, -20);
+        CHECK(w[0] == 1 && w[1] == 0 && w[2] == 0 && w[3] == 1, "tiny W8 rolled back");
+        CHECK(before[0] == 1 && before[1] == 1 && after[0] == 0 && after[1] == 0, "masks");
+        /* no net: nothing is tried */
+        CHECK_STATUS(tiny_step(&ly, NULL, x, y, 2, NULL, after, &r), EDGEPLUS_OK);
+        CHECK_RESULT(r, 0, 0, 0, 2, 2, 20, 20);
+        CHECK(after[0] == 1 && after[1] == 1, "masks when nothing is tried");
+    }
+    /* W4, 1 -> 3 (3 values in 2 bytes: the high nibble of byte 1 is padding, here 0xA):
+     * x = 10, label 0, W = (1, 0, 0): z = (10, 0, 0), margin 10. e = (-12, 6, 6),
+     * g = (-120, 60, 60) -> (-60, 30, 30) -> fG = (-127, 63, 63). */
+    {
+        const int8_t x[1] = {10};
+        const int32_t y[1] = {0};
+        int8_t w[2];
+        tiny_layer(&ly, w, 3, 1, 4);
+        /* acc2 = -fG: level 0 W = (2, -1, -1): z = (20, -10, -10), margin 30: kept */
+        w[0] = 0x01;
+        w[1] = (int8_t)0xA0;
+        tiny_net(&net, -1);
+        CHECK_STATUS(tiny_step(&ly, &net, x, y, 1, before, after, &r), EDGEPLUS_OK);
+        CHECK_RESULT(r, 1, 0, 3, 1, 1, 10, 30);
+        CHECK((uint8_t)w[0] == 0xF2 && (uint8_t)w[1] == 0xAF, "tiny W4 kept: %02x %02x",
+              (unsigned)(uint8_t)w[0], (unsigned)(uint8_t)w[1]);
+        /* acc2 = +fG: level 0 W = (0, 1, 1): z = (0, 10, 10), wrong; level 1 (|fG| >=
+         * 100) only W0: W = (0, 0, 0), z = (0, 0, 0): right (the first maximum), margin 0
+         * < 10: rolled back at level 1, 1 weight changed; level 2 flips nothing */
+        w[0] = 0x01;
+        w[1] = (int8_t)0xA0;
+        tiny_net(&net, 1);
+        CHECK_STATUS(tiny_step(&ly, &net, x, y, 1, before, after, &r), EDGEPLUS_OK);
+        CHECK_RESULT(r, 0, 1, 1, 1, 1, 10, 0);
+        CHECK((uint8_t)w[0] == 0x01 && (uint8_t)w[1] == 0xA0, "tiny W4 rolled back: %02x %02x",
+              (unsigned)(uint8_t)w[0], (unsigned)(uint8_t)w[1]);
+        CHECK(before[0] == 1 && after[0] == 1, "masks");
+    }
+}
+
+/* Two cases from the NumPy reference (step.qcore_step, margin 16, tries 4): a 6 -> 5
+ * (ReLU-like clamp) -> 3 head at W4, 8 samples, both layers calibrated (hidden 3). Layer
+ * 1 has 15 weights: the padding nibble of its last byte is set to 0xA here and must
+ * survive. */
+typedef struct {
+    int8_t w[15];
+    int32_t bias[5], mult[5], shift[5];
+    int32_t zp_in, zp_out, act_min, act_max;
+} qcore_golden_layer;
+
+typedef struct {
+    int8_t w1[12];
+    int32_t b1[3];
+    int32_t m1, s1;
+    int8_t w2[3];
+    int32_t b2, threshold;
+} qcore_golden_net;
+
+typedef struct {
+    int8_t x[48];
+    int32_t y[8];
+    qcore_golden_layer layers[2];
+    qcore_golden_net nets[2];
+    edgeplus_qcore_step_result result;
+    uint8_t before[8], after[8];
+    int8_t w_after[2][15];
+} qcore_golden_case;
+
+static const qcore_golden_case kQcoreGolden[2] = {
+    {
+        {43, 78, -123, 78, -8, 3, 33, -55, 122, -115, -57, -30, 18, -24, -95, -117,
+        -128, -116, -90, 127, -80, 39, 64, -68, -56, -17, -61, 121, -83, 101, 76, 88,
+        -99, -28, 32, -2, 42, 45, 41, -113, 117, 14, 103, -59, -36, 97, -81, -112},
+        {1, 2, 0, 1, 1, 1, 0, 0},
+        {
+            {
+                {106, -50, 97, 102, -99, 52, -108, 9, -2, -58, -48, 93, -37,
+                -70, 61}, {-82, -524, 474, 476, -420}, {1697090267, 1472294862,
+                1091867921, 1090980374, 1479884999}, {-4, -3, -3, -3, -4}, 3,
+                16, 16, 127
+            },
+            {
+                {-39, 102, 90, -11, 126, 55, -50, 7}, {38, 119, -176},
+                {1630245889, 1528568234, 1543456905}, {-2, -2, -2}, -10, 8,
+                -128, 127
+            },
+        },
+        {
+            {
+                {49, 87, 35, 111, -31, -43, 76, -117, -78, -78, -28, -87},
+                {1191, 1386, -479}, 1073741824, -6, {-120, 54, -100}, 112, 109
+            },
+            {
+                {112, 45, 125, 30, 57, -32, 79, -99, -89, -36, 54, -4}, {1390,
+                1765, -396}, 1073741824, -6, {-19, 14, 37}, -21, 260
+            },
+        },
+        {1, 1, 43, 5, 5, -78, 14},
+        {0, 0, 1, 1, 1, 1, 0, 1},
+        {1, 0, 1, 1, 0, 1, 0, 1},
+        {
+            {89, -67, 80, 85, -100, 35, -93, -6, 15, -75, -49, 76, -20, -53, 46},
+            {-22, 85, 75, -12, 109, 38, -33, 6}
+        },
+    },
+    {
+        {86, -62, -101, -52, -23, 80, -13, -105, -43, 25, 80, 58, 126, -80, 97, -114,
+        14, -58, -77, 40, -50, 15, -62, -90, 63, -18, 45, 43, 113, -20, -72, 34, 111,
+        119, 94, 46, -31, -28, -118, -81, -43, -40, 20, 2, 49, 100, 96, 70},
+        {0, 2, 1, 0, 0, 0, 0, 2},
+        {
+            {
+                {102, 12, 49, -93, -96, -57, 111, 48, 80, 33, -1, 1, 20, 80,
+                -4}, {408, -62, 118, -441, 343}, {1647709294, 2033108694,
+                1332530469, 1696805175, 1089152369}, {-3, -3, -3, -3, -3}, -1,
+                -15, -15, 127
+            },
+            {
+                {10, 9, 19, -33, -42, -11, 62, 7}, {39, -167, 113}, {1796947529,
+                1284880442, 1225689197}, {-2, -2, -2}, 11, -1, -128, 127
+            },
+        },
+        {
+            {
+                {85, -31, -102, -57, -13, 10, -3, 30, 31, 32, 1, -14}, {1749,
+                1280, 1001}, 1073741824, -6, {-113, 19, 97}, 117, 117
+            },
+            {
+                {2, 13, 119, 12, -70, -100, 48, 124, 14, -103, -117, 72}, {-816,
+                -71, 1708}, 1073741824, -6, {-63, 73, -106}, -488, 61
+            },
+        },
+        {0, 3, 43, 3, 3, -156, -201},
+        {0, 0, 0, 1, 0, 0, 1, 1},
+        {0, 0, 0, 1, 0, 0, 1, 1},
+        {
+            {102, 12, 49, -93, -96, -57, 111, 48, 80, 33, -1, 1, 20, 80, -4}, {10,
+            9, 19, -33, -42, -11, 62, 7}
+        },
+    },
+};
+
+typedef struct {
+    edgeplus_context ctx;
+    const edgeplus_context *ctxp;
+    edgeplus_fc_layer layers[2];
+    edgeplus_flipnet nets[2];
+    const edgeplus_flipnet *net_ptrs[2];
+    edgeplus_qcore_head head;
+    const edgeplus_qcore_head *headp;
+    int8_t x[48];
+    const int8_t *xp;
+    int32_t y[8];
+    const int32_t *yp;
+    int32_t n;
+    int8_t w[2][15];
+    int32_t bias[2][5], mult[2][5], shift[2][5], b1[2][3];
+    edgeplus_qcore_step_result *resp;
+} qcore_setup;
+
+static const int32_t kQcoreBytes[2] = {15, 8}; /* packed bytes of the two layers */
+
+static void qcore_setup_case(qcore_setup *s, const qcore_golden_case *c)
+{
+    int32_t l;
+    memset(s, 0, sizeof(*s));
+    memcpy(s->x, c->x, sizeof(s->x));
+    memcpy(s->y, c->y, sizeof(s->y));
+    for (l = 0; l < 2; l++) {
+        const qcore_golden_layer *g = &c->layers[l];
+        const qcore_golden_net *gn = &c->nets[l];
+        edgeplus_fc_layer *ly = &s->layers[l];
+        edgeplus_flipnet *net = &s->nets[l];
+        memcpy(s->w[l], g->w, (size_t)kQcoreBytes[l]);
+        memcpy(s->bias[l], g->bias, sizeof(g->bias));
+        memcpy(s->mult[l], g->mult, sizeof(g->mult));
+        memcpy(s->shift[l], g->shift, sizeof(g->shift));
+        memcpy(s->b1[l], gn->b1, sizeof(gn->b1));
+        ly->out_features = l == 0 ? 5 : 3;
+        ly->in_features = l == 0 ? 6 : 5;
+        ly->w_bits = 4;
+        ly->weights = s->w[l];
+        ly->bias = s->bias[l];
+        ly->multiplier = s->mult[l];
+        ly->shift = s->shift[l];
+        ly->input_zero_point = g->zp_in;
+        ly->output_zero_point = g->zp_out;
+        ly->act_min = g->act_min;
+        ly->act_max = g->act_max;
+        net->hidden = 3;
+        net->w1 = gn->w1;
+        net->b1 = s->b1[l];
+        net->m1 = gn->m1;
+        net->s1 = gn->s1;
+        net->w2 = gn->w2;
+        net->b2 = gn->b2;
+        net->threshold = gn->threshold;
+        s->net_ptrs[l] = net;
+    }
+    s->w[1][7] = (int8_t)(((uint8_t)s->w[1][7] & 0x0Fu) | 0xA0u); /* padding nibble */
+    s->head.num_layers = 2;
+    s->head.layers = s->layers;
+    s->head.nets = s->net_ptrs;
+    s->head.margin = 16;
+    s->head.tries = 4;
+    s->n = 8;
+    s->ctx.buf = g_scratch;
+    s->ctx.size = SCRATCH_BYTES;
+    s->ctxp = &s->ctx;
+    s->headp = &s->head;
+    s->xp = s->x;
+    s->yp = s->y;
+}
+
+static void test_qcore_golden(void)
+{
+    int ci;
+    for (ci = 0; ci < 2; ci++) {
+        const qcore_golden_case *c = &kQcoreGolden[ci];
+        int8_t expected1[8];
+        int32_t need, variant;
+        memcpy(expected1, c->w_after[1], 8);
+        expected1[7] = (int8_t)(((uint8_t)expected1[7] & 0x0Fu) | 0xA0u);
+        for (variant = 0; variant < 3; variant++) {
+            qcore_setup s;
+            edgeplus_qcore_step_result r;
+            uint8_t before[8], after[8];
+            qcore_setup_case(&s, c);
+            /* 4 + n S + 4 n (C + 1) + 6 T + Wc + Bc = 4 + 64 + 128 + 36 + 45 + 23 */
+            need = edgeplus_qcore_step_get_buffer_size(&s.head, s.n);
+            CHECK(need == 300, "qcore golden scratch %ld, expected 300", (long)need);
+            s.ctx.size = need;
+            if (variant == 1) {
+                s.ctx.buf = g_scratch + 1; /* unaligned: the slack covers it */
+            }
+            memset(before, 0x77, sizeof(before));
+            memset(after, 0x77, sizeof(after));
+            CHECK_STATUS(edgeplus_qcore_step(&s.ctx, &s.head, s.x, s.y, s.n,
+                                             variant == 2 ? NULL : before,
+                                             variant == 2 ? NULL : after, &r),
+                         EDGEPLUS_OK);
+            CHECK_RESULT(r, c->result.kept, c->result.level, c->result.changed,
+                         c->result.correct_before, c->result.correct_after,
+                         c->result.margin_before, c->result.margin_after);
+            CHECK(compare_bytes("qcore layer 0", s.w[0], c->w_after[0], 15), "golden %d", ci);
+            CHECK(compare_bytes("qcore layer 1", s.w[1], expected1, 8), "golden %d", ci);
+            if (variant != 2) {
+                CHECK(memcmp(before, c->before, 8) == 0 && memcmp(after, c->after, 8) == 0,
+                      "qcore golden %d masks", ci);
+            } else {
+                CHECK(before[0] == 0x77 && after[7] == 0x77, "NULL masks written");
+            }
+        }
+    }
+}
+
+#define EXPECT_QCORE(mutation, expected)                                                      \
+    do {                                                                                      \
+        qcore_setup s_;                                                                       \
+        edgeplus_qcore_step_result r_;                                                        \
+        edgeplus_status st_;                                                                  \
+        uint8_t m_[16];                                                                       \
+        qcore_setup_case(&s_, &kQcoreGolden[0]);                                              \
+        s_.resp = &r_;                                                                        \
+        mutation;                                                                             \
+        memset(&r_, 0x5A, sizeof(r_));                                                        \
+        memset(m_, 0x77, sizeof(m_));                                                         \
+        st_ = edgeplus_qcore_step(s_.ctxp, s_.headp, s_.xp, s_.yp, s_.n, m_, m_ + 8, s_.resp); \
+        CHECK(st_ == (expected), "%s -> %s, expected %s", #mutation, edgeplus_status_str(st_), \
+              edgeplus_status_str(expected));                                                 \
+        if (st_ != EDGEPLUS_OK) {                                                             \
+            CHECK(memcmp(s_.w[0], kQcoreGolden[0].layers[0].w, 15) == 0 &&                    \
+                      memcmp(s_.w[1], kQcoreGolden[0].layers[1].w, 7) == 0 &&                 \
+                      (uint8_t)s_.w[1][7] ==                                                  \
+                          (((uint8_t)kQcoreGolden[0].layers[1].w[7] & 0x0Fu) | 0xA0u),        \
+                  "%s: weights touched on error", #mutation);                                 \
+            CHECK(m_[0] == 0x77 && m_[15] == 0x77 && ((uint8_t *)&r_)[0] == 0x5A &&           \
+                      ((uint8_t *)&r_)[sizeof(r_) - 1] == 0x5A,                               \
+                  "%s: outputs touched on error", #mutation);                                 \
+        }                                                                                     \
+    } while (0)
+
+static void test_qcore_bad_input(void)
+{
+    qcore_setup s;
+    int32_t need;
+    qcore_setup_case(&s, &kQcoreGolden[0]);
+    need = edgeplus_qcore_step_get_buffer_size(&s.head, s.n);
+    EXPECT_QCORE((void)0, EDGEPLUS_OK);
+    EXPECT_QCORE(s_.layers[0].bias = NULL, EDGEPLUS_OK);
+    EXPECT_QCORE(s_.head.nets = NULL, EDGEPLUS_OK);
+    EXPECT_QCORE(s_.net_ptrs[0] = NULL, EDGEPLUS_OK);
+    /* NULL */
+    EXPECT_QCORE(s_.ctxp = NULL, EDGEPLUS_ERR_NULL);
+    EXPECT_QCORE(s_.headp = NULL, EDGEPLUS_ERR_NULL);
+    EXPECT_QCORE(s_.xp = NULL, EDGEPLUS_ERR_NULL);
+    EXPECT_QCORE(s_.yp = NULL, EDGEPLUS_ERR_NULL);
+    EXPECT_QCORE(s_.resp = NULL, EDGEPLUS_ERR_NULL);
+    EXPECT_QCORE(s_.head.layers = NULL, EDGEPLUS_ERR_NULL);
+    EXPECT_QCORE(s_.layers[1].weights = NULL, EDGEPLUS_ERR_NULL);
+    EXPECT_QCORE(s_.layers[0].multiplier = NULL, EDGEPLUS_ERR_NULL);
+    EXPECT_QCORE(s_.layers[1].shift = NULL, EDGEPLUS_ERR_NULL);
+    EXPECT_QCORE(s_.nets[0].w1 = NULL, EDGEPLUS_ERR_NULL);
+    EXPECT_QCORE(s_.nets[1].b1 = NULL, EDGEPLUS_ERR_NULL);
+    EXPECT_QCORE(s_.nets[1].w2 = NULL, EDGEPLUS_ERR_NULL);
+    CHECK(edgeplus_qcore_step_get_buffer_size(NULL, 8) == EDGEPLUS_ERR_NULL,
+          "get_buffer_size(NULL head)");
+    /* dims */
+    EXPECT_QCORE(s_.head.num_layers = 0, EDGEPLUS_ERR_DIMS);
+    EXPECT_QCORE(s_.head.num_layers = EDGEPLUS_QCORE_MAX_LAYERS + 1, EDGEPLUS_ERR_DIMS);
+    EXPECT_QCORE(s_.layers[0].out_features = 0, EDGEPLUS_ERR_DIMS);
+    EXPECT_QCORE(s_.layers[0].in_features = -1, EDGEPLUS_ERR_DIMS);
+    EXPECT_QCORE(s_.layers[1].in_features = 4, EDGEPLUS_ERR_DIMS); /* chain */
+    EXPECT_QCORE(s_.layers[0].out_features = 4, EDGEPLUS_ERR_DIMS); /* chain */
+    EXPECT_QCORE((s_.layers[0].w_bits = 8, s_.layers[0].in_features = 65794),
+                 EDGEPLUS_ERR_DIMS); /* above EDGEPLUS_MAX_KC(8, 8) */
+    EXPECT_QCORE((s_.layers[0].in_features = 1052689), EDGEPLUS_ERR_DIMS); /* MAX_KC(8, 4) */
+    EXPECT_QCORE(s_.layers[1].out_features = 1, EDGEPLUS_ERR_DIMS);        /* one class */
+    EXPECT_QCORE(s_.nets[1].hidden = 0, EDGEPLUS_ERR_DIMS);
+    EXPECT_QCORE(s_.nets[0].hidden = EDGEPLUS_QCORE_MAX_HIDDEN + 1, EDGEPLUS_ERR_DIMS);
+    EXPECT_QCORE(s_.n = 0, EDGEPLUS_ERR_DIMS);
+    EXPECT_QCORE(s_.n = -3, EDGEPLUS_ERR_DIMS);
+    EXPECT_QCORE(s_.n = EDGEPLUS_QCORE_MAX_N + 1, EDGEPLUS_ERR_DIMS);
+    CHECK(edgeplus_qcore_step_get_buffer_size(&s.head, 0) == EDGEPLUS_ERR_DIMS,
+          "get_buffer_size(n = 0)");
+    /* bits */
+    EXPECT_QCORE(s_.layers[0].w_bits = 2, EDGEPLUS_ERR_BITS);
+    EXPECT_QCORE(s_.layers[1].w_bits = 3, EDGEPLUS_ERR_BITS);
+    EXPECT_QCORE(s_.layers[1].w_bits = 16, EDGEPLUS_ERR_BITS);
+    /* other arguments */
+    EXPECT_QCORE(s_.head.margin = 0, EDGEPLUS_ERR_ARG);
+    EXPECT_QCORE(s_.head.margin = EDGEPLUS_QCORE_MAX_MARGIN + 1, EDGEPLUS_ERR_ARG);
+    EXPECT_QCORE(s_.head.tries = 0, EDGEPLUS_ERR_ARG);
+    EXPECT_QCORE(s_.head.tries = EDGEPLUS_QCORE_MAX_TRIES + 1, EDGEPLUS_ERR_ARG);
+    EXPECT_QCORE(s_.layers[0].input_zero_point = 128, EDGEPLUS_ERR_ARG);
+    EXPECT_QCORE(s_.layers[1].output_zero_point = -129, EDGEPLUS_ERR_ARG);
+    EXPECT_QCORE(s_.layers[0].act_min = -129, EDGEPLUS_ERR_ARG);
+    EXPECT_QCORE(s_.layers[1].act_max = 128, EDGEPLUS_ERR_ARG);
+    EXPECT_QCORE((s_.layers[1].act_min = 5, s_.layers[1].act_max = 4), EDGEPLUS_ERR_ARG);
+    EXPECT_QCORE(s_.mult[1][2] = -1, EDGEPLUS_ERR_ARG);
+    EXPECT_QCORE(s_.shift[0][4] = 31, EDGEPLUS_ERR_ARG);
+    EXPECT_QCORE(s_.shift[1][0] = -32, EDGEPLUS_ERR_ARG);
+    EXPECT_QCORE(s_.b1[0][1] = (1 << 30) + 1, EDGEPLUS_ERR_ARG);
+    EXPECT_QCORE(s_.b1[1][2] = -(1 << 30) - 1, EDGEPLUS_ERR_ARG);
+    EXPECT_QCORE(s_.nets[0].m1 = -1, EDGEPLUS_ERR_ARG);
+    EXPECT_QCORE(s_.nets[1].s1 = 31, EDGEPLUS_ERR_ARG);
+    EXPECT_QCORE(s_.nets[1].s1 = -32, EDGEPLUS_ERR_ARG);
+    EXPECT_QCORE(s_.nets[0].b2 = (1 << 30) + 1, EDGEPLUS_ERR_ARG);
+    EXPECT_QCORE(s_.nets[0].threshold = 0, EDGEPLUS_ERR_ARG);
+    EXPECT_QCORE(s_.nets[1].threshold = (1 << 30) + 1, EDGEPLUS_ERR_ARG);
+    EXPECT_QCORE(s_.y[3] = 3, EDGEPLUS_ERR_ARG);
+    EXPECT_QCORE(s_.y[7] = -1, EDGEPLUS_ERR_ARG);
+    /* scratch */
+    EXPECT_QCORE(s_.ctx.buf = NULL, EDGEPLUS_ERR_SCRATCH);
+    EXPECT_QCORE(s_.ctx.size = -1, EDGEPLUS_ERR_SCRATCH);
+    EXPECT_QCORE(s_.ctx.size = need - 5, EDGEPLUS_ERR_SCRATCH);
+    EXPECT_QCORE(s_.ctx.size = need, EDGEPLUS_OK);
+    {
+        /* a buffer 1 byte past a multiple of 4 loses 3 bytes to the alignment */
+        int8_t *odd = g_scratch;
+        while (((uintptr_t)odd & 3u) != 1u) {
+            odd++;
+        }
+        EXPECT_QCORE((s_.ctx.buf = odd, s_.ctx.size = need), EDGEPLUS_OK);
+        EXPECT_QCORE((s_.ctx.buf = odd, s_.ctx.size = need - 1), EDGEPLUS_OK);
+        EXPECT_QCORE((s_.ctx.buf = odd, s_.ctx.size = need - 2), EDGEPLUS_ERR_SCRATCH);
+    }
+}
+
+/* The int32 bound of the gradient sums, at its edge (the reference raises exactly when
+ * n * max|e| * 255 > 2^31 - 1): 1 -> 128 classes at W8, x = 127, w = (-127, 127, ...),
+ * identity requantization, labels 0: z = (-128, 127, ...), margin 255 gives e = 510 for
+ * the 127 rivals and -127 * 510 = -64770 for the label. 130 samples: 2,147,125,500 fits;
+ * 131 do not (EDGEPLUS_ERR_DIMS, weights untouched). Scratch 85,392 bytes at n = 131. */
+#define QCORE_BIG_SCRATCH 85400
+static int8_t g_big_scratch[QCORE_BIG_SCRATCH];
+
+static void test_qcore_overflow_bound(void)
+{
+    static int8_t w[128];
+    static int8_t x[131];
+    static int32_t y[131];
+    static int32_t mult[128], shift[128];
+    edgeplus_fc_layer ly;
+    edgeplus_flipnet net;
+    const edgeplus_flipnet *nets[1];
+    edgeplus_qcore_head head;
+    edgeplus_context ctx;
+    edgeplus_qcore_step_result r;
+    int32_t i, need;
+    for (i = 0; i < 128; i++) {
+        w[i] = (int8_t)(i == 0 ? -127 : 127);
+        mult[i] = 1 << 30;
+        shift[i] = 1;
+    }
+    for (i = 0; i < 131; i++) {
+        x[i] = 127;
+        y[i] = 0;
+    }
+    tiny_layer(&ly, w, 128, 1, 8);
+    ly.multiplier = mult;
+    ly.shift = shift;
+    tiny_net(&net, -1);
+    nets[0] = &net;
+    head.num_layers = 1;
+    head.layers = &ly;
+    head.nets = nets;
+    head.margin = 255;
+    head.tries = 2;
+    need = edgeplus_qcore_step_get_buffer_size(&head, 131);
+    CHECK(need == 85392, "overflow case scratch %ld", (long)need);
+    ctx.buf = g_big_scratch;
+    ctx.size = QCORE_BIG_SCRATCH;
+    memset(&r, 0x5A, sizeof(r));
+    CHECK_STATUS(edgeplus_qcore_step(&ctx, &head, x, y, 131, NULL, NULL, &r), EDGEPLUS_ERR_DIMS);
+    CHECK(w[0] == -127 && w[1] == 127 && w[127] == 127 && ((uint8_t *)&r)[0] == 0x5A,
+          "overflow: weights or result touched");
+    CHECK_STATUS(edgeplus_qcore_step(&ctx, &head, x, y, 130, NULL, NULL, &r), EDGEPLUS_OK);
+    CHECK(r.correct_before == 0 && r.margin_before == 130 * -255, "overflow case score");
+}
+
+static void test_qcore_refresh(void)
+{
+    /* history of 3 steps over 4 items: item 0 right, wrong, right (1 miss), item 1 wrong,
+     * right, wrong (1), item 2 right, right, wrong (1), item 3 never right (3 = steps).
+     * With prior counts (0, 2, 0, 0): counts (1, 3, 1, 3), weights (2, 4, 2, 4), total 12.
+     * Seed 1: xorshift32 gives 270369, r = 270369 % 12 = 9, running sums (2, 6, 8, 12):
+     * item 3; then 67634689 % 8 = 1: item 0; then 2647435461 % 6 = 3, running sums
+     * (0, 4, 6, 6): item 1; then 307599695 % 2 = 1: item 2. */
+    static const uint8_t history[12] = {1, 0, 1, 0, 0, 1, 1, 0, 1, 0, 0, 0};
+    static const int32_t prior[4] = {0, 2, 0, 0};
+    static uint8_t bad_history[12];
+    static int32_t bad_prior[4];
+    edgeplus_context ctx;
+    int32_t chosen[4], counts[4], d;
+    uint32_t state = 1u;
+    const int32_t need = edgeplus_qcore_refresh_get_buffer_size(4);
+    CHECK(need == 20, "refresh scratch %ld", (long)need);
+    CHECK(edgeplus_qcore_refresh_get_buffer_size(0) == EDGEPLUS_ERR_DIMS, "refresh n = 0");
+    CHECK(edgeplus_qcore_refresh_get_buffer_size(536870910) == 2147483644, "refresh n max");
+    CHECK(edgeplus_qcore_refresh_get_buffer_size(536870911) == EDGEPLUS_ERR_DIMS,
+          "refresh n too large");
+    ctx.buf = g_scratch + 1;
+    ctx.size = need;
+    CHECK_STATUS(edgeplus_qcore_refresh(&ctx, prior, history, 3, 4, 3, &state, chosen, counts),
+                 EDGEPLUS_OK);
+    CHECK(chosen[0] == 3 && chosen[1] == 0 && chosen[2] == 1, "refresh chosen %ld %ld %ld",
+          (long)chosen[0], (long)chosen[1], (long)chosen[2]);
+    CHECK(counts[0] == 3 && counts[1] == 1 && counts[2] == 3, "refresh counts");
+    CHECK(state == 2647435461u, "refresh state %lu", (unsigned long)state);
+    state = 1u;
+    CHECK_STATUS(edgeplus_qcore_refresh(&ctx, prior, history, 3, 4, 4, &state, chosen, counts),
+                 EDGEPLUS_OK);
+    CHECK(chosen[3] == 2 && counts[3] == 1 && state == 307599695u, "refresh all four");
+    /* one step: never right -> 1, else 0 */
+    state = 1u;
+    CHECK_STATUS(edgeplus_qcore_refresh(&ctx, prior, history, 1, 4, 4, &state, chosen, counts),
+                 EDGEPLUS_OK);
+    for (d = 0; d < 4; d++) {
+        const int32_t i = chosen[d];
+        CHECK(i >= 0 && i < 4 && counts[d] == prior[i] + (history[i] ? 0 : 1),
+              "refresh one step: item %ld count %ld", (long)i, (long)counts[d]);
+    }
+    /* bad input: outputs untouched */
+    memcpy(bad_history, history, sizeof(history));
+    memcpy(bad_prior, prior, sizeof(prior));
+#define EXPECT_REFRESH(call, expected)                                                   \
+    do {                                                                                 \
+        chosen[0] = counts[0] = -7;                                                      \
+        state = 1u;                                                                      \
+        CHECK_STATUS(call, expected);                                                    \
+        CHECK(chosen[0] == -7 && counts[0] == -7 && state == 1u, "%s: outputs touched", \
+              #call);                                                                    \
+    } while (0)
+    EXPECT_REFRESH(edgeplus_qcore_refresh(NULL, prior, history, 3, 4, 3, &state, chosen, counts),
+                   EDGEPLUS_ERR_NULL);
+    EXPECT_REFRESH(edgeplus_qcore_refresh(&ctx, NULL, history, 3, 4, 3, &state, chosen, counts),
+                   EDGEPLUS_ERR_NULL);
+    EXPECT_REFRESH(edgeplus_qcore_refresh(&ctx, prior, NULL, 3, 4, 3, &state, chosen, counts),
+                   EDGEPLUS_ERR_NULL);
+    EXPECT_REFRESH(edgeplus_qcore_refresh(&ctx, prior, history, 3, 4, 3, NULL, chosen, counts),
+                   EDGEPLUS_ERR_NULL);
+    EXPECT_REFRESH(edgeplus_qcore_refresh(&ctx, prior, history, 3, 4, 3, &state, NULL, counts),
+                   EDGEPLUS_ERR_NULL);
+    EXPECT_REFRESH(edgeplus_qcore_refresh(&ctx, prior, history, 3, 4, 3, &state, chosen, NULL),
+                   EDGEPLUS_ERR_NULL);
+    EXPECT_REFRESH(edgeplus_qcore_refresh(&ctx, prior, history, 0, 4, 3, &state, chosen, counts),
+                   EDGEPLUS_ERR_DIMS);
+    EXPECT_REFRESH(edgeplus_qcore_refresh(&ctx, prior, history, 3, 0, 0, &state, chosen, counts),
+                   EDGEPLUS_ERR_DIMS);
+    EXPECT_REFRESH(edgeplus_qcore_refresh(&ctx, prior, history, 3, 4, 0, &state, chosen, counts),
+                   EDGEPLUS_ERR_DIMS);
+    EXPECT_REFRESH(edgeplus_qcore_refresh(&ctx, prior, history, 3, 4, 5, &state, chosen, counts),
+                   EDGEPLUS_ERR_DIMS);
+    EXPECT_REFRESH(edgeplus_qcore_refresh(&ctx, prior, history, 65536, 65536, 3, &state, chosen,
+                                          counts),
+                   EDGEPLUS_ERR_DIMS);
+    state = 0u;
+    CHECK_STATUS(edgeplus_qcore_refresh(&ctx, prior, history, 3, 4, 3, &state, chosen, counts),
+                 EDGEPLUS_ERR_ARG);
+    CHECK(state == 0u, "state 0 kept");
+    bad_prior[2] = -1;
+    EXPECT_REFRESH(edgeplus_qcore_refresh(&ctx, bad_prior, history, 3, 4, 3, &state, chosen,
+                                          counts),
+                   EDGEPLUS_ERR_ARG);
+    bad_prior[2] = 2147483647 - 2; /* + 3 misses would overflow */
+    EXPECT_REFRESH(edgeplus_qcore_refresh(&ctx, bad_prior, history, 3, 4, 3, &state, chosen,
+                                          counts),
+                   EDGEPLUS_ERR_ARG);
+    bad_prior[2] = 2147483647 - 3;
+    state = 1u;
+    CHECK_STATUS(edgeplus_qcore_refresh(&ctx, bad_prior, history, 3, 4, 3, &state, chosen,
+                                        counts),
+                 EDGEPLUS_OK);
+    CHECK(chosen[0] == 2 && counts[0] == 2147483647 - 2, "huge count drawn first");
+    bad_history[5] = 2;
+    EXPECT_REFRESH(edgeplus_qcore_refresh(&ctx, prior, bad_history, 3, 4, 3, &state, chosen,
+                                          counts),
+                   EDGEPLUS_ERR_ARG);
+    ctx.size = need - 5;
+    EXPECT_REFRESH(edgeplus_qcore_refresh(&ctx, prior, history, 3, 4, 3, &state, chosen, counts),
+                   EDGEPLUS_ERR_SCRATCH);
+    ctx.size = need;
+    ctx.buf = NULL;
+    EXPECT_REFRESH(edgeplus_qcore_refresh(&ctx, prior, history, 3, 4, 3, &state, chosen, counts),
+                   EDGEPLUS_ERR_SCRATCH);
+#undef EXPECT_REFRESH
+}
+
 int edgeplus_run_tests(void)
 {
     g_checks = 0;
@@ -739,6 +1368,11 @@ int edgeplus_run_tests(void)
     test_golden_bitflip();
     test_bad_input();
     test_patch_equivalence();
+    test_qcore_tiny();
+    test_qcore_golden();
+    test_qcore_bad_input();
+    test_qcore_overflow_bound();
+    test_qcore_refresh();
     printf("edgeplus C tests (%s path):\n", EDGEPLUS_TEST_PATH);
     printf("ctests: %d passed, %d failed\n", g_checks - g_failures, g_failures);
     return g_failures;

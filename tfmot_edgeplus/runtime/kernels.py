@@ -52,6 +52,8 @@ __all__ = [
     "get_kernels",
     "library_path",
     "pack",
+    "qcore_refresh",
+    "qcore_step",
     "requantize",
     "status_str",
     "unpack",
@@ -173,7 +175,63 @@ class _Context(ctypes.Structure):
 _P = ctypes.POINTER
 _i8p = _P(ctypes.c_int8)
 _i32p = _P(ctypes.c_int32)
+_u8p = _P(ctypes.c_uint8)
 _i32 = ctypes.c_int32
+
+
+class _FCLayer(ctypes.Structure):
+    _fields_ = [
+        ("out_features", _i32),
+        ("in_features", _i32),
+        ("w_bits", _i32),
+        ("weights", _i8p),
+        ("bias", _i32p),
+        ("multiplier", _i32p),
+        ("shift", _i32p),
+        ("input_zero_point", _i32),
+        ("output_zero_point", _i32),
+        ("act_min", _i32),
+        ("act_max", _i32),
+    ]
+
+
+class _FlipNet(ctypes.Structure):
+    _fields_ = [
+        ("hidden", _i32),
+        ("w1", _i8p),
+        ("b1", _i32p),
+        ("m1", _i32),
+        ("s1", _i32),
+        ("w2", _i8p),
+        ("b2", _i32),
+        ("threshold", _i32),
+    ]
+
+
+class _QCoreHead(ctypes.Structure):
+    _fields_ = [
+        ("num_layers", _i32),
+        ("layers", _P(_FCLayer)),
+        ("nets", _P(_P(_FlipNet))),
+        ("margin", _i32),
+        ("tries", _i32),
+    ]
+
+
+class _StepResult(ctypes.Structure):
+    _fields_ = [
+        (name, _i32)
+        for name in (
+            "kept",
+            "level",
+            "changed",
+            "correct_before",
+            "correct_after",
+            "margin_before",
+            "margin_after",
+        )
+    ]
+
 
 _SIGNATURES = {
     "edgeplus_status_str": (ctypes.c_char_p, [ctypes.c_int]),
@@ -262,6 +320,26 @@ _SIGNATURES = {
         [_P(_Params), _P(_Dims), _P(_Dims), _P(_Window), _P(_Window)],
     ),
     "edgeplus_bitflip_apply": (ctypes.c_int, [_i8p, _i8p, _i32, _i32, _i32p]),
+    "edgeplus_qcore_step_get_buffer_size": (_i32, [_P(_QCoreHead), _i32]),
+    "edgeplus_qcore_step": (
+        ctypes.c_int,
+        [_P(_Context), _P(_QCoreHead), _i8p, _i32p, _i32, _u8p, _u8p, _P(_StepResult)],
+    ),
+    "edgeplus_qcore_refresh_get_buffer_size": (_i32, [_i32]),
+    "edgeplus_qcore_refresh": (
+        ctypes.c_int,
+        [
+            _P(_Context),
+            _i32p,
+            _u8p,
+            _i32,
+            _i32,
+            _i32,
+            _P(ctypes.c_uint32),
+            _i32p,
+            _i32p,
+        ],
+    ),
 }
 
 # ----------------------------------------------------------------------------- loading
@@ -355,6 +433,105 @@ def _window(win) -> _Window | None:
 
 def _ref_window(win):
     return None if win is None else tuple(int(v) for v in win)
+
+
+_INT32_MIN, _INT32_MAX = -(1 << 31), (1 << 31) - 1
+
+
+def _c_int(function: str, name: str, value) -> int:
+    """A scalar int32 argument of ``function``; KernelArgumentError naming it otherwise."""
+    if not isinstance(value, int | np.integer):
+        _raise(function, -6, name, f"must be an int, got {value!r}")
+    if not _INT32_MIN <= int(value) <= _INT32_MAX:
+        _raise(function, -6, name, f"{int(value)} does not fit the C's int32")
+    return int(value)
+
+
+def _c_array(function: str, name: str, values, size: int, dtype) -> np.ndarray:
+    """``size`` integers as a contiguous ``dtype`` array (never empty: a spare 0 at the
+    end), else a KernelError naming ``name``."""
+    a = np.asarray(values)
+    if a.dtype.kind not in "iu":
+        _raise(function, -6, name, f"must be integers, got dtype {a.dtype}")
+    a = a.reshape(-1)
+    if a.size != size:
+        _raise(function, -2, name, f"needs {size} entries, got {a.size}")
+    info = np.iinfo(dtype)
+    if a.size and (int(a.min()) < info.min or int(a.max()) > info.max):
+        _raise(function, -6, name, f"values must fit {np.dtype(dtype).name}")
+    return np.concatenate([a.astype(dtype), np.zeros(1, dtype)])
+
+
+def _qcore_first_error(layers, nets, margin: int, tries: int, n: int):
+    """The first of ``edgeplus_qcore_step``'s head checks that fails, in the C's order:
+    ``(status code, argument, detail)``, or None. ``layers``: the ``_FCLayer`` structs
+    with their ``multiplier``/``shift`` arrays; ``nets``: layer -> ``_FlipNet`` with its
+    ``b1`` array."""
+    count = len(layers)
+    if not 1 <= count <= 8:
+        return -2, "head", f"{count} layers; the C step takes 1 to 8"
+    if not 1 <= margin <= 255:
+        return -6, "margin", f"must be in [1, 255], got {margin}"
+    if not 1 <= tries <= 16:
+        return -6, "tries", f"must be in [1, 16] (confidence levels), got {tries}"
+    for l, (c, mult, shift) in enumerate(layers):
+        p = f"head.layers[{l}]"
+        if c.w_bits not in (4, 8):
+            return -3, f"{p}.bits", f"must be 4 or 8, got {c.w_bits}"
+        bound = _ref.max_kc(8, c.w_bits)
+        if (
+            c.out_features < 1
+            or c.in_features < 1
+            or c.in_features > bound
+            or c.out_features * c.in_features > _INT32_MAX
+        ):
+            return (
+                -2,
+                f"{p}.weights",
+                (
+                    f"shape ({c.out_features}, {c.in_features}): need >= 1 rows and 1 to {bound} "
+                    "columns (int32 accumulators)"
+                ),
+            )
+        if l > 0 and c.in_features != layers[l - 1][0].out_features:
+            return (
+                -2,
+                p,
+                (
+                    f"takes {c.in_features} inputs but layer {l - 1} gives "
+                    f"{layers[l - 1][0].out_features}"
+                ),
+            )
+        for f in ("input_zero_point", "output_zero_point", "act_min", "act_max"):
+            if not -128 <= getattr(c, f) <= 127:
+                return -6, f"{p}.{f}", f"must lie in [-128, 127], got {getattr(c, f)}"
+        if c.act_min > c.act_max:
+            return -6, f"{p}.act_min", f"act_min {c.act_min} > act_max {c.act_max}"
+        m, s = mult[: c.out_features], shift[: c.out_features]
+        if (m < 0).any():
+            return -6, f"{p}.multiplier", f"must be >= 0, got {int(m.min())}"
+        if (s < -31).any() or (s > 30).any():
+            return -6, f"{p}.shift", f"must lie in [-31, 30], got {s.min()}..{s.max()}"
+    classes = layers[-1][0].out_features
+    if not 2 <= classes <= 1 << 21:
+        return -2, f"head.layers[{count - 1}]", f"{classes} classes; need 2 to 2**21"
+    for l in sorted(nets):
+        c, b1 = nets[l]
+        if not 1 <= c.hidden <= 1024:
+            return -2, f"nets[{l}].w1", f"hidden size must be in [1, 1024], got {c.hidden}"
+        if c.hidden and int(np.abs(b1[: c.hidden].astype(np.int64)).max()) > 1 << 30:
+            return -6, f"nets[{l}].b1", "must lie in [-2**30, 2**30]"
+        if c.m1 < 0:
+            return -6, f"nets[{l}].m1", f"must be in [0, 2**31), got {c.m1}"
+        if not -31 <= c.s1 <= 30:
+            return -6, f"nets[{l}].s1", f"must be in [-31, 30], got {c.s1}"
+        if abs(c.b2) > 1 << 30:
+            return -6, f"nets[{l}].b2", f"must lie in [-2**30, 2**30], got {c.b2}"
+        if not 1 <= c.threshold <= 1 << 30:
+            return -6, f"nets[{l}].threshold", f"must be in [1, 2**30], got {c.threshold}"
+    if not 1 <= n <= 8421504:
+        return -2, "x", f"{n} samples; the step takes 1 to 8421504"
+    return None
 
 
 class Kernels:
@@ -774,6 +951,264 @@ class Kernels:
         packed, changed = self.bitflip_apply_packed(self.pack(w, bits, "weights"), update, bits)
         return self.unpack(packed, bits, w.size).reshape(w.shape), changed
 
+    # -- QCore -------------------------------------------------------------------------
+
+    def qcore_step(self, head, nets, x, y, weights=None, margin=16, tries=6, scratch_bytes=None):
+        """``edgeplus_qcore_step``: the same arguments and the same
+        :class:`~tfmot_edgeplus.calibration.step.StepResult` as
+        :func:`tfmot_edgeplus.calibration.step.qcore_step` (``head`` an ``IntHead``,
+        ``nets`` a dict layer index -> ``FlipNet``, ``weights`` unpacked, default the
+        head's own); the weights are packed with the C packer for the call and the result's
+        unpacked. ``scratch_bytes`` defaults to ``edgeplus_qcore_step_get_buffer_size``."""
+        from tfmot_edgeplus.calibration.step import StepResult
+
+        fname = "edgeplus_qcore_step"
+        layers = list(head.layers)
+        count = len(layers)
+        if count == 0:
+            _raise(fname, -2, "head", "the head has no layers")
+        nets = {l: net for l, net in dict(nets or {}).items() if net is not None}
+        for l in nets:
+            if not isinstance(l, int | np.integer) or not 0 <= l < count:
+                _raise(
+                    fname,
+                    -2,
+                    "nets",
+                    f"flip net for layer {l!r}, but the head has layers 0..{count - 1}",
+                )
+        weights = [layer.weights for layer in layers] if weights is None else list(weights)
+        if len(weights) != count:
+            _raise(fname, -2, "weights", f"{len(weights)} arrays for {count} layers")
+        margin = _c_int(fname, "margin", margin)
+        tries = _c_int(fname, "tries", tries)
+        keep = []  # every buffer the C structs point into
+        c_layers = (_FCLayer * max(count, 1))()
+        checks = []
+        packed = []
+        for l, (layer, w) in enumerate(zip(layers, weights)):
+            p = f"head.layers[{l}]"
+            w = np.asarray(w)
+            if w.ndim != 2:
+                _raise(fname, -2, f"weights[{l}]", f"must be (out, in), got shape {w.shape}")
+            out, inp = w.shape
+            bits = _c_int(fname, f"{p}.bits", layer.bits)
+            # the C refuses other bits before it reads the weights
+            wp = self.pack(w, bits, f"weights[{l}]") if bits in (4, 8) else np.zeros(0, np.int8)
+            wbuf = np.concatenate([wp, np.zeros(1, np.int8)])
+            mult = _c_array(fname, f"{p}.multiplier", layer.multiplier, out, np.int32)
+            shift = _c_array(fname, f"{p}.shift", layer.shift, out, np.int32)
+            bias = (
+                None
+                if layer.bias is None
+                else _c_array(fname, f"{p}.bias", layer.bias, out, np.int32)
+            )
+            c = c_layers[l]
+            c.out_features, c.in_features, c.w_bits = out, inp, bits
+            c.weights = _i8(wbuf)
+            c.bias = bias.ctypes.data_as(_i32p) if bias is not None else None
+            c.multiplier = mult.ctypes.data_as(_i32p)
+            c.shift = shift.ctypes.data_as(_i32p)
+            for f in ("input_zero_point", "output_zero_point", "act_min", "act_max"):
+                setattr(c, f, _c_int(fname, f"{p}.{f}", getattr(layer, f)))
+            keep += [wbuf, mult, shift, bias]
+            checks.append((c, mult, shift))
+            packed.append((wbuf, wp.size, bits, out, inp))
+        c_nets = (_P(_FlipNet) * max(count, 1))()
+        net_checks = {}
+        for l, net in nets.items():
+            w1 = np.asarray(net.w1)
+            hidden = w1.shape[0] if w1.ndim == 2 else -1
+            if w1.ndim != 2 or w1.shape[1] != 4:
+                _raise(fname, -2, f"nets[{l}].w1", f"must be (hidden, 4), got {w1.shape}")
+            w1 = _c_array(fname, f"nets[{l}].w1", w1, hidden * 4, np.int8)
+            b1 = _c_array(fname, f"nets[{l}].b1", net.b1, hidden, np.int32)
+            w2 = _c_array(fname, f"nets[{l}].w2", net.w2, hidden, np.int8)
+            c = _FlipNet(
+                hidden,
+                _i8(w1),
+                b1.ctypes.data_as(_i32p),
+                _c_int(fname, f"nets[{l}].m1", net.m1),
+                _c_int(fname, f"nets[{l}].s1", net.s1),
+                _i8(w2),
+                _c_int(fname, f"nets[{l}].b2", net.b2),
+                _c_int(fname, f"nets[{l}].threshold", net.threshold),
+            )
+            keep += [w1, b1, w2, c]
+            c_nets[int(l)] = ctypes.pointer(c)
+            net_checks[int(l)] = (c, b1)
+        chead = _QCoreHead(count, c_layers, c_nets, margin, tries)
+        x = np.asarray(x)
+        in0 = int(c_layers[0].in_features)
+        if x.ndim != 2 or x.shape[1] != in0:
+            _raise(
+                fname, -2, "x", f"samples must be head inputs of shape (N, {in0}), got {x.shape}"
+            )
+        n = len(x)
+        xb = np.concatenate([x.astype(np.int8).reshape(-1), np.zeros(1, np.int8)])
+        y = np.asarray(y)
+        if y.shape != (n,) or y.dtype.kind not in "iu":
+            _raise(
+                fname,
+                -2,
+                "y",
+                f"labels must be {n} integer class indices, got shape {y.shape} dtype {y.dtype}",
+            )
+        yb = np.concatenate(
+            [np.clip(y.astype(np.int64), _INT32_MIN, _INT32_MAX).astype(np.int32), [0]]
+        ).astype(np.int32)
+        need = int(self.lib.edgeplus_qcore_step_get_buffer_size(ctypes.byref(chead), n))
+        if scratch_bytes is None:
+            scratch_bytes = max(need, 0)
+        scratch = np.zeros(max(int(scratch_bytes), 1), np.uint8)
+        ctx = _Context(scratch.ctypes.data_as(ctypes.c_void_p), int(scratch_bytes))
+        mask_b = np.zeros(max(n, 1), np.uint8)
+        mask_a = np.zeros(max(n, 1), np.uint8)
+        res = _StepResult()
+        st = self.lib.edgeplus_qcore_step(
+            ctypes.byref(ctx),
+            ctypes.byref(chead),
+            _i8(xb),
+            yb.ctypes.data_as(_i32p),
+            n,
+            mask_b.ctypes.data_as(_u8p),
+            mask_a.ctypes.data_as(_u8p),
+            ctypes.byref(res),
+        )
+        if st != 0:
+            first = _qcore_first_error(checks, net_checks, margin, tries, n)
+            classes = int(c_layers[count - 1].out_features)
+            if first is not None and first[0] == st:
+                _raise(fname, *first)
+            elif st == -6 and ((y < 0) | (y >= classes)).any():
+                bad = int(y[(y < 0) | (y >= classes)][0])
+                _raise(
+                    fname, st, "y", f"label {bad} is outside the head's class range [0, {classes})"
+                )
+            elif st == -5:
+                _raise(
+                    fname,
+                    st,
+                    "scratch_bytes",
+                    f"{scratch_bytes} bytes of scratch; the step needs {need}",
+                )
+            elif st == -2 and need > 0:
+                _raise(
+                    fname,
+                    st,
+                    "x",
+                    f"{n} samples could overflow the int32 gradient sums "
+                    "of the step (n * max|error| * 255 > 2**31 - 1); calibrate on fewer "
+                    "samples per step (or a smaller margin)",
+                )
+            _raise(fname, st, "unknown", "the C step rejected the arguments")
+        new_weights = [
+            self.unpack(wbuf[:nbytes], bits, out * inp).reshape(out, inp)
+            for wbuf, nbytes, bits, out, inp in packed
+        ]
+        return StepResult(
+            kept=bool(res.kept),
+            changed=int(res.changed),
+            level=int(res.level),
+            correct_before=int(res.correct_before),
+            correct_after=int(res.correct_after),
+            margin_before=int(res.margin_before),
+            margin_after=int(res.margin_after),
+            n=n,
+            weights=new_weights,
+            correct_mask_before=mask_b[:n].astype(bool),
+            correct_mask_after=mask_a[:n].astype(bool),
+        )
+
+    def qcore_refresh(self, prior_counts, history, size, seed, scratch_bytes=None):
+        """``edgeplus_qcore_refresh`` with the arguments and results of
+        :func:`tfmot_edgeplus.calibration.step.qcore_refresh`: ``(chosen item indices in
+        draw order, their counts, next rng state)``."""
+        fname = "edgeplus_qcore_refresh"
+        prior = np.asarray(prior_counts)
+        if prior.ndim != 1 or prior.dtype.kind not in "iu":
+            _raise(
+                fname,
+                -2,
+                "prior_counts",
+                f"must be a vector of integer counts, got shape {prior.shape} dtype {prior.dtype}",
+            )
+        h = np.asarray(history, bool)
+        if h.ndim != 2 or len(h) == 0:
+            _raise(
+                fname, -2, "history", "must be a non-empty list of equally long correctness vectors"
+            )
+        if h.shape[1] != prior.size:
+            _raise(
+                fname,
+                -2,
+                "history",
+                f"history covers {h.shape[1]} items but prior_counts has {prior.size}",
+            )
+        steps, n = h.shape
+        size = _c_int(fname, "size", size)
+        if not isinstance(seed, int | np.integer):
+            _raise(fname, -6, "seed", f"must be an int, got {seed!r}")
+        state = ctypes.c_uint32(int(seed) & 0xFFFFFFFF)
+        prior32 = np.concatenate(
+            [np.clip(prior.astype(np.int64), _INT32_MIN, _INT32_MAX).astype(np.int32), [0]]
+        ).astype(np.int32)
+        hist = np.concatenate([h.astype(np.uint8).reshape(-1), np.zeros(1, np.uint8)])
+        need = int(self.lib.edgeplus_qcore_refresh_get_buffer_size(n))
+        if scratch_bytes is None:
+            scratch_bytes = max(need, 0)
+        scratch = np.zeros(max(int(scratch_bytes), 1), np.uint8)
+        ctx = _Context(scratch.ctypes.data_as(ctypes.c_void_p), int(scratch_bytes))
+        chosen = np.zeros(max(size, 1), np.int32)
+        counts = np.zeros(max(size, 1), np.int32)
+        st = self.lib.edgeplus_qcore_refresh(
+            ctypes.byref(ctx),
+            prior32.ctypes.data_as(_i32p),
+            hist.ctypes.data_as(_u8p),
+            steps,
+            n,
+            size,
+            ctypes.byref(state),
+            chosen.ctypes.data_as(_i32p),
+            counts.ctypes.data_as(_i32p),
+        )
+        if st != 0:
+            if st == -2:
+                if n < 1:
+                    _raise(fname, st, "prior_counts", "no items to choose from")
+                if steps * n > _INT32_MAX:
+                    _raise(fname, st, "history", f"{steps} vectors of {n} items exceed int32")
+                _raise(
+                    fname, st, "size", f"must be in [1, {n}] (items in QCore U chunk), got {size}"
+                )
+            if st == -6:
+                if state.value == 0:
+                    _raise(
+                        fname,
+                        st,
+                        "seed",
+                        "must be a nonzero 32-bit value (xorshift32 never leaves 0)",
+                    )
+                _raise(
+                    fname,
+                    st,
+                    "prior_counts",
+                    f"counts must lie in [0, 2**31 - 1 - "
+                    f"{steps}], got {prior.min()}..{prior.max()}",
+                )
+            if st == -5:
+                _raise(
+                    fname,
+                    st,
+                    "scratch_bytes",
+                    f"{scratch_bytes} bytes of scratch; the refresh needs {need}",
+                )
+            _raise(fname, st, "unknown", "the C refresh rejected the arguments")
+        return (
+            chosen[:size].astype(np.int64),
+            counts[:size].astype(np.int64),
+            int(state.value),
+        )
+
 
 # ----------------------------------------------------------------------------- module API
 
@@ -828,3 +1263,11 @@ def bitflip_apply(weights, update, bits: int) -> tuple[np.ndarray, int]:
 
 def bitflip_apply_packed(packed, update, bits: int) -> tuple[np.ndarray, int]:
     return get_kernels().bitflip_apply_packed(packed, update, bits)
+
+
+def qcore_step(head, nets, x, y, weights=None, margin=16, tries=6):
+    return get_kernels().qcore_step(head, nets, x, y, weights=weights, margin=margin, tries=tries)
+
+
+def qcore_refresh(prior_counts, history, size, seed):
+    return get_kernels().qcore_refresh(prior_counts, history, size, seed)

@@ -226,6 +226,95 @@ edgeplus_status edgeplus_conv_input_region(const edgeplus_conv_params *params,
 edgeplus_status edgeplus_bitflip_apply(int8_t *weights, const int8_t *update, int32_t count,
                                        int32_t bits, int32_t *changed);
 
+/* ------------------------------------------------------------------ QCore */
+
+/* QCore's on-device calibration step and coreset refresh, bit-exact with the NumPy
+ * reference tfmot_edgeplus/calibration/step.py (its module docstring is the spec; the
+ * head layers compute like tfmot_edgeplus/calibration/head.py's HeadLayer.forward).
+ * No back-propagation: integer forwards, integer error signals, and a small int8
+ * network that decides a -1/0/+1 flip per weight. */
+
+/* Largest head (layers), flip network (hidden units), margin, tries, classes and
+ * samples per step. */
+#define EDGEPLUS_QCORE_MAX_LAYERS 8
+#define EDGEPLUS_QCORE_MAX_HIDDEN 1024
+#define EDGEPLUS_QCORE_MAX_MARGIN 255
+#define EDGEPLUS_QCORE_MAX_TRIES 16
+#define EDGEPLUS_QCORE_MAX_CLASSES (1 << 21) /* error sums stay in int32 */
+#define EDGEPLUS_QCORE_MAX_N 8421504         /* 255 * n stays in int32 */
+
+/* Scratch bytes of edgeplus_qcore_step for `n` samples (>= 0), or a negative
+ * edgeplus_status when the head is invalid (the step's checks of head, nets and n).
+ * It includes 4 bytes of alignment slack: any ctx of this size works, and the step
+ * refuses (EDGEPLUS_ERR_SCRATCH) from 5 bytes below it on. With S = sum of the layers'
+ * out_features, C = the classes (last out_features), and over the calibrated layers K
+ * (nets[l] != NULL):
+ * T = max(in_features, out_features), Wc = sum out*in, Bc = sum
+ * edgeplus_packed_bytes(out*in, w_bits):
+ *   4 + n*S                                   (K empty)
+ *   4 + n*S + 4*n*(C + 1) + 6*T + Wc + Bc     (otherwise)
+ * = alignment slack | int32 output errors [n][C] | int32 error column [n] | int32 [T]
+ * (raw A or E sums) | int8 activations of every layer [n][S] | int8 flip level per
+ * calibrated weight [Wc] | backup of the calibrated layers' packed weights [Bc] | int8
+ * A and E features [T] each. The IMU head 64 -> 32 -> 7, both layers calibrated,
+ * n = 60: 9,192 bytes at W8, 8,056 at W4. */
+int32_t edgeplus_qcore_step_get_buffer_size(const edgeplus_qcore_head *head, int32_t n);
+
+/* One QCore step on n samples x ([n][layers[0].in_features] int8, the head's inputs)
+ * with labels y ([n], class indices in [0, classes)); step.py's qcore_step:
+ *  1. forward with the current weights: score before = (correct, sum of margins) of
+ *     the int8 logits (pred = first maximum, margin = z[y] - max_{o != y} z[o]);
+ *  2. error signals: at the output e[n][o] = clamp(z[o] - z[y] + margin, 0, 2 margin)
+ *     for o != y, e[n][y] = -sum of them; a hidden layer l gets
+ *     clamp(sum_o B_l[j][o] e[n][o], -127, 127) where its output > output_zero_point,
+ *     else 0 (B_l = +-1 from the murmur3 finaliser of (l, j, o), never stored);
+ *  3. per weight of every calibrated layer the int8 features (G, W, A, E) and the flip
+ *     network's confidence acc2; EDGEPLUS_ERR_DIMS if n * max|e| * 255 > 2^31 - 1 for
+ *     a calibrated layer's errors (its int32 sums could overflow: use fewer samples);
+ *  4. for level k = 0 .. tries-1: every calibrated weight += (+1 if acc2 >=
+ *     (k+1)*threshold, -1 if acc2 <= -(k+1)*threshold, else 0), saturated to the
+ *     narrow range [-(2^(b-1)-1), 2^(b-1)-1] (edgeplus_bitflip_apply's rule); stop if
+ *     no weight changed; forward; keep the candidate and stop if its score is higher
+ *     (more right, or as many right with a larger margin sum), else roll back.
+ * On return the weights hold the kept candidate or exactly the old bytes (padding bits
+ * included). result (not NULL) describes the step; correct_before / correct_after
+ * (n bytes each, 0/1, or NULL) receive the per-sample correctness before the step and
+ * with the last candidate tried (== before when none was).
+ * Errors, with the weights, correct_* and result untouched: EDGEPLUS_ERR_NULL (ctx,
+ * head, layers, a layer's weights/multiplier/shift, a net's w1/b1/w2, x, y, result),
+ * EDGEPLUS_ERR_DIMS (num_layers, in/out_features < 1, a chain mismatch, in_features
+ * above EDGEPLUS_MAX_KC(8, w_bits), classes outside [2, EDGEPLUS_QCORE_MAX_CLASSES],
+ * hidden, n outside [1, EDGEPLUS_QCORE_MAX_N], the overflow bound of 3.),
+ * EDGEPLUS_ERR_BITS (w_bits not 4 or 8), EDGEPLUS_ERR_ARG (margin, tries, zero points
+ * or act_min/act_max outside int8 or act_min > act_max, a multiplier < 0 or shift
+ * outside [-31, 30], b1/b2/threshold/m1/s1 out of range, a label outside [0, classes)),
+ * EDGEPLUS_ERR_SCRATCH (ctx->buf NULL or ctx->size below the _get_buffer_size). */
+edgeplus_status edgeplus_qcore_step(const edgeplus_context *ctx,
+                                    const edgeplus_qcore_head *head, const int8_t *x,
+                                    const int32_t *y, int32_t n, uint8_t *correct_before,
+                                    uint8_t *correct_after,
+                                    edgeplus_qcore_step_result *result);
+
+/* Scratch bytes of edgeplus_qcore_refresh for n items: 4 + 4*n (alignment slack and
+ * an int32 count per item), or EDGEPLUS_ERR_DIMS for n < 1 or above 2^29 - 2. */
+int32_t edgeplus_qcore_refresh_get_buffer_size(int32_t n);
+
+/* The QCore refresh (step.py qcore_refresh): choose `size` of the n items of QCore U
+ * chunk. counts = prior_counts + miss counts of `history` (steps vectors of n bytes,
+ * 0/1: the correct -> incorrect transitions of each item; an item never correct gets
+ * `steps`). Then `size` draws without replacement, weight count + 1 (chosen items
+ * weigh 0): *rng_state = xorshift32(*rng_state), r = *rng_state % (sum of weights),
+ * the first item whose running sum of weights exceeds r. chosen[d] receives the item
+ * of draw d, counts[d] its count; *rng_state is left at the last state drawn.
+ * Errors (outputs untouched): EDGEPLUS_ERR_NULL (any pointer), EDGEPLUS_ERR_DIMS
+ * (n or steps < 1, steps * n > 2^31 - 1, size outside [1, n]), EDGEPLUS_ERR_ARG
+ * (*rng_state == 0, a prior count < 0 or > 2^31 - 1 - steps, a history byte > 1),
+ * EDGEPLUS_ERR_SCRATCH. */
+edgeplus_status edgeplus_qcore_refresh(const edgeplus_context *ctx, const int32_t *prior_counts,
+                                       const uint8_t *history, int32_t steps, int32_t n,
+                                       int32_t size, uint32_t *rng_state, int32_t *chosen,
+                                       int32_t *counts);
+
 #ifdef __cplusplus
 }
 #endif

@@ -74,6 +74,57 @@ typedef struct {
     const int32_t *shift;
 } edgeplus_quant_params;
 
+/* ------------------------------------------------------------------ QCore */
+
+/* One integer FULLY_CONNECTED layer of the calibrated head (TFLite's kernel, bit-exact):
+ * out[n][o] = clamp(MultiplyByQuantizedMultiplier(sum_i w[o][i] * (x[n][i] -
+ * input_zero_point) + bias[o], multiplier[o], shift[o]) + output_zero_point,
+ * act_min, act_max), int8 in and out. */
+typedef struct {
+    int32_t out_features, in_features;
+    int32_t w_bits;                    /* 4 or 8: weights packed at w_bits (library layout),
+                                          [out][in] */
+    int8_t *weights;                   /* edgeplus_qcore_step updates these in place */
+    const int32_t *bias;               /* [out] or NULL */
+    const int32_t *multiplier, *shift; /* [out]: multiplier >= 0, shift in [-31, 30] */
+    int32_t input_zero_point, output_zero_point, act_min, act_max; /* int8 range */
+} edgeplus_fc_layer;
+
+/* The int8 bit-flip network of one calibrated layer (step.py FlipNet): per weight, from
+ * its 4 int8 features f, acc1[h] = b1[h] + sum_k w1[h][k] f[k],
+ * hid[h] = clamp(MultiplyByQuantizedMultiplier(acc1[h], m1, s1), 0, 127),
+ * acc2 = b2 + sum_h w2[h] hid[h] (the confidence). */
+typedef struct {
+    int32_t hidden;       /* 1..1024 */
+    const int8_t *w1;     /* [hidden][4] */
+    const int32_t *b1;    /* [hidden], |b1| <= 2^30 */
+    int32_t m1, s1;       /* m1 in [0, 2^31), s1 in [-31, 30] */
+    const int8_t *w2;     /* [hidden] */
+    int32_t b2;           /* |b2| <= 2^30 */
+    int32_t threshold;    /* 1..2^30 */
+} edgeplus_flipnet;
+
+/* The calibrated head: a chain of FULLY_CONNECTED layers and their flip networks. */
+typedef struct {
+    int32_t num_layers;                  /* 1..8; layer l's out_features == layer l+1's in */
+    edgeplus_fc_layer *layers;           /* layer 0 first; the last one gives the logits */
+    const edgeplus_flipnet *const *nets; /* [num_layers]; NULL = layer not calibrated (nets
+                                            itself NULL: no layer is) */
+    int32_t margin;                      /* 1..255 */
+    int32_t tries;                       /* 1..16 confidence levels */
+} edgeplus_qcore_head;
+
+/* What one edgeplus_qcore_step did (step.py StepResult). */
+typedef struct {
+    int32_t kept;           /* 1: the weights hold the candidate of `level`; 0: rolled back */
+    int32_t level;          /* the level kept, or the last one tried (0 if none was) */
+    int32_t changed;        /* weights that candidate changed (0 if none was tried) */
+    int32_t correct_before; /* samples right before the step */
+    int32_t correct_after;  /* ... with that candidate (== before if none was tried) */
+    int32_t margin_before;  /* sum of margins z[y] - max_{o != y} z[o] before the step */
+    int32_t margin_after;   /* ... with that candidate (== before if none was tried) */
+} edgeplus_qcore_step_result;
+
 #ifdef __cplusplus
 }
 #endif
