@@ -28,6 +28,7 @@ bench: setup
 	$(PY) -m benchmarks.kernels_m4 --out benchmarks/results/kernels_m4.json
 	$(PY) -m benchmarks.coreset_qat --out benchmarks/results/coreset_qat.json
 	$(PY) -m benchmarks.cora --out benchmarks/results/cora.json
+	$(PY) -m benchmarks.continual --out benchmarks/results/continual.json
 
 setup: system-deps $(STAMP)
 

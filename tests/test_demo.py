@@ -13,12 +13,21 @@ def test_demo_writes_model_report_and_plot(tmp_path):
     from tfmot_edgeplus.conversion import describe_weights
     from tfmot_edgeplus.demo import DemoConfig, run_demo
 
-    config = DemoConfig(train_samples=1000, test_samples=300, fp_epochs=1, qat_epochs=2)
+    config = DemoConfig(
+        train_samples=1000,
+        test_samples=300,
+        fp_epochs=1,
+        qat_epochs=2,
+        calibration=True,
+        qcore_fp_epochs=2,
+    )
     result = run_demo(str(tmp_path), config, verbose=0)
     model_path = tmp_path / "fashion_mnist_w4a8.tflite"
     report = json.loads((tmp_path / "report.json").read_text())
     assert (tmp_path / "report.png").stat().st_size > 10_000
-    assert report["result"]["flatbuffer_bytes"] == model_path.stat().st_size == result.flatbuffer_bytes
+    assert (
+        report["result"]["flatbuffer_bytes"] == model_path.stat().st_size == result.flatbuffer_bytes
+    )
     assert {row["type"] for row in describe_weights(model_path.read_bytes())} == {"INT4"}
     assert result.weight_bytes * 2 <= result.int8_weight_bytes + 8  # 4 bits: half of int8
     assert 0.0 <= result.tflm_keras_agreement <= 1.0 and result.arena_bytes > 0
@@ -28,6 +37,16 @@ def test_demo_writes_model_report_and_plot(tmp_path):
     assert qat["train_samples"] == 100
     assert qat["history"]["coreset_size"] == [100.0, 100.0]
     assert min(qat["history"]["clc_loss"]) > 0
+    # Then the on-device calibration part (QCore on the IMU stream), with its own files.
+    rows = {row["method"]: row for row in result.qcore["rows"]}
+    assert list(rows) == ["none", "qcore_bitflip", "bp_finetune"]
+    assert rows["qcore_bitflip"]["memory_bytes"] <= 32 * 1024
+    assert {p.name for p in (tmp_path / "qcore").iterdir()} == {
+        "imu_watch_w4a8.tflite",
+        "imu_watch_w4a8_qcore.tflite",
+        "qcore.json",
+        "qcore.png",
+    }
 
 
 def test_qat_command_runs_the_pipeline_with_its_options(tmp_path):
@@ -35,9 +54,27 @@ def test_qat_command_runs_the_pipeline_with_its_options(tmp_path):
 
     from tfmot_edgeplus.cli import main
 
-    result = CliRunner().invoke(main, [
-        "qat", "--data", "imu_watch", "--train-samples", "600", "--bits", "2", "--coreset",
-        "random", "--fraction", "0.2", "--no-clc", "--epochs", "2", "--out", str(tmp_path)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "qat",
+            "--data",
+            "imu_watch",
+            "--train-samples",
+            "600",
+            "--bits",
+            "2",
+            "--coreset",
+            "random",
+            "--fraction",
+            "0.2",
+            "--no-clc",
+            "--epochs",
+            "2",
+            "--out",
+            str(tmp_path),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "QAT W2A8 on a RANDOM coreset of 20% of the data, KD" in result.output
     report = json.loads((tmp_path / "report.json").read_text())
@@ -45,7 +82,8 @@ def test_qat_command_runs_the_pipeline_with_its_options(tmp_path):
     assert qat["config"]["coreset"] == "random" and qat["config"]["beta"] == 0.0
     assert qat["train_samples"] == 120
     assert (tmp_path / "imu_watch_w2a8.tflite").stat().st_size == report["result"][
-        "flatbuffer_bytes"]
+        "flatbuffer_bytes"
+    ]
     assert {row["bits"] for row in report["result"]["conversion"]["weights"]} == {2}
 
 
@@ -64,11 +102,30 @@ def test_cora_command_runs_ptq_plus_adapters_and_deploys_them(tmp_path):
 
     from tfmot_edgeplus.cli import main
 
-    result = CliRunner().invoke(main, [
-        "cora", "--data", "imu_watch", "--train-samples", "800", "--bits", "3", "--budget",
-        "0.1", "--steps", "40", "--calib-samples", "400", "--out", str(tmp_path)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "cora",
+            "--data",
+            "imu_watch",
+            "--train-samples",
+            "800",
+            "--bits",
+            "3",
+            "--budget",
+            "0.1",
+            "--steps",
+            "40",
+            "--calib-samples",
+            "400",
+            "--out",
+            str(tmp_path),
+        ],
+    )
     assert result.exit_code == 0, result.output
-    assert "PTQ W3A8 + CoRa adapters (budget 0.1, greedy ranks), 40 KD steps on 400" in result.output
+    assert (
+        "PTQ W3A8 + CoRa adapters (budget 0.1, greedy ranks), 40 KD steps on 400" in result.output
+    )
     report = json.loads((tmp_path / "report.json").read_text())
     cora = report["result"]["cora"]
     assert cora["calib_samples"] == 400 and cora["config"]["steps"] == 40

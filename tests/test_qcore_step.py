@@ -213,3 +213,29 @@ def test_calibrator_bad_settings_name_the_value(converted):
         cal.set_core(x[:5], y[:5])
     with pytest.raises(RuntimeError, match="call fit"):
         cal.calibrate(x[:3], y[:3])
+
+
+def test_write_head_puts_calibrated_weights_into_the_flatbuffer(converted):
+    from tfmot_edgeplus.calibration.head import write_head
+    from tfmot_edgeplus.runtime import TFLMRunner
+
+    bits, model_bytes, x, _ = converted
+    head = split_head(model_bytes, layers=2)
+    qmax = 2 ** (bits - 1) - 1
+    rng = np.random.default_rng(3)
+    new = [
+        np.clip(w.astype(int) + rng.integers(-1, 2, w.shape), -qmax, qmax).astype(np.int8)
+        for w in head.weights()
+    ]
+    written = write_head(model_bytes, head, new)
+    from tfmot_edgeplus.conversion import lowbit
+
+    assert lowbit.weight_bytes(written) == lowbit.weight_bytes(model_bytes)  # INT4 stays packed
+    feats = TFLMRunner(head.backbone).predict(x[:100], dequantize=False).reshape(100, -1)
+    logits = TFLMRunner(written).predict(x[:100], dequantize=False).reshape(100, -1)
+    np.testing.assert_array_equal(logits, head.forward(feats, new))
+    assert not np.array_equal(logits, head.forward(feats))
+    with pytest.raises(ValueError, match=rf"in \[-{qmax}, {qmax}\]"):
+        write_head(model_bytes, head, [w * 0 + qmax + 1 for w in new])
+    with pytest.raises(ValueError, match="1 weight arrays for a head of 2 layers"):
+        write_head(model_bytes, head, new[:1])

@@ -16,6 +16,11 @@ Low-bit PTQ + residual adapters (CoRa): ``adapters.add_residual_adapters(qat, fp
 and ``adapters.calibrate(model, x)``; ``cora_ptq(fp_model, x, y, CoRaConfig(...))`` runs
 the whole recipe.
 
+On-device continual calibration (QCore): ``coreset.QuantMissTracker`` during float training,
+``calibration.BitFlipCalibrator(tflite_bytes)`` (flip networks trained offline, bit-flip
+steps on the device); ``qcore_continual(QCoreConfig(...))`` runs the whole recipe on a
+stream of new subjects.
+
 Conversion (wraps tf.lite.TFLiteConverter) and the host TFLM runner::
 
     tflite_bytes = tfmot_edgeplus.convert(qat, representative_data)
@@ -32,7 +37,8 @@ from tfmot_edgeplus.conversion import ConversionReport, conversion_report, conve
 from tfmot_edgeplus.distillation import CLCTrainer
 from tfmot_edgeplus.quarc import QuaRCConfig, quarc_qat
 from tfmot_edgeplus.cora import CoRaConfig, cora_ptq
-from tfmot_edgeplus import adapters, coreset, datasets, distillation, runtime
+from tfmot_edgeplus.qcore import QCoreConfig, qcore_continual
+from tfmot_edgeplus import adapters, calibration, coreset, datasets, distillation, runtime
 
 __version__ = "0.1.0"
 
@@ -54,8 +60,12 @@ __all__ = [  # noqa: RUF022  (grouped by use, not sorted)
     # low-bit PTQ + residual adapters (CoRa)
     "CoRaConfig",
     "cora_ptq",
+    # on-device continual calibration (QCore)
+    "QCoreConfig",
+    "qcore_continual",
     # subpackages
     "adapters",
+    "calibration",
     "coreset",
     "datasets",
     "distillation",

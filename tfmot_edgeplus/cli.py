@@ -20,13 +20,17 @@ def main():
 @click.option("--method", type=click.Choice(["quarc", "cora"]), default="quarc",
               show_default=True,
               help="Quantization stage: QuaRC little-data QAT, or PTQ + CoRa adapters.")
-def demo(out_dir, quick, method):
-    """Fashion-MNIST end to end: float -> W4A8 (QuaRC QAT or CoRa) -> INT4 .tflite -> TFLM."""
+@click.option("--calibration/--no-calibration", default=True, show_default=True,
+              help="Add the on-device calibration part (QCore on the IMU watch data).")
+def demo(out_dir, quick, method, calibration):
+    """Fashion-MNIST end to end: float -> W4A8 (QuaRC QAT or CoRa) -> INT4 .tflite -> TFLM,
+    then a deployed IMU model recalibrating itself on new subjects (QCore)."""
     from dataclasses import replace
 
     from tfmot_edgeplus.demo import DemoConfig, run_demo
 
-    run_demo(out_dir, replace(DemoConfig.quick() if quick else DemoConfig(), method=method))
+    config = DemoConfig.quick() if quick else DemoConfig()
+    run_demo(out_dir, replace(config, method=method, calibration=calibration))
 
 
 @main.command()
@@ -113,6 +117,64 @@ def cora(task, model_path, weight_bits, budget, rank_search, steps, calib_sample
     except ValueError as err:
         raise click.BadParameter(str(err)) from None
     run_demo(out_dir, config)
+
+
+def _ints(value: str, what: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"{what} must be comma-separated integers, got {value!r}") from None
+
+
+@main.command()
+@click.option("--bits", "weight_bits", type=click.Choice(["4", "8"]), default="4",
+              show_default=True, help="Weight bits of the deployed model (activations 8).")
+@click.option("--train-subjects", default="1,2,3,4", show_default=True,
+              help="IMU subjects the model trains on.")
+@click.option("--offline-subjects", default="5,6", show_default=True,
+              help="Shifted subjects the flip networks learn from (offline, on the host).")
+@click.option("--stream-subjects", default="7,8,9,10", show_default=True,
+              help="New subjects that arrive on the device, in this order.")
+@click.option("--chunk-size", type=int, default=40, show_default=True,
+              help="Labeled windows per chunk.")
+@click.option("--chunks-per-subject", type=int, default=2, show_default=True)
+@click.option("--core-size", type=int, default=20, show_default=True,
+              help="QCore samples kept on the device.")
+@click.option("--fp-epochs", type=int, default=30, show_default=True,
+              help="Float training epochs (with quantization-miss tracking).")
+@click.option("--methods", default="none,qcore_bitflip,bp_finetune,replay", show_default=True,
+              help="Comma-separated methods to compare (tfmot_edgeplus.calibration.METHODS).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Folder for the deployed and calibrated .tflite, qcore.json and qcore.png.")
+def qcore(weight_bits, train_subjects, offline_subjects, stream_subjects, chunk_size,
+          chunks_per_subject, core_size, fp_epochs, methods, seed, out_dir):
+    """On-device continual calibration (QCore) of a deployed IMU model as new subjects arrive.
+
+    Trains the IMU model on --train-subjects while counting quantization misses, deploys it
+    (full-integer .tflite), trains the bit-flip network offline, then calibrates the deployed
+    head on each chunk of the new subjects, with and without QCore and against the
+    back-propagation baselines.
+
+    Example: edgeplus qcore --bits 4 --stream-subjects 7,8 --out out/qcore
+    """
+    from tfmot_edgeplus.qcore import QCoreConfig, qcore_continual, summary_table, write_run
+
+    try:
+        config = QCoreConfig(
+            weight_bits=int(weight_bits),
+            train_subjects=_ints(train_subjects, "--train-subjects"),
+            offline_subjects=_ints(offline_subjects, "--offline-subjects"),
+            stream_subjects=_ints(stream_subjects, "--stream-subjects"),
+            chunk_size=chunk_size, chunks_per_subject=chunks_per_subject, core_size=core_size,
+            fp_epochs=fp_epochs, methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
+            seed=seed)
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None
+    run = qcore_continual(config)
+    click.echo(summary_table(run))
+    if out_dir:
+        click.echo(f"wrote {', '.join(write_run(run, out_dir))} in {out_dir}")
 
 
 @main.command()

@@ -11,9 +11,16 @@ stage is one of
   1,600 samples (:func:`tfmot_edgeplus.cora.cora_ptq`); the adapters deploy as builtin
   int8 ops beside the low-bit layers.
 
-``edgeplus qat`` and ``edgeplus cora`` run the same pipeline with the settings given on
-their command line. Later stages (patch plans, on-device calibration) add themselves here
-as they land.
+Then (``calibration=True``, the default of ``edgeplus demo``) the on-device calibration
+part on the IMU watch data: a model trained on four subjects meets new ones, loses
+accuracy (the shift), and its deployed integer head recalibrates on each chunk of labeled
+windows with QCore bit flips, next to no calibration and back-propagation fine-tuning
+(:func:`tfmot_edgeplus.qcore.qcore_continual`, as ``edgeplus qcore``). Its files go to
+``<out>/qcore``.
+
+``edgeplus qat`` and ``edgeplus cora`` run the quantization pipeline alone, with the
+settings given on their command line. Later stages (patch plans) add themselves here as
+they land.
 """
 
 from __future__ import annotations
@@ -60,11 +67,21 @@ class DemoConfig:
     rank_search: str = "greedy"
     cora_steps: int = 250
     calib_samples: int = 1600
+    calibration: bool = False
+    qcore_fp_epochs: int = 30
     seed: int = 0
 
     @classmethod
     def quick(cls) -> DemoConfig:
-        return cls(train_samples=4000, test_samples=1000, fp_epochs=3, qat_epochs=6)
+        return cls(train_samples=4000, test_samples=1000, fp_epochs=3, qat_epochs=6,
+                   qcore_fp_epochs=10)
+
+    def qcore(self):
+        """The on-device calibration part's settings (IMU watch, W4 head)."""
+        from tfmot_edgeplus.qcore import QCoreConfig
+
+        return QCoreConfig(weight_bits=4, fp_epochs=self.qcore_fp_epochs, seed=self.seed,
+                           methods=("none", "qcore_bitflip", "bp_finetune"))
 
     def stage(self) -> QuaRCConfig | CoRaConfig:
         """The quantization stage's validated settings."""
@@ -102,6 +119,7 @@ class DemoResult:
     conversion: dict = field(default_factory=dict)
     qat: dict = field(default_factory=dict)
     cora: dict = field(default_factory=dict)
+    qcore: dict = field(default_factory=dict)
 
 
 def _say(text: str) -> None:
@@ -112,6 +130,9 @@ def run_demo(out_dir: str | None = None, config: DemoConfig | None = None, verbo
     """Run the demo; with ``out_dir``, write the .tflite, ``report.json`` and ``report.png``."""
     config = config or DemoConfig()
     stage = config.stage()  # validates the quantization settings before any training
+    if config.calibration:
+        config.qcore()
+    steps = 4 + config.calibration
     tf.keras.utils.set_random_seed(config.seed)
     seconds = {}
     data = datasets.classification_task(
@@ -120,10 +141,10 @@ def run_demo(out_dir: str | None = None, config: DemoConfig | None = None, verbo
     )
     start = time.perf_counter()
     if config.model_path:
-        _say(f"[1/4] float model: {config.model_path}")
+        _say(f"[1/{steps}] float model: {config.model_path}")
         fp_model = compile_classifier(keras.models.load_model(config.model_path, compile=False))
     else:
-        _say(f"[1/4] float training: reference model on {len(data.x_train)} {config.task} samples")
+        _say(f"[1/{steps}] float training: reference model on {len(data.x_train)} {config.task} samples")
         fp_model = compile_classifier(reference_model(data.input_shape, data.num_classes))
         fp_model.fit(data.x_train, data.y_train, epochs=config.fp_epochs,
                      batch_size=config.batch_size, verbose=verbose)
@@ -139,14 +160,14 @@ def run_demo(out_dir: str | None = None, config: DemoConfig | None = None, verbo
     seconds[config.method] = sum(stage_summary["seconds"].values())
     _say(f"      accuracy {qat_acc:.4f}")
 
-    _say("[3/4] conversion to a full-integer TFLite flatbuffer")
+    _say(f"[3/{steps}] conversion to a full-integer TFLite flatbuffer")
     start = time.perf_counter()
     model_bytes = convert(qat_model, data.x_train[:300])
     report = conversion_report(model_bytes, qat_model)
     seconds["convert"] = time.perf_counter() - start
     _say(report.table())
 
-    _say(f"[4/4] TFLM interpreter on {len(data.x_test)} test samples")
+    _say(f"[4/{steps}] TFLM interpreter on {len(data.x_test)} test samples")
     start = time.perf_counter()
     runner = TFLMRunner(model_bytes)
     tflm_pred = runner.predict(data.x_test).argmax(axis=1)
@@ -169,21 +190,46 @@ def run_demo(out_dir: str | None = None, config: DemoConfig | None = None, verbo
     _say(summary_table(result, config))
     if out_dir:
         _write(out_dir, model_bytes, result, config)
+    if config.calibration:
+        result.qcore = _qcore_stage(config, out_dir)
     return result
+
+
+def _qcore_stage(config: DemoConfig, out_dir: str | None) -> dict:
+    from tfmot_edgeplus.qcore import qcore_continual, summary_table, write_run
+
+    qc = config.qcore()
+    _say(f"[5/5] on-device calibration (QCore): the IMU watch model trained on subjects "
+         f"{', '.join(map(str, qc.train_subjects))} meets subjects "
+         f"{', '.join(map(str, qc.stream_subjects))}")
+    run = qcore_continual(qc, verbose=0)
+    new = [v for k, v in run.float_accuracy.items() if k != "old"]
+    _say(f"      the shift: float accuracy {run.float_accuracy['old']:.3f} on held-out windows "
+         f"of the training subjects, {min(new):.3f}-{max(new):.3f} on the new subjects")
+    m = {k: r.metrics() for k, r in run.results.items()}
+    _say(f"      deployed W{qc.weight_bits} head on each new subject after its chunks: "
+         f"{m['none']['adapted_acc']:.3f} uncalibrated -> {m['qcore_bitflip']['adapted_acc']:.3f} "
+         f"with QCore bit flips ({run.calibrator.memory(qc.chunk_size)['total_bytes']} B on "
+         f"the device), {m['bp_finetune']['adapted_acc']:.3f} with back-propagation")
+    _say(summary_table(run))
+    if out_dir:
+        folder = os.path.join(out_dir, "qcore")
+        _say(f"wrote {', '.join(write_run(run, folder))} in {folder}")
+    return run.summary()
 
 
 def _quarc_stage(fp_model, data, stage: QuaRCConfig, config: DemoConfig, verbose: int):
     what = ("all the data" if stage.coreset == "full" else
             f"a {stage.coreset.upper()} coreset of {stage.fraction:.0%} of the data")
     clc = f" + {stage.beta:g} x CLC" if stage.beta > 0 else ""
-    _say(f"[2/4] QAT W{config.weight_bits}A{config.activation_bits} on {what}, KD{clc}")
+    _say(f"[2/{4 + config.calibration}] QAT W{config.weight_bits}A{config.activation_bits} on {what}, KD{clc}")
     run = quarc_qat(fp_model, data.x_train, data.y_train, stage, verbose=verbose)
     _say(f"      {run.train_samples} samples per epoch, {stage.epochs} epochs")
     return compile_classifier(run.qat_model), run.summary()
 
 
 def _cora_stage(fp_model, data, stage: CoRaConfig, config: DemoConfig, verbose: int):
-    _say(f"[2/4] PTQ W{config.weight_bits}A{config.activation_bits} + CoRa adapters "
+    _say(f"[2/{4 + config.calibration}] PTQ W{config.weight_bits}A{config.activation_bits} + CoRa adapters "
          f"(budget {stage.budget:g}, {stage.rank_search} ranks), {stage.steps} KD steps on "
          f"{min(stage.calib_samples, len(data.x_train))} samples")
     run = cora_ptq(fp_model, data.x_train, data.y_train, stage, verbose=min(verbose, 1),

@@ -1,35 +1,48 @@
 """QCore on-device calibration (ALGORITHMS.md section 2), in integers.
 
 - :func:`split_head` / :class:`IntHead`: the trailing FULLY_CONNECTED layers of a deployed
-  model, run in integers bit for bit like TFLM, and the backbone before them.
+  model, run in integers bit for bit like TFLM, and the backbone before them;
+  :func:`write_head` puts calibrated weights back into the flatbuffer.
 - :mod:`~tfmot_edgeplus.calibration.step`: the reference of one device step
   (:func:`qcore_step`: error signal, per-weight features, int8 :class:`FlipNet`, saturated
-  -1/0/+1 update, roll back unless the score rose) and of the QCore refresh
-  (:func:`qcore_refresh`).
-- :func:`bp_finetune`: back-propagation calibration of the head, re-quantized to its grid
-  (the flip networks' teacher, and a baseline).
+  -1/0/+1 update at decreasing confidence levels, roll back unless the score rose) and of
+  the QCore refresh (:func:`qcore_refresh`). tflm_ops' ``edgeplus_qcore_step`` /
+  ``edgeplus_qcore_refresh`` are the same in C, bit for bit.
+- :func:`bp_flip_target`: what a back-propagation step does to the integer weights (the flip
+  networks' teacher); :func:`bp_finetune`: back-propagation calibration re-quantized to the
+  grid (the baselines).
 - :class:`BitFlipCalibrator`: trains the flip networks offline and runs the device loop.
+- :func:`run_stream`: continual calibration over a stream of chunks, for QCore and the
+  baselines (:data:`METHODS`), evaluated after every chunk.
 - :func:`bitflip_apply` / :func:`bitflip_apply_packed`: the NumPy reference of tflm_ops'
   ``edgeplus_bitflip_apply``.
 """
 
-from tfmot_edgeplus.calibration.backprop import bp_finetune
+from tfmot_edgeplus.calibration.backprop import bp_finetune, bp_flip_target, bp_memory_bytes
 from tfmot_edgeplus.calibration.bitflip_reference import bitflip_apply, bitflip_apply_packed
 from tfmot_edgeplus.calibration.calibrator import BitFlipCalibrator, ChunkReport
-from tfmot_edgeplus.calibration.head import HeadLayer, IntHead, split_head
+from tfmot_edgeplus.calibration.head import HeadLayer, IntHead, split_head, write_head
 from tfmot_edgeplus.calibration.step import FlipNet, StepResult, qcore_refresh, qcore_step
+from tfmot_edgeplus.calibration.stream import METHODS, Chunk, StreamResult, run_stream
 
 __all__ = [
+    "METHODS",
     "BitFlipCalibrator",
+    "Chunk",
     "ChunkReport",
     "FlipNet",
     "HeadLayer",
     "IntHead",
     "StepResult",
+    "StreamResult",
     "bitflip_apply",
     "bitflip_apply_packed",
     "bp_finetune",
+    "bp_flip_target",
+    "bp_memory_bytes",
     "qcore_refresh",
     "qcore_step",
+    "run_stream",
     "split_head",
+    "write_head",
 ]

@@ -26,7 +26,7 @@ import numpy as np
 
 from tfmot_edgeplus.conversion.packing import narrow_range
 
-__all__ = ["bp_finetune", "bp_flip_target"]
+__all__ = ["bp_finetune", "bp_flip_target", "bp_memory_bytes"]
 
 
 def _float_head(head, weights):
@@ -125,3 +125,22 @@ def bp_flip_target(
         if (c, m) > best_score:
             best, best_score = ups, (c, m)
     return best
+
+
+def bp_memory_bytes(head, layers, n: int, buffer_items: int) -> int:
+    """Device bytes :func:`bp_finetune` needs on ``n`` samples of which ``buffer_items`` are
+    kept between chunks: the buffer (int8 head inputs + a label byte each), float32 copies of
+    the trained layers' weights and biases, Adam's two moments and one gradient, and the
+    float32 activations of every layer plus the back-propagated error for the ``n`` samples.
+    """
+    trained = [head.layers[l] for l in sorted({int(l) for l in layers})]
+    weights = sum(l.shape[0] * l.shape[1] for l in trained)
+    biases = sum(l.shape[0] for l in trained)
+    widths = [head.input_size] + [l.shape[0] for l in head.layers]
+    return int(
+        buffer_items * (head.input_size + 1)
+        + 4 * (weights + biases)
+        + 8 * weights
+        + 4 * max(l.shape[0] * l.shape[1] for l in trained)
+        + 4 * n * (sum(widths) + max(widths))
+    )

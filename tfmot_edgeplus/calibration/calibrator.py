@@ -7,6 +7,7 @@
     report = cal.calibrate(x_chunk, y_chunk)    # on the device: QCore + chunk, bit flips
     cal.evaluate(x_test, y_test)                # the calibrated integer model
     cal.model_bytes()                           # the flatbuffer with the new head weights
+    cal.reset()                                 # back to the deployed weights and first QCore
 
 - ``model_bytes`` is the converted full-integer model (what runs in TFLM). Its last
   ``head_layers`` FULLY_CONNECTED ops are the head (:func:`split_head`); ``calibrate``
@@ -36,7 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tfmot_edgeplus.calibration.backprop import bp_flip_target
-from tfmot_edgeplus.calibration.head import IntHead, split_head
+from tfmot_edgeplus.calibration.head import IntHead, split_head, write_head
 from tfmot_edgeplus.calibration.step import (
     FEATURES,
     FlipNet,
@@ -189,6 +190,7 @@ class BitFlipCalibrator:
         self.nets: dict[int, FlipNet] = {}
         self.core_x = self.core_y = self.core_counts = None
         self._rng_state = seed
+        self._first_core = None
         self.fit_report: dict = {}
 
     # ------------------------------------------------------------------ data
@@ -210,6 +212,20 @@ class BitFlipCalibrator:
         self.core_counts = (
             np.zeros(len(y), np.int64) if counts is None else np.asarray(counts, np.int64).copy()
         )
+        self._first_core = (self.core_x, self.core_y, self.core_counts.copy())
+
+    def reset(self):
+        """Back to the deployed weights, the QCore of :meth:`set_core` and the first seed
+        (the flip networks stay)."""
+        self.weights = self.head.weights()
+        if self._first_core is not None:
+            self.core_x, self.core_y, counts = self._first_core
+            self.core_counts = counts.copy()
+        self._rng_state = self.seed
+
+    def model_bytes(self) -> bytes:
+        """The deployed flatbuffer with the calibrated head weights written in."""
+        return write_head(self._model_bytes, self.head, self.weights)
 
     # ------------------------------------------------------------------ offline
     def fit(
@@ -311,10 +327,20 @@ class BitFlipCalibrator:
     def evaluate(self, x, y, weights=None) -> float:
         return score(self.predict(x, weights), np.asarray(y, np.int64))[1] / len(y)
 
-    def memory(self) -> dict:
-        """Device bytes of the QCore (head inputs int8 + label + 16-bit count) and the flip
-        nets. The step's scratch is not counted yet: it is fixed by the C step (issue 6)."""
+    def memory(self, chunk_size: int) -> dict:
+        """Device bytes of calibrating chunks of ``chunk_size`` samples: the QCore (head
+        inputs int8 + a label byte + a 16-bit miss count each), the flip networks, and the
+        scratch of ``edgeplus_qcore_step`` on QCore U chunk (from the C library's
+        ``_get_buffer_size``)."""
+        from tfmot_edgeplus.runtime import kernels
+
         k = self.core_size
         core = k * (self.head.input_size + 1 + 2)
         nets = sum(net.nbytes for net in self.nets.values())
-        return {"core_bytes": core, "flipnet_bytes": nets}
+        scratch = kernels.qcore_step_get_buffer_size(self.head, self.nets, k + chunk_size)
+        return {
+            "core_bytes": core,
+            "flipnet_bytes": nets,
+            "scratch_bytes": scratch,
+            "total_bytes": core + nets + scratch,
+        }

@@ -12,7 +12,8 @@ reads them from the converted flatbuffer (the bytes that run in TFLM) and return
 
 ``head.forward(backbone_output)`` is the reference integer forward (the
 ``edgeplus_conv2d`` reference, a 1x1 convolution per layer), equal bit for bit to TFLM
-running the whole model: a test checks it.
+running the whole model: a test checks it. :func:`write_head` puts calibrated weights back
+into the flatbuffer (same storage type, INT4 stays packed) for the device or TFLM.
 
 Supported heads: a chain of FULLY_CONNECTED ops at the end of the graph (optionally with
 fused ReLU/ReLU6), int8 activations, INT8 or INT4 weights (4-bit weights stay 4-bit: the
@@ -29,9 +30,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tfmot_edgeplus.conversion import lowbit
+from tfmot_edgeplus.conversion.packing import pack_int4
 from tfmot_edgeplus.patching import reference as _ref
 
-__all__ = ["HeadLayer", "IntHead", "split_head"]
+__all__ = ["HeadLayer", "IntHead", "split_head", "write_head"]
 
 _RELU = {0: None, 1: "RELU", 3: "RELU6"}  # tflite ActivationFunctionType values we accept
 
@@ -224,17 +226,9 @@ def _layer_name(op, index: int) -> str:
     return match.group(1) if match else f"fc{index}"
 
 
-def split_head(model_bytes: bytes, layers: int = 1) -> IntHead:
-    """Split a converted full-integer model into its last ``layers`` FULLY_CONNECTED ops
-    (the head QCore calibrates) and the backbone before them (see the module doc)."""
-    model_editor, _, _, _, _, schema = lowbit._wheel()
-    if not isinstance(layers, int) or layers < 1:
-        raise ValueError(
-            f"layers must be an int >= 1 (how many trailing FC layers), got {layers!r}"
-        )
-    model = lowbit._read(model_bytes)
+def _head_ops(model, layers: int, schema):
+    """The last ``layers`` FULLY_CONNECTED ops of ``model``'s single subgraph, checked."""
     names = lowbit._enum_names(schema.BuiltinOperator)
-    type_names = lowbit._enum_names(schema.TensorType)
     if len(model.subgraphs) != 1:
         raise ValueError(f"the model has {len(model.subgraphs)} subgraphs; QCore needs one")
     sg = model.subgraphs[0]
@@ -255,6 +249,20 @@ def split_head(model_bytes: bytes, layers: int = 1) -> IntHead:
             raise ValueError("the trailing FULLY_CONNECTED ops do not form a chain")
     if sg.outputs != [head_ops[-1].outputs[0]]:
         raise ValueError("the model's single output must be the last FULLY_CONNECTED op's output")
+    return sg, ops, head_ops
+
+
+def split_head(model_bytes: bytes, layers: int = 1) -> IntHead:
+    """Split a converted full-integer model into its last ``layers`` FULLY_CONNECTED ops
+    (the head QCore calibrates) and the backbone before them (see the module doc)."""
+    model_editor, _, _, _, _, schema = lowbit._wheel()
+    if not isinstance(layers, int) or layers < 1:
+        raise ValueError(
+            f"layers must be an int >= 1 (how many trailing FC layers), got {layers!r}"
+        )
+    model = lowbit._read(model_bytes)
+    type_names = lowbit._enum_names(schema.TensorType)
+    sg, ops, head_ops = _head_ops(model, layers, schema)
     head = [_head_layer(op, type_names, _layer_name(op, i)) for i, op in enumerate(head_ops)]
     sg.operators[:] = ops[: len(ops) - layers]
     sg.outputs[:] = [head_ops[0].inputs[0]]
@@ -263,3 +271,37 @@ def split_head(model_bytes: bytes, layers: int = 1) -> IntHead:
     sg.tensors[:] = [t for t in sg.tensors if id(t) in used]
     model_editor.prune_buffers(model)
     return IntHead(head, lowbit._align(bytes(model.build())))
+
+
+def write_head(model_bytes: bytes, head: IntHead, weights) -> bytes:
+    """``model_bytes`` with the head's weights replaced by ``weights`` (one int8 array per
+    head layer, shaped like it, in its narrow range); each keeps its storage type."""
+    model_editor, _, _, _, _, schema = lowbit._wheel()
+    if len(weights) != len(head.layers):
+        raise ValueError(f"{len(weights)} weight arrays for a head of {len(head.layers)} layers")
+    model = lowbit._read(model_bytes)
+    _, _, head_ops = _head_ops(model, len(head.layers), schema)
+    for op, layer, w in zip(head_ops, head.layers, weights):
+        w = np.asarray(w)
+        qmax = 2 ** (layer.bits - 1) - 1
+        if (
+            w.shape != layer.shape
+            or w.dtype.kind not in "iu"
+            or np.abs(w.astype(np.int64)).max() > qmax
+        ):
+            raise ValueError(
+                f"weights for head layer {layer.name!r} must be integers of shape {layer.shape} "
+                f"in [-{qmax}, {qmax}], got {w.dtype} {w.shape}"
+            )
+        t = op.inputs[1]
+        if tuple(int(d) for d in t.shape) != layer.shape:
+            raise ValueError(f"head layer {layer.name!r} does not match this model's weights")
+        w8 = w.astype(np.int8).reshape(-1)
+        data = pack_int4(w8) if layer.bits == 4 else w8
+        shared = [
+            o for o in model.subgraphs[0].operators if o is not op and any(x is t for x in o.inputs)
+        ]
+        if shared:
+            raise ValueError(f"head layer {layer.name!r} shares its weights with another op")
+        t.buffer = model_editor.Buffer(data=np.asarray(data).tobytes())
+    return lowbit._align(bytes(model.build()))

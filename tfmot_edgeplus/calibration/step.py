@@ -16,7 +16,7 @@ the label or comes within ``margin`` int8 logit steps of it,
 ``e[n, y] = -sum_{o != y} e[n, o]``: the gradient of a multi-class hinge loss, in integers.
 A hidden layer's output gets the output error through a fixed random +-1 matrix (direct
 feedback alignment: ``B_l[j, o] = +1`` if bit 0 of ``feedback_hash(l, j, o)`` is set, else
--1; never stored), gated by its ReLU:
+-1; never stored), gated by the unit being active (whether or not the layer has a fused ReLU):
 ``e_l[n, j] = clamp(sum_o B_l[j, o] e[n, o], -127, 127)`` where ``a_{l+1}[n, j] >
 output_zero_point`` (the unit's real output is positive), else 0.
 
@@ -58,6 +58,7 @@ then the first item whose running weight sum exceeds r).
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -310,10 +311,12 @@ def qcore_step(
     number of confidence levels tried. Returns a :class:`StepResult`; the input arrays are
     never modified.
     """
+    if head.num_classes < 2:
+        raise ValueError(f"the head has {head.num_classes} class; calibration needs at least 2")
     x, y = _check_samples(head, x, y)
-    if not isinstance(tries, int) or not 1 <= tries <= 16:
+    if not isinstance(tries, numbers.Integral) or not 1 <= tries <= 16:
         raise ValueError(f"tries must be an int in [1, 16] (confidence levels), got {tries!r}")
-    if not isinstance(margin, int) or not 1 <= margin <= MAX_MARGIN:
+    if not isinstance(margin, numbers.Integral) or not 1 <= margin <= MAX_MARGIN:
         raise ValueError(f"margin must be an int in [1, {MAX_MARGIN}], got {margin!r}")
     weights = head.weights() if weights is None else [np.array(w, np.int8) for w in weights]
     for l in nets:
@@ -380,6 +383,8 @@ def qcore_refresh(
     Returns ``(chosen item indices in draw order, their new counts, next rng state)``.
     """
     prior = np.asarray(prior_counts, np.int64)
+    if prior.size and prior.min() < 0:
+        raise ValueError(f"prior_counts must be >= 0, got {int(prior.min())}")
     counts = prior + miss_counts(history)
     if counts.shape != prior.shape:
         raise ValueError(f"history covers {counts.size} items but prior_counts has {prior.size}")

@@ -54,6 +54,7 @@ __all__ = [
     "pack",
     "qcore_refresh",
     "qcore_step",
+    "qcore_step_get_buffer_size",
     "requantize",
     "status_str",
     "unpack",
@@ -953,16 +954,9 @@ class Kernels:
 
     # -- QCore -------------------------------------------------------------------------
 
-    def qcore_step(self, head, nets, x, y, weights=None, margin=16, tries=6, scratch_bytes=None):
-        """``edgeplus_qcore_step``: the same arguments and the same
-        :class:`~tfmot_edgeplus.calibration.step.StepResult` as
-        :func:`tfmot_edgeplus.calibration.step.qcore_step` (``head`` an ``IntHead``,
-        ``nets`` a dict layer index -> ``FlipNet``, ``weights`` unpacked, default the
-        head's own); the weights are packed with the C packer for the call and the result's
-        unpacked. ``scratch_bytes`` defaults to ``edgeplus_qcore_step_get_buffer_size``."""
-        from tfmot_edgeplus.calibration.step import StepResult
-
-        fname = "edgeplus_qcore_step"
+    def _qcore_head(self, fname, head, nets, weights, margin, tries):
+        """The C structs of a head and its nets (every buffer they point into is in
+        ``keep``), checked in the C's order where the C cannot name the argument."""
         layers = list(head.layers)
         count = len(layers)
         if count == 0:
@@ -1037,6 +1031,31 @@ class Kernels:
             c_nets[int(l)] = ctypes.pointer(c)
             net_checks[int(l)] = (c, b1)
         chead = _QCoreHead(count, c_layers, c_nets, margin, tries)
+        return chead, c_layers, keep, checks, packed, net_checks
+
+    def qcore_step_get_buffer_size(self, head, nets, n: int) -> int:
+        """Scratch bytes of ``edgeplus_qcore_step`` for ``n`` samples (the C's
+        ``_get_buffer_size``)."""
+        fname = "edgeplus_qcore_step_get_buffer_size"
+        chead, *_ = self._qcore_head(fname, head, nets, None, 16, 6)
+        need = int(self.lib.edgeplus_qcore_step_get_buffer_size(ctypes.byref(chead), int(n)))
+        if need < 0:
+            _raise(fname, need, "head", f"the C refuses this head or n = {n}")
+        return need
+
+    def qcore_step(self, head, nets, x, y, weights=None, margin=16, tries=6, scratch_bytes=None):
+        """``edgeplus_qcore_step``: the same arguments and the same
+        :class:`~tfmot_edgeplus.calibration.step.StepResult` as
+        :func:`tfmot_edgeplus.calibration.step.qcore_step` (``head`` an ``IntHead``,
+        ``nets`` a dict layer index -> ``FlipNet``, ``weights`` unpacked, default the
+        head's own); the weights are packed with the C packer for the call and the result's
+        unpacked. ``scratch_bytes`` defaults to ``edgeplus_qcore_step_get_buffer_size``."""
+        from tfmot_edgeplus.calibration.step import StepResult
+
+        fname = "edgeplus_qcore_step"
+        chead, c_layers, _buffers, checks, packed, net_checks = self._qcore_head(
+            fname, head, nets, weights, margin, tries
+        )
         x = np.asarray(x)
         in0 = int(c_layers[0].in_features)
         if x.ndim != 2 or x.shape[1] != in0:
@@ -1076,7 +1095,7 @@ class Kernels:
         )
         if st != 0:
             first = _qcore_first_error(checks, net_checks, margin, tries, n)
-            classes = int(c_layers[count - 1].out_features)
+            classes = int(c_layers[len(head.layers) - 1].out_features)
             if first is not None and first[0] == st:
                 _raise(fname, *first)
             elif st == -6 and ((y < 0) | (y >= classes)).any():
@@ -1271,3 +1290,7 @@ def qcore_step(head, nets, x, y, weights=None, margin=16, tries=6):
 
 def qcore_refresh(prior_counts, history, size, seed):
     return get_kernels().qcore_refresh(prior_counts, history, size, seed)
+
+
+def qcore_step_get_buffer_size(head, nets, n: int) -> int:
+    return get_kernels().qcore_step_get_buffer_size(head, nets, n)

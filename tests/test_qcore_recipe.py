@@ -1,0 +1,200 @@
+"""QCore end to end on the IMU watch data (``qcore_continual``), the stream runner's metrics,
+``edgeplus qcore`` and the calibrated flatbuffer."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tfmot_edgeplus.calibration import METHODS, Chunk, StreamResult, run_stream
+from tfmot_edgeplus.qcore import QCoreConfig, qcore_continual, split_recordings
+
+TINY = dict(fp_epochs=3, stream_subjects=(7, 8), chunks_per_subject=1, episodes=4, max_steps=4)
+
+
+@pytest.fixture(scope="module")
+def tiny_run():
+    from tfmot_edgeplus import datasets
+
+    try:
+        return qcore_continual(QCoreConfig(**TINY), verbose=0)
+    except datasets.DatasetNotFoundError as err:
+        pytest.skip(str(err))
+
+
+@pytest.mark.slow
+def test_every_method_runs_and_reports_the_documented_metrics(tiny_run):
+    assert list(tiny_run.results) == list(METHODS)
+    assert [c.domain for c in tiny_run.chunks] == ["subject7", "subject8"]
+    for method, result in tiny_run.results.items():
+        m = result.metrics()
+        assert set(m) == {
+            "avg_acc",
+            "final_acc",
+            "forgetting",
+            "adapted_acc",
+            "before_acc",
+            "old_acc",
+            "step_wall_s",
+            "memory_bytes",
+        }
+        assert result.accuracy.shape == (3, 3)  # before + 2 chunks; old, subject7, subject8
+        assert all(0.0 <= m[k] <= 1.0 for k in ("avg_acc", "final_acc", "adapted_acc"))
+        assert m["before_acc"] == tiny_run.results["none"].metrics()["before_acc"]
+        if method == "none":
+            assert m["memory_bytes"] == 0 and m["forgetting"] == 0.0
+            assert np.all(result.accuracy == result.accuracy[0])
+        else:
+            assert m["memory_bytes"] > 0 and m["step_wall_s"] > 0
+    assert len(tiny_run.results["qcore_bitflip"].reports) == 2
+
+
+@pytest.mark.slow
+def test_qcore_never_lowers_accuracy_on_what_each_chunk_sees(tiny_run):
+    for report in tiny_run.results["qcore_bitflip"].reports:
+        assert report.accuracy_after >= report.accuracy_before
+        for step in report.steps:
+            if not step.kept:
+                assert step.correct_after <= step.correct_before or (
+                    step.correct_after == step.correct_before
+                    and step.margin_after <= step.margin_before
+                )
+
+
+@pytest.mark.slow
+def test_qcore_fits_in_the_memory_target(tiny_run):
+    mem = tiny_run.calibrator.memory(tiny_run.config.chunk_size)
+    assert mem["total_bytes"] == mem["core_bytes"] + mem["flipnet_bytes"] + mem["scratch_bytes"]
+    assert mem["scratch_bytes"] > 0 and mem["flipnet_bytes"] == 160
+    assert mem["total_bytes"] <= 32 * 1024
+
+
+@pytest.mark.slow
+def test_calibrated_flatbuffer_runs_in_tflm_like_the_calibrated_head(tiny_run):
+    from tfmot_edgeplus.runtime import TFLMRunner
+
+    cal = tiny_run.calibrator
+    assert any(not np.array_equal(w, l.weights) for w, l in zip(cal.weights, cal.head.layers)), (
+        "the stream should have changed the head (else this test checks nothing)"
+    )
+    x = tiny_run.chunks[0].x
+    logits = TFLMRunner(cal.model_bytes()).predict(x, dequantize=False).reshape(len(x), -1)
+    np.testing.assert_array_equal(logits, cal.predict(x))
+    untouched = TFLMRunner(tiny_run.model_bytes).predict(x, dequantize=False)
+    np.testing.assert_array_equal(untouched.reshape(len(x), -1), cal.predict(x, cal.head.weights()))
+
+
+@pytest.mark.slow
+def test_stream_runner_refuses_bad_streams(tiny_run):
+    cal = tiny_run.calibrator
+    x, y = tiny_run.chunks[0].x, tiny_run.chunks[0].y
+    with pytest.raises(ValueError, match="method must be one of"):
+        run_stream(cal, [Chunk("a", x, y)], {"a": (x, y)}, "sgd")
+    with pytest.raises(ValueError, match="chunk 0 .'a'. is empty"):
+        run_stream(cal, [Chunk("a", x[:0], y[:0])], {"a": (x, y)}, "none")
+    with pytest.raises(ValueError, match=r"no eval set; pass eval_sets\['b'\]"):
+        run_stream(cal, [Chunk("b", x, y)], {"a": (x, y)}, "none")
+    with pytest.raises(ValueError, match="needs replay_pool"):
+        run_stream(cal, [Chunk("a", x, y)], {"a": (x, y)}, "replay")
+    with pytest.raises(ValueError, match="outside the head's class range"):
+        run_stream(cal, [Chunk("a", x, y + 7)], {"a": (x, y)}, "qcore_bitflip")
+
+
+def test_stream_metrics_follow_their_definitions():
+    # eval sets: old, a, b; chunks a, a, b; rows: before, after each chunk
+    acc = np.array(
+        [
+            [0.9, 0.5, 0.4],
+            [0.8, 0.6, 0.4],
+            [0.8, 0.7, 0.5],
+            [0.7, 0.6, 0.8],
+        ]
+    )
+    r = StreamResult("x", ["old", "a", "b"], ["a", "a", "b"], acc, [1.0, 2.0, 3.0], 10)
+    m = r.metrics()
+    np.testing.assert_allclose(r.seen_accuracy(), [0.6, 0.7, 0.7])
+    assert m["avg_acc"] == pytest.approx(2.0 / 3)
+    assert m["final_acc"] == pytest.approx(0.7)
+    assert m["adapted_acc"] == pytest.approx((0.7 + 0.8) / 2)
+    assert m["forgetting"] == pytest.approx(0.1)  # a: best 0.7 after its chunks, ends 0.6
+    assert m["before_acc"] == pytest.approx(0.45)
+    assert m["old_acc"] == pytest.approx(0.7)
+    assert m["step_wall_s"] == pytest.approx(2.0) and m["memory_bytes"] == 10
+
+
+def test_recordings_split_in_time_without_overlap():
+    from tfmot_edgeplus.datasets.imu_watch import imu_watch
+
+    ds = imu_watch(overlap=0.5)
+    ds = ds.select(ds.subject == 7)
+    first, second = split_recordings(ds, 0.5)
+    for rec in np.unique(ds.recording):
+        idx = np.flatnonzero(ds.recording == rec)
+        a = np.flatnonzero(first.recording == rec)
+        b = np.flatnonzero(second.recording == rec)
+        assert len(a) + len(b) == len(idx) - 1  # one window dropped at the seam
+        # the windows of `second` start at least a full window after the last of `first`
+        assert np.array_equal(first.x[a], ds.x[idx[: len(a)]])
+        assert np.array_equal(second.x[b], ds.x[idx[len(a) + 1 :]])
+
+
+def test_config_names_the_bad_value():
+    with pytest.raises(ValueError, match="weight_bits must be 4 or 8"):
+        QCoreConfig(weight_bits=2)
+    with pytest.raises(ValueError, match="disjoint"):
+        QCoreConfig(stream_subjects=(4, 7))
+    with pytest.raises(ValueError, match="methods must be some of"):
+        QCoreConfig(methods=("none", "ewc"))
+    with pytest.raises(ValueError, match="chunk_size must be an int >= 1, got 0"):
+        QCoreConfig(chunk_size=0)
+
+
+@pytest.mark.slow
+def test_qcore_command_writes_models_report_and_plot(tmp_path):
+    from click.testing import CliRunner
+
+    from tfmot_edgeplus.cli import main
+
+    result = CliRunner().invoke(
+        main,
+        [
+            "qcore",
+            "--bits",
+            "8",
+            "--stream-subjects",
+            "9",
+            "--chunks-per-subject",
+            "1",
+            "--fp-epochs",
+            "2",
+            "--methods",
+            "none,qcore_bitflip",
+            "--out",
+            str(tmp_path),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "qcore_bitflip" in result.output
+    files = {p.name for p in tmp_path.iterdir()}
+    assert {
+        "imu_watch_w8a8.tflite",
+        "imu_watch_w8a8_qcore.tflite",
+        "qcore.json",
+        "qcore.png",
+    } <= files
+    record = json.loads((tmp_path / "qcore.json").read_text())
+    assert [r["method"] for r in record["rows"]] == ["none", "qcore_bitflip"]
+    assert record["chunks"] == ["subject9"]
+
+
+def test_qcore_command_refuses_bad_subjects():
+    from click.testing import CliRunner
+
+    from tfmot_edgeplus.cli import main
+
+    result = CliRunner().invoke(main, ["qcore", "--stream-subjects", "1,7"])
+    assert result.exit_code != 0 and "disjoint" in result.output
+    result = CliRunner().invoke(main, ["qcore", "--stream-subjects", "seven"])
+    assert result.exit_code != 0 and "comma-separated integers" in result.output
