@@ -239,3 +239,28 @@ def test_write_head_puts_calibrated_weights_into_the_flatbuffer(converted):
         write_head(model_bytes, head, [w * 0 + qmax + 1 for w in new])
     with pytest.raises(ValueError, match="1 weight arrays for a head of 2 layers"):
         write_head(model_bytes, head, new[:1])
+
+
+def test_step_refuses_a_flip_net_trained_for_other_bits(converted):
+    bits, model_bytes, _, _ = converted
+    head = split_head(model_bytes, layers=1)
+    net = _random_net(np.random.default_rng(0))
+    other = 8 if bits == 4 else 4
+    net.bits = other
+    with pytest.raises(ValueError, match=f"trained for {other}-bit weights, but the layer uses"):
+        qcore_step(head, {0: net}, np.zeros((2, 12), np.int8), np.array([1, 2]))
+
+
+def test_calibrator_refuses_a_chunk_over_the_memory_budget(converted):
+    _, model_bytes, x, y = converted
+    cal = BitFlipCalibrator(model_bytes, head_layers=1, core_size=10, memory_budget=2000)
+    cal.fit((x[:10], y[:10]), [(x[100:200], y[100:200])], chunk_size=20, episodes=2, epochs=2)
+    assert all(net.bits == cal.head.layers[l].bits for l, net in cal.nets.items())
+    before = [w.copy() for w in cal.weights]
+    with pytest.raises(ValueError, match=r"needs \d+ device bytes .* over memory_budget=2000"):
+        cal.calibrate(x[:200], y[:200])
+    for w0, w1 in zip(before, cal.weights):
+        np.testing.assert_array_equal(w0, w1)
+    assert cal.calibrate(x[:20], y[:20]).accuracy_after >= 0  # a small chunk fits
+    with pytest.raises(ValueError, match="memory_budget must be an int >= 1"):
+        BitFlipCalibrator(model_bytes, memory_budget=0)

@@ -26,7 +26,9 @@
 - :meth:`calibrate` is the device loop on one chunk: up to ``max_steps``
   :func:`qcore_step` calls on QCore U chunk, each trying ``tries`` confidence levels
   (stopping at the first step that is rolled back), then :func:`qcore_refresh` draws the
-  next QCore from QCore U chunk by misses.
+  next QCore from QCore U chunk by misses. A chunk whose device memory (QCore + flip
+  networks + the C step's scratch on QCore U chunk, :meth:`memory`) would exceed
+  ``memory_budget`` bytes (default 32 KB) is refused before anything runs.
 """
 
 from __future__ import annotations
@@ -122,7 +124,7 @@ def _fit_mlp(f, t, hidden, epochs, seed, batch=4096, lr=0.01, clip=2.0):
     return params
 
 
-def _quantize_mlp(params, f_int) -> FlipNet:
+def _quantize_mlp(params, f_int, bits: int) -> FlipNet:
     """int8 FlipNet from the float MLP (inputs are ``f_int / 127``); hidden scale from the
     largest hidden activation on the training features."""
     w1, b1, w2, b2 = params
@@ -140,7 +142,7 @@ def _quantize_mlp(params, f_int) -> FlipNet:
     b2q = int(np.clip(round(float(b2[0]) / out_scale), -(2**30), 2**30))
     threshold = min(2**30, max(1, math.ceil((1 / 6) / out_scale)))
     b1q = np.clip(b1q, -(2**30), 2**30).astype(np.int32)
-    return FlipNet(w1q, b1q, m1, s1, w2q, b2q, threshold)
+    return FlipNet(w1q, b1q, m1, s1, w2q, b2q, threshold, bits)
 
 
 class BitFlipCalibrator:
@@ -154,8 +156,9 @@ class BitFlipCalibrator:
         core_size: int = 20,
         hidden: int = 16,
         margin: int = 16,
-        max_steps: int = 4,
+        max_steps: int = 10,
         tries: int = 6,
+        memory_budget: int | None = 32 * 1024,
         seed: int = 1,
     ):
         from tfmot_edgeplus.runtime import TFLMRunner
@@ -179,10 +182,15 @@ class BitFlipCalibrator:
         ):
             if not isinstance(value, int) or value < lo:
                 raise ValueError(f"{name} must be an int >= {lo}, got {value!r}")
+        if memory_budget is not None and (not isinstance(memory_budget, int) or memory_budget < 1):
+            raise ValueError(
+                f"memory_budget must be an int >= 1 (bytes) or None, got {memory_budget!r}"
+            )
         if not 0 < seed < 2**32:
             raise ValueError(f"seed must be in [1, 2**32), got {seed}")
         self.core_size, self.hidden, self.margin = core_size, hidden, int(margin)
         self.max_steps, self.tries = max_steps, tries
+        self.memory_budget = memory_budget
         self.seed = seed
         self._model_bytes = bytes(model_bytes)
         self._backbone = TFLMRunner(self.head.backbone)
@@ -269,7 +277,7 @@ class BitFlipCalibrator:
             f_int = np.concatenate(rows[l][0])
             t = np.concatenate(rows[l][1])
             params = _fit_mlp(f_int.astype(np.float32) / 127, t, self.hidden, epochs, self.seed + l)
-            net = _quantize_mlp(params, f_int)
+            net = _quantize_mlp(params, f_int, self.head.layers[l].bits)
             self.nets[l] = net
             decided = net.decide(f_int)
             nz = t != 0
@@ -291,6 +299,15 @@ class BitFlipCalibrator:
         x, y = np.asarray(x), np.asarray(y)
         if len(x) == 0:
             raise ValueError("the chunk is empty: pass at least one labeled sample")
+        if self.memory_budget is not None:
+            mem = self.memory(len(x))
+            if mem["total_bytes"] > self.memory_budget:
+                raise ValueError(
+                    f"calibrating a chunk of {len(x)} samples needs {mem['total_bytes']} device "
+                    f"bytes (QCore {mem['core_bytes']}, flip nets {mem['flipnet_bytes']}, "
+                    f"scratch {mem['scratch_bytes']}), over memory_budget={self.memory_budget}; "
+                    "pass smaller chunks, a smaller core_size, or raise memory_budget"
+                )
         fx = self.features(x)
         items_x = np.concatenate([self.core_x, fx])
         items_y = np.concatenate([self.core_y, y.astype(np.int64)])

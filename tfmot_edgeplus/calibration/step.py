@@ -193,6 +193,7 @@ class FlipNet:
     w2: np.ndarray  # int8 (H,)
     b2: int
     threshold: int
+    bits: int | None = None  # weight bit-width it was trained for (None: any)
 
     def __post_init__(self):
         self.w1 = np.asarray(self.w1, np.int8)
@@ -319,10 +320,16 @@ def qcore_step(
     if not isinstance(margin, numbers.Integral) or not 1 <= margin <= MAX_MARGIN:
         raise ValueError(f"margin must be an int in [1, {MAX_MARGIN}], got {margin!r}")
     weights = head.weights() if weights is None else [np.array(w, np.int8) for w in weights]
-    for l in nets:
+    for l, net in nets.items():
         if not 0 <= l < len(head.layers):
             raise ValueError(
                 f"flip net for layer {l}, but the head has layers 0..{len(head.layers) - 1}"
+            )
+        if net.bits is not None and net.bits != head.layers[l].bits:
+            raise ValueError(
+                f"the flip net for layer {l} ({head.layers[l].name!r}) was trained for "
+                f"{net.bits}-bit weights, but the layer uses {head.layers[l].bits}-bit weights; "
+                "fit the calibrator on this model"
             )
     acts = head.activations(x, weights)
     mask_b, c_b, m_b = score(acts[-1], y)

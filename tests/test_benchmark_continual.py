@@ -1,0 +1,49 @@
+"""benchmarks/continual.py on a tiny real configuration (W4, one seed, 2 float epochs)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from benchmarks import continual
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_run():
+    from tfmot_edgeplus import datasets
+
+    m4 = shutil.which("arm-none-eabi-gcc") is not None and shutil.which("qemu-system-arm")
+    try:
+        return continual.run(continual.Config.quick(fp_epochs=2, m4=bool(m4))), bool(m4)
+    except datasets.DatasetNotFoundError as err:
+        pytest.skip(str(err))
+
+
+def test_rows_are_one_per_method_with_the_documented_keys(tiny_run):
+    (rows, env), m4 = tiny_run
+    assert [r["method"] for r in rows] == ["none", "qcore_bitflip", "bp_finetune", "replay"]
+    for row in rows:
+        assert tuple(row) == continual.ROW_KEYS
+        assert row["weight_bits"] == 4
+        assert all(0.0 <= row[k] <= 1.0 for k in ("avg_acc", "final_acc", "adapted_acc"))
+    none, qcore, bp, replay = rows
+    assert none["memory_bytes"] == 0 and none["step_m4_instructions"] is None
+    assert 0 < qcore["memory_bytes"] <= 32 * 1024
+    assert bp["memory_bytes"] == replay["memory_bytes"] > 0
+    if m4:
+        assert qcore["step_m4_instructions"] >= qcore["iteration_m4_instructions"] > 0
+        assert bp["step_m4_instructions"] > bp["iteration_m4_instructions"] > 0
+    assert len(env["curves"]["w4"]["qcore_bitflip"]) == 8  # 4 subjects x 2 chunks
+
+
+def test_report_and_plot_are_written(tiny_run, tmp_path):
+    from benchmarks._report import write_report
+
+    (rows, env), _ = tiny_run
+    path = write_report(continual.NAME, True, rows, tmp_path / "c.json", env_extra=env)
+    assert json.loads(path.read_text())["rows"] == rows
+    assert continual.plot(env, tmp_path / "c.png").stat().st_size > 10_000
