@@ -396,12 +396,14 @@ def test_refresh_errors_name_the_argument(k):
 
 @pytest.mark.parametrize("bits", (4, 8))
 def test_step_scratch_size_follows_the_documented_formula(bits):
-    """edgeplus_ops.h: 4 + n*S + 4*n*(C+1) + 6*T + Wc + Bc, here one calibrated 32 -> 7 layer."""
+    """edgeplus_ops.h: 4 + n*S + 4*n*(F+2) + 6*T + Wc + max(4*Wm, Bc) + R, here one calibrated
+    32 -> 7 layer (F = 7, Wm = Wc, R = 32 at W4, 0 at W8); 4 + n*S without flip networks."""
     from tfmot_edgeplus.runtime.kernels import qcore_step_get_buffer_size
 
     rng = np.random.default_rng(0)
     head, _ = _head(rng, [32, 7], bits, 4)
     n, s, c, t, wc = 60, 7, 7, 32, 7 * 32
-    expected = 4 + n * s + 4 * n * (c + 1) + 6 * t + wc + wc * bits // 8
+    r = 32 if bits == 4 else 0
+    expected = 4 + n * s + 4 * n * (c + 2) + 6 * t + wc + max(4 * wc, wc * bits // 8) + r
     assert qcore_step_get_buffer_size(head, {0: _net(rng, 16)}, n) == expected
     assert qcore_step_get_buffer_size(head, {}, n) == 4 + n * s

@@ -95,35 +95,43 @@ edgeplus_status edgeplus__qcore_check(const edgeplus_qcore_head *head, int32_t n
 
 void edgeplus__qcore_layout(const edgeplus_qcore_head *head, int32_t n, ep_qcore_layout *lay)
 {
-    int64_t sum_out = 0, t = 0, wc = 0, bc = 0;
+    int64_t sum_out = 0, t = 0, wc = 0, bc = 0, wmax = 0, r = 0, first_out = 0;
     int32_t l;
-    const int64_t classes = head->layers[head->num_layers - 1].out_features;
     int calibrated = 0;
     for (l = 0; l < head->num_layers; l++) {
         const edgeplus_fc_layer *ly = &head->layers[l];
         const int64_t count = (int64_t)ly->out_features * ly->in_features;
         sum_out += ly->out_features;
+        if (ly->w_bits == 4) {
+            r = ly->in_features > r ? ly->in_features : r;
+        }
         if (ep_qcore_calibrated(head, l)) {
+            if (!calibrated) {
+                first_out = ly->out_features;
+            }
             calibrated = 1;
             wc += count;
             bc += (count * ly->w_bits + 7) / 8;
+            wmax = count > wmax ? count : wmax;
             t = ly->in_features > t ? ly->in_features : t;
             t = ly->out_features > t ? ly->out_features : t;
         }
     }
     if (!calibrated) {
-        lay->e_out = lay->ecol = lay->tmp32 = lay->acts = 0;
-        lay->codes = lay->backup = lay->a8 = lay->e8 = lay->total = n * sum_out;
+        lay->ecol = lay->elab = lay->tmp32 = lay->acc = lay->gbuf = lay->acts = 0;
+        lay->codes = lay->a8 = lay->e8 = lay->row = lay->total = n * sum_out;
         return;
     }
     /* int32 parts first: every one starts 4-byte aligned */
-    lay->e_out = 0;
-    lay->ecol = lay->e_out + 4 * (int64_t)n * classes;
-    lay->tmp32 = lay->ecol + 4 * (int64_t)n;
-    lay->acts = lay->tmp32 + 4 * t;
+    lay->ecol = 0;
+    lay->elab = lay->ecol + 4 * (int64_t)n;
+    lay->tmp32 = lay->elab + 4 * (int64_t)n;
+    lay->acc = lay->tmp32 + 4 * t;
+    lay->gbuf = lay->acc + 4 * (int64_t)n * first_out;
+    lay->acts = lay->gbuf + (4 * wmax > bc ? 4 * wmax : bc);
     lay->codes = lay->acts + (int64_t)n * sum_out;
-    lay->backup = lay->codes + wc;
-    lay->a8 = lay->backup + bc;
+    lay->a8 = lay->codes + wc;
     lay->e8 = lay->a8 + t;
-    lay->total = lay->e8 + t;
+    lay->row = lay->e8 + t;
+    lay->total = lay->row + r;
 }

@@ -16,15 +16,18 @@ EP_INLINE int ep_qcore_calibrated(const edgeplus_qcore_head *head, int32_t l)
 /* Scratch layout of edgeplus_qcore_step: byte offsets from the 4-byte aligned base
  * (see edgeplus_qcore_step_get_buffer_size in edgeplus_ops.h). */
 typedef struct {
-    int64_t e_out;  /* int32 [n][classes] output errors */
-    int64_t ecol;   /* int32 [n] error column of one unit */
-    int64_t tmp32;  /* int32 [t] raw A or E sums */
-    int64_t acts;   /* int8 [n][sum of out_features] activations */
-    int64_t codes;  /* int8 flip level per calibrated weight */
-    int64_t backup; /* packed bytes of the calibrated layers */
-    int64_t a8;     /* int8 [t] A feature */
-    int64_t e8;     /* int8 [t] E feature */
-    int64_t total;  /* bytes after the aligned base */
+    int64_t ecol;  /* int32 [n] error column of one unit */
+    int64_t elab;  /* int32 [n] the labels' output errors */
+    int64_t tmp32; /* int32 [t] raw A or E sums */
+    int64_t acc;   /* int32 [out][n] accumulators of the first calibrated layer */
+    int64_t gbuf;  /* int32 G per weight of one calibrated layer, later the backup of
+                    * the calibrated layers' packed bytes (the larger of the two) */
+    int64_t acts;  /* int8 [n][sum of out_features] activations */
+    int64_t codes; /* int8 flip level per calibrated weight */
+    int64_t a8;    /* int8 [t] A feature */
+    int64_t e8;    /* int8 [t] E feature */
+    int64_t row;   /* int8 [r] one unpacked 4-bit weight row */
+    int64_t total; /* bytes after the aligned base */
 } ep_qcore_layout;
 
 /* The step's checks of the head (layers, nets, margin, tries) and n, in a fixed order

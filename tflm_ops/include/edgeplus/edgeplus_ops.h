@@ -247,17 +247,20 @@ edgeplus_status edgeplus_bitflip_apply(int8_t *weights, const int8_t *update, in
  * edgeplus_status when the head is invalid (the step's checks of head, nets and n).
  * It includes 4 bytes of alignment slack: any ctx of this size works, and the step
  * refuses (EDGEPLUS_ERR_SCRATCH) from 5 bytes below it on. With S = sum of the layers'
- * out_features, C = the classes (last out_features), and over the calibrated layers K
- * (nets[l] != NULL):
- * T = max(in_features, out_features), Wc = sum out*in, Bc = sum
+ * out_features, R = the largest in_features of a 4-bit layer (0 if none), and over the
+ * calibrated layers K (nets[l] != NULL): F = out_features of the first of them,
+ * T = max(in_features, out_features), Wc = sum out*in, Wm = max out*in, Bc = sum
  * edgeplus_packed_bytes(out*in, w_bits):
- *   4 + n*S                                   (K empty)
- *   4 + n*S + 4*n*(C + 1) + 6*T + Wc + Bc     (otherwise)
- * = alignment slack | int32 output errors [n][C] | int32 error column [n] | int32 [T]
- * (raw A or E sums) | int8 activations of every layer [n][S] | int8 flip level per
- * calibrated weight [Wc] | backup of the calibrated layers' packed weights [Bc] | int8
- * A and E features [T] each. The IMU head 64 -> 32 -> 7, both layers calibrated,
- * n = 60: 9,192 bytes at W8, 8,056 at W4. */
+ *   4 + n*S                                                      (K empty)
+ *   4 + n*S + 4*n*(F + 2) + 6*T + Wc + max(4*Wm, Bc) + R           (otherwise)
+ * = alignment slack | int32 error column [n] | int32 label errors [n] | int32 [T] (raw A
+ * or E sums) | int32 accumulators of the first calibrated layer [F][n] (kept through the
+ * levels) | int32 G of one calibrated layer [Wm], later the backup of the calibrated
+ * layers' packed weights [Bc] | int8 activations of every layer [n][S] | int8 flip level
+ * per calibrated weight [Wc] | int8 A and E features [T] each | one 4-bit weight row
+ * unpacked to int8 [R]. One calibrated IMU layer 32 -> 7 at W4, n = 60: 3,928 bytes;
+ * the head 64 -> 32 -> 7, both layers calibrated, n = 60: 20,636 bytes at W8, 19,566 at
+ * W4. */
 int32_t edgeplus_qcore_step_get_buffer_size(const edgeplus_qcore_head *head, int32_t n);
 
 /* One QCore step on n samples x ([n][layers[0].in_features] int8, the head's inputs)
