@@ -2,7 +2,7 @@
 
 ::
 
-    cal = BitFlipCalibrator(model_bytes, head_layers=2, calibrate="all", core_size=20)
+    cal = BitFlipCalibrator(model_bytes, head_layers=1, core_size=20)
     cal.fit(core=(x_core, y_core), shifts=[(x_a, y_a), (x_b, y_b)])   # offline, on the host
     report = cal.calibrate(x_chunk, y_chunk)    # on the device: QCore + chunk, bit flips
     cal.evaluate(x_test, y_test)                # the calibrated integer model
