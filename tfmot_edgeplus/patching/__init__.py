@@ -1,6 +1,40 @@
-"""QuantMCU patch-based inference. For now: the NumPy reference of the tflm_ops conv kernels
-(bit-exact with the C), on whole tensors and on patch windows."""
+"""QuantMCU patch-based inference (ALGORITHMS.md section 4).
 
+Planning (a Keras model and calibration data -> a :class:`PatchPlan`)::
+
+    p = patching.plan(model, x_calib, sram_budget=256 * 1024)   # search + VDPC + VDQS
+    print(p.summary()); p.plot("plan.png"); p.to_json(); p.check(model)
+
+Building blocks: :func:`read_graph` (the spatial prefix of a model), :func:`receptive_fields`,
+:class:`PatchPlanner` (steps, peak-SRAM and BitOPs models, the split/grid search),
+:func:`vdpc` / :func:`vdqs` (outlier patches, bits per feature map).
+
+Kernels: the NumPy reference of the tflm_ops conv kernels (bit-exact with the C), on whole
+tensors and on patch windows.
+"""
+
+from tfmot_edgeplus.patching.graph import (
+    GraphError,
+    ModelGraph,
+    NoSpatialStageError,
+    SpatialOp,
+    read_graph,
+)
+from tfmot_edgeplus.patching.patch_plan import (
+    LayerRecord,
+    PatchPlan,
+    PlanConfig,
+    PlanMismatchError,
+    plan,
+)
+from tfmot_edgeplus.patching.planner import (
+    Candidate,
+    PatchPlanner,
+    PlanError,
+    Step,
+    build_steps,
+    receptive_fields,
+)
 from tfmot_edgeplus.patching.reference import (
     ConvArgumentError,
     ConvParams,
@@ -11,8 +45,33 @@ from tfmot_edgeplus.patching.reference import (
     make_conv_params,
     quantize_multiplier,
 )
+from tfmot_edgeplus.patching.vdq import StageRunner, VDPCResult, VDQSResult, vdpc, vdqs
 
-__all__ = [
+__all__ = [  # noqa: RUF022  (grouped by use, not sorted)
+    # planning
+    "plan",
+    "PatchPlan",
+    "PlanConfig",
+    "LayerRecord",
+    "PlanError",
+    "PlanMismatchError",
+    # building blocks
+    "read_graph",
+    "ModelGraph",
+    "SpatialOp",
+    "GraphError",
+    "NoSpatialStageError",
+    "receptive_fields",
+    "build_steps",
+    "Step",
+    "PatchPlanner",
+    "Candidate",
+    "StageRunner",
+    "vdpc",
+    "vdqs",
+    "VDPCResult",
+    "VDQSResult",
+    # kernels (NumPy reference of tflm_ops)
     "ConvArgumentError",
     "ConvParams",
     "conv2d",
