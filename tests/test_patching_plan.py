@@ -124,11 +124,11 @@ def test_read_graph_through_tfmot_quantize_wrappers(tiny):
     from tfmot_edgeplus import EdgePlusQuantizeScheme, quantize_model
 
     g = read_graph(quantize_model(tiny, EdgePlusQuantizeScheme(4, 8)))
-    assert [(op.name, op.kind) for op in g.ops][:3] == [
-        ("quantize_layer", "act"),
-        ("quant_c1", "conv"),
-        ("quant_r1", "act"),
-    ]
+    # TF-MOT's input QuantizeLayer gets a global Keras name ("quantize_layer_<k>" once other
+    # tests have built some), so only its prefix is pinned
+    first, *rest = [(op.name, op.kind) for op in g.ops][:3]
+    assert first[0].startswith("quantize_layer") and first[1] == "act"
+    assert rest == [("quant_c1", "conv"), ("quant_r1", "act")]
     assert g.op("quant_c2").dilation == (2, 2) and [op.name for op in g.tail] == [
         "quant_f",
         "quant_d",
