@@ -61,6 +61,7 @@ from benchmarks.kernels_m4 import (
     _run,
     _text_bytes,
     _tool,
+    run_qemu,
 )
 
 __all__ = ["m4_calibration_cost", "parse_qcore_output", "write_case_header"]
@@ -423,27 +424,7 @@ def m4_calibration_cost(
         600,
         "make qcore-bench",
     )
-    m4_text = _run(
-        [
-            "timeout",
-            "--kill-after=5",
-            str(int(timeout)),
-            qemu,
-            "-M",
-            "mps2-an386",
-            "-nographic",
-            "-monitor",
-            "none",
-            "-semihosting-config",
-            "enable=on,target=native",
-            "-icount",
-            "shift=0",
-            "-kernel",
-            str(build / "qcore_bench.elf"),
-        ],
-        timeout + 30,
-        "QEMU run of qcore_bench.elf",
-    )
+    m4_text = run_qemu(qemu, build / "qcore_bench.elf", timeout)
     m4 = parse_qcore_output(m4_text)
     calib = int(m4.get("CALIB", {}).get("instr_per_tick_x1000", 0))
     if abs(calib - INSTR_PER_TICK * 1000) > 100:

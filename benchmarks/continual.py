@@ -52,15 +52,11 @@ from benchmarks._report import save_figure, write_report
 from benchmarks._tasks import say
 
 NAME = "continual"
+_MEAN_KEYS = ("avg_acc", "final_acc", "adapted_acc", "forgetting", "old_acc", "step_wall_s")
 ROW_KEYS = (
     "weight_bits",
     "method",
-    "avg_acc",
-    "final_acc",
-    "adapted_acc",
-    "forgetting",
-    "old_acc",
-    "step_wall_s",
+    *_MEAN_KEYS,
     "step_m4_instructions",
     "iteration_m4_instructions",
     "memory_bytes",
@@ -109,7 +105,7 @@ def _m4_cost(run) -> dict | None:
 
 def run(config: Config) -> tuple[list[dict], dict]:
     from tfmot_edgeplus.calibration import METHODS
-    from tfmot_edgeplus.qcore import QCoreConfig, qcore_continual
+    from tfmot_edgeplus.qcore import QCoreConfig, qcore_continual, recovery
 
     rows, env = [], {"seeds": list(config.seeds), "curves": {}, "m4": {}}
     for bits in config.weight_bits:
@@ -130,8 +126,6 @@ def run(config: Config) -> tuple[list[dict], dict]:
         means = {
             m: {k: float(np.mean([x[k] for x in v])) for k in v[0]} for m, v in per_method.items()
         }
-        gain_bp = means["bp_finetune"]["adapted_acc"] - means["none"]["adapted_acc"]
-        gain_q = means["qcore_bitflip"]["adapted_acc"] - means["none"]["adapted_acc"]
         for m in METHODS:
             mean = means[m]
             instr = iteration = None
@@ -142,23 +136,11 @@ def run(config: Config) -> tuple[list[dict], dict]:
             row = {
                 "weight_bits": bits,
                 "method": m,
-                **{
-                    k: mean[k]
-                    for k in (
-                        "avg_acc",
-                        "final_acc",
-                        "adapted_acc",
-                        "forgetting",
-                        "old_acc",
-                        "step_wall_s",
-                    )
-                },
+                **{k: mean[k] for k in _MEAN_KEYS},
                 "step_m4_instructions": instr,
                 "iteration_m4_instructions": iteration,
                 "memory_bytes": int(mean["memory_bytes"]),
-                "recovery": (gain_q / gain_bp if gain_bp > 0 else None)
-                if m == "qcore_bitflip"
-                else None,
+                "recovery": recovery(means) if m == "qcore_bitflip" else None,
                 **{
                     f"{k}_std": float(np.std([x[k] for x in per_method[m]]))
                     for k in ("avg_acc", "final_acc", "adapted_acc")
@@ -176,20 +158,14 @@ def plot(env: dict, path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from tfmot_edgeplus.qcore import plot_curves
+
     panels = env["curves"]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False)
     for ax, (name, curves) in zip(axes[0], panels.items()):
-        for method, curve in curves.items():
-            ax.plot(
-                range(1, len(curve) + 1),
-                curve,
-                marker="o",
-                label=method,
-                linestyle=":" if method == "none" else "-",
-            )
+        plot_curves(ax, curves)
         ax.set_xlabel("chunk (2 per new subject: 7, 8, 9, 10)")
         ax.set_title(f"IMU watch, {name.upper()} head, mean of {len(env['seeds'])} seeds")
-        ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("accuracy on the subjects seen so far")
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()

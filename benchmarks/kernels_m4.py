@@ -80,6 +80,17 @@ def _run(cmd: list[str], timeout: float, what: str) -> str:
     return proc.stdout
 
 
+def run_qemu(qemu: str, elf: Path, timeout: float) -> str:
+    """Run a bare-metal ``elf`` on QEMU's Cortex-M4F (mps2-an386, semihosting, ``-icount
+    shift=0`` so SysTick counts instructions); its output, or BenchmarkError."""
+    cmd = [
+        "timeout", "--kill-after=5", str(int(timeout)), qemu, "-M", "mps2-an386", "-nographic",
+        "-monitor", "none", "-semihosting-config", "enable=on,target=native", "-icount",
+        "shift=0", "-kernel", str(elf),
+    ]  # fmt: skip
+    return _run(cmd, timeout + 30, "QEMU run of " + elf.name)
+
+
 def parse_bench_output(text: str) -> tuple[int | None, list[dict]]:
     """Parse bench_main.c's lines into (instr_per_tick_x1000, cases); raise on BENCH_ERROR."""
     calib = None
@@ -164,27 +175,7 @@ def run(quick: bool, opt: str = "-Ofast", timeout: float = 600.0) -> tuple[list[
     elf = build / ("bench_quick.elf" if quick else "bench.elf")
     host_exe = build / ("bench_quick_host" if quick else "bench_host")
 
-    m4_out = _run(
-        [
-            "timeout",
-            "--kill-after=5",
-            str(int(timeout)),
-            qemu,
-            "-M",
-            "mps2-an386",
-            "-nographic",
-            "-monitor",
-            "none",
-            "-semihosting-config",
-            "enable=on,target=native",
-            "-icount",
-            "shift=0",
-            "-kernel",
-            str(elf),
-        ],
-        timeout + 30,
-        "QEMU run of " + elf.name,
-    )
+    m4_out = run_qemu(qemu, elf, timeout)
     calib, m4_cases = parse_bench_output(m4_out)
     if calib is None or abs(calib - INSTR_PER_TICK * 1000) > 100:
         raise BenchmarkError(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from qcore_helpers import converted_mlp, random_flipnet
 
 from tfmot_edgeplus.calibration.head import HeadLayer, IntHead
 from tfmot_edgeplus.calibration.step import FlipNet, qcore_refresh, qcore_step
@@ -110,15 +111,7 @@ def _head(rng, dims, bits, n, extreme=False) -> tuple[IntHead, np.ndarray]:
 
 def _net(rng, hidden, extreme=False) -> FlipNet:
     if not extreme:
-        return FlipNet(
-            rng.integers(-127, 128, (hidden, 4)),
-            rng.integers(-2000, 2000, hidden),
-            1 << 30,
-            -6,
-            rng.integers(-127, 128, hidden),
-            int(rng.integers(-500, 500)),
-            int(rng.integers(50, 400)),
-        )
+        return random_flipnet(rng, hidden)
     big = rng.random() < 0.3
     return FlipNet(
         rng.integers(-128, 128, (hidden, 4)),
@@ -206,26 +199,24 @@ def test_step_chains_weights_and_leaves_the_inputs_alone(k):
 def converted_head():
     """The W4 model of tests/test_qcore_step.py, split into backbone + 2-layer head, and the
     head inputs (backbone outputs in TFLM) of 60 samples with their labels."""
-    from test_qcore_step import _converted_mlp
 
     from tfmot_edgeplus.calibration.head import split_head
     from tfmot_edgeplus.runtime import TFLMRunner
 
-    model_bytes, x, y = _converted_mlp(4)
+    model_bytes, x, y = converted_mlp(4)
     head = split_head(model_bytes, layers=2)
     feats = TFLMRunner(head.backbone).predict(x[:60], dequantize=False).reshape(60, -1)
     return head, feats, y[:60]
 
 
 def test_step_matches_the_reference_on_the_converted_model(k, converted_head):
-    from test_qcore_step import _random_net
 
     head, feats, y = converted_head
     assert [layer.bits for layer in head.layers] == [4, 4]
     rng = np.random.default_rng(1)
     seen = set()
     for trial in range(12):
-        nets = {l: _random_net(rng) for l in (0, 1) if trial % 3 or l == 1}
+        nets = {l: random_flipnet(rng) for l in (0, 1) if trial % 3 or l == 1}
         ref = qcore_step(head, nets, feats, y)
         got = k.qcore_step(head, nets, feats, y)
         _assert_same(ref, got, f"trial {trial}")

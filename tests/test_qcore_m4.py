@@ -17,6 +17,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from qcore_helpers import converted_mlp, random_flipnet
 
 from benchmarks import _qcore_m4
 from benchmarks.kernels_m4 import BenchmarkError
@@ -31,34 +32,11 @@ needs_m4 = pytest.mark.skipif(
 )
 
 
-def _converted_mlp(bits: int, seed: int = 0):
-    """tests/test_qcore_step.py's model: 16 -> 24 (ReLU) -> 12 (ReLU) -> 5 Dense on a
-    learnable synthetic task, PTQ-quantized at ``bits`` and converted full-integer."""
-    from tfmot_edgeplus._compat import keras, tf
-    from tfmot_edgeplus.conversion import convert
-    from tfmot_edgeplus.cora import ptq_model
-
-    rng = np.random.default_rng(seed)
-    centers = rng.normal(0, 1, (5, 16)).astype(np.float32)
-    y = rng.integers(0, 5, 600)
-    x = centers[y] + rng.normal(0, 0.9, (600, 16)).astype(np.float32)
-    tf.keras.utils.set_random_seed(seed)
-    inputs = keras.Input((16,))
-    h = keras.layers.Dense(24, activation="relu", name="body")(inputs)
-    h = keras.layers.Dense(12, activation="relu", name="fc")(h)
-    model = keras.Model(inputs, keras.layers.Dense(5, name="logits")(h))
-    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(x, y, epochs=3, verbose=0)
-    q = ptq_model(model, bits, 8, x[:256])
-    return convert(q, x[:128]), x, y
-
-
 def _synthetic_case(seed: int = 11, dims=(20, 16, 10, 6), bits: int = 4, n: int = 36):
     """A W4 head built directly as HeadLayers (requantization from consistent float
     scales, so the baseline's float head means the same), random flip nets on layers 0
     and 2, a stand-in for the fitted calibrator with the attributes the driver reads."""
     from tfmot_edgeplus.calibration.head import HeadLayer, IntHead
-    from tfmot_edgeplus.calibration.step import FlipNet
     from tfmot_edgeplus.patching.reference import quantize_multiplier
 
     rng = np.random.default_rng(seed)
@@ -93,18 +71,7 @@ def _synthetic_case(seed: int = 11, dims=(20, 16, 10, 6), bits: int = 4, n: int 
         s_in, zp_in = s_out, zp_out
     head = IntHead(layers, b"")
 
-    def net(hidden=8):
-        return FlipNet(
-            rng.integers(-127, 128, (hidden, 4)),
-            rng.integers(-2000, 2000, hidden),
-            1 << 30,
-            -6,
-            rng.integers(-127, 128, hidden),
-            int(rng.integers(-500, 500)),
-            int(rng.integers(50, 400)),
-        )
-
-    nets = {0: net(), 2: net()}
+    nets = {0: random_flipnet(rng), 2: random_flipnet(rng)}
     x = rng.integers(-128, 128, (n, dims[0])).astype(np.int8)
     y = head.forward(x).argmax(axis=1)
     y = np.where(rng.random(n) < 0.4, rng.integers(0, dims[-1], n), y)
@@ -143,7 +110,7 @@ def fitted():
     test does), and QCore U chunk of 30 shifted samples."""
     from tfmot_edgeplus.calibration.calibrator import BitFlipCalibrator
 
-    model_bytes, x, y = _converted_mlp(8)
+    model_bytes, x, y = converted_mlp(8)
     cal = BitFlipCalibrator(model_bytes, head_layers=2, calibrate="all", core_size=10)
     yy = (y + 1) % 5
     cal.fit((x[:10], y[:10]), [(x[100:200], yy[100:200])], chunk_size=30, episodes=4, epochs=5)

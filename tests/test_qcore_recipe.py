@@ -11,7 +11,9 @@ import pytest
 from tfmot_edgeplus.calibration import METHODS, Chunk, StreamResult, run_stream
 from tfmot_edgeplus.qcore import QCoreConfig, qcore_continual, split_recordings
 
-TINY = dict(fp_epochs=3, stream_subjects=(7, 8), chunks_per_subject=1, episodes=4, max_steps=4)
+TINY = QCoreConfig(
+    fp_epochs=3, stream_subjects=(7, 8), chunks_per_subject=1, episodes=4, max_steps=4
+)
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +21,7 @@ def tiny_run():
     from tfmot_edgeplus import datasets
 
     try:
-        return qcore_continual(QCoreConfig(**TINY), verbose=0)
+        return qcore_continual(TINY, verbose=0)
     except datasets.DatasetNotFoundError as err:
         pytest.skip(str(err))
 

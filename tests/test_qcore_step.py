@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from qcore_helpers import converted_mlp, random_flipnet
 
 from tfmot_edgeplus.calibration.backprop import bp_finetune
 from tfmot_edgeplus.calibration.calibrator import BitFlipCalibrator
@@ -19,31 +20,9 @@ from tfmot_edgeplus.calibration.step import (
 )
 
 
-def _converted_mlp(bits: int, seed: int = 0) -> tuple[bytes, np.ndarray, np.ndarray]:
-    """A 16 -> 12 (ReLU) -> 5 Dense model on a learnable synthetic task, trained briefly,
-    PTQ-quantized at ``bits`` and converted full-integer."""
-    from tfmot_edgeplus._compat import keras, tf
-    from tfmot_edgeplus.conversion import convert
-    from tfmot_edgeplus.cora import ptq_model
-
-    rng = np.random.default_rng(seed)
-    centers = rng.normal(0, 1, (5, 16)).astype(np.float32)
-    y = rng.integers(0, 5, 600)
-    x = centers[y] + rng.normal(0, 0.9, (600, 16)).astype(np.float32)
-    tf.keras.utils.set_random_seed(seed)
-    inputs = keras.Input((16,))
-    h = keras.layers.Dense(24, activation="relu", name="body")(inputs)
-    h = keras.layers.Dense(12, activation="relu", name="fc")(h)
-    model = keras.Model(inputs, keras.layers.Dense(5, name="logits")(h))
-    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(x, y, epochs=3, verbose=0)
-    q = ptq_model(model, bits, 8, x[:256])
-    return convert(q, x[:128]), x, y
-
-
 @pytest.fixture(scope="module", params=(4, 8))
 def converted(request):
-    return (request.param, *_converted_mlp(request.param))
+    return (request.param, *converted_mlp(request.param))
 
 
 def test_backbone_plus_integer_head_equals_tflm_bit_for_bit(converted):
@@ -70,18 +49,6 @@ def test_split_head_names_what_the_model_does_not_have(converted):
         split_head(b"not a model at all", layers=1)
 
 
-def _random_net(rng, hidden=8) -> FlipNet:
-    return FlipNet(
-        rng.integers(-127, 128, (hidden, 4)),
-        rng.integers(-2000, 2000, hidden),
-        1 << 30,
-        -6,
-        rng.integers(-127, 128, hidden),
-        int(rng.integers(-500, 500)),
-        int(rng.integers(50, 400)),
-    )
-
-
 def test_step_never_lowers_the_score_and_restores_weights_exactly(converted):
     bits, model_bytes, x, y = converted
     head = split_head(model_bytes, layers=2)
@@ -91,7 +58,7 @@ def test_step_never_lowers_the_score_and_restores_weights_exactly(converted):
     rng = np.random.default_rng(1)
     outcomes = set()
     for trial in range(12):
-        nets = {l: _random_net(rng) for l in (0, 1)}
+        nets = {l: random_flipnet(rng) for l in (0, 1)}
         before = head.weights()
         r = qcore_step(head, nets, feats, y[:60])
         _, c0, m0 = score(head.forward(feats), y[:60])
@@ -112,7 +79,7 @@ def test_step_never_lowers_the_score_and_restores_weights_exactly(converted):
 def test_step_rejects_bad_samples(converted):
     _, model_bytes, _, _ = converted
     head = split_head(model_bytes, layers=1)
-    nets = {0: _random_net(np.random.default_rng(0))}
+    nets = {0: random_flipnet(np.random.default_rng(0))}
     with pytest.raises(ValueError, match="empty"):
         qcore_step(head, nets, np.zeros((0, 12), np.int8), np.zeros(0, np.int64))
     with pytest.raises(ValueError, match=r"label 7 is outside the head's class range \[0, 5\)"):
@@ -244,7 +211,7 @@ def test_write_head_puts_calibrated_weights_into_the_flatbuffer(converted):
 def test_step_refuses_a_flip_net_trained_for_other_bits(converted):
     bits, model_bytes, _, _ = converted
     head = split_head(model_bytes, layers=1)
-    net = _random_net(np.random.default_rng(0))
+    net = random_flipnet(np.random.default_rng(0))
     other = 8 if bits == 4 else 4
     net.bits = other
     with pytest.raises(ValueError, match=f"trained for {other}-bit weights, but the layer uses"):

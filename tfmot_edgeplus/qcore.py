@@ -44,7 +44,9 @@ from tfmot_edgeplus.calibration import METHODS, BitFlipCalibrator, Chunk, Stream
 __all__ = [
     "QCoreConfig",
     "QCoreRun",
+    "plot_curves",
     "qcore_continual",
+    "recovery",
     "split_recordings",
     "summary_table",
     "write_run",
@@ -133,11 +135,7 @@ class QCoreRun:
     def recovery(self, metric: str = "adapted_acc") -> float | None:
         """QCore's share of back-propagation fine-tuning's gain over no calibration in
         ``metric`` (None when back-propagation gains nothing or a method did not run)."""
-        if not {"none", "qcore_bitflip", "bp_finetune"} <= set(self.results):
-            return None
-        f = {m: self.results[m].metrics()[metric] for m in self.results}
-        gain = f["bp_finetune"] - f["none"]
-        return (f["qcore_bitflip"] - f["none"]) / gain if gain > 0 else None
+        return recovery({m: r.metrics() for m, r in self.results.items()}, metric)
 
     def summary(self) -> dict:
         return {
@@ -151,6 +149,29 @@ class QCoreRun:
             "memory": self.calibrator.memory(self.config.chunk_size),
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
         }
+
+
+def recovery(metrics: dict[str, dict], metric: str = "adapted_acc") -> float | None:
+    """QCore's share of back-propagation fine-tuning's gain over no calibration in ``metric``,
+    from ``{method: metrics}`` (None when back-propagation gains nothing or a method is
+    missing)."""
+    if not {"none", "qcore_bitflip", "bp_finetune"} <= set(metrics):
+        return None
+    gain = metrics["bp_finetune"][metric] - metrics["none"][metric]
+    return (metrics["qcore_bitflip"][metric] - metrics["none"][metric]) / gain if gain > 0 else None
+
+
+def plot_curves(ax, curves: dict) -> None:
+    """Per method, the accuracy on the subjects seen so far after each chunk (none dotted)."""
+    for method, curve in curves.items():
+        ax.plot(
+            range(1, len(curve) + 1),
+            curve,
+            marker="o",
+            label=method,
+            linestyle=":" if method == "none" else "-",
+        )
+    ax.grid(alpha=0.3)
 
 
 def split_recordings(ds, fraction: float):
@@ -349,15 +370,7 @@ def _plot(run: QCoreRun, path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, (curve_ax, bar_ax) = plt.subplots(1, 2, figsize=(11, 3.8))
-    for method, r in run.results.items():
-        seen = r.seen_accuracy()
-        curve_ax.plot(
-            range(1, len(seen) + 1),
-            seen,
-            marker="o",
-            label=method,
-            linestyle=":" if method == "none" else "-",
-        )
+    plot_curves(curve_ax, {m: r.seen_accuracy() for m, r in run.results.items()})
     curve_ax.set_xticks(
         range(1, len(run.chunks) + 1),
         [c.domain.replace("subject", "s") for c in run.chunks],
@@ -366,7 +379,6 @@ def _plot(run: QCoreRun, path: str) -> None:
     curve_ax.set_xlabel("chunk (its subject)")
     curve_ax.set_ylabel("accuracy on the subjects seen so far")
     curve_ax.set_title(f"continual calibration, W{run.config.weight_bits} head")
-    curve_ax.grid(alpha=0.3)
     curve_ax.legend(fontsize=8)
     domains = list(dict.fromkeys(c.domain for c in run.chunks))
     x = np.arange(len(domains))

@@ -24,11 +24,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "bench_common.h"
 #include "edgeplus/edgeplus_ops.h"
-
-#ifndef EDGEPLUS_BENCH_HOST
-#include "m4_harness.h"
-#endif
 
 typedef struct {
   const char *name;
@@ -66,15 +63,6 @@ static int32_t rng_range(int32_t lo, int32_t hi) {
   return lo + (int32_t)(rng_next() % (uint32_t)(hi - lo + 1));
 }
 
-static uint32_t fnv1a(const uint8_t *p, int32_t n) {
-  uint32_t h = 2166136261u;
-  for (int32_t i = 0; i < n; ++i) {
-    h ^= p[i];
-    h *= 16777619u;
-  }
-  return h;
-}
-
 static int32_t align8(int32_t n) { return (n + 7) & ~7; }
 
 /* Fill `count` values in [lo, hi] into tmp, then pack them at `bits` into dst. */
@@ -88,14 +76,6 @@ static int32_t ceil_log2(uint32_t v) {
   int32_t r = 0;
   while ((1u << r) < v && r < 31) ++r;
   return r;
-}
-
-static uint64_t counter_now(void) {
-#ifdef EDGEPLUS_BENCH_HOST
-  return 0;
-#else
-  return m4_counter_ticks();
-#endif
 }
 
 static int run_case(const layer_t *L, const bits_t *B, uint64_t overhead_ticks) {
@@ -211,14 +191,7 @@ static int run_case(const layer_t *L, const bits_t *B, uint64_t overhead_ticks) 
 }
 
 int main(void) {
-  uint64_t overhead = 0;
-#ifndef EDGEPLUS_BENCH_HOST
-  m4_counter_start();
-  printf("CALIB instr_per_tick_x1000=%lu\n", (unsigned long)m4_counter_calibrate(100000));
-  const uint64_t a = counter_now();
-  const uint64_t b = counter_now();
-  overhead = b - a;
-#endif
+  const uint64_t overhead = bench_counter_start();
   int failures = 0;
   const int n_layers = (int)(sizeof(kLayers) / sizeof(kLayers[0]));
   const int n_bits = (int)(sizeof(kBits) / sizeof(kBits[0]));

@@ -56,11 +56,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "bench_common.h"
 #include "edgeplus/edgeplus_ops.h"
-
-#ifndef EDGEPLUS_BENCH_HOST
-#include "m4_harness.h"
-#endif
 
 /* One head layer of the case (what the device stores, plus the baseline's scales). */
 typedef struct {
@@ -100,15 +97,6 @@ static void reset_weights(void) {
   }
 }
 
-static uint32_t fnv1a_update(uint32_t h, const uint8_t *p, int32_t n) {
-  for (int32_t i = 0; i < n; ++i) {
-    h ^= p[i];
-    h *= 16777619u;
-  }
-  return h;
-}
-#define FNV1A_INIT 2166136261u
-
 static uint32_t fnv1a_int32(const int32_t *v, int32_t n) {
   uint32_t h = FNV1A_INIT;
   for (int32_t i = 0; i < n; ++i) {
@@ -117,14 +105,6 @@ static uint32_t fnv1a_int32(const int32_t *v, int32_t n) {
     h = fnv1a_update(h, b, 4);
   }
   return h;
-}
-
-static uint64_t counter_now(void) {
-#ifdef EDGEPLUS_BENCH_HOST
-  return 0;
-#else
-  return m4_counter_ticks();
-#endif
 }
 
 static uint64_t overhead_ticks;
@@ -497,13 +477,7 @@ oom:
 }
 
 int main(void) {
-#ifndef EDGEPLUS_BENCH_HOST
-  m4_counter_start();
-  printf("CALIB instr_per_tick_x1000=%lu\n", (unsigned long)m4_counter_calibrate(100000));
-  const uint64_t a = counter_now();
-  const uint64_t b = counter_now();
-  overhead_ticks = b - a;
-#endif
+  overhead_ticks = bench_counter_start();
   int failures = 0;
   if (run_qcore() != 0) ++failures;
   if (run_qcore_step() != 0) ++failures;

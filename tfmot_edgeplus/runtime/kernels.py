@@ -424,6 +424,15 @@ def _i8(a: np.ndarray):
     return a.ctypes.data_as(_i8p)
 
 
+def _scratch(nbytes) -> _Context:
+    """An edgeplus_context of ``nbytes`` over a zeroed buffer (never zero-size) that the
+    context keeps alive."""
+    buf = np.zeros(max(int(nbytes), 1), np.uint8)
+    ctx = _Context(buf.ctypes.data_as(ctypes.c_void_p), int(nbytes))
+    ctx.buffer = buf
+    return ctx
+
+
 def _dims(shape) -> _Dims:
     return _Dims(*(int(v) for v in shape))
 
@@ -778,8 +787,7 @@ class Kernels:
                 w.shape,
                 sized,
             )
-        scratch = np.zeros(max(int(scratch_bytes), 1), np.uint8)
-        ctx = _Context(scratch.ctypes.data_as(ctypes.c_void_p), int(scratch_bytes))
+        ctx = _scratch(scratch_bytes)
         p = _Params(*(int(getattr(params, f)) for f in _PARAM_FIELDS))
         q = _Quant(mult.ctypes.data_as(_i32p), shf.ctypes.data_as(_i32p))
         in_reg = _window(input_region)
@@ -1078,8 +1086,7 @@ class Kernels:
         need = int(self.lib.edgeplus_qcore_step_get_buffer_size(ctypes.byref(chead), n))
         if scratch_bytes is None:
             scratch_bytes = max(need, 0)
-        scratch = np.zeros(max(int(scratch_bytes), 1), np.uint8)
-        ctx = _Context(scratch.ctypes.data_as(ctypes.c_void_p), int(scratch_bytes))
+        ctx = _scratch(scratch_bytes)
         mask_b = np.zeros(max(n, 1), np.uint8)
         mask_a = np.zeros(max(n, 1), np.uint8)
         res = _StepResult()
@@ -1175,8 +1182,7 @@ class Kernels:
         need = int(self.lib.edgeplus_qcore_refresh_get_buffer_size(n))
         if scratch_bytes is None:
             scratch_bytes = max(need, 0)
-        scratch = np.zeros(max(int(scratch_bytes), 1), np.uint8)
-        ctx = _Context(scratch.ctypes.data_as(ctypes.c_void_p), int(scratch_bytes))
+        ctx = _scratch(scratch_bytes)
         chosen = np.zeros(max(size, 1), np.int32)
         counts = np.zeros(max(size, 1), np.int32)
         st = self.lib.edgeplus_qcore_refresh(
