@@ -29,6 +29,7 @@ bench: setup
 	$(PY) -m benchmarks.coreset_qat --out benchmarks/results/coreset_qat.json
 	$(PY) -m benchmarks.cora --out benchmarks/results/cora.json
 	$(PY) -m benchmarks.continual --out benchmarks/results/continual.json
+	$(PY) -m benchmarks.patching --out benchmarks/results/patching.json
 
 setup: system-deps $(STAMP)
 

@@ -48,14 +48,30 @@ def test_committed_header_is_generated_from_the_schema():
 
 def test_header_lists_exactly_the_schema_keys_with_bounds():
     text = op_schema.render_header()
-    entries = re.findall(r'X\((\w+), "(\w+)", (INT|BOOL), \((-?\d+)\), \((-?\d+)\)\)', text)
-    assert [e[1] for e in entries] == list(CONV_MP.keys)
-    for (field, key, kind, lo, hi), f in zip(entries, CONV_MP.fields):
+    entries = re.findall(
+        r'X\((\w+), "(\w+)", (INT|BOOL|BLOB), \((-?\d+)\), \((-?\d+)\)\)', text
+    )
+    schemas = (CONV_MP, op_schema.PATCH_STAGE)
+    assert [e[1] for e in entries] == [k for sch in schemas for k in sch.keys]
+    fields = [f for sch in schemas for f in sch.fields]
+    for (field, key, kind, lo, hi), f in zip(entries, fields, strict=True):
         assert field == key == f.key
         assert kind == f.kind.upper()
-        if f.kind == "int":
+        if f.kind in ("int", "blob"):
             assert (int(lo), int(hi)) == (f.minimum, f.maximum)
-    assert f"#define EDGEPLUS_CONV_MP_NUM_OPTIONS {len(CONV_MP.fields)}" in text
+    for sch in schemas:
+        assert f"#define {sch.custom_code}_NUM_OPTIONS {len(sch.fields)}" in text
+    assert "const uint8_t *program;" in text and "int32_t program_bytes;" in text
+
+
+def test_blob_options_are_checked():
+    words = np.arange(8, dtype="<i4").tobytes()
+    opts = {"version": 1, "program": words}
+    assert op_schema.PATCH_STAGE.decode(op_schema.PATCH_STAGE.encode(opts)) == opts
+    with pytest.raises(TypeError, match="'program' must be bytes"):
+        op_schema.PATCH_STAGE.encode({"version": 1, "program": 5})
+    with pytest.raises(ValueError, match="must hold 32..16777216 bytes, got 4"):
+        op_schema.PATCH_STAGE.encode({"version": 1, "program": words[:4]})
 
 
 def test_c_parser_reads_keys_only_through_the_generated_x_macro():

@@ -324,7 +324,7 @@ def test_plan_summary_plot_json_check(spike_model, tmp_path):
     assert (tmp_path / "plan.png").stat().st_size > 10_000
 
     text = p.to_json()
-    assert json.loads(text)["format"] == "edgeplus-patch-plan/1"
+    assert json.loads(text)["format"] == "edgeplus-patch-plan/2"
     back = PatchPlan.from_json(text)
     assert back == p and back.to_json() == text
     with pytest.raises(ValueError, match="not a patch plan"):

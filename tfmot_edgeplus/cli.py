@@ -22,15 +22,19 @@ def main():
               help="Quantization stage: QuaRC little-data QAT, or PTQ + CoRa adapters.")
 @click.option("--calibration/--no-calibration", default=True, show_default=True,
               help="Add the on-device calibration part (QCore on the IMU watch data).")
-def demo(out_dir, quick, method, calibration):
+@click.option("--patching/--no-patching", default=True, show_default=True,
+              help="Add the patch-based inference part (QuantMCU, MobileNetV2 at 96x96).")
+def demo(out_dir, quick, method, calibration, patching):
     """Fashion-MNIST end to end: float -> W4A8 (QuaRC QAT or CoRa) -> INT4 .tflite -> TFLM,
-    then a deployed IMU model recalibrating itself on new subjects (QCore)."""
+    then a deployed IMU model recalibrating itself on new subjects (QCore), then a
+    MobileNetV2 planned patch by patch within 256 KB (QuantMCU)."""
     from dataclasses import replace
 
     from tfmot_edgeplus.demo import DemoConfig, run_demo
 
     config = DemoConfig.quick() if quick else DemoConfig()
-    run_demo(out_dir, replace(config, method=method, calibration=calibration))
+    run_demo(out_dir, replace(config, method=method, calibration=calibration,
+                              patching=patching))
 
 
 @main.command()
@@ -175,6 +179,101 @@ def qcore(weight_bits, train_subjects, offline_subjects, stream_subjects, chunk_
     click.echo(summary_table(run))
     if out_dir:
         click.echo(f"wrote {', '.join(write_run(run, out_dir))} in {out_dir}")
+
+
+def _bytes_size(value: str) -> int:
+    """'256k' / '256K' / '0.25M' / '262144' -> bytes (k = 1024)."""
+    text = value.strip().lower().removesuffix("b")
+    scale = {"k": 1024, "m": 1024 * 1024}.get(text[-1:], 1)
+    try:
+        number = float(text[:-1] if scale > 1 else text)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a size; use e.g. 256k, 0.5M or 262144") from None
+    if number <= 0:
+        raise click.BadParameter(f"{value!r} must be positive")
+    return int(number * scale)
+
+
+def _calib_data(spec: str, input_shape, samples: int):
+    import numpy as np
+
+    if spec == "fashion_mnist":
+        from tfmot_edgeplus import datasets
+        from tfmot_edgeplus.quantmcu import upsample
+
+        h, w, c = input_shape
+        if h != w or c != 1:
+            raise click.BadParameter(
+                f"--calib fashion_mnist makes (N, S, S, 1) images; the model takes {input_shape}"
+            )
+        data = datasets.fashion_mnist(limit_train=samples, limit_test=1, seed=1)
+        return upsample(data.x_train, h)
+    try:
+        arr = np.load(spec)
+    except (OSError, ValueError) as err:
+        raise click.BadParameter(f"--calib {spec!r}: cannot read it as .npy ({err})") from None
+    return arr[:samples]
+
+
+@main.command()
+@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.option("--calib", default=None,
+              help="Calibration inputs: a .npy of float samples (N, H, W, C), or fashion_mnist "
+                   "(training images upsampled to the input, scaled to [-1, 1], as the QuantMCU "
+                   "recipe trains). Without it: an 8-bit plan (no VDPC/VDQS).")
+@click.option("--calib-samples", type=int, default=256, show_default=True)
+@click.option("--sram", default="256k", show_default=True,
+              help="SRAM budget for activations: 256k, 0.5M, 262144...")
+@click.option("--phi", type=float, default=0.999, show_default=True,
+              help="VDPC: quantile of |v| above which a value is an outlier.")
+@click.option("--lam", type=float, default=0.5, show_default=True,
+              help="VDQS: weight of the entropy change against the BitOPs saving.")
+@click.option("--outlier-rate", type=float, default=0.1, show_default=True,
+              help="VDPC: a patch exceeding phi in more than this share of samples is 8-bit.")
+@click.option("--low-bits", default="4,2", show_default=True,
+              help="VDQS: the activation bits below 8 it may choose (4,2 or 4 or 2).")
+@click.option("--grid", type=int, default=None, help="Force an n x n grid.")
+@click.option("--split", default=None, help="Force the split tensor (a name from the table).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Write plan.json, plan.png and the deployed model_patched.tflite here.")
+def plan(model, calib, calib_samples, sram, phi, lam, outlier_rate, low_bits, grid, split,
+         out_dir):
+    """Plan patch-based, mixed-precision inference (QuantMCU) of a full-integer .tflite.
+
+    Prints the plan (per-layer memory, bits, BitOPs), plots it, and with --out writes the
+    plan and the deployed model, whose patch stage is one EDGEPLUS_PATCH_STAGE operator.
+
+    Example: edgeplus plan model.tflite --calib fashion_mnist --sram 256k --out out/plan
+    """
+    import os
+
+    from tfmot_edgeplus import patching
+    from tfmot_edgeplus.conversion.patch_stage import deploy_model
+    from tfmot_edgeplus.patching import lower
+
+    with open(model, "rb") as f:
+        tfl = f.read()
+    try:
+        graph = patching.read_tflite_graph(tfl)
+        x = None if calib is None else _calib_data(calib, graph.input_shape, calib_samples)
+        p = patching.plan(tfl, x, sram_budget=_bytes_size(sram), phi=phi, lam=lam,
+                          outlier_rate=outlier_rate, grid=grid, split=split,
+                          low_bits=_ints(low_bits, "--low-bits"))
+        lowered = lower.lower(tfl, p)
+    except (ValueError, TypeError) as err:  # PlanError, GraphError, PlanMismatchError...
+        raise click.ClickException(str(err)) from None
+    click.echo(p.summary())
+    out_dir = out_dir or os.path.dirname(os.path.abspath(model))
+    os.makedirs(out_dir, exist_ok=True)
+    stem = os.path.splitext(os.path.basename(model))[0]
+    paths = [os.path.join(out_dir, f"{stem}_plan.json"), os.path.join(out_dir, f"{stem}_plan.png"),
+             os.path.join(out_dir, f"{stem}_patched.tflite")]  # fmt: skip
+    with open(paths[0], "w") as f:
+        f.write(p.to_json())
+    p.plot(paths[1])
+    with open(paths[2], "wb") as f:
+        f.write(deploy_model(tfl, lowered))
+    click.echo(f"wrote {', '.join(paths)}")
 
 
 @main.command()

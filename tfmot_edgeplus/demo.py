@@ -18,9 +18,17 @@ windows with QCore bit flips, next to no calibration and back-propagation fine-t
 (:func:`tfmot_edgeplus.qcore.qcore_continual`, as ``edgeplus qcore``). Its files go to
 ``<out>/qcore``.
 
+Then (``patching=True``, the default of ``edgeplus demo``) patch-based inference
+(QuantMCU): a MobileNetV2-style model on Fashion-MNIST upsampled to 96x96 is trained,
+QAT-converted to int8 and planned within the Nano's 256 KB (the lowest-peak 8-bit patch
+plan, then VDPC + VDQS mixed precision on calibration images); the deployed model, its
+patch stage one ``EDGEPLUS_PATCH_STAGE`` operator, runs on the host
+(:class:`~tfmot_edgeplus.runtime.patch_runner.PatchStageRunner`) and its peak SRAM and
+accuracy are compared with layer-by-layer TFLM (:mod:`tfmot_edgeplus.quantmcu`, as
+``edgeplus plan``). Its files go to ``<out>/patching``.
+
 ``edgeplus qat`` and ``edgeplus cora`` run the quantization pipeline alone, with the
-settings given on their command line. Later stages (patch plans) add themselves here as
-they land.
+settings given on their command line.
 """
 
 from __future__ import annotations
@@ -69,12 +77,25 @@ class DemoConfig:
     calib_samples: int = 1600
     calibration: bool = False
     qcore_fp_epochs: int = 30
+    patching: bool = False
+    patching_train_samples: int = 6000
+    patching_epochs: int = 3
+    patching_input_size: int = 96
     seed: int = 0
 
     @classmethod
     def quick(cls) -> DemoConfig:
         return cls(train_samples=4000, test_samples=1000, fp_epochs=3, qat_epochs=6,
-                   qcore_fp_epochs=10)
+                   qcore_fp_epochs=10, patching_train_samples=2000, patching_epochs=2)
+
+    def quantmcu(self):
+        """The patch-based inference part's settings (MobileNetV2-style, Fashion-MNIST)."""
+        from tfmot_edgeplus.quantmcu import QuantMCUConfig
+
+        return QuantMCUConfig(
+            input_size=self.patching_input_size, train_samples=self.patching_train_samples,
+            test_samples=min(self.test_samples or 1000, 1000), calib_samples=128,
+            epochs=self.patching_epochs, phi=0.9999, outlier_rate=0.1, seed=self.seed)
 
     def qcore(self):
         """The on-device calibration part's settings (IMU watch, W4 head)."""
@@ -120,6 +141,7 @@ class DemoResult:
     qat: dict = field(default_factory=dict)
     cora: dict = field(default_factory=dict)
     qcore: dict = field(default_factory=dict)
+    patching: dict = field(default_factory=dict)
 
 
 def _say(text: str) -> None:
@@ -132,7 +154,7 @@ def run_demo(out_dir: str | None = None, config: DemoConfig | None = None, verbo
     stage = config.stage()  # validates the quantization settings before any training
     if config.calibration:
         config.qcore()
-    steps = 4 + config.calibration
+    steps = 4 + config.calibration + config.patching
     tf.keras.utils.set_random_seed(config.seed)
     seconds = {}
     data = datasets.classification_task(
@@ -191,15 +213,17 @@ def run_demo(out_dir: str | None = None, config: DemoConfig | None = None, verbo
     if out_dir:
         _write(out_dir, model_bytes, result, config)
     if config.calibration:
-        result.qcore = _qcore_stage(config, out_dir)
+        result.qcore = _qcore_stage(config, out_dir, steps)
+    if config.patching:
+        result.patching = _patching_stage(config, out_dir, steps)
     return result
 
 
-def _qcore_stage(config: DemoConfig, out_dir: str | None) -> dict:
+def _qcore_stage(config: DemoConfig, out_dir: str | None, steps: int) -> dict:
     from tfmot_edgeplus.qcore import qcore_continual, summary_table, write_run
 
     qc = config.qcore()
-    _say(f"[5/5] on-device calibration (QCore): the IMU watch model trained on subjects "
+    _say(f"[5/{steps}] on-device calibration (QCore): the IMU watch model trained on subjects "
          f"{', '.join(map(str, qc.train_subjects))} meets subjects "
          f"{', '.join(map(str, qc.stream_subjects))}")
     run = qcore_continual(qc, verbose=0)
@@ -216,6 +240,51 @@ def _qcore_stage(config: DemoConfig, out_dir: str | None) -> dict:
         folder = os.path.join(out_dir, "qcore")
         _say(f"wrote {', '.join(write_run(run, folder))} in {folder}")
     return run.summary()
+
+
+def _patching_stage(config: DemoConfig, out_dir: str | None, steps: int) -> dict:
+    from tfmot_edgeplus.conversion.patch_stage import deploy_model
+    from tfmot_edgeplus.patching import lower
+    from tfmot_edgeplus.quantmcu import accuracy, quantmcu_pipeline
+    from tfmot_edgeplus.runtime.patch_runner import PatchStageRunner
+
+    qc = config.quantmcu()
+    _say(f"[{steps}/{steps}] patch-based inference (QuantMCU): MobileNetV2 (alpha "
+         f"{qc.alpha}) on Fashion-MNIST at {qc.input_size}x{qc.input_size}, planned within "
+         f"{qc.sram_budget // 1024} KB")
+    run = quantmcu_pipeline(qc, verbose=0)
+    layer = TFLMRunner(run.tflite)
+    out = {"float_acc": run.float_acc, "qat_acc": run.qat_acc, "plans": {}}
+    acc_layer = accuracy(layer.predict, run.x_test, run.y_test)
+    _say(f"      layer by layer (TFLM): peak SRAM {layer.arena_bytes:,} B, accuracy "
+         f"{acc_layer:.4f}")
+    out["layer_int8"] = {"peak_sram_bytes": layer.arena_bytes, "acc": acc_layer}
+    for name, plan in (("patch_int8", run.plan8), ("patch_vdpc_vdqs", run.plan)):
+        lowered = lower.lower(run.tflite, plan)
+        runner = PatchStageRunner(run.tflite, lowered)
+        acc = accuracy(PatchStageRunner(run.tflite, lowered, "numpy").predict, run.x_test,
+                       run.y_test)
+        out["plans"][name] = {"peak_sram_bytes": runner.peak_sram_bytes, "acc": acc,
+                              "stage_bitops_ratio": plan.bitops_ratio,
+                              "backend": runner.backend}
+        _say(f"      {name}: {plan.grid}x{plan.grid} patches up to {plan.split!r}, peak SRAM "
+             f"{runner.peak_sram_bytes:,} B ({runner.backend} runner), stage BitOPs "
+             f"{plan.bitops_ratio:.2f}x fewer than 8-bit patches, accuracy {acc:.4f}")
+        if out_dir:
+            folder = os.path.join(out_dir, "patching")
+            os.makedirs(folder, exist_ok=True)
+            with open(os.path.join(folder, f"{name}_plan.json"), "w") as f:
+                f.write(plan.to_json())
+            plan.plot(os.path.join(folder, f"{name}_plan.png"))
+            with open(os.path.join(folder, f"fashion_mnist_mbv2_{name}.tflite"), "wb") as f:
+                f.write(deploy_model(run.tflite, lowered))
+    _say(run.plan.summary())
+    if out_dir:
+        folder = os.path.join(out_dir, "patching")
+        with open(os.path.join(folder, "fashion_mnist_mbv2_int8.tflite"), "wb") as f:
+            f.write(run.tflite)
+        _say(f"wrote {', '.join(sorted(os.listdir(folder)))} in {folder}")
+    return out
 
 
 def _quarc_stage(fp_model, data, stage: QuaRCConfig, config: DemoConfig, verbose: int):

@@ -4,8 +4,9 @@
  *
  * Per custom op: its custom code, an options struct, and an X-macro
  * <OP>_OPTIONS(X) calling X(field, "key", KIND, min, max) for every key, KIND
- * being INT (flexbuffer int, int32) or BOOL. Parsers iterate the X-macro, so they
- * read exactly these keys. */
+ * being INT (flexbuffer int, int32), BOOL, or BLOB (flexbuffer blob: a pointer
+ * `field` and a byte count `field_bytes`; min/max bound the count). Parsers
+ * iterate the X-macro, so they read exactly these keys. */
 #ifndef EDGEPLUS_OP_SCHEMA_H_
 #define EDGEPLUS_OP_SCHEMA_H_
 
@@ -51,5 +52,19 @@ typedef struct {
   X(dilation_w, "dilation_w", INT, (1), (255)) \
   X(act_min, "act_min", INT, (-128), (127)) \
   X(act_max, "act_max", INT, (-128), (127))
+
+/* EDGEPLUS_PATCH_STAGE: QuantMCU patch stage: a chain of conv / depthwise / pad / add steps run patch by patch with per-patch mixed precision, described by a stage program (tfmot_edgeplus/patching/program.py). Inputs: the stage input (int8), then the filter of each weight slot (INT8, or INT4 packed). Output: the split tensor (int8). */
+#define EDGEPLUS_PATCH_STAGE_CUSTOM_CODE "EDGEPLUS_PATCH_STAGE"
+#define EDGEPLUS_PATCH_STAGE_NUM_OPTIONS 2
+
+typedef struct {
+  int32_t version; /* stage program format version */
+  const uint8_t *program; /* the stage program: little-endian int32 words */
+  int32_t program_bytes; /* bytes at program */
+} edgeplus_patch_stage_options;
+
+#define EDGEPLUS_PATCH_STAGE_OPTIONS(X) \
+  X(version, "version", INT, (1), (1)) \
+  X(program, "program", BLOB, (32), (16777216))
 
 #endif /* EDGEPLUS_OP_SCHEMA_H_ */

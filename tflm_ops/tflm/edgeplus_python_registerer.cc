@@ -16,5 +16,7 @@ extern "C" __attribute__((visibility("default"))) bool EdgeplusRegister(
     tflite::PythonOpsResolver* resolver) {
   if (resolver == nullptr) return false;
   return resolver->AddCustom(EDGEPLUS_CONV_MP_CUSTOM_CODE,
-                             tflite::edgeplus::Register_EDGEPLUS_CONV_MP()) == kTfLiteOk;
+                             tflite::edgeplus::Register_EDGEPLUS_CONV_MP()) == kTfLiteOk &&
+         resolver->AddCustom(EDGEPLUS_PATCH_STAGE_CUSTOM_CODE,
+                             tflite::edgeplus::Register_EDGEPLUS_PATCH_STAGE()) == kTfLiteOk;
 }

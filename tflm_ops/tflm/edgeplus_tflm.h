@@ -6,6 +6,8 @@
  *   static tflite::MicroMutableOpResolver<N> resolver;
  *   resolver.AddCustom(EDGEPLUS_CONV_MP_CUSTOM_CODE,
  *                      tflite::edgeplus::Register_EDGEPLUS_CONV_MP());
+ *   resolver.AddCustom(EDGEPLUS_PATCH_STAGE_CUSTOM_CODE,
+ *                      tflite::edgeplus::Register_EDGEPLUS_PATCH_STAGE());
  *
  * On the host, the pip tflite-micro interpreter loads libedgeplus_tflm.so and calls
  * `extern "C" bool EdgeplusRegister(tflite::PythonOpsResolver*)`
@@ -24,6 +26,10 @@ namespace edgeplus {
 // regular or depthwise convolution. Options: edgeplus_op_schema.h.
 // Tensors: see the comment at the top of edgeplus_conv_mp.cc.
 TFLMRegistration* Register_EDGEPLUS_CONV_MP();
+
+// EDGEPLUS_PATCH_STAGE: QuantMCU's planned patch stage (conv / depthwise / pad / add run
+// patch by patch, per-patch mixed precision). Tensors: edgeplus_patch_stage.cc.
+TFLMRegistration* Register_EDGEPLUS_PATCH_STAGE();
 
 }  // namespace edgeplus
 }  // namespace tflite

@@ -43,6 +43,7 @@ __all__ = [
     "build_conv_mp_model",
     "pack_activations",
     "packed_activation_shape",
+    "patch_stage_options",
     "unpack_activations",
 ]
 
@@ -360,3 +361,15 @@ def build_conv_mp_model(
     builder = flatbuffers.Builder(1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
+
+
+def patch_stage_options(program) -> bytes:
+    """The ``EDGEPLUS_PATCH_STAGE`` custom options of a
+    :class:`~tfmot_edgeplus.patching.program.StageProgram` (or its int32 words): the
+    flexbuffer map ``{"version": 1, "program": <blob of little-endian int32 words>}``."""
+    from tfmot_edgeplus.patching.program import StageProgram
+
+    words = program.to_words() if isinstance(program, StageProgram) else np.asarray(program)
+    return op_schema.PATCH_STAGE.encode(
+        {"version": 1, "program": np.asarray(words, dtype="<i4").tobytes()}
+    )

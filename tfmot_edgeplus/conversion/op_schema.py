@@ -31,6 +31,7 @@ from pathlib import Path
 __all__ = [
     "CONV_MP",
     "HEADER_PATH",
+    "PATCH_STAGE",
     "SCHEMAS",
     "CustomOpSchema",
     "OptionField",
@@ -48,9 +49,11 @@ HEADER_PATH = Path(__file__).resolve().parents[2] / "tflm_ops" / "tflm" / "edgep
 class OptionField:
     """One key of a custom op's options map.
 
-    ``kind`` is ``"int"`` (flexbuffer int, read as int32 in C) or ``"bool"``.
-    ``minimum``/``maximum`` bound an int (inclusive); ``choices`` restricts it further
-    (checked in Python and, for bit-widths, again in the C Prepare with its own message).
+    ``kind`` is ``"int"`` (flexbuffer int, read as int32 in C), ``"bool"`` or ``"blob"``
+    (flexbuffer Blob of bytes; in C a pointer and a byte count).
+    ``minimum``/``maximum`` bound an int, or a blob's length in bytes (inclusive);
+    ``choices`` restricts an int further (checked in Python and, for bit-widths, again in the
+    C Prepare with its own message).
     """
 
     key: str
@@ -63,17 +66,27 @@ class OptionField:
     def __post_init__(self):
         if not self.key.isidentifier() or self.key != self.key.lower():
             raise ValueError(f"option key must be a lower-case C identifier, got {self.key!r}")
-        if self.kind not in ("int", "bool"):
+        if self.kind not in ("int", "bool", "blob"):
             raise ValueError(
-                f"option {self.key!r}: kind must be 'int' or 'bool', got {self.kind!r}"
+                f"option {self.key!r}: kind must be 'int', 'bool' or 'blob', got {self.kind!r}"
             )
         if not _INT32_MIN <= self.minimum <= self.maximum <= _INT32_MAX:
             raise ValueError(
                 f"option {self.key!r}: bounds [{self.minimum}, {self.maximum}] are not int32"
             )
 
-    def check(self, op: str, value) -> int | bool:
-        """Return ``value`` normalised to int/bool, or raise naming the op, key and value."""
+    def check(self, op: str, value) -> int | bool | bytes:
+        """Return ``value`` normalised to int/bool/bytes, or raise naming the op, key and value."""
+        if self.kind == "blob":
+            if not isinstance(value, (bytes, bytearray, memoryview)):
+                raise TypeError(f"{op} option {self.key!r} must be bytes, got {type(value)!r}.")
+            value = bytes(value)
+            if not self.minimum <= len(value) <= self.maximum:
+                raise ValueError(
+                    f"{op} option {self.key!r} must hold {self.minimum}..{self.maximum} bytes, "
+                    f"got {len(value)}."
+                )
+            return value
         if self.kind == "bool":
             if not isinstance(value, bool):
                 raise TypeError(f"{op} option {self.key!r} must be a bool, got {value!r}.")
@@ -187,7 +200,23 @@ CONV_MP = CustomOpSchema(
     ),
 )
 
-SCHEMAS: dict[str, CustomOpSchema] = {s.custom_code: s for s in (CONV_MP,)}
+PATCH_STAGE = CustomOpSchema(
+    custom_code="EDGEPLUS_PATCH_STAGE",
+    doc=(
+        "QuantMCU patch stage: a chain of conv / depthwise / pad / add steps run patch by "
+        "patch with per-patch mixed precision, described by a stage program "
+        "(tfmot_edgeplus/patching/program.py). Inputs: the stage input (int8), then the "
+        "filter of each weight slot (INT8, or INT4 packed). Output: the split tensor (int8)."
+    ),
+    fields=(
+        OptionField("version", "int", "stage program format version", 1, 1),
+        OptionField(
+            "program", "blob", "the stage program: little-endian int32 words", 32, 1 << 24
+        ),
+    ),
+)
+
+SCHEMAS: dict[str, CustomOpSchema] = {s.custom_code: s for s in (CONV_MP, PATCH_STAGE)}
 
 
 def get_schema(custom_code: str) -> CustomOpSchema:
@@ -213,8 +242,9 @@ def render_header() -> str:
         " *",
         " * Per custom op: its custom code, an options struct, and an X-macro",
         ' * <OP>_OPTIONS(X) calling X(field, "key", KIND, min, max) for every key, KIND',
-        " * being INT (flexbuffer int, int32) or BOOL. Parsers iterate the X-macro, so they",
-        " * read exactly these keys. */",
+        " * being INT (flexbuffer int, int32), BOOL, or BLOB (flexbuffer blob: a pointer",
+        " * `field` and a byte count `field_bytes`; min/max bound the count). Parsers",
+        " * iterate the X-macro, so they read exactly these keys. */",
         "#ifndef EDGEPLUS_OP_SCHEMA_H_",
         "#define EDGEPLUS_OP_SCHEMA_H_",
         "",
@@ -230,6 +260,10 @@ def render_header() -> str:
         out.append("")
         out.append("typedef struct {")
         for f in schema.fields:
+            if f.kind == "blob":
+                out.append(f"  const uint8_t *{f.key}; /* {f.doc} */")
+                out.append(f"  int32_t {f.key}_bytes; /* bytes at {f.key} */")
+                continue
             ctype = "int32_t" if f.kind == "int" else "uint8_t"
             extra = f"; one of {{{', '.join(map(str, f.choices))}}}" if f.choices else ""
             out.append(f"  {ctype} {f.key}; /* {f.doc}{extra} */")
@@ -237,7 +271,7 @@ def render_header() -> str:
         out.append("")
         out.append(f"#define {up}_OPTIONS(X) \\")
         for i, f in enumerate(schema.fields):
-            kind = "INT" if f.kind == "int" else "BOOL"
+            kind = {"int": "INT", "bool": "BOOL", "blob": "BLOB"}[f.kind]
             lo, hi = (0, 1) if f.kind == "bool" else (f.minimum, f.maximum)
             tail = " \\" if i < len(schema.fields) - 1 else ""
             out.append(f'  X({f.key}, "{f.key}", {kind}, {_c_int(lo)}, {_c_int(hi)}){tail}')

@@ -9,6 +9,13 @@ Building blocks: :func:`read_graph` (the spatial prefix of a model), :func:`rece
 :class:`PatchPlanner` (steps, peak-SRAM and BitOPs models, the split/grid search),
 :func:`vdpc` / :func:`vdqs` (outlier patches, bits per feature map).
 
+``model`` may also be the bytes of the full-integer .tflite (:func:`read_tflite_graph`).
+
+Deployment: :mod:`~tfmot_edgeplus.patching.lower` turns a plan and its .tflite into a stage
+program (:mod:`~tfmot_edgeplus.patching.program`, the words the C executor and the
+``EDGEPLUS_PATCH_STAGE`` op run), :mod:`~tfmot_edgeplus.patching.simulate` runs it in NumPy;
+``conversion.patch_stage`` rewrites the model, ``runtime.patch_runner`` runs it.
+
 Kernels: the NumPy reference of the tflm_ops conv kernels (bit-exact with the C), on whole
 tensors and on patch windows.
 """
@@ -45,6 +52,7 @@ from tfmot_edgeplus.patching.reference import (
     make_conv_params,
     quantize_multiplier,
 )
+from tfmot_edgeplus.patching.tflite_graph import TFLiteStageRunner, read_tflite_graph
 from tfmot_edgeplus.patching.vdq import StageRunner, VDPCResult, VDQSResult, vdpc, vdqs
 
 __all__ = [  # noqa: RUF022  (grouped by use, not sorted)
@@ -57,6 +65,8 @@ __all__ = [  # noqa: RUF022  (grouped by use, not sorted)
     "PlanMismatchError",
     # building blocks
     "read_graph",
+    "read_tflite_graph",
+    "TFLiteStageRunner",
     "ModelGraph",
     "SpatialOp",
     "GraphError",

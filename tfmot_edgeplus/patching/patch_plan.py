@@ -29,6 +29,7 @@ import numpy as np
 
 from tfmot_edgeplus.patching.graph import read_graph
 from tfmot_edgeplus.patching.planner import PatchPlanner, _check_int
+from tfmot_edgeplus.patching.tflite_graph import TFLiteStageRunner, read_tflite_graph
 from tfmot_edgeplus.patching.vdq import (
     CANDIDATE_BITS,
     StageRunner,
@@ -38,9 +39,17 @@ from tfmot_edgeplus.patching.vdq import (
     vdqs,
 )
 
-__all__ = ["JSON_FORMAT", "LayerRecord", "PatchPlan", "PlanConfig", "PlanMismatchError", "plan"]
+__all__ = [
+    "JSON_FORMAT",
+    "LayerRecord",
+    "PatchPlan",
+    "PlanConfig",
+    "PlanMismatchError",
+    "layer_plan",
+    "plan",
+]
 
-JSON_FORMAT = "edgeplus-patch-plan/1"
+JSON_FORMAT = "edgeplus-patch-plan/2"
 
 
 class PlanMismatchError(ValueError):
@@ -54,6 +63,7 @@ class PlanConfig:
     ``sram_budget``: bytes of SRAM for activations (e.g. 256 KB minus what the runtime
     needs); ``phi``: quantile of ``|v|`` above which a value is an outlier, in (0, 1);
     ``lam``: weight of the entropy change against the BitOPs saving in VDQS, in [0, 1];
+    ``low_bits``: the bit-widths below 8 VDQS may choose, a subset of (4, 2);
     ``outlier_rate``: fraction of calibration samples above which a patch is an outlier
     patch, in [0, 1] (1 disables VDPC); ``grid``/``split``: force the ``n x n`` grid / the
     split tensor (a layer name); ``max_grid``: largest ``n`` searched; ``weight_bits``: the
@@ -64,6 +74,7 @@ class PlanConfig:
     sram_budget: int = 256 * 1024
     phi: float = 0.999
     lam: float = 0.5
+    low_bits: tuple = (4, 2)
     outlier_rate: float = 0.1
     grid: int | None = None
     split: str | None = None
@@ -76,6 +87,11 @@ class PlanConfig:
         _check_int(self.sram_budget, "sram_budget", 1)
         _check_fraction(self.phi, "phi", True, True)
         _check_fraction(self.lam, "lam", False, False)
+        if not set(self.low_bits) <= {4, 2} or isinstance(self.low_bits, (str, bytes)):
+            raise ValueError(f"low_bits must be a subset of (4, 2), got {self.low_bits!r}.")
+        object.__setattr__(
+            self, "low_bits", tuple(sorted({int(b) for b in self.low_bits}, reverse=True))
+        )
         _check_fraction(self.outlier_rate, "outlier_rate", False, False)
         if self.grid is not None:
             _check_int(self.grid, "grid", 1)
@@ -93,8 +109,8 @@ class PlanConfig:
 class LayerRecord:
     """One execution step of a plan (see :mod:`~tfmot_edgeplus.patching.planner`).
 
-    ``bits_normal``/``bits_outlier``: its output's activation bits in normal / outlier
-    patches (8 outside the stage); ``layer_bytes``: working set layer by layer;
+    ``inputs``: the tensors the step reads; ``bits_normal``/``bits_outlier``: its output's
+    activation bits in normal / outlier patches (8 outside the stage); ``layer_bytes``: working set layer by layer;
     ``patch8_bytes``/``patch_bytes``: working set (max over patches in the stage) of the
     8-bit / planned patch-based execution; ``macs``: layer by layer; ``patch_macs``: with
     the halo recomputation; ``bitops_layer``/``bitops_patch8``/``bitops``: 8-bit layer by
@@ -104,6 +120,7 @@ class LayerRecord:
     step: str
     kind: str
     ops: tuple[str, ...]
+    inputs: tuple[str, ...]
     output: str
     output_shape: tuple[int, ...]
     in_stage: bool
@@ -124,20 +141,27 @@ class PatchPlan:
     """A patch plan: split, grid, outlier patches, bits per map and the modeled costs.
 
     ``windows``: the ``grid x grid`` windows ``(y, x, h, w)`` of the split tensor, row-major,
-    and ``outlier``/``exceed_fraction`` per window; ``bits``: normal-patch bits of every
+    and ``outlier``/``exceed_fraction`` per window; ``regions``: per stage tensor (the model
+    input ``input_name`` included) the window each patch needs of it, row-major (None: that
+    patch does not need the tensor; the halos of the receptive fields included);
+    ``ranges``: ``[lo, hi]`` real range of each map below 8 bits in the normal patches
+    (VDQS); ``bits``: normal-patch bits of every
     stage map; ``phi_values``: VDPC thresholds; ``scores``: VDQS figures per decision unit
     (tuples over bits 8, 4, 2). Peaks in bytes; ``stage_*`` BitOPs count the patch stage
     only, the others the whole model.
     """
 
     model_name: str
+    input_name: str
     input_shape: tuple[int, ...]
     split: str
     grid: int
     windows: tuple[tuple[int, int, int, int], ...]
+    regions: dict
     outlier: tuple[bool, ...]
     exceed_fraction: tuple[float, ...]
     bits: dict
+    ranges: dict
     phi_values: dict
     scores: dict
     layers: tuple[LayerRecord, ...]
@@ -217,7 +241,8 @@ class PatchPlan:
             ),
             (
                 f"sram_budget {self.config['sram_budget']:,} B, phi {self.config['phi']}, "
-                f"lam {self.config['lam']}, outlier_rate {self.config['outlier_rate']}, "
+                f"lam {self.config['lam']}, low bits {self.config['low_bits']}, "
+                f"outlier_rate {self.config['outlier_rate']}, "
                 f"weight_bits {self.config['weight_bits']}, "
                 f"calib_samples {self.config['calib_samples']}"
             ),
@@ -285,22 +310,25 @@ class PatchPlan:
         """Raise :class:`PlanMismatchError` unless ``model`` has the layers (names, classes,
         output shapes) and input shape this plan was made for."""
         want_in, want = self.signature
-        got_in, got = read_graph(model).signature()
+        is_tflite = isinstance(model, (bytes, bytearray, memoryview))
+        graph = read_tflite_graph(bytes(model)) if is_tflite else read_graph(model)
+        got_in, got = graph.signature()
+        label = "the .tflite model" if is_tflite else f"model {model.name!r}"
         if tuple(got_in) != tuple(want_in):
             raise PlanMismatchError(
-                f"the plan was made for input shape {tuple(want_in)}, model {model.name!r} "
+                f"the plan was made for input shape {tuple(want_in)}, {label} "
                 f"takes {tuple(got_in)}. Make a new plan for this model."
             )
         for k, (a, b) in enumerate(zip(want, got, strict=False)):
             if tuple(a) != tuple(b):
                 raise PlanMismatchError(
                     f"layer {k} differs: the plan has {a[0]!r} ({a[1]}, output {tuple(a[2])}), "
-                    f"model {model.name!r} has {b[0]!r} ({b[1]}, output {tuple(b[2])}). "
+                    f"{label} has {b[0]!r} ({b[1]}, output {tuple(b[2])}). "
                     "Make a new plan for this model."
                 )
         if len(want) != len(got):
             raise PlanMismatchError(
-                f"the plan was made for {len(want)} layers, model {model.name!r} has "
+                f"the plan was made for {len(want)} layers, {label} has "
                 f"{len(got)}. Make a new plan for this model."
             )
 
@@ -326,11 +354,21 @@ class PatchPlan:
             )
         d["input_shape"] = tuple(d["input_shape"])
         d["windows"] = tuple(tuple(w) for w in d["windows"])
+        d["regions"] = {
+            t: tuple(None if w is None else tuple(w) for w in ws) for t, ws in d["regions"].items()
+        }
         d["outlier"] = tuple(d["outlier"])
         d["exceed_fraction"] = tuple(d["exceed_fraction"])
         d["scores"] = {u: {k: tuple(v) for k, v in s.items()} for u, s in d["scores"].items()}
         d["layers"] = tuple(
-            LayerRecord(**{**r, "ops": tuple(r["ops"]), "output_shape": tuple(r["output_shape"])})
+            LayerRecord(
+                **{
+                    **r,
+                    "ops": tuple(r["ops"]),
+                    "inputs": tuple(r["inputs"]),
+                    "output_shape": tuple(r["output_shape"]),
+                }
+            )
             for r in d["layers"]
         )
         want_in, want = d["signature"]
@@ -350,19 +388,24 @@ def plan(
     grid=None,
     split=None,
     *,
+    low_bits=(4, 2),
     outlier_rate=0.1,
     max_grid=8,
     weight_bits=8,
     input_resident=True,
     batch_size=16,
 ) -> PatchPlan:
-    """Plan the patch-based, mixed-precision execution of ``model`` (a built tf_keras
-    Functional or Sequential model) with ``calib_data`` (``N`` samples of its input, or
-    None for an 8-bit plan without VDPC/VDQS). Settings: :class:`PlanConfig`."""
+    """Plan the patch-based, mixed-precision execution of ``model`` with ``calib_data``
+    (``N`` float samples of its input, or None for an 8-bit plan without VDPC/VDQS).
+
+    ``model`` is a built tf_keras Functional or Sequential model (VDPC/VDQS then read the
+    float model's stage maps) or the bytes of its full-integer .tflite (the int8 model's own
+    maps, :mod:`~tfmot_edgeplus.patching.tflite_graph`). Settings: :class:`PlanConfig`."""
     config = PlanConfig(
         sram_budget=sram_budget,
         phi=phi,
         lam=lam,
+        low_bits=low_bits,
         outlier_rate=outlier_rate,
         grid=grid,
         split=split,
@@ -371,7 +414,9 @@ def plan(
         input_resident=input_resident,
         batch_size=batch_size,
     )
-    planner = PatchPlanner(model, weight_bits=weight_bits, input_resident=input_resident)
+    is_tflite = isinstance(model, (bytes, bytearray, memoryview))
+    graph = read_tflite_graph(bytes(model)) if is_tflite else model
+    planner = PatchPlanner(graph, weight_bits=weight_bits, input_resident=input_resident)
     calib = None
     if calib_data is not None:
         calib = check_calib_data(calib_data, planner.graph.input_shape)
@@ -382,17 +427,22 @@ def plan(
     bits: dict = {t: 8 for t in planner.stage_tensors(best.split)[1:]}
     phi_values: dict = {}
     scores: dict = {}
+    ranges: dict = {}
     if calib is not None:
-        runner = StageRunner(model, planner, best.split, calib, batch_size)
+        if is_tflite:
+            runner = TFLiteStageRunner(bytes(model), planner, best.split, calib, batch_size)
+        else:
+            runner = StageRunner(model, planner, best.split, calib, batch_size)
         found = vdpc(runner, n, phi=phi, outlier_rate=outlier_rate)
         outlier, exceed, phi_values = found.outlier, found.exceed_fraction, found.phi_values
-        chosen = vdqs(runner, n, found, lam=lam, sram_budget=sram_budget)
-        bits, scores = chosen.bits, chosen.scores
+        chosen = vdqs(runner, n, found, lam=lam, sram_budget=sram_budget, low_bits=config.low_bits)
+        bits, scores, ranges = chosen.bits, chosen.scores, chosen.ranges
     return _build(
         planner,
         best.split,
         n,
         bits,
+        ranges,
         outlier,
         exceed,
         phi_values,
@@ -402,7 +452,16 @@ def plan(
     )
 
 
-def _build(planner, split, n, bits, outlier, exceed, phi_values, scores, config, n_calib):
+def layer_plan(planner: PatchPlanner, split: str) -> PatchPlan:
+    """The 8-bit, 1x1-grid plan of ``split``: the stage run layer by layer."""
+    bits = {t: 8 for t in planner.stage_tensors(split)[1:]}
+    config = PlanConfig(sram_budget=1 << 40, grid=1, split=split)
+    return _build(
+        planner, split, 1, bits, {}, np.zeros((1, 1), bool), np.zeros((1, 1)), {}, {}, config, 0
+    )
+
+
+def _build(planner, split, n, bits, ranges, outlier, exceed, phi_values, scores, config, n_calib):
     k = planner.check_split(split)
     mem_layer = planner.layer_memory()
     mem8, _ = planner.patch_memory(split, n)
@@ -419,6 +478,7 @@ def _build(planner, split, n, bits, outlier, exceed, phi_values, scores, config,
                 step=s.name,
                 kind=s.kind,
                 ops=s.ops,
+                inputs=tuple(s.inputs),
                 output=s.output,
                 output_shape=tuple(int(v) for v in s.output_shape),
                 in_stage=in_stage,
@@ -435,19 +495,26 @@ def _build(planner, split, n, bits, outlier, exceed, phi_values, scores, config,
             )
         )
     cfg = {**asdict(config), "calib_samples": int(n_calib)}
+    cfg["low_bits"] = list(cfg["low_bits"])
     for key, value in cfg.items():
         if isinstance(value, numbers.Real) and not isinstance(value, (bool, int)):
             cfg[key] = float(value)
     sig_in, sig = planner.graph.signature()
     return PatchPlan(
         model_name=planner.graph.name,
+        input_name=planner.graph.input_name,
         input_shape=tuple(int(v) for v in planner.graph.input_shape),
         split=split,
         grid=int(n),
         windows=tuple(tuple(int(v) for v in w) for w in planner.grid_windows(split, n)),
+        regions={
+            t: tuple(None if w is None else tuple(int(v) for v in w) for row in rows for w in row)
+            for t, rows in planner.patch_windows(split, n).items()
+        },
         outlier=tuple(bool(v) for v in np.asarray(outlier).ravel()),
         exceed_fraction=tuple(float(v) for v in np.asarray(exceed).ravel()),
         bits={t: int(b) for t, b in bits.items()},
+        ranges={t: [float(v) for v in r] for t, r in ranges.items()},
         phi_values={t: float(v) for t, v in phi_values.items()},
         scores={
             u: {name: tuple(float(x) for x in vals) for name, vals in s.items()}

@@ -26,9 +26,13 @@ its input's bits). The split tensor stays at 8 bits (the rest of the model is in
 does any unit it belongs to; the model input is 8-bit. For each other unit ``i`` and
 ``b`` in ``{8, 4, 2}``:
 
+* ``[a_b(i), c_b(i)]``: the range the normal patches' values of map ``i`` are quantized
+  on at ``b`` bits: the clipping (from a few low/high quantiles of a ``bins``-bin histogram
+  of those values, widened to contain 0) with the least quantization MSE. Normal patches
+  hold no outliers, so clipping costs them little, and a b-bit grid on their own range is
+  much finer than on the int8 tensor's.
 * ``H_b(i)``: entropy (bits) of the map's values over the normal patches' regions,
-  quantized uniformly to ``2**b`` levels on ``[lo, hi]``, the range of those values (read
-  from a ``bins``-bin histogram of the values on the map's full calibration range);
+  quantized uniformly to ``2**b`` levels on ``[a_b, c_b]``;
   ``Omega_raw(i, b) = max(H_8(i) - H_b(i), 0)``, the information lost.
 * ``Phi_raw(i, b)``: the BitOPs saved in the normal patches by the ops that read ``i``
   (with ``BitOPs = MACs x w_bits x a_bits``, the op writing ``i`` is unchanged):
@@ -38,9 +42,9 @@ does any unit it belongs to; the model input is 8-bit. For each other unit ``i``
   ``S(i, b) = -lambda * Omega(i, b) + (1 - lambda) * Phi(i, b)``; ``S(i, 8) = 0``.
 
 The search: units are visited in decreasing order of their best score ``max_b S(i, b)``
-(ties: earlier map first); for each, the candidates ``b`` in ``{4, 2}`` are tried best
-score first, and the first with ``S(i, b) > S(i, 8)`` whose plan keeps the patch-based peak
-SRAM within ``sram_budget`` is taken (else the unit stays at 8 bits). Scores do not depend
+(ties: earlier map first); for each, the candidates ``b`` in ``low_bits`` (default ``{4, 2}``)
+are tried best score first, and the first with ``S(i, b) > S(i, 8)`` whose plan keeps the
+patch-based peak SRAM within ``sram_budget`` is taken (else the unit stays at 8 bits). Scores do not depend
 on the other units' bits under this BitOPs model, so one pass is the whole search. Lowering
 bits never raises the modeled peak (outlier patches stay 8-bit), so the budget only binds if
 the 8-bit plan was already over it, which the plan search excludes; it is checked anyway.
@@ -206,13 +210,16 @@ class VDQSResult:
     """Bits of the normal patches per stage map, and the scores behind them.
 
     ``scores[unit]`` holds ``entropy``, ``omega``, ``phi`` and ``score``, each a tuple over
-    ``CANDIDATE_BITS`` (8, 4, 2); ``order`` the units in the order they were visited.
+    ``CANDIDATE_BITS`` (8, 4, 2); ``order`` the units in the order they were visited;
+    ``ranges[unit]`` the real ``[lo, hi]`` its normal patches are quantized on at its chosen
+    bits (units below 8 bits only).
     """
 
     bits: dict
     units: dict
     scores: dict
     order: tuple[str, ...]
+    ranges: dict
 
 
 def bit_units(planner: PatchPlanner, split: str) -> tuple[dict, set]:
@@ -234,6 +241,7 @@ def vdqs(
     lam=0.5,
     sram_budget: int | None = None,
     bins=4096,
+    low_bits=(4, 2),
 ) -> VDQSResult:
     """Bits per stage map for the normal patches (rule in the module docstring)."""
     lam = _check_fraction(lam, "lam", False, False)
@@ -243,7 +251,7 @@ def vdqs(
     normal = ~np.asarray(vdpc_result.outlier, dtype=bool)
     candidates = [r for r in units if r not in fixed]
     if not normal.any() or not candidates:
-        return VDQSResult(bits, units, {}, ())
+        return VDQSResult(bits, units, {}, (), {})
 
     reg = planner.regions(split, grid)
     masks = {}
@@ -264,7 +272,8 @@ def vdqs(
             k = np.clip(((v - lo) * (bins / (hi - lo))).astype(np.int64), 0, bins - 1)
             hist[r] += np.bincount(k.ravel(), minlength=bins)
 
-    entropy = {r: _entropies(hist[r], *vdpc_result.value_range[r]) for r in candidates}
+    ranges = {r: _clip_ranges(hist[r], *vdpc_result.value_range[r]) for r in candidates}
+    entropy = {r: _entropies(hist[r], *vdpc_result.value_range[r], ranges[r]) for r in candidates}
     readers = {
         r: [s for s in planner.stage(split) if s.macs_per_pixel and s.inputs[0] in units[r]]
         for r in candidates
@@ -294,7 +303,7 @@ def vdqs(
     outlier = ~normal
     for r in order:
         score = dict(zip(CANDIDATE_BITS, scores[r]["score"], strict=True))
-        for b in sorted(CANDIDATE_BITS[1:], key=lambda b: -score[b]):
+        for b in sorted(low_bits, key=lambda b: -score[b]):
             if score[b] <= score[8]:
                 break
             trial = {**bits, **dict.fromkeys(units[r], b)}
@@ -302,19 +311,54 @@ def vdqs(
             if budget is None or planner.patch_peak(split, grid, trial, outlier) <= budget:
                 bits = trial
                 break
-    return VDQSResult(bits, units, scores, tuple(order))
+    chosen = {r: list(ranges[r][bits[r]]) for r in candidates if bits[r] < 8}
+    return VDQSResult(bits, units, scores, tuple(order), chosen)
 
 
-def _entropies(hist: np.ndarray, lo: float, hi: float) -> tuple[float, ...]:
-    """Entropy of the values at 8/4/2 bits on the range of the non-empty bins."""
-    nz = np.flatnonzero(hist)
-    if nz.size == 0 or hi <= lo:
+def _clip_ranges(hist: np.ndarray, lo: float, hi: float) -> dict:
+    """``{bits: (a, c)}``: the clipping range of the normal patches' values at ``bits`` that
+    minimises the quantization MSE over the histogram (``a`` from the 0/0.1/1 % quantiles,
+    ``c`` from the 100/99.99/99.9/99.5/99/98/95 % ones; widened to contain 0)."""
+    total = hist.sum()
+    if total == 0 or hi <= lo:
+        return {b: (min(lo, 0.0), max(hi, 0.0)) for b in CANDIDATE_BITS}
+    width = (hi - lo) / hist.size
+    centers = lo + (np.arange(hist.size) + 0.5) * width
+    cum = np.cumsum(hist) / total
+
+    def quantile(q):
+        k = int(np.searchsorted(cum, q))
+        return lo + min(k + 1, hist.size) * width
+
+    lows = sorted({lo} | {quantile(q) - width for q in (0.001, 0.01)})
+    highs = sorted({hi} | {quantile(q) for q in (0.9999, 0.999, 0.995, 0.99, 0.98, 0.95)})
+    out = {}
+    for bits in CANDIDATE_BITS:
+        levels = (1 << bits) - 1
+        best = None
+        for a in lows:
+            for c in highs:
+                a0, c0 = min(a, 0.0), max(c, 0.0)
+                if c0 <= a0:
+                    continue
+                step = (c0 - a0) / levels
+                q = np.clip(np.round((centers - a0) / step), 0, levels) * step + a0
+                mse = float((hist * (q - centers) ** 2).sum())
+                if best is None or mse < best[0]:
+                    best = (mse, (float(a0), float(c0)))
+        out[bits] = best[1]
+    return out
+
+
+def _entropies(hist: np.ndarray, lo: float, hi: float, ranges: dict) -> tuple[float, ...]:
+    """Entropy of the values at 8/4/2 bits, each quantized on its range in ``ranges``."""
+    if hist.sum() == 0 or hi <= lo:
         return (0.0,) * len(CANDIDATE_BITS)
     width = (hi - lo) / hist.size
-    a, b = lo + nz[0] * width, lo + (nz[-1] + 1) * width
     centers = lo + (np.arange(hist.size) + 0.5) * width
     out = []
     for bits in CANDIDATE_BITS:
+        a, b = ranges[bits]
         levels = (1 << bits) - 1
         q = np.clip(np.round((centers - a) / (b - a) * levels), 0, levels).astype(np.int64)
         out.append(entropy_bits(np.bincount(q, weights=hist, minlength=levels + 1)))

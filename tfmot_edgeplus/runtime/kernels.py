@@ -52,6 +52,9 @@ __all__ = [
     "get_kernels",
     "library_path",
     "pack",
+    "patch_stage",
+    "patch_stage_check",
+    "patch_stage_get_buffer_size",
     "qcore_refresh",
     "qcore_step",
     "qcore_step_get_buffer_size",
@@ -340,6 +343,13 @@ _SIGNATURES = {
             _i32p,
             _i32p,
         ],
+    ),
+    "edgeplus_patch_stage_check": (ctypes.c_int, [_i32p, _i32]),
+    "edgeplus_patch_stage_get_buffer_size": (_i32, [_i32p, _i32]),
+    "edgeplus_patch_stage_weight_size": (ctypes.c_int, [_i32p, _i32, _i32, _i32p]),
+    "edgeplus_patch_stage": (
+        ctypes.c_int,
+        [_P(_Context), _i32p, _i32, _P(_i8p), _i8p, _i8p],
     ),
 }
 
@@ -1235,6 +1245,87 @@ class Kernels:
         )
 
 
+    # ------------------------------------------------------------------ patch stage
+
+    @staticmethod
+    def _program_words(program) -> np.ndarray:
+        from tfmot_edgeplus.patching.program import StageProgram
+
+        words = program.to_words() if isinstance(program, StageProgram) else program
+        words = np.ascontiguousarray(np.asarray(words), dtype=np.int32)
+        if words.ndim != 1:
+            _raise("edgeplus_patch_stage", -2, "program", "must be a 1-D array of int32 words")
+        return words
+
+    def patch_stage_check(self, program) -> None:
+        """``edgeplus_patch_stage_check``: raise the status' KernelError unless valid."""
+        words = self._program_words(program)
+        st = self.lib.edgeplus_patch_stage_check(words.ctypes.data_as(_i32p), words.size)
+        if st != 0:
+            _raise("edgeplus_patch_stage_check", st, "program", "the C check rejected it")
+
+    def patch_stage_get_buffer_size(self, program) -> int:
+        words = self._program_words(program)
+        n = int(self.lib.edgeplus_patch_stage_get_buffer_size(words.ctypes.data_as(_i32p),
+                                                              words.size))  # fmt: skip
+        if n < 0:
+            _raise("edgeplus_patch_stage_get_buffer_size", n, "program", "invalid program")
+        return n
+
+    def patch_stage_weight_size(self, program, slot: int) -> int:
+        words = self._program_words(program)
+        out = ctypes.c_int32(0)
+        st = self.lib.edgeplus_patch_stage_weight_size(
+            words.ctypes.data_as(_i32p), words.size, int(slot), ctypes.byref(out)
+        )
+        if st != 0:
+            _raise("edgeplus_patch_stage_weight_size", st, "slot", f"slot {slot}")
+        return int(out.value)
+
+    def patch_stage(self, program, filters, x, scratch_bytes=None) -> np.ndarray:
+        """``edgeplus_patch_stage`` over a batch: ``x`` int8 ``(N, H, W, C)`` or ``(H, W, C)``,
+        ``filters`` the unpacked integer filters per weight slot (packed here at each step's
+        ``w_bits``). Returns the split tensors like ``simulate.run_stage``."""
+        from tfmot_edgeplus.patching.program import StageProgram
+
+        fname = "edgeplus_patch_stage"
+        prog = program if isinstance(program, StageProgram) else StageProgram.from_words(program)
+        words = self._program_words(prog)
+        x = np.asarray(x)
+        single = x.ndim == 3
+        xb = x[None] if single else x
+        t0, last = prog.tensors[0], prog.tensors[-1]
+        if xb.ndim != 4 or xb.shape[1:] != t0.shape or xb.dtype != np.int8:
+            _raise(fname, -2, "x", f"must be int8 (N, {t0.h}, {t0.w}, {t0.c}), got "
+                   f"{xb.dtype} {xb.shape}")  # fmt: skip
+        steps = prog.slot_steps()
+        if len(filters) != len(steps):
+            _raise(fname, -2, "filters", f"{len(steps)} slots, got {len(filters)} filters")
+        packed = []
+        for slot, k in enumerate(steps):
+            f = np.asarray(filters[slot])
+            if f.shape != prog.filter_shape(k):
+                _raise(fname, -2, "filters", f"slot {slot} must have shape "
+                       f"{prog.filter_shape(k)}, got {f.shape}")  # fmt: skip
+            packed.append(np.ascontiguousarray(self.pack(f.reshape(-1), prog.steps[k].w_bits)))
+        table = (_i8p * max(len(packed), 1))(*[_i8(a) for a in packed])
+        need = self.patch_stage_get_buffer_size(words)
+        ctx = _scratch(need if scratch_bytes is None else scratch_bytes)
+        out = np.zeros((len(xb), last.h, last.w, last.c), np.int8)
+        for i in range(len(xb)):
+            xi = np.ascontiguousarray(xb[i])
+            oi = np.zeros((last.h, last.w, last.c), np.int8)
+            st = self.lib.edgeplus_patch_stage(
+                ctypes.byref(ctx), words.ctypes.data_as(_i32p), words.size, table, _i8(xi),
+                _i8(oi),
+            )  # fmt: skip
+            if st != 0:
+                _raise(fname, st, "scratch_bytes" if st == -5 else "program",
+                       f"status {st} (scratch {ctx.size} bytes, needs {need})")  # fmt: skip
+            out[i] = oi
+        return out[0] if single else out
+
+
 # ----------------------------------------------------------------------------- module API
 
 
@@ -1300,3 +1391,15 @@ def qcore_refresh(prior_counts, history, size, seed):
 
 def qcore_step_get_buffer_size(head, nets, n: int) -> int:
     return get_kernels().qcore_step_get_buffer_size(head, nets, n)
+
+
+def patch_stage(program, filters, x) -> np.ndarray:
+    return get_kernels().patch_stage(program, filters, x)
+
+
+def patch_stage_get_buffer_size(program) -> int:
+    return get_kernels().patch_stage_get_buffer_size(program)
+
+
+def patch_stage_check(program) -> None:
+    get_kernels().patch_stage_check(program)

@@ -15,8 +15,12 @@ Choices, and why:
   flatbuffer schema that ships in the wheel and check the indices the interpreter follows
   (tensors, buffers, operator codes). Anything off is a ``ValueError`` naming what was
   received.
-- **Arena.** ``arena_size=None`` (default) sizes the arena automatically: start at 64 KiB
-  and double while TFLM reports that memory ran out (up to 1 GiB). An explicit
+- **Arena.** ``arena_size=None`` (default) sizes the arena automatically: start at 64 KiB or,
+  if larger, the next power of two above twice the model's non-constant tensor bytes plus
+  1 KiB per operator, and double while TFLM reports that memory ran out (up to 1 GiB). The
+  generous start matters: when a kernel's *persistent* allocation fails in Prepare, this
+  TFLM build can crash instead of reporting it (seen with a 64 KiB arena for a
+  MobileNetV2 tail: "Failed to allocate tail memory", then a segfault in ConvPrepare). An explicit
   ``arena_size`` is used as is and must be at least ``MIN_ARENA_SIZE`` = 2048 bytes (plus
   128 per resource variable): with less, TFLM may not even fit its allocator objects in the
   arena, and then the interpreter crashes the process instead of failing (measured with
@@ -78,6 +82,7 @@ _OUT_OF_ARENA = re.compile(
     re.IGNORECASE,
 )
 _ARENA_TOTAL = re.compile(r"Arena allocation total (\d+) bytes")
+_ARENA_HEAD = re.compile(r"Arena allocation head (\d+) bytes")
 _stderr_lock = threading.RLock()
 
 
@@ -379,7 +384,7 @@ class TFLMRunner:
             _details(self._interp.get_output_details(i), i, names[t])
             for i, t in enumerate(sub.outputs)
         ]
-        self._arena_bytes = self._recorded_arena_bytes()
+        self._arena_bytes, self._arena_head_bytes = self._recorded_arena_bytes()
 
     @classmethod
     def from_file(cls, path, arena_size=None, custom_op_registerers=()) -> TFLMRunner:
@@ -443,6 +448,8 @@ class TFLMRunner:
                 )
             return interp, requested
         size = max(_AUTO_ARENA_START, self._arena_floor)
+        while size < self._arena_estimate() and size < _AUTO_ARENA_MAX:
+            size *= 2
         while True:
             interp, log = self._try_build(size)
             if interp is not None:
@@ -454,15 +461,29 @@ class TFLMRunner:
                 )
             size *= 2
 
-    def _recorded_arena_bytes(self) -> int:
+    def _arena_estimate(self) -> int:
+        """Twice the non-constant tensor bytes plus 1 KiB per operator (see module doc)."""
+        sub = self._model_t.subgraphs[0]
+        size = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 6: 1, 7: 2, 9: 1, 10: 8, 17: 1}
+        total = 0
+        for t in sub.tensors:
+            buf = self._model_t.buffers[t.buffer] if t.buffer < len(self._model_t.buffers) else None
+            if buf is not None and buf.data is not None and len(buf.data):
+                continue
+            shape = [max(int(d), 1) for d in (t.shape if t.shape is not None else [])]
+            total += int(np.prod(shape, dtype=np.int64)) * size.get(int(t.type), 4)
+        return 2 * total + 1024 * len(sub.operators or [])
+
+    def _recorded_arena_bytes(self) -> tuple[int, int]:
+        """``(total, head)`` bytes from TFLM's allocation report."""
         with _captured_stderr() as log:
             self._interp.print_allocations()
-        match = _ARENA_TOTAL.search(log[0])
-        if not match:
+        total, head = _ARENA_TOTAL.search(log[0]), _ARENA_HEAD.search(log[0])
+        if not total or not head:
             raise TFLMError(
                 "Could not read the arena usage from TFLM's allocation report." + _log_tail(log[0])
             )
-        return int(match.group(1))
+        return int(total.group(1)), int(head.group(1))
 
     # ----------------------------------------------------------------- properties
 
@@ -479,6 +500,13 @@ class TFLMRunner:
     def arena_bytes(self) -> int:
         """Arena bytes TFLM used after allocating tensors (host figure, see module doc)."""
         return self._arena_bytes
+
+    @property
+    def arena_head_bytes(self) -> int:
+        """The arena's *head*: the memory-planned activation tensors and kernels' scratch
+        buffers (what patch-based inference shrinks). The rest (the tail) is persistent:
+        per-operator data such as per-channel multipliers, tensor structs."""
+        return self._arena_head_bytes
 
     @property
     def arena_size(self) -> int:

@@ -318,6 +318,49 @@ edgeplus_status edgeplus_qcore_refresh(const edgeplus_context *ctx, const int32_
                                        int32_t size, uint32_t *rng_state, int32_t *chosen,
                                        int32_t *counts);
 
+/* ------------------------------------------------------------------ patch stage */
+
+/* QuantMCU's patch stage: a planned chain of conv / depthwise / pad / add steps run patch
+ * by patch with per-patch mixed precision (VDPC outlier patches at 8 bits, VDQS bits per
+ * feature map elsewhere), described by a *stage program*: int32 words whose layout is
+ * specified in tfmot_edgeplus/patching/program.py (header "EPS1", tensors, steps, patches,
+ * requantization blocks). tfmot_edgeplus/patching/simulate.py is the NumPy reference it
+ * agrees with bit for bit. Batch 1. */
+
+#define EDGEPLUS_STAGE_MAGIC 0x31535045 /* "EPS1" */
+#define EDGEPLUS_STAGE_VERSION 1
+#define EDGEPLUS_STAGE_MAX_TENSORS 256
+#define EDGEPLUS_STAGE_MAX_GRID 64
+
+/* Check every rule of the spec that memory safety or the kernels depend on: header,
+ * counts, tensor dims/bits/zero points, buffers inside the arena, step kinds, inputs,
+ * geometry, quant block offsets inside the program, each patch's regions inside their
+ * tensors and buffers and holding what the step reading them needs. EDGEPLUS_OK or the
+ * status of the first problem (EDGEPLUS_ERR_NULL, _DIMS, _BITS, _WINDOW, _ARG). */
+edgeplus_status edgeplus_patch_stage_check(const int32_t *program, int32_t words);
+
+/* Filter bytes (packed at the step's w_bits: conv OHWI, depthwise 1HWO) of weight slot
+ * `slot`; the caller checks its filter tensors against them. (Biases are in the program's
+ * requantization blocks, one per variant: a low-bit input has its own scale.) */
+edgeplus_status edgeplus_patch_stage_weight_size(const int32_t *program, int32_t words,
+                                                 int32_t slot, int32_t *filter_bytes);
+
+/* Scratch bytes of edgeplus_patch_stage (>= 0): 4 bytes of alignment slack + the program's
+ * arena_bytes (region buffers) rounded up to 4 + the largest minimum kernel scratch of any
+ * conv/depthwise step and variant (edgeplus_conv2d_get_buffer_size for a 1x1 output: the
+ * stage exists to save SRAM); or a negative edgeplus_status when the program is invalid. */
+int32_t edgeplus_patch_stage_get_buffer_size(const int32_t *program, int32_t words);
+
+/* Run every patch of the program: input = tensor 0 whole ([h][w][c] int8), output = the
+ * split tensor whole ([h][w][c] int8, every element written once the last patch ran),
+ * filters[slot] the packed filters of the conv/depthwise steps (biases: in the program).
+ * Errors return before anything is written: the checks of edgeplus_patch_stage_check,
+ * EDGEPLUS_ERR_NULL (ctx, program, filters, a filter, input, output), EDGEPLUS_ERR_SCRATCH
+ * (ctx->buf NULL or ctx->size below _get_buffer_size). */
+edgeplus_status edgeplus_patch_stage(const edgeplus_context *ctx, const int32_t *program,
+                                     int32_t words, const int8_t *const *filters,
+                                     const int8_t *input, int8_t *output);
+
 #ifdef __cplusplus
 }
 #endif

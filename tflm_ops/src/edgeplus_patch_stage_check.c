@@ -1,0 +1,234 @@
+/* edgeplus_patch_stage_check: validate a stage program (every rule the executor's memory
+ * safety and the kernels depend on). */
+#include "edgeplus_stage_internal.h"
+
+#define EP_ST_MAX_ELEMS (1 << 27) /* packed element indices stay in int32 */
+
+static int ep_in_range(int32_t v, int32_t lo, int32_t hi) { return v >= lo && v <= hi; }
+
+static edgeplus_status ep_check_tensors(const int32_t *p, const ep_stage *st)
+{
+    int32_t i, v;
+    for (i = 0; i < st->T; ++i) {
+        const int32_t *t = ep_st_tensor(p, st, i);
+        const int end = i == 0 || i == st->T - 1;
+        if (t[EP_T_H] < 1 || t[EP_T_W] < 1 || t[EP_T_C] < 1 ||
+            (int64_t)t[EP_T_H] * t[EP_T_W] * t[EP_T_C] > EP_ST_MAX_ELEMS) {
+            return EDGEPLUS_ERR_DIMS;
+        }
+        for (v = 0; v < 2; ++v) {
+            const int32_t bits = t[EP_T_BITS0 + v];
+            if (bits != 2 && bits != 4 && bits != 8) {
+                return EDGEPLUS_ERR_BITS;
+            }
+            if (!ep_in_range(t[EP_T_ZP0 + v], -(1 << (bits - 1)), (1 << (bits - 1)) - 1)) {
+                return EDGEPLUS_ERR_ARG;
+            }
+        }
+        if (end) {
+            if (t[EP_T_BITS0] != 8 || t[EP_T_BITS1] != 8 || t[EP_T_ZP0] != t[EP_T_ZP1] ||
+                t[EP_T_OFF] != -1 || t[EP_T_SIZE] != 0) {
+                return EDGEPLUS_ERR_ARG;
+            }
+        } else if (t[EP_T_OFF] < 0 || t[EP_T_SIZE] < 0 ||
+                   (int64_t)t[EP_T_OFF] + t[EP_T_SIZE] > st->arena) {
+            return EDGEPLUS_ERR_WINDOW;
+        }
+    }
+    return EDGEPLUS_OK;
+}
+
+static edgeplus_status ep_check_quant(const int32_t *p, int32_t words, const ep_stage *st,
+                                      int32_t off, int32_t kind, int32_t c)
+{
+    int32_t j;
+    const int32_t size = kind == EP_ST_KIND_ADD ? EP_ST_ADD_WORDS : 3 * c;
+    if (off < st->quant || (int64_t)off + size > words) {
+        return EDGEPLUS_ERR_DIMS;
+    }
+    if (kind == EP_ST_KIND_ADD) {
+        if (!ep_in_range(p[off], 0, 22)) {
+            return EDGEPLUS_ERR_ARG;
+        }
+        for (j = 0; j < 3; ++j) {
+            if (p[off + 1 + 2 * j] < 0 || !ep_in_range(p[off + 2 + 2 * j], -31, 30)) {
+                return EDGEPLUS_ERR_ARG;
+            }
+        }
+        return EDGEPLUS_OK;
+    }
+    for (j = 0; j < c; ++j) {
+        if (p[off + j] < 0 || !ep_in_range(p[off + c + j], -31, 30)) {
+            return EDGEPLUS_ERR_ARG;
+        }
+    }
+    return EDGEPLUS_OK;
+}
+
+static edgeplus_status ep_check_step(const int32_t *p, int32_t words, const ep_stage *st,
+                                     int32_t k, int32_t *slots)
+{
+    const int32_t *s = ep_st_step(p, st, k);
+    const int32_t kind = s[EP_S_KIND];
+    const int32_t *out, *in;
+    int32_t v, f;
+    edgeplus_status rc;
+    if (!ep_in_range(kind, EP_ST_KIND_CONV, EP_ST_KIND_ADD)) {
+        return EDGEPLUS_ERR_ARG;
+    }
+    if (!ep_in_range(s[EP_S_IN0], 0, k) ||
+        (kind == EP_ST_KIND_ADD ? !ep_in_range(s[EP_S_IN1], 0, k) : s[EP_S_IN1] != -1)) {
+        return EDGEPLUS_ERR_DIMS;
+    }
+    for (f = EP_S_KH; f <= EP_S_DW; ++f) {
+        const int pad = f == EP_S_PH || f == EP_S_PW;
+        if (!ep_in_range(s[f], pad ? 0 : 1, EP_ST_MAX_PAD)) {
+            return EDGEPLUS_ERR_ARG;
+        }
+    }
+    out = ep_st_tensor(p, st, k + 1);
+    in = ep_st_tensor(p, st, s[EP_S_IN0]);
+    for (v = 0; kind != EP_ST_KIND_PAD && v < 2; ++v) { /* a pad has no clamp */
+        const int32_t bits = out[EP_T_BITS0 + v];
+        const int32_t lo = -(1 << (bits - 1)), hi = (1 << (bits - 1)) - 1;
+        const int32_t a = s[EP_S_AMIN0 + 2 * v], b = s[EP_S_AMAX0 + 2 * v];
+        if (!ep_in_range(a, lo, hi) || !ep_in_range(b, a, hi)) {
+            return EDGEPLUS_ERR_ARG;
+        }
+    }
+    if (kind == EP_ST_KIND_CONV || kind == EP_ST_KIND_DW) {
+        const int32_t w = s[EP_S_WBITS];
+        if (w != 2 && w != 4 && w != 8) {
+            return EDGEPLUS_ERR_BITS;
+        }
+        if (s[EP_S_SLOT] != (*slots)++) {
+            return EDGEPLUS_ERR_ARG;
+        }
+        for (v = 0; v < 2; ++v) {
+            edgeplus_conv_params cp;
+            edgeplus_dims di, df, dout;
+            int32_t need;
+            rc = ep_check_quant(p, words, st, s[EP_S_Q0 + v], kind, out[EP_T_C]);
+            if (rc != EDGEPLUS_OK) {
+                return rc;
+            }
+            edgeplus__stage_conv_params(p, st, k, v, &cp);
+            edgeplus__stage_dims(p, st, s[EP_S_IN0], &di);
+            edgeplus__stage_filter_dims(p, st, k, &df);
+            edgeplus__stage_dims(p, st, k + 1, &dout);
+            if ((int64_t)(dout.h - 1) * cp.stride_h - cp.pad_h > di.h - 1 ||
+                (int64_t)(dout.w - 1) * cp.stride_w - cp.pad_w > di.w - 1) {
+                return EDGEPLUS_ERR_DIMS;
+            }
+            need = kind == EP_ST_KIND_CONV
+                       ? edgeplus_conv2d_get_buffer_size(&cp, &di, &df, &dout)
+                       : edgeplus_depthwise_conv2d_get_buffer_size(&cp, &di, &df, &dout);
+            if (need < 0) {
+                return (edgeplus_status)need;
+            }
+        }
+        return EDGEPLUS_OK;
+    }
+    if (s[EP_S_WBITS] != 8 || s[EP_S_SLOT] != -1) {
+        return EDGEPLUS_ERR_ARG;
+    }
+    if (kind == EP_ST_KIND_PAD) {
+        if (s[EP_S_Q0] != -1 || s[EP_S_Q1] != -1) {
+            return EDGEPLUS_ERR_ARG;
+        }
+        if (out[EP_T_C] != in[EP_T_C] || (int64_t)out[EP_T_H] < (int64_t)in[EP_T_H] + s[EP_S_PH] ||
+            (int64_t)out[EP_T_W] < (int64_t)in[EP_T_W] + s[EP_S_PW]) {
+            return EDGEPLUS_ERR_DIMS;
+        }
+        for (v = 0; v < 2; ++v) {
+            if (out[EP_T_BITS0 + v] != in[EP_T_BITS0 + v] || out[EP_T_ZP0 + v] != in[EP_T_ZP0 + v]) {
+                return EDGEPLUS_ERR_ARG;
+            }
+        }
+        return EDGEPLUS_OK;
+    }
+    {
+        const int32_t *in1 = ep_st_tensor(p, st, s[EP_S_IN1]);
+        for (f = EP_T_H; f <= EP_T_C; ++f) {
+            if (in[f] != out[f] || in1[f] != out[f]) {
+                return EDGEPLUS_ERR_DIMS;
+            }
+        }
+    }
+    for (v = 0; v < 2; ++v) {
+        rc = ep_check_quant(p, words, st, s[EP_S_Q0 + v], kind, 0);
+        if (rc != EDGEPLUS_OK) {
+            return rc;
+        }
+    }
+    return EDGEPLUS_OK;
+}
+
+static int ep_contains(const int32_t *outer, const edgeplus_window *in)
+{
+    return outer[2] > 0 && in->y >= outer[0] && in->x >= outer[1] &&
+           in->y + in->h <= outer[0] + outer[2] && in->x + in->w <= outer[1] + outer[3];
+}
+
+static edgeplus_status ep_check_patch(const int32_t *p, const ep_stage *st, int32_t q)
+{
+    const int32_t *rec = ep_st_patch(p, st, q);
+    int32_t i, k;
+    int32_t v = rec[0];
+    if (v != 0 && v != 1) {
+        return EDGEPLUS_ERR_ARG;
+    }
+    for (i = 0; i < st->T; ++i) {
+        const int32_t *r = rec + 1 + 4 * i;
+        const int32_t *t = ep_st_tensor(p, st, i);
+        if (r[2] == 0 && r[3] == 0) {
+            continue;
+        }
+        if (r[2] < 1 || r[3] < 1 || r[0] < 0 || r[1] < 0 || r[0] > t[EP_T_H] - r[2] ||
+            r[1] > t[EP_T_W] - r[3]) {
+            return EDGEPLUS_ERR_WINDOW;
+        }
+        if (i > 0 && i < st->T - 1 &&
+            edgeplus_packed_bytes(r[2] * r[3] * t[EP_T_C], t[EP_T_BITS0 + v]) > t[EP_T_SIZE]) {
+            return EDGEPLUS_ERR_WINDOW;
+        }
+    }
+    for (k = 0; k < st->S; ++k) {
+        const int32_t *r = rec + 1 + 4 * (k + 1);
+        const int32_t *s = ep_st_step(p, st, k);
+        edgeplus_window out, need;
+        if (r[2] == 0) {
+            continue;
+        }
+        out.y = r[0];
+        out.x = r[1];
+        out.h = r[2];
+        out.w = r[3];
+        if (!edgeplus__stage_input_need(p, st, k, &out, &need)) {
+            continue;
+        }
+        if (!ep_contains(rec + 1 + 4 * s[EP_S_IN0], &need) ||
+            (s[EP_S_KIND] == EP_ST_KIND_ADD && !ep_contains(rec + 1 + 4 * s[EP_S_IN1], &need))) {
+            return EDGEPLUS_ERR_WINDOW;
+        }
+    }
+    return EDGEPLUS_OK;
+}
+
+edgeplus_status edgeplus_patch_stage_check(const int32_t *program, int32_t words)
+{
+    ep_stage st;
+    int32_t k, q, slots = 0;
+    edgeplus_status rc = edgeplus__stage_layout(program, words, &st);
+    if (rc != EDGEPLUS_OK) {
+        return rc;
+    }
+    rc = ep_check_tensors(program, &st);
+    for (k = 0; rc == EDGEPLUS_OK && k < st.S; ++k) {
+        rc = ep_check_step(program, words, &st, k, &slots);
+    }
+    for (q = 0; rc == EDGEPLUS_OK && q < st.P; ++q) {
+        rc = ep_check_patch(program, &st, q);
+    }
+    return rc;
+}

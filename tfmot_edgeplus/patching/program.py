@@ -1,0 +1,455 @@
+"""The patch-stage program: the one description of a planned patch stage that the NumPy
+simulator (:mod:`~tfmot_edgeplus.patching.simulate`), the C executor
+(``edgeplus_patch_stage`` in ``tflm_ops/src``) and the ``EDGEPLUS_PATCH_STAGE`` custom op all
+run. This docstring is the spec of its words; :meth:`StageProgram.to_words` writes them and
+:meth:`StageProgram.from_words` reads and checks them (the C checks the same rules).
+
+A program is a flat array of little-endian ``int32`` words, made of sections in this order:
+
+Header (8 words)
+    ``magic`` = 0x31535045 ("EPS1"), ``version`` = 1, ``T`` tensors (2..256), ``S`` steps
+    (= ``T - 1``), ``n`` grid (1..64, ``P = n*n`` patches), ``arena_bytes`` (bytes of the region
+    buffers, >= 0), ``words`` (the program's total length), ``0`` (reserved).
+Tensors (``T`` records of 9 words)
+    ``h, w, c, bits_normal, bits_outlier, zp_normal, zp_outlier, offset, size``. Tensor 0 is
+    the stage input, tensor ``T-1`` the split tensor (the output); step ``k`` writes tensor
+    ``k+1``. Activations are NHWC, batch 1, asymmetric at ``bits`` (2, 4, 8) with zero point
+    ``zp``, packed over the flat index of the buffer that holds them (``edgeplus_ops.h``).
+    *Variant* 0 is a normal patch, variant 1 an outlier patch (VDPC): every tensor has a bit
+    width and zero point per variant. Tensors 0 and ``T-1`` are 8-bit in both variants with
+    one zero point, ``offset = -1`` and ``size = 0``: the caller holds them whole. Every
+    other tensor has a region buffer at ``offset`` (bytes into the arena) of ``size`` bytes,
+    ``offset + size <= arena_bytes``.
+Steps (``S`` records of 20 words)
+    ``kind, in0, in1, kh, kw, sh, sw, ph, pw, dh, dw, w_bits, slot, act_min0, act_max0,
+    act_min1, act_max1, quant0, quant1, 0``. ``kind``: 1 conv (filter OHWI), 2 depthwise
+    (filter 1HWO, multiplier 1), 3 pad, 4 add. ``in0`` (and for add ``in1``; else -1) are
+    tensor indices ``<= k``. Conv/depthwise: kernel ``kh x kw``, stride ``sh, sw``, top/left
+    padding ``ph, pw`` (the rows/cols past the input read the input zero point, as TFLite's
+    SAME/VALID), dilation ``dh, dw``; weights at ``w_bits`` (2, 4, 8) in weight ``slot``
+    (slots count 0, 1, ... over the conv/depthwise steps in order). Pad: ``ph, pw``
+    top/left zeros (bottom/right follow from the output size; the pad value is the zero
+    point), in and out with the same bits and zero point per variant; kernel, stride and
+    dilation are 1, ``w_bits = 8``, ``slot = -1``. Add: same-shaped inputs and output.
+    ``act_min/max v``: the fused clamp of variant ``v`` in the output's integer domain
+    (ignored for pad). ``quant v``: the word offset (from the start of the program) of
+    variant ``v``'s requantization block, -1 for pad: conv/depthwise ``multiplier[C_out]``,
+    ``shift[C_out]`` (TFLite's ``QuantizeMultiplier`` form) and ``bias[C_out]`` (int32, in
+    units of the variant's input scale times the filter scale: a low-bit input has its own
+    scale, so each variant has its own bias); add ``left_shift, m1, s1, m2, s2, m_out,
+    s_out`` (TFLite's int8 ADD: ``(x - zp) << left_shift`` per input, each scaled by
+    ``MultiplyByQuantizedMultiplier(., m, s)``, summed, scaled by ``(m_out, s_out)``, plus
+    ``zp_out``, clamped).
+Patches (``P`` records of ``1 + 4T`` words), row-major over the grid
+    ``outlier`` (0/1, the variant), then per tensor its region ``y, x, h, w`` in that
+    patch (``h = w = 0``: the patch does not need it). Tensor ``T-1``'s region is the patch's
+    window of the split tensor; tensor 0's is what the first steps read from the input.
+Quant blocks
+    the blocks the steps point at (variants with equal blocks may share one).
+
+Execution of one patch ``p`` with variant ``v``: for ``k = 0 .. S-1`` with a non-empty
+region ``R`` of tensor ``k+1``: compute ``R`` from the input regions (conv/depthwise: the
+``_window`` kernel with ``window = R``; pad: copy or zero point; add: elementwise) into the
+region buffer of tensor ``k+1`` (for ``T-1``: straight into the whole split tensor). Region
+buffers are reused across patches; a buffer holds its tensor's region in the current patch.
+``size`` covers that region at the variant's bits in every patch. Which tensors may share
+bytes is decided by the builder (:mod:`~tfmot_edgeplus.patching.lower`) from liveness; the
+executors do not care.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from tfmot_edgeplus.conversion.packing import SUPPORTED_BITS, int_range, packed_nbytes
+
+__all__ = [
+    "KIND_ADD",
+    "KIND_CONV",
+    "KIND_DEPTHWISE",
+    "KIND_PAD",
+    "MAGIC",
+    "ProgramError",
+    "StageProgram",
+    "StageStep",
+    "StageTensor",
+]
+
+MAGIC = 0x31535045
+VERSION = 1
+HEADER_WORDS = 8
+TENSOR_WORDS = 9
+STEP_WORDS = 20
+MAX_TENSORS = 256
+MAX_GRID = 64
+KIND_CONV, KIND_DEPTHWISE, KIND_PAD, KIND_ADD = 1, 2, 3, 4
+KIND_NAMES = {KIND_CONV: "conv", KIND_DEPTHWISE: "depthwise", KIND_PAD: "pad", KIND_ADD: "add"}
+ADD_QUANT_WORDS = 7
+
+
+class ProgramError(ValueError):
+    """A stage program breaks a rule of the spec (the message names the field)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class StageTensor:
+    h: int
+    w: int
+    c: int
+    bits: tuple[int, int]
+    zp: tuple[int, int]
+    offset: int = -1
+    size: int = 0
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.h, self.w, self.c)
+
+
+@dataclasses.dataclass(frozen=True)
+class StageStep:
+    """One step; ``quant[v]`` is variant ``v``'s block as an int32 array (see the spec)."""
+
+    kind: int
+    inputs: tuple[int, ...]
+    kernel: tuple[int, int] = (1, 1)
+    stride: tuple[int, int] = (1, 1)
+    pad: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    w_bits: int = 8
+    slot: int = -1
+    act: tuple[tuple[int, int], tuple[int, int]] = ((-128, 127), (-128, 127))
+    quant: tuple = (None, None)
+
+    @property
+    def kind_name(self) -> str:
+        return KIND_NAMES.get(self.kind, str(self.kind))
+
+
+def _contains(outer, inner) -> bool:
+    return (
+        outer[2] > 0
+        and inner[0] >= outer[0]
+        and inner[1] >= outer[1]
+        and inner[0] + inner[2] <= outer[0] + outer[2]
+        and inner[1] + inner[3] <= outer[1] + outer[3]
+    )
+
+
+def region_bytes(region, channels: int, bits: int) -> int:
+    """Packed bytes of ``region = (y, x, h, w)`` of a tensor with ``channels`` at ``bits``."""
+    return packed_nbytes(int(region[2]) * int(region[3]) * int(channels), bits)
+
+
+@dataclasses.dataclass(frozen=True)
+class StageProgram:
+    """A patch-stage program (see the module docstring). ``regions`` has shape
+    ``(P, T, 4)``; ``outlier`` shape ``(P,)``."""
+
+    tensors: tuple[StageTensor, ...]
+    steps: tuple[StageStep, ...]
+    grid: int
+    outlier: np.ndarray
+    regions: np.ndarray
+    arena_bytes: int
+
+    def __post_init__(self):
+        object.__setattr__(self, "outlier", np.asarray(self.outlier, dtype=bool).ravel())
+        object.__setattr__(self, "regions", np.asarray(self.regions, dtype=np.int64))
+        self.check()
+
+    def __eq__(self, other):
+        return isinstance(other, StageProgram) and np.array_equal(self.to_words(), other.to_words())
+
+    __hash__ = None
+
+    # ------------------------------------------------------------------ facts
+
+    @property
+    def num_slots(self) -> int:
+        return sum(s.kind in (KIND_CONV, KIND_DEPTHWISE) for s in self.steps)
+
+    def slot_steps(self) -> list[int]:
+        """Step index of every weight slot."""
+        return [k for k, s in enumerate(self.steps) if s.kind in (KIND_CONV, KIND_DEPTHWISE)]
+
+    def filter_shape(self, step: int) -> tuple[int, int, int, int]:
+        s = self.steps[step]
+        cin = self.tensors[s.inputs[0]].c
+        cout = self.tensors[step + 1].c
+        if s.kind == KIND_CONV:
+            return (cout, *s.kernel, cin)
+        return (1, *s.kernel, cout)
+
+    def variant(self, patch: int) -> int:
+        return int(self.outlier[patch])
+
+    # ------------------------------------------------------------------ checks
+
+    def check(self) -> None:
+        """Raise :class:`ProgramError` on the first broken rule of the spec."""
+        T, S, n = len(self.tensors), len(self.steps), int(self.grid)
+        if not 2 <= T <= MAX_TENSORS or S != T - 1:
+            raise ProgramError(
+                f"tensors: need 2..{MAX_TENSORS} tensors and one step fewer, "
+                f"got {T} tensors and {S} steps"
+            )
+        if not 1 <= n <= MAX_GRID:
+            raise ProgramError(f"grid must be in 1..{MAX_GRID}, got {n}")
+        if self.outlier.shape != (n * n,) or self.regions.shape != (n * n, T, 4):
+            raise ProgramError(
+                f"outlier/regions must have {n * n} patches of {T} regions, got "
+                f"{self.outlier.shape} and {self.regions.shape}"
+            )
+        arena = int(self.arena_bytes)
+        if arena < 0:
+            raise ProgramError(f"arena_bytes must be >= 0, got {arena}")
+        for i, t in enumerate(self.tensors):
+            if min(t.h, t.w, t.c) < 1:
+                raise ProgramError(f"tensor {i}: dims must be >= 1, got {t.shape}")
+            for v in (0, 1):
+                if t.bits[v] not in SUPPORTED_BITS:
+                    raise ProgramError(f"tensor {i}: bits[{v}] must be 2, 4 or 8, got {t.bits[v]}")
+                lo, hi = int_range(t.bits[v])
+                if not lo <= t.zp[v] <= hi:
+                    raise ProgramError(
+                        f"tensor {i}: zp[{v}] = {t.zp[v]} outside the {t.bits[v]}-bit range"
+                    )
+            if i in (0, T - 1):
+                if t.bits != (8, 8) or t.zp[0] != t.zp[1] or t.offset != -1 or t.size != 0:
+                    raise ProgramError(
+                        f"tensor {i} (stage {'input' if i == 0 else 'output'}) "
+                        "must be 8-bit with one zero point, offset -1, size 0"
+                    )
+            elif t.offset < 0 or t.size < 0 or t.offset + t.size > arena:
+                raise ProgramError(
+                    f"tensor {i}: buffer [{t.offset}, {t.offset + t.size}) "
+                    f"is outside the arena of {arena} bytes"
+                )
+        for k, s in enumerate(self.steps):
+            self._check_step(k, s)
+        for p in range(n * n):
+            v = self.variant(p)
+            for i, t in enumerate(self.tensors):
+                y, x, h, w = (int(a) for a in self.regions[p, i])
+                if h == 0 and w == 0:
+                    continue
+                if min(h, w) < 1 or y < 0 or x < 0 or y + h > t.h or x + w > t.w:
+                    raise ProgramError(
+                        f"patch {p}: region {(y, x, h, w)} of tensor {i} is outside {t.shape}"
+                    )
+                if 0 < i < T - 1 and region_bytes((y, x, h, w), t.c, t.bits[v]) > t.size:
+                    raise ProgramError(
+                        f"patch {p}: region {(y, x, h, w)} of tensor {i} needs "
+                        f"{region_bytes((y, x, h, w), t.c, t.bits[v])} bytes, its buffer has "
+                        f"{t.size}"
+                    )
+            for k, s in enumerate(self.steps):
+                out_region = tuple(int(a) for a in self.regions[p, k + 1])
+                if not out_region[2]:
+                    continue
+                need = self.input_need(k, out_region)
+                for j in s.inputs:
+                    have = tuple(int(a) for a in self.regions[p, j])
+                    if need is not None and not _contains(have, need):
+                        raise ProgramError(
+                            f"patch {p}: step {k} ({s.kind_name}) reads {need} of tensor {j}, "
+                            f"its region there is {have}"
+                        )
+
+    def input_need(self, k: int, region) -> tuple[int, int, int, int] | None:
+        """The input window step ``k`` reads to produce ``region`` of its output (None:
+        nothing, a region entirely in a pad's border)."""
+        s = self.steps[k]
+        src = self.tensors[s.inputs[0]]
+        y, x, h, w = region
+        if s.kind == KIND_ADD:
+            return (y, x, h, w)
+        if s.kind == KIND_PAD:
+            y0, y1 = max(y - s.pad[0], 0), min(y + h - s.pad[0], src.h)
+            x0, x1 = max(x - s.pad[1], 0), min(x + w - s.pad[1], src.w)
+            return None if y1 <= y0 or x1 <= x0 else (y0, x0, y1 - y0, x1 - x0)
+        spans = []
+        for o0, cnt, st, pd, kk, dl, size in (
+            (y, h, s.stride[0], s.pad[0], s.kernel[0], s.dilation[0], src.h),
+            (x, w, s.stride[1], s.pad[1], s.kernel[1], s.dilation[1], src.w),
+        ):
+            a = max(o0 * st - pd, 0)
+            b = min((o0 + cnt - 1) * st - pd + (kk - 1) * dl, size - 1)
+            if b < a:
+                return None
+            spans.append((a, b - a + 1))
+        return (spans[0][0], spans[1][0], spans[0][1], spans[1][1])
+
+    def _check_step(self, k: int, s: StageStep) -> None:
+        out = self.tensors[k + 1]
+        n_in = 2 if s.kind == KIND_ADD else 1
+        if s.kind not in KIND_NAMES:
+            raise ProgramError(f"step {k}: kind {s.kind} is not 1..4")
+        if len(s.inputs) != n_in or any(not 0 <= j <= k for j in s.inputs):
+            raise ProgramError(
+                f"step {k} ({s.kind_name}): inputs {s.inputs} must be {n_in} tensor(s) in 0..{k}"
+            )
+        src = self.tensors[s.inputs[0]]
+        if min(*s.kernel, *s.stride, *s.dilation) < 1 or min(s.pad) < 0:
+            raise ProgramError(f"step {k}: kernel/stride/dilation must be >= 1 and pads >= 0")
+        for v in (0, 1):
+            lo, hi = int_range(out.bits[v])
+            a, b = s.act[v]
+            if s.kind != KIND_PAD and not lo <= a <= b <= hi:
+                raise ProgramError(
+                    f"step {k}: act[{v}] = {s.act[v]} not inside the output's "
+                    f"{out.bits[v]}-bit range"
+                )
+        if s.kind in (KIND_CONV, KIND_DEPTHWISE):
+            slots = self.slot_steps()
+            if s.w_bits not in SUPPORTED_BITS or s.slot != slots.index(k):
+                raise ProgramError(f"step {k}: w_bits {s.w_bits} / slot {s.slot} invalid")
+            if s.kind == KIND_DEPTHWISE and src.c != out.c:
+                raise ProgramError(f"step {k}: depthwise needs in channels == out channels")
+            for axis, (i_sz, o_sz) in enumerate(((src.h, out.h), (src.w, out.w))):
+                if (o_sz - 1) * s.stride[axis] - s.pad[axis] > i_sz - 1:
+                    raise ProgramError(f"step {k}: output size {o_sz} reads past the input")
+            for v in (0, 1):
+                q = np.asarray(s.quant[v])
+                if q.shape != (3 * out.c,):
+                    raise ProgramError(f"step {k}: quant[{v}] must hold {3 * out.c} words")
+        elif s.kind == KIND_PAD:
+            if (
+                out.c != src.c
+                or out.h < src.h + s.pad[0]
+                or out.w < src.w + s.pad[1]
+                or src.bits != out.bits
+                or src.zp != out.zp
+            ):
+                raise ProgramError(
+                    f"step {k}: pad needs the same channels, bits and zero "
+                    "points in and out and an output at least input + pads"
+                )
+        else:
+            other = self.tensors[s.inputs[1]]
+            if src.shape != out.shape or other.shape != out.shape:
+                raise ProgramError(f"step {k}: add needs same-shaped inputs and output")
+            for v in (0, 1):
+                if np.asarray(s.quant[v]).shape != (ADD_QUANT_WORDS,):
+                    raise ProgramError(f"step {k}: quant[{v}] must hold {ADD_QUANT_WORDS} words")
+        if s.kind == KIND_PAD and s.quant != (None, None):
+            raise ProgramError(f"step {k}: pad has no quant blocks")
+
+    # ------------------------------------------------------------------ words
+
+    def to_words(self) -> np.ndarray:
+        """The program as ``int32`` words (the layout in the module docstring)."""
+        T, S, n = len(self.tensors), len(self.steps), int(self.grid)
+        P = n * n
+        quant_start = HEADER_WORDS + T * TENSOR_WORDS + S * STEP_WORDS + P * (1 + 4 * T)
+        blocks: list[np.ndarray] = []
+        where: dict[bytes, int] = {}
+        offsets = []
+        pos = quant_start
+        for s in self.steps:
+            pair = []
+            for v in (0, 1):
+                if s.quant[v] is None:
+                    pair.append(-1)
+                    continue
+                q = np.asarray(s.quant[v], dtype=np.int32)
+                key = q.tobytes()
+                if key not in where:
+                    where[key] = pos
+                    blocks.append(q)
+                    pos += q.size
+                pair.append(where[key])
+            offsets.append(pair)
+        words = [MAGIC, VERSION, T, S, n, int(self.arena_bytes), pos, 0]
+        for t in self.tensors:
+            words += [t.h, t.w, t.c, *t.bits, *t.zp, t.offset, t.size]
+        for s, (q0, q1) in zip(self.steps, offsets, strict=True):
+            ins = (*s.inputs, -1) if len(s.inputs) == 1 else s.inputs
+            words += [
+                s.kind,
+                *ins,
+                *s.kernel,
+                *s.stride,
+                *s.pad,
+                *s.dilation,
+                s.w_bits,
+                s.slot,
+                *s.act[0],
+                *s.act[1],
+                q0,
+                q1,
+                0,
+            ]
+        for p in range(P):
+            words += [int(self.outlier[p]), *self.regions[p].ravel().tolist()]
+        out = np.concatenate([np.asarray(words, dtype=np.int64), *blocks]).astype(np.int64)
+        if out.size != pos:  # pragma: no cover - layout bug
+            raise AssertionError("program layout")
+        if out.min() < -(2**31) or out.max() > 2**31 - 1:
+            raise ProgramError("a program word does not fit in int32")
+        return out.astype("<i4")
+
+    @classmethod
+    def from_words(cls, words) -> StageProgram:
+        """Read (and check) a program written by :meth:`to_words`."""
+        w = np.asarray(words)
+        if w.dtype.kind not in "iu" or w.ndim != 1:
+            raise ProgramError("a program is a 1-D array of int32 words")
+        w = w.astype(np.int64)
+        if w.size < HEADER_WORDS or w[0] != MAGIC or w[1] != VERSION:
+            raise ProgramError("not a stage program (magic 'EPS1', version 1 expected)")
+        T, S, n, arena, total = (int(v) for v in w[2:7])
+        if total != w.size:
+            raise ProgramError(f"header says {total} words, got {w.size}")
+        P = n * n
+        if not (2 <= T <= MAX_TENSORS and S == T - 1 and 1 <= n <= MAX_GRID):
+            raise ProgramError(f"bad header counts: T={T}, S={S}, n={n}")
+        need = HEADER_WORDS + T * TENSOR_WORDS + S * STEP_WORDS + P * (1 + 4 * T)
+        if w.size < need:
+            raise ProgramError(f"program of {w.size} words is shorter than its tables ({need})")
+        pos = HEADER_WORDS
+        tensors = []
+        for _ in range(T):
+            r = [int(v) for v in w[pos : pos + TENSOR_WORDS]]
+            tensors.append(StageTensor(r[0], r[1], r[2], (r[3], r[4]), (r[5], r[6]), r[7], r[8]))
+            pos += TENSOR_WORDS
+        raw_steps = []
+        for _ in range(S):
+            raw_steps.append([int(v) for v in w[pos : pos + STEP_WORDS]])
+            pos += STEP_WORDS
+        outlier = np.zeros(P, dtype=bool)
+        regions = np.zeros((P, T, 4), dtype=np.int64)
+        for p in range(P):
+            outlier[p] = bool(w[pos])
+            regions[p] = w[pos + 1 : pos + 1 + 4 * T].reshape(T, 4)
+            pos += 1 + 4 * T
+        steps = []
+        for k, r in enumerate(raw_steps):
+            kind = r[0]
+            quant = []
+            for off in r[17:19]:
+                if off < 0:
+                    quant.append(None)
+                    continue
+                size = ADD_QUANT_WORDS if kind == KIND_ADD else 3 * tensors[min(k + 1, T - 1)].c
+                if off < need or off + size > w.size:
+                    raise ProgramError(f"step {k}: quant block at {off} outside the program")
+                quant.append(w[off : off + size].astype(np.int32))
+            steps.append(
+                StageStep(
+                    kind=kind,
+                    inputs=(r[1],) if r[2] < 0 else (r[1], r[2]),
+                    kernel=(r[3], r[4]),
+                    stride=(r[5], r[6]),
+                    pad=(r[7], r[8]),
+                    dilation=(r[9], r[10]),
+                    w_bits=r[11],
+                    slot=r[12],
+                    act=((r[13], r[14]), (r[15], r[16])),
+                    quant=tuple(quant),
+                )
+            )
+        return cls(tuple(tensors), tuple(steps), n, outlier, regions, arena)

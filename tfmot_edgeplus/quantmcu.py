@@ -1,0 +1,160 @@
+"""QuantMCU end to end on real data: a MobileNetV2-style model on Fashion-MNIST, planned,
+deployed patch by patch, and measured.
+
+::
+
+    result = quantmcu_pipeline(QuantMCUConfig(), verbose=1)
+    result.plan.summary(); result.rows()
+
+The recipe (what ``benchmarks/patching.py`` and the demo run):
+
+1. **Data.** Fashion-MNIST (the Debian package), ``train_samples`` / ``test_samples``
+   stratified, upsampled to ``input_size`` x ``input_size`` (bilinear, ``tf.image.resize``)
+   and scaled to [-1, 1], one channel. The calibration set is ``calib_samples`` training
+   images the model never trained on.
+2. **Model.** ``keras.applications.MobileNetV2(alpha=alpha, weights=None)`` on that input,
+   logits out (:func:`mobilenet_v2`; BatchNormalization momentum 0.9 instead of 0.999 so its
+   statistics follow a short training). ``epochs`` of Adam, then TF-MOT's default 8-bit
+   QAT for ``qat_epochs`` and full-integer conversion
+   (:func:`tfmot_edgeplus.conversion.converter.convert`): the ``layer_int8`` model.
+3. **Plans**, from the .tflite itself (``patching.plan(tflite_bytes, ...)``): ``patch_int8``,
+   the lowest-peak 8-bit patch plan within ``sram_budget``; ``patch_vdpc_vdqs``, the same
+   split and grid with VDPC (``phi``, ``outlier_rate``) and VDQS (``lam``) on the calibration
+   images, read from the int8 model's own stage maps.
+4. **Runs.** ``layer_int8`` in TFLM; the patch plans lowered onto the .tflite and run with
+   the stage in the NumPy simulator (bit-exact with the C kernels and the custom op) and
+   the rest in TFLM.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+__all__ = ["QuantMCUConfig", "QuantMCUResult", "mobilenet_v2", "quantmcu_pipeline", "upsample"]
+
+
+@dataclasses.dataclass(frozen=True)
+class QuantMCUConfig:
+    input_size: int = 96
+    alpha: float = 0.35
+    train_samples: int = 10000
+    test_samples: int = 2000
+    calib_samples: int = 256
+    epochs: int = 5
+    qat_epochs: int = 1
+    batch_size: int = 64
+    sram_budget: int = 256 * 1024
+    phi: float = 0.999
+    lam: float = 0.5
+    outlier_rate: float = 0.1
+    seed: int = 0
+
+
+def upsample(x, size: int, batch: int = 500) -> np.ndarray:
+    """(N, 28, 28, 1) images in [0, 1] -> (N, size, size, 1) float32 in [-1, 1] (bilinear)."""
+    import tensorflow as tf
+
+    out = [
+        tf.image.resize(np.asarray(x[i : i + batch], np.float32), (size, size)).numpy()
+        for i in range(0, len(x), batch)
+    ]
+    return (np.concatenate(out) * 2.0 - 1.0).astype(np.float32)
+
+
+def mobilenet_v2(input_shape=(96, 96, 1), alpha: float = 0.35, classes: int = 10):
+    """Keras' MobileNetV2 (random init, logits out), BatchNormalization momentum 0.9."""
+    from tfmot_edgeplus._compat import keras
+
+    m = keras.applications.MobileNetV2(
+        alpha=alpha,
+        input_shape=tuple(input_shape),
+        weights=None,
+        classes=classes,
+        classifier_activation=None,
+    )
+    for layer in m.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.9
+    return m
+
+
+@dataclasses.dataclass
+class QuantMCUResult:
+    config: QuantMCUConfig
+    tflite: bytes
+    plan8: object
+    plan: object
+    x_calib: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    float_acc: float
+    qat_acc: float
+
+
+def _say(verbose, text):
+    if verbose:
+        print(text, flush=True)
+
+
+def quantmcu_pipeline(config: QuantMCUConfig = QuantMCUConfig(), verbose: int = 1):
+    """Steps 1-3 of the module docstring; returns a :class:`QuantMCUResult`."""
+    import tensorflow_model_optimization as tfmot
+
+    from tfmot_edgeplus import datasets, patching
+    from tfmot_edgeplus._compat import keras
+    from tfmot_edgeplus.conversion.converter import convert
+
+    c = config
+    data = datasets.fashion_mnist(
+        limit_train=c.train_samples + c.calib_samples, limit_test=c.test_samples, seed=c.seed
+    )
+    _say(verbose, f"[quantmcu] Fashion-MNIST upsampled to {c.input_size}x{c.input_size}")
+    x = upsample(data.x_train, c.input_size)
+    x_train, y_train = x[: c.train_samples], data.y_train[: c.train_samples]
+    x_calib = x[c.train_samples :]
+    x_test = upsample(data.x_test, c.input_size)
+    keras.utils.set_random_seed(c.seed)
+    model = mobilenet_v2((c.input_size, c.input_size, 1), c.alpha)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model.compile(keras.optimizers.Adam(2e-3), loss, metrics=["accuracy"])
+    _say(verbose, f"[quantmcu] training {model.name} ({model.count_params():,} parameters)")
+    model.fit(x_train, y_train, epochs=c.epochs, batch_size=c.batch_size, verbose=verbose)
+    float_acc = float(model.evaluate(x_test, data.y_test, verbose=0)[1])
+    qat = tfmot.quantization.keras.quantize_model(model)
+    qat.compile(keras.optimizers.Adam(2e-4), loss, metrics=["accuracy"])
+    qat.fit(x_train, y_train, epochs=c.qat_epochs, batch_size=c.batch_size, verbose=verbose)
+    qat_acc = float(qat.evaluate(x_test, data.y_test, verbose=0)[1])
+    tflite = convert(qat, x_calib)
+    _say(verbose, f"[quantmcu] float {float_acc:.4f}, QAT {qat_acc:.4f}; planning")
+    plan8 = patching.plan(tflite, None, sram_budget=c.sram_budget)
+    plan = patching.plan(
+        tflite,
+        x_calib,
+        sram_budget=c.sram_budget,
+        phi=c.phi,
+        lam=c.lam,
+        outlier_rate=c.outlier_rate,
+        split=plan8.split,
+        grid=plan8.grid,
+    )
+    return QuantMCUResult(
+        config=c,
+        tflite=tflite,
+        plan8=plan8,
+        plan=plan,
+        x_calib=x_calib,
+        x_test=x_test,
+        y_test=np.asarray(data.y_test),
+        float_acc=float_acc,
+        qat_acc=qat_acc,
+    )
+
+
+def accuracy(predict, x, y, batch: int = 100) -> float:
+    """Top-1 accuracy of ``predict`` (a function of a batch) over ``x``, ``y``."""
+    correct = 0
+    for i in range(0, len(x), batch):
+        correct += int((np.argmax(predict(x[i : i + batch]), axis=-1) == y[i : i + batch]).sum())
+    return correct / len(x)
