@@ -31,7 +31,8 @@ a 1x1 grid; null without the cross compiler/QEMU), ``acc`` (test top-1), ``agree
 the deployed model with its ``EDGEPLUS_PATCH_STAGE`` op), ``stage_scratch_bytes``,
 ``fits_nano`` (peak <= 256 KB and flash <= 1 MB), ``grid``, ``normal_patches``, ``bits``
 (normal-patch bits of the stage maps, in order). A figure of the mixed plan and one of the
-three configs are written beside the JSON.
+three configs are written beside the JSON, with the mixed plan (``_plan.json``) and the int8
+model (``_int8.tflite``), so ``edgeplus plan`` can be rerun on them.
 
 ``--quick``: 3,000 training images, 2 epochs, 300 test images, 64 calibration images,
 three search candidates (the same code path).
@@ -230,6 +231,7 @@ def run(config: Config) -> tuple[list[dict], dict]:
         "ratios": _ratios(rows),
     }
     env["_plan"] = plan
+    env["_tflite"] = tfl
     return rows, env
 
 
@@ -281,10 +283,13 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     rows, env = run(config)
     plan = env.pop("_plan")
+    tflite = env.pop("_tflite")
     env["total_s"] = round(time.perf_counter() - start, 1)
     json_path = write_report(NAME, args.quick, rows, args.out, env_extra=env)
     say(f"wrote {plot(rows, json_path.with_suffix('.png'))}")
     plan.plot(json_path.with_name(json_path.stem + "_plan.png"))
+    json_path.with_name(json_path.stem + "_plan.json").write_text(plan.to_json())
+    json_path.with_name(json_path.stem + "_int8.tflite").write_bytes(tflite)
     say(plan.summary())
     say(f"ratios {env['ratios']}; total {env['total_s']:.0f} s")
     return 0
