@@ -111,15 +111,11 @@ edgeplus_status edgeplus_patch_stage(const edgeplus_context *ctx, const int32_t 
             const int32_t *r = rec + 1 + 4 * (k + 1);
             const int32_t kind = s[EP_S_KIND];
             const int last = k + 1 == st.T - 1;
-            edgeplus_window R;
+            const edgeplus_window R = ep_st_window(r);
             ep_view in, out;
             if (r[2] == 0) {
                 continue;
             }
-            R.y = r[0];
-            R.x = r[1];
-            R.h = r[2];
-            R.w = r[3];
             ep_view_of(program, &st, rec, s[EP_S_IN0], v, arena, input, output, &in);
             ep_view_of(program, &st, rec, k + 1, v, arena, input, output, &out);
             if (kind == EP_ST_KIND_CONV || kind == EP_ST_KIND_DW) {
@@ -128,16 +124,11 @@ edgeplus_status edgeplus_patch_stage(const edgeplus_context *ctx, const int32_t 
                 edgeplus_conv_params cp;
                 edgeplus_quant_params qp;
                 edgeplus_dims di, df, dout;
-                edgeplus_window in_region;
-                const int32_t *ir = rec + 1 + 4 * s[EP_S_IN0];
+                const edgeplus_window in_region = ep_st_window(rec + 1 + 4 * s[EP_S_IN0]);
                 edgeplus__stage_conv_params(program, &st, k, v, &cp);
                 edgeplus__stage_dims(program, &st, s[EP_S_IN0], &di);
                 edgeplus__stage_filter_dims(program, &st, k, &df);
                 edgeplus__stage_dims(program, &st, k + 1, &dout);
-                in_region.y = ir[0];
-                in_region.x = ir[1];
-                in_region.h = ir[2];
-                in_region.w = ir[3];
                 qp.multiplier = qb;
                 qp.shift = qb + c;
                 rc = (kind == EP_ST_KIND_CONV ? edgeplus_conv2d_window

@@ -194,16 +194,12 @@ static edgeplus_status ep_check_patch(const int32_t *p, const ep_stage *st, int3
         }
     }
     for (k = 0; k < st->S; ++k) {
-        const int32_t *r = rec + 1 + 4 * (k + 1);
         const int32_t *s = ep_st_step(p, st, k);
-        edgeplus_window out, need;
-        if (r[2] == 0) {
+        const edgeplus_window out = ep_st_window(rec + 1 + 4 * (k + 1));
+        edgeplus_window need;
+        if (out.h == 0) {
             continue;
         }
-        out.y = r[0];
-        out.x = r[1];
-        out.h = r[2];
-        out.w = r[3];
         if (!edgeplus__stage_input_need(p, st, k, &out, &need)) {
             continue;
         }

@@ -50,6 +50,17 @@ EP_INLINE const int32_t *ep_st_patch(const int32_t *p, const ep_stage *st, int32
     return p + st->patches + q * st->patch_words;
 }
 
+/* A region record (y, x, h, w) as a window. */
+EP_INLINE edgeplus_window ep_st_window(const int32_t *r)
+{
+    edgeplus_window w;
+    w.y = r[0];
+    w.x = r[1];
+    w.h = r[2];
+    w.w = r[3];
+    return w;
+}
+
 /* The input window step k reads to produce `out` of its output; 0 if it reads nothing
  * (a region entirely in a pad's border). */
 int edgeplus__stage_input_need(const int32_t *p, const ep_stage *st, int32_t k,

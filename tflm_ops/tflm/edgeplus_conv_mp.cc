@@ -28,6 +28,7 @@
 
 #include "edgeplus/edgeplus_ops.h"
 #include "edgeplus_op_schema.h"
+#include "edgeplus_options.h"
 #include "edgeplus_tflm.h"
 #include "flatbuffers/flexbuffers.h"
 #include "tensorflow/lite/c/common.h"
@@ -72,89 +73,19 @@ bool IsKnownKey(const char* key) {
   return false;
 }
 
-bool ReadInt(const flexbuffers::Map& map, const char* key, int64_t lo, int64_t hi,
-             int32_t* out) {
-  flexbuffers::Reference ref = map[key];
-  if (ref.IsNull()) {
-    MicroPrintf("%s: custom option '%s' is missing.", kOp, key);
-    return false;
-  }
-  if (!ref.IsInt() && !ref.IsUInt()) {
-    MicroPrintf("%s: custom option '%s' must be an int (flexbuffer type %d given).", kOp,
-                key, static_cast<int>(ref.GetType()));
-    return false;
-  }
-  const int64_t v = ref.IsInt() ? ref.AsInt64() : static_cast<int64_t>(ref.AsUInt64());
-  if (ref.IsUInt() && ref.AsUInt64() > static_cast<uint64_t>(INT64_MAX)) {
-    MicroPrintf("%s: custom option '%s' is out of range.", kOp, key);
-    return false;
-  }
-  if (v < lo || v > hi) {
-    MicroPrintf("%s: custom option '%s' = %ld is outside [%ld, %ld].", kOp, key,
-                static_cast<long>(v), static_cast<long>(lo), static_cast<long>(hi));
-    return false;
-  }
-  *out = static_cast<int32_t>(v);
-  return true;
-}
-
-bool ReadBool(const flexbuffers::Map& map, const char* key, uint8_t* out) {
-  flexbuffers::Reference ref = map[key];
-  if (ref.IsNull()) {
-    MicroPrintf("%s: custom option '%s' is missing.", kOp, key);
-    return false;
-  }
-  if (!ref.IsBool()) {
-    MicroPrintf("%s: custom option '%s' must be a bool (flexbuffer type %d given).", kOp,
-                key, static_cast<int>(ref.GetType()));
-    return false;
-  }
-  *out = ref.AsBool() ? 1 : 0;
-  return true;
-}
-
 // Parses the flexbuffer map strictly: exactly the schema's keys, each with its
 // type and bounds. Prints what is wrong and returns false on any problem.
 bool ParseOptions(const char* buffer, size_t length, edgeplus_conv_mp_options* opt) {
-  if (buffer == nullptr || length == 0) {
-    MicroPrintf("%s: custom options are missing; expected a flexbuffer map with %d keys "
-                "(see edgeplus_op_schema.h).",
-                kOp, EDGEPLUS_CONV_MP_NUM_OPTIONS);
-    return false;
-  }
-  const uint8_t* data = reinterpret_cast<const uint8_t*>(buffer);
-  // Verify before reading: a truncated or corrupt buffer must not be read out of
-  // bounds. No reuse tracker, hence no allocation.
-  if (!flexbuffers::VerifyBuffer(data, length, nullptr)) {
-    MicroPrintf("%s: custom options (%d bytes) are not a valid flexbuffer.", kOp,
-                static_cast<int>(length));
-    return false;
-  }
-  flexbuffers::Reference root = flexbuffers::GetRoot(data, length);
-  if (!root.IsMap()) {
-    MicroPrintf("%s: custom options must be a flexbuffer map (flexbuffer type %d given).",
-                kOp, static_cast<int>(root.GetType()));
-    return false;
-  }
-  flexbuffers::Map map = root.AsMap();
-  flexbuffers::TypedVector keys = map.Keys();
+  flexbuffers::Map map = flexbuffers::Map::EmptyMap();
   bool ok = true;
-  for (size_t i = 0; i < keys.size(); ++i) {
-    const char* key = keys[i].AsKey();
-    if (!IsKnownKey(key)) {
-      MicroPrintf("%s: unknown custom option '%s' (model written by another version of "
-                  "tfmot_edgeplus?).",
-                  kOp, key);
-      ok = false;
-    }
+  if (!OpenOptionsMap(kOp, buffer, length, EDGEPLUS_CONV_MP_NUM_OPTIONS, IsKnownKey, &map,
+                      &ok)) {
+    return false;
   }
-#define EDGEPLUS_READ_INT(field, name, lo, hi) ok = ReadInt(map, name, lo, hi, &opt->field) && ok;
-#define EDGEPLUS_READ_BOOL(field, name, lo, hi) ok = ReadBool(map, name, &opt->field) && ok;
-#define EDGEPLUS_READ(field, name, kind, lo, hi) EDGEPLUS_READ_##kind(field, name, lo, hi)
+#define EDGEPLUS_READ(field, name, kind, lo, hi) \
+  EDGEPLUS_READ_OPTION_##kind(kOp, map, opt, ok, field, name, lo, hi)
   EDGEPLUS_CONV_MP_OPTIONS(EDGEPLUS_READ)
 #undef EDGEPLUS_READ
-#undef EDGEPLUS_READ_BOOL
-#undef EDGEPLUS_READ_INT
   return ok;
 }
 
