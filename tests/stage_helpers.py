@@ -61,9 +61,11 @@ def random_program(
     w_bits=None,
     steps=None,
     size=None,
+    low_bit_outliers=False,
 ) -> tuple[StageProgram, list[np.ndarray]]:
     """``(program, filters)``: a random valid program and its unpacked filters.
-    ``eight_bit``: every tensor at 8 bits and both variants identical (patching is exact)."""
+    ``eight_bit``: every tensor at 8 bits and both variants identical (patching is exact).
+    ``low_bit_outliers``: outlier patches get random bits too (else 8, as VDPC plans them)."""
     n_steps = int(rng.integers(2, 6)) if steps is None else steps
     h = w = int(rng.integers(8, 15)) if size is None else size
     shapes = [(h, w, int(rng.integers(1, 5)))]
@@ -102,7 +104,11 @@ def random_program(
     T = len(shapes)
     bits = [(8, 8)]
     for i in range(1, T):
-        bits.append((8, 8) if eight_bit or i == T - 1 else (int(rng.choice([2, 4, 8])), 8))
+        if eight_bit or i == T - 1:
+            bits.append((8, 8))
+        else:
+            b0 = int(rng.choice([2, 4, 8]))
+            bits.append((b0, int(rng.choice([2, 4, 8])) if low_bit_outliers else 8))
     # pads keep their input's bits and zero points
     zps = []
     for i in range(T):

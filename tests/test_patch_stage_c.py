@@ -1,29 +1,73 @@
 """The C patch-stage executor (edgeplus_patch_stage*) against the NumPy spec
 (patching/simulate.py, patching/program.py): bit for bit on random programs, the same
-answer at any grid when every tensor is 8-bit, and a clear status for malformed programs."""
+answer at any grid when every tensor is 8-bit, a clear status for malformed programs, and
+the C check accepting exactly the programs program.py accepts (corrupted words, truncations).
+The C side of the same checks, under ASan on the host and on the M4: tflm_ops/tests/
+test_patch_stage.c."""
 
 from __future__ import annotations
+
+import collections
+import ctypes
+import itertools
 
 import numpy as np
 import pytest
 from stage_helpers import random_input, random_program
 
+from tfmot_edgeplus.conversion.packing import narrow_range
 from tfmot_edgeplus.patching import simulate
-from tfmot_edgeplus.patching.program import HEADER_WORDS, TENSOR_WORDS, ProgramError, StageProgram
+from tfmot_edgeplus.patching.program import (
+    HEADER_WORDS,
+    KIND_CONV,
+    KIND_DEPTHWISE,
+    KIND_PAD,
+    STEP_WORDS,
+    TENSOR_WORDS,
+    ProgramError,
+    StageProgram,
+)
 from tfmot_edgeplus.runtime import kernels
+
+_I32P = ctypes.POINTER(ctypes.c_int32)
+
+
+def _coverage(program: StageProgram, seen: collections.Counter) -> None:
+    seen[f"grid {program.grid}"] += 1
+    seen["outlier patch"] += int(program.outlier.sum())
+    seen["normal patch"] += int((~program.outlier).sum())
+    for t in program.tensors[1:-1]:
+        for v in (0, 1):
+            seen[f"variant {v} at {t.bits[v]} bits"] += 1
+    for k, s in enumerate(program.steps):
+        seen[s.kind_name] += 1
+        if s.kind in (KIND_CONV, KIND_DEPTHWISE):
+            seen[f"w{s.w_bits}"] += 1
+            seen[f"stride {s.stride[0]}"] += 1
+            seen[f"dilation {s.dilation[0]}"] += 1
+            seen["pad 0" if s.pad[0] == 0 else "pad > 0"] += 1
+        if s.kind == KIND_PAD:
+            for p in range(program.grid**2):
+                r = tuple(int(a) for a in program.regions[p, k + 1])
+                if r[2] and program.input_need(k, r) is None:
+                    seen["pad region all border"] += 1
 
 
 def test_c_matches_numpy_on_random_programs(k):
     rng = np.random.default_rng(7)
-    kinds = set()
-    for _ in range(40):
-        program, filters = random_program(rng)
-        kinds |= {s.kind_name for s in program.steps}
+    seen = collections.Counter()
+    for i in range(44):
+        program, filters = random_program(rng, low_bit_outliers=i >= 36)
+        _coverage(program, seen)
         x = random_input(rng, program)
         np.testing.assert_array_equal(
             k.patch_stage(program, filters, x), simulate.run_stage(program, filters, x)
         )
-    assert kinds == {"conv", "depthwise", "pad", "add"}
+    want = {"conv", "depthwise", "pad", "add", "w2", "w4", "w8", "stride 1", "stride 2"}
+    want |= {"dilation 2", "pad 0", "pad > 0", "pad region all border"}
+    want |= {"outlier patch", "normal patch", *(f"grid {n}" for n in (1, 2, 3, 4))}
+    want |= {f"variant {v} at {b} bits" for v in (0, 1) for b in (2, 4, 8)}
+    assert want <= set(seen), want - set(seen)
 
 
 def test_patching_is_exact_at_8_bits():
@@ -36,6 +80,7 @@ def test_patching_is_exact_at_8_bits():
         for grid in (2, 3):
             patched, f2 = random_program(np.random.default_rng(seed), eight_bit=True, grid=grid)
             assert [s.kind for s in patched.steps] == [s.kind for s in program.steps]
+            assert patched.grid == min(grid, *patched.tensors[-1].shape[:2])
             np.testing.assert_array_equal(kernels.patch_stage(patched, f2, x), whole)
 
 
@@ -56,6 +101,7 @@ def _tensor(i, field):
         ("words count", lambda w: w.__setitem__(6, w.size + 1), kernels.KernelDimsError),
         ("3-bit tensor", lambda w: w.__setitem__(_tensor(1, 3), 3), kernels.KernelBitsError),
         ("buffer past arena", lambda w: w.__setitem__(_tensor(1, 7), w[5]), kernels.KernelWindowError),
+        ("buffer 1 byte short", lambda w: w.__setitem__(_tensor(2, 8), w[_tensor(2, 8)] - 1), kernels.KernelWindowError),
         ("output not 8-bit", lambda w: w.__setitem__(_tensor(int(w[2]) - 1, 3), 4), kernels.KernelArgumentError),
     ],
 )  # fmt: skip
@@ -73,29 +119,125 @@ def test_malformed_regions_steps_and_quant_offsets():
     _, _, words = _words()
     T, S = int(words[2]), int(words[3])
     steps = HEADER_WORDS + T * TENSOR_WORDS
-    patches = steps + 20 * S
+    patches = steps + STEP_WORDS * S
+    add = steps + STEP_WORDS  # step 1 is the add
     cases = {
         "kind 7": (steps, 7, kernels.KernelArgumentError),
         "input from the future": (steps + 1, 1, kernels.KernelDimsError),
         "quant past the end": (steps + 17, int(words.size) - 1, kernels.KernelDimsError),
         "outlier flag 2": (patches, 2, kernels.KernelArgumentError),
+        "add with a stride": (add + 5, 2, kernels.KernelArgumentError),
+        "add with weights": (add + 11, 4, kernels.KernelArgumentError),
+        "add left shift 23": (int(words[add + 17]), 23, kernels.KernelArgumentError),
+        "negative multiplier": (int(words[steps + 17]), -5, kernels.KernelArgumentError),
+        "shift 31": (int(words[steps + 17]) + int(words[_tensor(1, 2)]), 31,
+                     kernels.KernelArgumentError),
         # the split tensor's window of patch 0 grows past the tensor
         "region outside": (patches + 1 + 4 * (T - 1) + 2, 10_000, kernels.KernelWindowError),
-    }
+    }  # fmt: skip
     for what, (index, value, error) in cases.items():
         bad = words.copy()
         bad[index] = value
         with pytest.raises(error):
             kernels.patch_stage_check(bad)
+        with pytest.raises(ProgramError):
+            StageProgram.from_words(bad)
         assert what
     # a region that does not hold what the next step reads: shrink tensor 0's region
     bad = words.copy()
     r0 = patches + 1
-    if bad[r0 + 2] > 1:
-        bad[r0 + 2] -= 1
-        with pytest.raises(kernels.KernelWindowError):
-            kernels.patch_stage_check(bad)
+    assert bad[r0 + 2] > 1
+    bad[r0 + 2] -= 1
+    with pytest.raises(kernels.KernelWindowError):
+        kernels.patch_stage_check(bad)
     kernels.patch_stage_check(words)  # the original is fine
+
+
+def _check_status(k, words: np.ndarray) -> int:
+    """The raw status of edgeplus_patch_stage_check on exactly these words."""
+    w = np.ascontiguousarray(words, dtype=np.int32)
+    return int(k.lib.edgeplus_patch_stage_check(w.ctypes.data_as(_I32P), w.size))
+
+
+def test_truncated_programs_are_refused(k):
+    _, _, words = _words()
+    for cut in range(words.size):
+        assert _check_status(k, words[:cut]) != 0, cut
+        # even with the header's word count made to agree: tables or quant blocks missing
+        fixed = words[:cut].copy()
+        if cut > 6:
+            fixed[6] = cut
+            assert _check_status(k, fixed) != 0, cut
+    assert _check_status(k, words) == 0
+
+
+def _corrupt(rng, words: np.ndarray) -> np.ndarray:
+    """1 or 2 words of ``words`` (in a section drawn uniformly: header, tensors, steps,
+    patches, quant blocks) set to a nearby, an extreme or a random int32 value."""
+    T, S, n = (int(v) for v in words[2:5])
+    sizes = [HEADER_WORDS, T * TENSOR_WORDS, S * STEP_WORDS, n * n * (1 + 4 * T)]
+    edges = [*np.cumsum([0, *sizes]).tolist(), int(words.size)]
+    bad = words.copy()
+    for _ in range(int(rng.integers(1, 3))):
+        section = int(rng.integers(0, 5))
+        i = int(rng.integers(edges[section], edges[section + 1]))
+        old = int(bad[i])
+        choice = int(rng.integers(0, 4))
+        if choice == 0:
+            new = old + int(rng.choice([-3, -2, -1, 1, 2, 3]))
+        elif choice == 1:
+            new = int(rng.choice([0, -1, 1, 3, 255, 256, 1 << 30, -(1 << 31), (1 << 31) - 1]))
+        elif choice == 2:
+            new = -old
+        else:
+            new = int(rng.integers(-(1 << 31), 1 << 31))
+        bad[i] = min(max(new, -(1 << 31)), (1 << 31) - 1)
+    return bad
+
+
+def _disjoint_buffers(program: StageProgram) -> bool:
+    spans = sorted((t.offset, t.offset + t.size) for t in program.tensors[1:-1] if t.size)
+    return all(a[1] <= b[0] for a, b in itertools.pairwise(spans))
+
+
+def test_c_check_agrees_with_the_spec_on_corrupted_programs(k):
+    """The C check accepts exactly what program.py accepts; what it accepts runs (status OK
+    at exactly the scratch it asks for) and, with disjoint buffers, matches the simulator."""
+    rng = np.random.default_rng(11)
+    statuses = collections.Counter()
+    ran = compared = 0
+    for _ in range(40):
+        program, _ = random_program(rng, steps=int(rng.integers(2, 5)))
+        words = program.to_words()
+        for _ in range(25):
+            bad = _corrupt(rng, words)
+            status = _check_status(k, bad)
+            statuses[k.status_str(status)] += 1
+            try:
+                spec = StageProgram.from_words(bad)
+            except ProgramError as e:
+                assert status != 0, f"C accepts what program.py refuses: {e}"
+                continue
+            assert status == 0, f"C refuses ({k.status_str(status)}) a valid program"
+            try:
+                k.patch_stage_get_buffer_size(bad)
+            except kernels.KernelDimsError:
+                assert spec.arena_bytes > (1 << 30)  # the scratch size does not fit int32
+                continue
+            filters = []
+            for slot, step in enumerate(spec.slot_steps()):
+                lo, hi = narrow_range(spec.steps[step].w_bits)
+                filters.append(rng.integers(lo, hi + 1, spec.filter_shape(step)))
+                assert k.patch_stage_weight_size(bad, slot) > 0
+            x = random_input(rng, spec, 1)
+            got = k.patch_stage(spec, filters, x)
+            ran += 1
+            if _disjoint_buffers(spec):
+                np.testing.assert_array_equal(got, simulate.run_stage(spec, filters, x))
+                compared += 1
+    assert ran >= 40 and compared >= 30, (ran, compared)
+    assert {"EDGEPLUS_ERR_ARG", "EDGEPLUS_ERR_DIMS", "EDGEPLUS_ERR_BITS"} <= set(statuses)
+    assert "EDGEPLUS_ERR_WINDOW" in statuses
 
 
 def test_scratch_size_is_the_minimum():
@@ -103,8 +245,23 @@ def test_scratch_size_is_the_minimum():
     x = random_input(np.random.default_rng(0), program, 1)
     need = kernels.patch_stage_get_buffer_size(words)
     ref = simulate.run_stage(program, filters, x)
-    np.testing.assert_array_equal(
-        kernels.get_kernels().patch_stage(program, filters, x, scratch_bytes=need), ref
+    for extra in (0, 1, 1 << 16):  # more scratch: the convs take bigger pixel blocks
+        got = kernels.get_kernels().patch_stage(program, filters, x, scratch_bytes=need + extra)
+        np.testing.assert_array_equal(got, ref)
+    for short in (1, 9):
+        with pytest.raises(kernels.KernelScratchError):
+            kernels.get_kernels().patch_stage(program, filters, x, scratch_bytes=need - short)
+
+
+def test_binding_rejects_bad_filters_and_inputs():
+    program, filters, words = _words()
+    x = random_input(np.random.default_rng(0), program, 1)
+    with pytest.raises(kernels.KernelDimsError, match="filters"):
+        kernels.patch_stage(program, filters[:-1], x)
+    with pytest.raises(kernels.KernelDimsError, match="'x'"):
+        kernels.patch_stage(program, filters, x.astype(np.int16))
+    with pytest.raises(kernels.KernelArgumentError):
+        kernels.get_kernels().patch_stage_weight_size(words, program.num_slots)
+    np.testing.assert_array_equal(  # words work as well as a StageProgram, (H, W, C) too
+        kernels.patch_stage(words, filters, x[0]), simulate.run_stage(program, filters, x)[0]
     )
-    with pytest.raises(kernels.KernelScratchError):
-        kernels.get_kernels().patch_stage(program, filters, x, scratch_bytes=need - 9)

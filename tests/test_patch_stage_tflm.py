@@ -1,23 +1,36 @@
 """EDGEPLUS_PATCH_STAGE in the real TFLM interpreter (tflm_ops/tflm/edgeplus_patch_stage_op.cc):
-the deployed model equals the int8 model (8-bit plan) and the split runner (mixed plan); one-op
-models on random programs with INT8 and INT4 filters equal the NumPy spec; malformed options,
-programs and tensors are refused with the op's message."""
+the deployed model equals the int8 model (8-bit plan) and the split runner (mixed plan);
+one-op models (conversion.custom_ops.build_patch_stage_model) of random programs with INT8,
+INT4 and packed 2-bit filters and per-variant low-bit tensors equal the NumPy spec
+(patching.simulate.run_stage) bit for bit; malformed options, programs and tensors are refused
+with the op's message; the glue compiles for the Cortex-M4."""
 
 from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
 from stage_helpers import random_input, random_program
 
 from tfmot_edgeplus import patching
-from tfmot_edgeplus.conversion import op_schema
-from tfmot_edgeplus.conversion.packing import pack
+from tfmot_edgeplus.conversion.custom_ops import (
+    _schema,
+    build_patch_stage_model,
+    patch_stage_options,
+)
+from tfmot_edgeplus.conversion.op_schema import PATCH_STAGE
 from tfmot_edgeplus.patching import lower, simulate
+from tfmot_edgeplus.patching.program import HEADER_WORDS, STEP_WORDS, TENSOR_WORDS
 from tfmot_edgeplus.runtime import tflm_ops
 from tfmot_edgeplus.runtime.patch_runner import PatchStageRunner
 from tfmot_edgeplus.runtime.tflm import TFLMError, TFLMRunner
 
-pytestmark = pytest.mark.skipif(
+ROOT = Path(__file__).resolve().parent.parent
+
+needs_tflm = pytest.mark.skipif(
     bool(tflm_ops.missing_env()),
     reason="the TFLM glue needs the TFLM sources: set "
     + ", ".join(tflm_ops.missing_env() or ["-"])
@@ -30,6 +43,15 @@ def registerer():
     return tflm_ops.load()
 
 
+def _model(program, filters, **kwargs):
+    return build_patch_stage_model(program, filters, input_scale=0.05, output_scale=0.1, **kwargs)
+
+
+def _run(model, registerer, x):
+    return TFLMRunner(model, custom_op_registerers=[registerer]).predict(x, dequantize=False)
+
+
+@needs_tflm
 def test_deployed_model_in_tflm(mbv2_int8, registerer):
     _, tfl, xc, xt, _ = mbv2_int8
     full = TFLMRunner(tfl)
@@ -44,86 +66,225 @@ def test_deployed_model_in_tflm(mbv2_int8, registerer):
     np.testing.assert_array_equal(got, split)
 
 
-def _one_op_model(program, filters, *, options=None, zp_in=None, filter_bytes_cut=0):
-    """A .tflite whose one operator is EDGEPLUS_PATCH_STAGE on ``program``."""
-    import flatbuffers
-    from flatbuffers import flexbuffers
+@needs_tflm
+def test_lowered_program_fits_the_deployed_ops_inputs(mbv2_int8):
+    _, tfl, *_ = mbv2_int8
+    low = lower.lower(tfl, patching.plan(tfl, None, grid=2))
+    assert len(low.filter_tensors) == low.program.num_slots
 
-    from tfmot_edgeplus.conversion.custom_ops import _buffer, _schema, _tensor, patch_stage_options
+
+@needs_tflm
+@pytest.mark.parametrize("w_bits", [8, 4, None], ids=["int8", "int4", "mixed"])
+def test_one_op_models_match_numpy(registerer, w_bits):
+    """w_bits None: 2/4/8-bit weights per slot, 2/4/8-bit tensors per variant, outliers."""
+    rng = np.random.default_rng(10 + (w_bits or 0))
+    seen_bits, low_bit_variants = set(), 0
+    for _ in range(6):
+        program, filters = random_program(rng, w_bits=w_bits)
+        x = random_input(rng, program, 2)
+        got = _run(_model(program, filters), registerer, x)
+        np.testing.assert_array_equal(got, simulate.run_stage(program, filters, x))
+        seen_bits |= {program.steps[k].w_bits for k in program.slot_steps()}
+        low_bit_variants += sum(t.bits[0] != t.bits[1] for t in program.tensors)
+    if w_bits is None:
+        assert seen_bits == {2, 4, 8} and low_bit_variants > 0
+
+
+@needs_tflm
+def test_eight_bit_programs_match_numpy(registerer):
+    rng = np.random.default_rng(3)
+    for grid in (1, 3):
+        program, filters = random_program(rng, grid=grid, eight_bit=True, w_bits=8)
+        x = random_input(rng, program, 1)
+        np.testing.assert_array_equal(
+            _run(_model(program, filters), registerer, x), simulate.run_stage(program, filters, x)
+        )
+
+
+def test_builder_stores_filters_at_their_bits():
+    program, filters = random_program(np.random.default_rng(1), w_bits=None, steps=5)
+    schema = _schema()
+    model = schema.ModelT.InitFromPackedBuf(_model(program, filters), 0)
+    (sg,) = model.subgraphs
+    (op,) = sg.operators
+    assert model.operatorCodes[0].customCode.decode() == PATCH_STAGE.custom_code
+    assert bytes(op.customOptions) == patch_stage_options(program)
+    assert list(op.inputs) == [0, *range(2, 2 + program.num_slots)]
+    types = {schema.TensorType.INT8: 8, schema.TensorType.INT4: 4}
+    for slot, k in enumerate(program.slot_steps()):
+        t = sg.tensors[2 + slot]
+        bits = program.steps[k].w_bits
+        data = bytes(model.buffers[t.buffer].data)
+        n = int(np.prod(program.filter_shape(k)))
+        assert len(data) == -(-n * bits // 8)
+        if bits == 2:
+            assert types[t.type] == 8 and list(t.shape) == [len(data)]
+        else:
+            assert types[t.type] == bits and tuple(t.shape) == program.filter_shape(k)
+    with pytest.raises(ValueError, match="weight slots"):
+        _model(program, filters[:-1])
+    bad = list(filters)
+    bad[0] = np.full(program.filter_shape(program.slot_steps()[0]), 100, np.int8)
+    if program.steps[program.slot_steps()[0]].w_bits < 8:
+        with pytest.raises(ValueError, match="must lie in"):
+            _model(program, bad)
+
+
+def _edit(model_bytes, fn):
+    """Decode a model, let ``fn(schema, model, subgraph, op)`` change it, encode it again."""
+    import flatbuffers
 
     schema = _schema()
-    t0, tl = program.tensors[0], program.tensors[-1]
-    buffers = [_buffer(schema, None), _buffer(schema, None), _buffer(schema, None)]
-    zp0 = t0.zp[1] if zp_in is None else zp_in
-    tensors = [
-        _tensor(schema, "x", (1, *t0.shape), schema.TensorType.INT8, 1, [0.1], [zp0]),
-        _tensor(schema, "y", (1, *tl.shape), schema.TensorType.INT8, 2, [0.1], [tl.zp[1]]),
-    ]
-    for slot, k in enumerate(program.slot_steps()):
-        bits = program.steps[k].w_bits
-        data = pack(np.asarray(filters[slot]).reshape(-1), bits).tobytes()
-        kind = schema.TensorType.INT8 if bits == 8 else schema.TensorType.INT4
-        shape = program.filter_shape(k)
-        if slot == 0 and filter_bytes_cut:  # a filter tensor of the wrong size
-            data = data[:-filter_bytes_cut]
-            shape = (len(data) * 8 // bits,)
-        buffers.append(_buffer(schema, data))
-        tensors.append(_tensor(schema, f"f{slot}", shape, kind, len(buffers) - 1, [0.01], [0]))
-    custom = patch_stage_options(program) if options is None else flexbuffers.Dumps(options)
-    code = schema.OperatorCodeT()
-    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
-    code.customCode = op_schema.PATCH_STAGE.custom_code
-    op = schema.OperatorT()
-    op.opcodeIndex = 0
-    op.inputs = [0, *range(2, len(tensors))]
-    op.outputs = [1]
-    op.customOptions = np.frombuffer(bytes(custom), dtype=np.uint8)
-    op.customOptionsFormat = schema.CustomOptionsFormat.FLEXBUFFERS
-    sg = schema.SubGraphT()
-    sg.tensors, sg.inputs, sg.outputs, sg.operators = tensors, [0], [1], [op]
-    model = schema.ModelT()
-    model.version, model.operatorCodes, model.subgraphs, model.buffers = 3, [code], [sg], buffers
+    model = schema.ModelT.InitFromPackedBuf(model_bytes, 0)
+    sg = model.subgraphs[0]
+    fn(schema, model, sg, sg.operators[0])
     builder = flatbuffers.Builder(1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
 
 
-@pytest.mark.parametrize("w_bits", [8, 4])
-def test_one_op_models_match_numpy(registerer, w_bits):
-    rng = np.random.default_rng(w_bits)
-    for _ in range(4):
-        program, filters = random_program(rng, w_bits=w_bits)
-        x = random_input(rng, program, 2)
-        runner = TFLMRunner(_one_op_model(program, filters), custom_op_registerers=[registerer])
-        np.testing.assert_array_equal(
-            runner.predict(x, dequantize=False), simulate.run_stage(program, filters, x)
-        )
+def _region_word(program, patch, tensor):
+    """Word index of ``(y, x, h, w)`` of ``tensor`` in ``patch``'s record."""
+    T, S = len(program.tensors), len(program.steps)
+    start = HEADER_WORDS + T * TENSOR_WORDS + S * STEP_WORDS
+    return start + patch * (1 + 4 * T) + 1 + 4 * tensor
 
 
-def test_malformed_models_are_refused_with_the_ops_message(registerer):
-    program, filters = random_program(np.random.default_rng(5), w_bits=8, steps=3)
-    words = program.to_words()
-    bad_words = words.copy()
-    bad_words[0] = 0
-    cases = {
-        "unknown custom option 'extra'": {
-            "options": {"version": 1, "program": words.tobytes(), "extra": 1}
-        },
-        "custom option 'version' = 2": {"options": {"version": 2, "program": words.tobytes()}},
-        "stage program is invalid (EDGEPLUS_ERR_ARG)": {
-            "options": {"version": 1, "program": bad_words.tobytes()}
-        },
-        "zero point differs": {"zp_in": program.tensors[0].zp[1] ^ 1},
-        "does not hold the program's": {"filter_bytes_cut": 1},
+def _bad_models(program, filters):
+    """``{expected message: model}``, each model the good one with one thing wrong."""
+    words = program.to_words().astype("<i4")
+    T = len(program.tensors)
+    last = program.tensors[-1]
+
+    def opts(**changes):
+        d = {"version": 1, "program": words.tobytes()}
+        d.update(changes)
+        return {k: v for k, v in d.items() if v is not None}
+
+    bad_magic = words.copy()
+    bad_magic[0] = 0
+    outside = words.copy()  # the split tensor's region of patch 0 starts past its bottom
+    outside[_region_word(program, 0, T - 1)] = last.h
+    slot4 = next(s for s, k in enumerate(program.slot_steps()) if program.steps[k].w_bits == 4)
+    good = _model(program, filters)
+
+    def other(z):
+        return z - 1 if z == 127 else z + 1
+
+    def zp(which):
+        def fn(schema, model, sg, op):
+            q = sg.tensors[op.outputs[0] if which == "out" else op.inputs[0]].quantization
+            q.zeroPoint = [other(int(q.zeroPoint[0]))]
+
+        return fn
+
+    z_in, z_out = program.tensors[0].zp[0], last.zp[0]
+
+    def filter_cut(schema, model, sg, op):  # the INT4 one: TFLM sizes it 1 byte per element
+        t = sg.tensors[op.inputs[1 + slot4]]
+        b = model.buffers[t.buffer]
+        b.data = b.data[:-1]
+        t.shape = [len(b.data)] if t.type == schema.TensorType.INT8 else [2 * len(b.data)]
+
+    def filter_type(schema, model, sg, op):
+        sg.tensors[op.inputs[1 + slot4]].type = schema.TensorType.INT8
+
+    def no_filter(schema, model, sg, op):
+        op.inputs = [op.inputs[0], -1, *op.inputs[2:]]
+
+    def extra_input(schema, model, sg, op):
+        op.inputs = [*op.inputs, op.inputs[-1]]
+
+    def input_dims(schema, model, sg, op):
+        h, w, c = program.tensors[0].shape
+        sg.tensors[op.inputs[0]].shape = [1, h + 1, w, c]
+
+    def input_type(schema, model, sg, op):
+        sg.tensors[op.inputs[0]].type = schema.TensorType.UINT8
+
+    return {
+        "unknown custom option 'extra'": _model(program, filters, options=opts(extra=1)),
+        "custom option 'program' is missing": _model(program, filters, options=opts(program=None)),
+        "custom option 'version' must be an int": _model(
+            program, filters, options=opts(version="1")
+        ),
+        "custom option 'program' must be a blob": _model(program, filters, options=opts(program=7)),
+        "custom option 'version' = 2 is outside [1, 1]": _model(
+            program, filters, options=opts(version=2)
+        ),
+        "custom options are missing": _model(program, filters, options=b""),
+        "not whole int32 words": _model(
+            program, filters, options=opts(program=words.tobytes() + b"\0")
+        ),
+        "stage program is invalid (EDGEPLUS_ERR_ARG)": _model(
+            program, filters, options=opts(program=bad_magic.tobytes())
+        ),
+        "stage program is invalid (EDGEPLUS_ERR_WINDOW)": _model(
+            program, filters, options=opts(program=outside.tobytes())
+        ),
+        f"input tensor's zero point {other(z_in)} differs from the program's ({z_in})": _edit(
+            good, zp("in")
+        ),
+        f"output tensor's zero point {other(z_out)} differs from the program's ({z_out})": _edit(
+            good, zp("out")
+        ),
+        "input tensor must be [1, ": _edit(good, input_dims),
+        "input tensor type UINT8 not supported": _edit(good, input_type),
+        f"the filter of weight slot {slot4} holds": _edit(good, filter_cut),
+        f"the filter of weight slot {slot4} has type INT8; its 4-bit weights must be INT4": _edit(
+            good, filter_type
+        ),
+        "input 1, the filter of weight slot 0, is missing": _edit(good, no_filter),
+        f"takes the stage input and {program.num_slots} filters": _edit(good, extra_input),
     }
-    for message, kwargs in cases.items():
-        with pytest.raises(TFLMError, match=message.replace("(", r"\(").replace(")", r"\)")):
-            TFLMRunner(
-                _one_op_model(program, filters, **kwargs), custom_op_registerers=[registerer]
-            )
 
 
-def test_lowered_program_fits_the_deployed_ops_inputs(mbv2_int8):
-    _, tfl, *_ = mbv2_int8
-    low = lower.lower(tfl, patching.plan(tfl, None, grid=2))
-    assert len(low.filter_tensors) == low.program.num_slots
+def _program_with_int4_slot():
+    rng = np.random.default_rng(5)
+    while True:
+        program, filters = random_program(rng, w_bits=None, steps=4)
+        if any(program.steps[k].w_bits == 4 for k in program.slot_steps()):
+            return program, filters
+
+
+@needs_tflm
+def test_malformed_models_are_refused_with_the_ops_message(registerer):
+    program, filters = _program_with_int4_slot()
+    x = random_input(np.random.default_rng(0), program, 1)
+    # the good model runs, so each failure below is the one change
+    np.testing.assert_array_equal(
+        _run(_model(program, filters), registerer, x), simulate.run_stage(program, filters, x)
+    )
+    for message, model in _bad_models(program, filters).items():
+        with pytest.raises(TFLMError) as err:
+            TFLMRunner(model, custom_op_registerers=[registerer])
+        text = str(err.value)
+        assert message in text and "EDGEPLUS_PATCH_STAGE: " in text, (message, text)
+
+
+@needs_tflm
+@pytest.mark.skipif(
+    shutil.which("arm-none-eabi-g++") is None,
+    reason="arm-none-eabi-g++ missing (apt-get install gcc-arm-none-eabi "
+    "libstdc++-arm-none-eabi-newlib)",
+)
+def test_patch_stage_glue_compiles_for_cortex_m4():
+    proc = subprocess.run(
+        ["make", "-s", "-f", str(ROOT / "tflm_ops" / "Makefile.tflm"), "m4-object"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    obj = ROOT / "build" / "m4" / "tflm" / "edgeplus_patch_stage_op.o"
+    header = subprocess.run(
+        ["arm-none-eabi-readelf", "-h", "-A", str(obj)], check=False, capture_output=True, text=True
+    ).stdout
+    assert "ARM" in header and "Tag_FP_arch: VFPv4-D16" in header, header
+    syms = subprocess.run(
+        ["arm-none-eabi-nm", "-C", str(obj)], check=False, capture_output=True, text=True
+    ).stdout
+    assert "tflite::edgeplus::Register_EDGEPLUS_PATCH_STAGE()" in syms
+    assert "edgeplus_patch_stage_check" in syms and "edgeplus_patch_stage" in syms

@@ -129,7 +129,10 @@ static edgeplus_status ep_check_step(const int32_t *p, int32_t words, const ep_s
         }
         return EDGEPLUS_OK;
     }
-    if (s[EP_S_WBITS] != 8 || s[EP_S_SLOT] != -1) {
+    /* pad and add: kernel, stride, dilation 1 (add: pads 0), no weights */
+    if (s[EP_S_WBITS] != 8 || s[EP_S_SLOT] != -1 || s[EP_S_KH] != 1 || s[EP_S_KW] != 1 ||
+        s[EP_S_SH] != 1 || s[EP_S_SW] != 1 || s[EP_S_DH] != 1 || s[EP_S_DW] != 1 ||
+        (kind == EP_ST_KIND_ADD && (s[EP_S_PH] != 0 || s[EP_S_PW] != 0))) {
         return EDGEPLUS_ERR_ARG;
     }
     if (kind == EP_ST_KIND_PAD) {

@@ -58,4 +58,19 @@ typedef struct {
     int32_t changed;
 } golden_bitflip_case;
 
+/* One patch-stage program (tfmot_edgeplus/patching/golden.py golden_stage_case): its
+ * words, the packed filters of its weight slots, tensor 0 whole and the expected split
+ * tensor whole (int8). */
+typedef struct {
+    const int32_t *program;
+    int32_t words;
+    int32_t num_slots;
+    const int8_t *const *filters;
+    const int32_t *filter_bytes;
+    const int8_t *input;
+    int32_t input_bytes;
+    const int8_t *expected;
+    int32_t output_bytes;
+} golden_stage_case;
+
 #endif /* EDGEPLUS_GOLDEN_TYPES_H */

@@ -13,7 +13,8 @@
  * - QCore: hand-checked steps (kept, rolled back, nothing tried; a packed W4 tail),
  *   two 2-layer cases from the NumPy reference, every error status of the step with
  *   the weights and outputs untouched, the int32 bound of its sums at the edge, and the
- *   refresh on a known history.
+ *   refresh on a known history;
+ * - the patch-stage executor: tests/test_patch_stage.c (edgeplus_run_stage_tests).
  */
 #include <stdio.h>
 #include <string.h>
@@ -22,6 +23,7 @@
 #include "golden_cases.h"
 
 int edgeplus_run_tests(void);
+int edgeplus_run_stage_tests(int *checks); /* test_patch_stage.c */
 
 #if defined(__ARM_FEATURE_DSP) && !defined(EDGEPLUS_NO_DSP)
 #define EDGEPLUS_TEST_PATH "DSP"
@@ -1374,6 +1376,7 @@ int edgeplus_run_tests(void)
     test_qcore_bad_input();
     test_qcore_overflow_bound();
     test_qcore_refresh();
+    g_failures += edgeplus_run_stage_tests(&g_checks);
     printf("edgeplus C tests (%s path):\n", EDGEPLUS_TEST_PATH);
     printf("ctests: %d passed, %d failed\n", g_checks - g_failures, g_failures);
     return g_failures;

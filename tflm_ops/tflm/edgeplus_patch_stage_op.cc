@@ -4,8 +4,13 @@
  *
  * Tensors:
  *   input 0      the stage input, int8 [1, H, W, C] (the program's tensor 0)
- *   input 1 + s  the filter of weight slot s: kTfLiteInt8 (w_bits 8) or kTfLiteInt4
- *                (w_bits 4, TFLite's packed INT4 storage = our packing), OHWI / 1HWO
+ *   input 1 + s  the filter of weight slot s (slots in step order), OHWI / 1HWO, packed
+ *                over its flat index at the step's w_bits: kTfLiteInt8 for w_bits 8,
+ *                kTfLiteInt4 for w_bits 4 (TFLite's packed INT4 storage, low nibble first
+ *                = our packing; TFLM sizes it one byte per element, so its length is
+ *                checked as ceil(elements / 2)), and for w_bits 2 (no TFLite type) a
+ *                kTfLiteInt8 tensor of the packed bytes. No bias tensors: each variant's
+ *                bias is in the program's requantization block.
  *   output 0     the split tensor, int8 [1, H', W', C'] (the program's last tensor)
  * Options (edgeplus_op_schema.h, generated from tfmot_edgeplus/conversion/op_schema.py): a
  * flexbuffer map {"version": 1, "program": blob of little-endian int32 words}; the program
@@ -36,7 +41,6 @@ namespace edgeplus {
 namespace {
 
 constexpr const char* kOp = EDGEPLUS_PATCH_STAGE_CUSTOM_CODE;
-constexpr int kMaxSlots = 255;
 
 struct OpData {
   int32_t version;
@@ -45,11 +49,37 @@ struct OpData {
   bool options_ok;
   int32_t scratch_bytes;
   int scratch_index;
+  int32_t slots;
+  const int8_t** filters;  // persistent, `slots` entries, filled in Eval
 };
 
-// Program header / tensor record fields (tfmot_edgeplus/patching/program.py).
+// Program header / tensor record / step record fields (tfmot_edgeplus/patching/program.py);
+// read only after edgeplus_patch_stage_check accepted the program.
 constexpr int kHeaderWords = 8;
 constexpr int kTensorWords = 9;
+constexpr int kStepWords = 20;
+constexpr int kStepKind = 0;
+constexpr int kStepWBits = 11;
+constexpr int kStepSlot = 12;
+constexpr int32_t kKindConv = 1;
+constexpr int32_t kKindDepthwise = 2;
+
+const int32_t* Step(const int32_t* p, int32_t k) {
+  return p + kHeaderWords + p[2] * kTensorWords + k * kStepWords;
+}
+
+bool HasWeights(const int32_t* step) {
+  return step[kStepKind] == kKindConv || step[kStepKind] == kKindDepthwise;
+}
+
+// w_bits of weight slot `slot` (0 if no step uses it; the check makes slots 0, 1, ...).
+int32_t SlotWBits(const int32_t* p, int32_t slot) {
+  for (int32_t k = 0; k < p[3]; ++k) {
+    const int32_t* s = Step(p, k);
+    if (HasWeights(s) && s[kStepSlot] == slot) return s[kStepWBits];
+  }
+  return 0;
+}
 
 bool IsKnownKey(const char* key) {
 #define EDGEPLUS_KEY_MATCHES(field, name, kind, lo, hi) \
@@ -62,7 +92,8 @@ bool IsKnownKey(const char* key) {
 bool ParseOptions(const char* buffer, size_t length, edgeplus_patch_stage_options* opt) {
   flexbuffers::Map map = flexbuffers::Map::EmptyMap();
   bool ok = true;
-  if (!OpenOptionsMap(kOp, buffer, length, EDGEPLUS_PATCH_STAGE_NUM_OPTIONS, IsKnownKey, &map, &ok)) {
+  if (!OpenOptionsMap(kOp, buffer, length, EDGEPLUS_PATCH_STAGE_NUM_OPTIONS, IsKnownKey, &map,
+                      &ok)) {
     return false;
   }
 #define EDGEPLUS_READ(field, name, kind, lo, hi) \
@@ -110,18 +141,29 @@ TfLiteStatus CheckActivation(const char* what, const TfLiteTensor* t, const int3
   }
   const int* d = t->dims->data;
   if (t->dims->size != 4 || d[0] != 1 || d[1] != rec[0] || d[2] != rec[1] || d[3] != rec[2]) {
-    MicroPrintf("%s: %s tensor must be [1, %d, %d, %d] (the program's), got %d dims.", kOp,
-                what, static_cast<int>(rec[0]), static_cast<int>(rec[1]),
-                static_cast<int>(rec[2]), t->dims->size);
+    if (t->dims->size == 4) {
+      MicroPrintf("%s: %s tensor must be [1, %d, %d, %d] (the program's), got [%d, %d, %d, %d].",
+                  kOp, what, static_cast<int>(rec[0]), static_cast<int>(rec[1]),
+                  static_cast<int>(rec[2]), d[0], d[1], d[2], d[3]);
+    } else {
+      MicroPrintf("%s: %s tensor must be [1, %d, %d, %d] (the program's), got %d dims.", kOp,
+                  what, static_cast<int>(rec[0]), static_cast<int>(rec[1]),
+                  static_cast<int>(rec[2]), t->dims->size);
+    }
     return kTfLiteError;
   }
   const auto* q = static_cast<const TfLiteAffineQuantization*>(t->quantization.params);
   if (t->quantization.type != kTfLiteAffineQuantization || q == nullptr ||
-      q->zero_point == nullptr || q->zero_point->size != 1 ||
-      q->zero_point->data[0] != rec[5]) {
-    MicroPrintf("%s: %s tensor's zero point differs from the program's (%d); the plan was "
-                "lowered for another model.",
+      q->zero_point == nullptr || q->zero_point->size != 1) {
+    MicroPrintf("%s: %s tensor must be per-tensor quantized with the program's zero point "
+                "(%d).",
                 kOp, what, static_cast<int>(rec[5]));
+    return kTfLiteError;
+  }
+  if (q->zero_point->data[0] != rec[5]) {
+    MicroPrintf("%s: %s tensor's zero point %d differs from the program's (%d); the plan was "
+                "lowered for another model.",
+                kOp, what, q->zero_point->data[0], static_cast<int>(rec[5]));
     return kTfLiteError;
   }
   return kTfLiteOk;
@@ -145,24 +187,40 @@ TfLiteStatus PrepareTensors(TfLiteContext* context, TfLiteNode* node, OpData* da
   }
   if (input != nullptr) mc->DeallocateTempTfLiteTensor(input);
   if (output != nullptr) mc->DeallocateTempTfLiteTensor(output);
-  for (int s = 0; status == kTfLiteOk && s + 1 < NumInputs(node); ++s) {
+  for (int32_t s = 0; status == kTfLiteOk && s < data->slots; ++s) {
     int32_t filter_bytes = 0;
     const edgeplus_status st =
         edgeplus_patch_stage_weight_size(data->program, data->words, s, &filter_bytes);
+    const int32_t w_bits = SlotWBits(p, s);
+    const TfLiteType want = w_bits == 4 ? kTfLiteInt4 : kTfLiteInt8;
     TfLiteTensor* f = mc->AllocateTempInputTensor(node, 1 + s);
-    if (st != EDGEPLUS_OK || f == nullptr) {
-      MicroPrintf("%s: input %d: no weight slot %d in the program, or no tensor (%s).", kOp,
-                  1 + s, s, edgeplus_status_str(st));
+    if (st != EDGEPLUS_OK) {
+      MicroPrintf("%s: weight slot %d has no size (%s).", kOp, static_cast<int>(s),
+                  edgeplus_status_str(st));
       status = kTfLiteError;
-    } else if (f->type == kTfLiteInt8 ? static_cast<int32_t>(f->bytes) != filter_bytes
-                                      : (f->type != kTfLiteInt4 ||
-                                         (static_cast<int32_t>(ElementCount(*f->dims)) + 1) / 2 !=
-                                             filter_bytes)) {
-      MicroPrintf("%s: the filter of slot %d (%s, %d elements) does not hold the program's "
-                  "%d packed bytes.",
-                  kOp, s, TfLiteTypeGetName(f->type), static_cast<int>(ElementCount(*f->dims)),
-                  static_cast<int>(filter_bytes));
+    } else if (f == nullptr) {
+      MicroPrintf("%s: input %d, the filter of weight slot %d, is missing.", kOp,
+                  static_cast<int>(1 + s), static_cast<int>(s));
       status = kTfLiteError;
+    } else if (f->type != want) {
+      MicroPrintf("%s: the filter of weight slot %d has type %s; its %d-bit weights must be %s "
+                  "(INT8 for 8 bits, INT4 for 4, INT8 holding the packed bytes for 2).",
+                  kOp, static_cast<int>(s), TfLiteTypeGetName(f->type),
+                  static_cast<int>(w_bits), TfLiteTypeGetName(want));
+      status = kTfLiteError;
+    } else {
+      // TFLM sizes an INT4 tensor one byte per element; its buffer holds two per byte.
+      const int32_t count = static_cast<int32_t>(ElementCount(*f->dims));
+      const int32_t held = f->type == kTfLiteInt4 ? (count + 1) / 2
+                                                  : static_cast<int32_t>(f->bytes);
+      if (held != filter_bytes) {
+        MicroPrintf("%s: the filter of weight slot %d holds %d packed bytes (%s, %d "
+                    "elements); the program's %d-bit filter takes %d.",
+                    kOp, static_cast<int>(s), static_cast<int>(held),
+                    TfLiteTypeGetName(f->type), static_cast<int>(count),
+                    static_cast<int>(w_bits), static_cast<int>(filter_bytes));
+        status = kTfLiteError;
+      }
     }
     if (f != nullptr) mc->DeallocateTempTfLiteTensor(f);
   }
@@ -184,21 +242,25 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
     MicroPrintf("%s: the stage program is invalid (%s).", kOp, edgeplus_status_str(st));
     return kTfLiteError;
   }
-  int slots = 0;
-  for (; slots <= kMaxSlots; ++slots) {
-    int32_t bytes;
-    if (edgeplus_patch_stage_weight_size(data->program, data->words, slots, &bytes) !=
-        EDGEPLUS_OK) {
-      break;
-    }
-  }
+  int32_t slots = 0;
+  for (int32_t k = 0; k < data->program[3]; ++k) slots += HasWeights(Step(data->program, k));
+  data->slots = slots;
   if (NumInputs(node) != 1 + slots || NumOutputs(node) != 1) {
     MicroPrintf("%s: takes the stage input and %d filters (%d inputs) and 1 output; got %d "
                 "inputs, %d outputs.",
-                kOp, slots, 1 + slots, NumInputs(node), NumOutputs(node));
+                kOp, static_cast<int>(slots), static_cast<int>(1 + slots), NumInputs(node),
+                NumOutputs(node));
     return kTfLiteError;
   }
   TF_LITE_ENSURE_OK(context, PrepareTensors(context, node, data));
+  if (data->filters == nullptr) {  // Prepare may run again: keep the first table
+    data->filters = static_cast<const int8_t**>(context->AllocatePersistentBuffer(
+        context, sizeof(const int8_t*) * (slots > 0 ? slots : 1)));
+    if (data->filters == nullptr) {
+      MicroPrintf("%s: no arena left for the table of %d filters.", kOp, static_cast<int>(slots));
+      return kTfLiteError;
+    }
+  }
   data->scratch_bytes = edgeplus_patch_stage_get_buffer_size(data->program, data->words);
   if (data->scratch_bytes < 0) {
     MicroPrintf("%s: the program's scratch cannot be sized (%s).", kOp,
@@ -211,14 +273,12 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
 
 TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
   const OpData* data = static_cast<const OpData*>(node->user_data);
-  TF_LITE_ENSURE(context, data != nullptr && data->program != nullptr);
-  const int n_filters = NumInputs(node) - 1;
-  TF_LITE_ENSURE(context, n_filters >= 0 && n_filters <= kMaxSlots);
-  const int8_t* filters[kMaxSlots + 1];
-  for (int s = 0; s < n_filters; ++s) {
+  TF_LITE_ENSURE(context, data != nullptr && data->program != nullptr &&
+                              data->filters != nullptr && NumInputs(node) == 1 + data->slots);
+  for (int32_t s = 0; s < data->slots; ++s) {
     const TfLiteEvalTensor* f = micro::GetEvalInput(context, node, 1 + s);
     TF_LITE_ENSURE(context, f != nullptr);
-    filters[s] = static_cast<const int8_t*>(f->data.data);
+    data->filters[s] = static_cast<const int8_t*>(f->data.data);
   }
   const TfLiteEvalTensor* input = micro::GetEvalInput(context, node, 0);
   TfLiteEvalTensor* output = micro::GetEvalOutput(context, node, 0);
@@ -226,9 +286,9 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
   edgeplus_context ctx;
   ctx.buf = context->GetScratchBuffer(context, data->scratch_index);
   ctx.size = data->scratch_bytes;
-  const edgeplus_status st =
-      edgeplus_patch_stage(&ctx, data->program, data->words, filters,
-                           micro::GetTensorData<int8_t>(input), micro::GetTensorData<int8_t>(output));
+  const edgeplus_status st = edgeplus_patch_stage(
+      &ctx, data->program, data->words, data->filters, micro::GetTensorData<int8_t>(input),
+      micro::GetTensorData<int8_t>(output));
   if (st != EDGEPLUS_OK) {
     MicroPrintf("%s: the patch stage returned %s.", kOp, edgeplus_status_str(st));
     return kTfLiteError;

@@ -28,7 +28,7 @@ namespace edgeplus {
 TFLMRegistration* Register_EDGEPLUS_CONV_MP();
 
 // EDGEPLUS_PATCH_STAGE: QuantMCU's planned patch stage (conv / depthwise / pad / add run
-// patch by patch, per-patch mixed precision). Tensors: edgeplus_patch_stage.cc.
+// patch by patch, per-patch mixed precision). Tensors: edgeplus_patch_stage_op.cc.
 TFLMRegistration* Register_EDGEPLUS_PATCH_STAGE();
 
 }  // namespace edgeplus

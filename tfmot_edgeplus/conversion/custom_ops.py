@@ -4,6 +4,9 @@
 ``EDGEPLUS_CONV_MP`` (mixed-precision conv, see ``tflm_ops/tflm/edgeplus_conv_mp.cc``):
 opcode CUSTOM with ``customCode="EDGEPLUS_CONV_MP"`` and ``customOptions`` = the
 flexbuffer map of :data:`tfmot_edgeplus.conversion.op_schema.CONV_MP`.
+:func:`build_patch_stage_model` writes a one-op model of ``EDGEPLUS_PATCH_STAGE`` (a whole
+QuantMCU patch stage, see ``tflm_ops/tflm/edgeplus_patch_stage_op.cc``) from a stage program
+and its filters; :func:`patch_stage_options` is that op's flexbuffer.
 
 Storage is real low-bit storage: activations and weights at 2/4 bits are packed
 (:mod:`tfmot_edgeplus.conversion.packing`, flat over the NHWC / OHWI / 1HWO index) into
@@ -41,6 +44,7 @@ from tfmot_edgeplus.conversion.packing import (
 __all__ = [
     "ConvMPSpec",
     "build_conv_mp_model",
+    "build_patch_stage_model",
     "pack_activations",
     "packed_activation_shape",
     "patch_stage_options",
@@ -259,7 +263,6 @@ def build_conv_mp_model(
     ``with_bias`` defaults to ``spec.bias is not None``; with no bias the node has
     two inputs.
     """
-    import flatbuffers
     from flatbuffers import flexbuffers
 
     schema = _schema()
@@ -331,29 +334,45 @@ def build_conv_mp_model(
         )
         inputs.append(3)
 
+    return _one_op_model(
+        schema,
+        op_schema.CONV_MP.custom_code,
+        custom,
+        tensors,
+        buffers,
+        inputs,
+        2,
+        "tfmot_edgeplus EDGEPLUS_CONV_MP",
+    )
+
+
+def _one_op_model(schema, custom_code, custom, tensors, buffers, inputs, output, description):
+    """Serialize a model whose one subgraph runs one custom operator (input = tensor 0)."""
+    import flatbuffers
+
     opcode = schema.OperatorCodeT()
     opcode.builtinCode = schema.BuiltinOperator.CUSTOM
     opcode.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
-    opcode.customCode = op_schema.CONV_MP.custom_code
+    opcode.customCode = custom_code
     opcode.version = 1
 
     op = schema.OperatorT()
     op.opcodeIndex = 0
-    op.inputs = inputs
-    op.outputs = [2]
+    op.inputs = list(inputs)
+    op.outputs = [output]
     op.customOptions = np.frombuffer(custom, dtype=np.uint8) if custom else None
     op.customOptionsFormat = schema.CustomOptionsFormat.FLEXBUFFERS
 
     subgraph = schema.SubGraphT()
     subgraph.tensors = tensors
     subgraph.inputs = [0]
-    subgraph.outputs = [2]
+    subgraph.outputs = [output]
     subgraph.operators = [op]
     subgraph.name = "main"
 
     model = schema.ModelT()
     model.version = 3
-    model.description = "tfmot_edgeplus EDGEPLUS_CONV_MP"
+    model.description = description
     model.operatorCodes = [opcode]
     model.subgraphs = [subgraph]
     model.buffers = buffers
@@ -372,4 +391,94 @@ def patch_stage_options(program) -> bytes:
     words = program.to_words() if isinstance(program, StageProgram) else np.asarray(program)
     return op_schema.PATCH_STAGE.encode(
         {"version": 1, "program": np.asarray(words, dtype="<i4").tobytes()}
+    )
+
+
+def build_patch_stage_model(
+    program,
+    filters: Sequence[np.ndarray],
+    *,
+    input_scale: float,
+    output_scale: float,
+    options: dict | bytes | None = None,
+) -> bytes:
+    """A .tflite flatbuffer holding one ``EDGEPLUS_PATCH_STAGE`` node running ``program``.
+
+    ``program``: a :class:`~tfmot_edgeplus.patching.program.StageProgram`. ``filters[slot]``:
+    the UNPACKED integer filter of each weight slot (shape ``program.filter_shape(step)``,
+    OHWI / 1HWO, values in the step's ``w_bits`` range), as
+    :func:`~tfmot_edgeplus.patching.simulate.run_stage` takes them. Node inputs: the stage
+    input ``x`` (int8 ``[1, H, W, C]``, ``input_scale``, the program's tensor-0 zero point),
+    then the filters stored at their step's ``w_bits``: ``INT8`` OHWI / 1HWO for 8 bits,
+    ``INT4`` (TFLite's packed storage, two per byte, low nibble first) for 4 bits, and for
+    2 bits, which no TFLite tensor type holds, an ``INT8`` tensor of shape
+    ``[packed_nbytes]`` holding the packed bytes (4 per byte, lowest bits first); only this
+    op reads it. Filters carry no quantization parameters and there are no bias tensors: the
+    program holds every variant's requantization and bias. Output: the split tensor (int8
+    ``[1, H', W', C']``, ``output_scale``, the last tensor's zero point).
+
+    ``options`` overrides the custom options like in :func:`build_conv_mp_model` (a dict is
+    encoded WITHOUT schema validation, bytes are stored as they are: tests of the C glue's
+    refusals); the default is :func:`patch_stage_options`.
+    """
+    from flatbuffers import flexbuffers
+
+    from tfmot_edgeplus.patching.program import StageProgram
+
+    if not isinstance(program, StageProgram):
+        raise TypeError(f"program must be a StageProgram, got {type(program).__name__}")
+    for name, v in (("input_scale", input_scale), ("output_scale", output_scale)):
+        if not float(v) > 0:
+            raise ValueError(f"{name} must be > 0, got {v!r}")
+    slots = program.slot_steps()
+    if len(filters) != len(slots):
+        raise ValueError(f"the program has {len(slots)} weight slots, got {len(filters)} filters")
+    schema = _schema()
+    if options is None:
+        custom = patch_stage_options(program)
+    elif isinstance(options, dict):
+        custom = bytes(flexbuffers.Dumps(options))
+    else:
+        custom = bytes(options)
+    first, last = program.tensors[0], program.tensors[-1]
+    buffers = [_buffer(schema, None), _buffer(schema, None), _buffer(schema, None)]
+    tensors = [
+        _tensor(schema, "stage_input", (1, *first.shape), schema.TensorType.INT8, 1,
+                [input_scale], [first.zp[0]]),
+        _tensor(schema, "split", (1, *last.shape), schema.TensorType.INT8, 2,
+                [output_scale], [last.zp[0]]),
+    ]  # fmt: skip
+    for slot, k in enumerate(slots):
+        bits = program.steps[k].w_bits
+        shape = program.filter_shape(k)
+        w = np.asarray(filters[slot])
+        if w.shape != shape or w.dtype.kind not in "iu":
+            raise ValueError(
+                f"filter of weight slot {slot} (step {k}) must be an integer array of shape "
+                f"{shape}, got {w.dtype} {w.shape}"
+            )
+        lo, hi = int_range(bits)
+        if w.size and (w.min() < lo or w.max() > hi):
+            raise ValueError(
+                f"filter of weight slot {slot} (step {k}) must lie in [{lo}, {hi}] for "
+                f"w_bits={bits}, got [{w.min()}, {w.max()}]"
+            )
+        data = pack(w, bits)
+        if bits == 8:
+            kind = schema.TensorType.INT8
+        elif bits == 4:
+            kind = schema.TensorType.INT4
+        else:
+            kind, shape = schema.TensorType.INT8, (data.size,)
+        buffers.append(_buffer(schema, data.tobytes()))
+        tensors.append(_tensor(schema, f"filter_{slot}", shape, kind, len(buffers) - 1))
+    return _one_op_model(
+        schema,
+        op_schema.PATCH_STAGE.custom_code,
+        custom,
+        tensors,
+        buffers,
+        [0, *range(2, len(tensors))],
+        1,
+        "tfmot_edgeplus EDGEPLUS_PATCH_STAGE",
     )

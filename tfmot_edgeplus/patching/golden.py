@@ -3,9 +3,10 @@
     python -m tfmot_edgeplus.patching.golden --out tflm_ops/tests/golden_cases.h
 
 writes a small, deterministic C header (conv / depthwise cases at mixed bit-widths with
-patch windows and buffer regions, requantization edge cases, packing and bit-flip cases)
-that ``tflm_ops/tests/test_edgeplus.c`` checks byte for byte on the host and on the
-Cortex-M4 in QEMU. The random case builders are shared with the pytest suites.
+patch windows and buffer regions, requantization edge cases, packing and bit-flip cases,
+one patch-stage program) that ``tflm_ops/tests/test_edgeplus.c`` and
+``tflm_ops/tests/test_patch_stage.c`` check byte for byte on the host and on the Cortex-M4
+in QEMU. The random case builders are shared with the pytest suites.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ __all__ = [
     "ConvCase",
     "calibrate_requant",
     "golden_conv_cases",
+    "golden_stage_case",
     "main",
     "random_conv_case",
     "render_header",
@@ -289,6 +291,109 @@ def golden_conv_cases(seed: int = 20240601) -> list[ConvCase]:
     return [random_conv_case(rng, **{**small, **s}) for s in specs]
 
 
+def golden_stage_case(seed: int = 20240601):
+    """``(program, filters, x, expected)``: the patch-stage program committed in
+    golden_cases.h, every step kind at mixed bits on a 2x2 grid (two outlier patches):
+    input 12x12x3 -> conv 3x3 SAME (W4) -> pad (1, 1) top/left -> depthwise 3x3 stride 2
+    VALID (W8) -> conv 1x1 (W2) -> add -> conv 3x3 dilation 2 SAME (W4) -> 6x6x6.
+    ``filters`` unpacked, ``x`` (12, 12, 3) int8, ``expected`` the split tensor (6, 6, 6)."""
+    from tfmot_edgeplus.patching import simulate
+    from tfmot_edgeplus.patching.program import (
+        KIND_ADD,
+        KIND_CONV,
+        KIND_DEPTHWISE,
+        KIND_PAD,
+        StageProgram,
+        StageStep,
+        StageTensor,
+        region_bytes,
+    )
+
+    rng = np.random.default_rng(seed + 2)
+    shapes = [(12, 12, 3), (12, 12, 4), (13, 13, 4), (6, 6, 4), (6, 6, 4), (6, 6, 4), (6, 6, 6)]
+    bits = [(8, 8), (4, 8), (4, 8), (2, 8), (4, 4), (2, 8), (8, 8)]
+    zps = [(-3, -3), (-2, -20), (-2, -20), (1, 7), (0, -1), (-1, 4), (5, 5)]
+    # (kind, inputs, kernel, stride, pad, dilation, w_bits)
+    raw = [
+        (KIND_CONV, (0,), 3, 1, 1, 1, 4),
+        (KIND_PAD, (1,), 1, 1, 1, 1, 8),
+        (KIND_DEPTHWISE, (2,), 3, 2, 0, 1, 8),
+        (KIND_CONV, (3,), 1, 1, 0, 1, 2),
+        (KIND_ADD, (3, 4), 1, 1, 0, 1, 8),
+        (KIND_CONV, (5,), 3, 1, 2, 2, 4),
+    ]
+
+    def requant(k_values, in_bits, w_bits, out_bits, cout):
+        # outputs spread over the out range: acc std ~ sqrt(K) * std(x) * std(w)
+        acc_std = np.sqrt(k_values) * (2**in_bits / 3.5) * (2 ** (w_bits - 1) / 1.7)
+        real = (2**out_bits / 5) / acc_std * rng.uniform(0.7, 1.4, cout)
+        m, sh = zip(*(ref.quantize_multiplier(float(r)) for r in real), strict=True)
+        bias = rng.integers(-(2**in_bits) * 2 ** (w_bits - 1), 2**in_bits * 2 ** (w_bits - 1), cout)
+        return np.concatenate([m, sh, bias]).astype(np.int32)
+
+    steps, filters = [], []
+    for k, (kind, ins, kk, st, pd, dl, wb) in enumerate(raw):
+        src, out = ins[0], k + 1
+        cin, cout = shapes[src][2], shapes[out][2]
+        act = tuple(int_range(b) for b in bits[out])
+        if kind == KIND_PAD:
+            steps.append(StageStep(KIND_PAD, ins, pad=(pd, pd)))
+            continue
+        if kind == KIND_ADD:
+            quant = tuple(
+                np.array([20, 1 << 30, -1, 1 << 30, -1, 1 << 30, -20 + (8 - bits[out][v])])
+                for v in (0, 1)
+            )
+            steps.append(StageStep(KIND_ADD, ins, act=act, quant=quant))
+            continue
+        kv = kk * kk * (cin if kind == KIND_CONV else 1)
+        quant = tuple(requant(kv, bits[src][v], wb, bits[out][v], cout) for v in (0, 1))
+        shape = (cout, kk, kk, cin) if kind == KIND_CONV else (1, kk, kk, cout)
+        lo, hi = int_range(wb)
+        filters.append(rng.integers(lo + 1, hi + 1, shape).astype(np.int8))
+        steps.append(
+            StageStep(kind, ins, (kk, kk), (st, st), (pd, pd), (dl, dl), wb, len(filters) - 1,
+                      act, quant)
+        )  # fmt: skip
+    T, n = len(shapes), 2
+    outlier = np.array([0, 1, 1, 0], dtype=bool)
+    tensors = [StageTensor(*shapes[i], bits=bits[i], zp=zps[i]) for i in range(T)]
+    probe = StageProgram(
+        tuple(t if i in (0, T - 1) else dataclasses.replace(t, offset=0, size=1 << 16)
+              for i, t in enumerate(tensors)),
+        tuple(steps), n, outlier, np.array([[(0, 0, *sh[:2]) for sh in shapes]] * (n * n)),
+        1 << 16,
+    )  # fmt: skip
+    regions = np.zeros((n * n, T, 4), dtype=np.int64)
+    for p in range(n * n):
+        i, j = divmod(p, n)
+        regions[p, T - 1] = (3 * i, 3 * j, 3, 3)
+        for k in range(T - 2, -1, -1):
+            if not regions[p, k + 1, 2]:
+                continue
+            need = probe.input_need(k, tuple(int(a) for a in regions[p, k + 1]))
+            for src in steps[k].inputs if need is not None else ():
+                have = regions[p, src]
+                if have[2]:
+                    y0, x0 = min(have[0], need[0]), min(have[1], need[1])
+                    y1 = max(have[0] + have[2], need[0] + need[2])
+                    x1 = max(have[1] + have[3], need[1] + need[3])
+                    need = (y0, x0, y1 - y0, x1 - x0)
+                regions[p, src] = need
+    offset = 0
+    for i in range(1, T - 1):
+        size = max(
+            region_bytes(regions[p, i], shapes[i][2], bits[i][int(outlier[p])])
+            for p in range(n * n)
+        )
+        tensors[i] = dataclasses.replace(tensors[i], offset=offset, size=size)
+        offset += size
+    program = StageProgram(tuple(tensors), tuple(steps), n, outlier, regions, offset)
+    x = rng.integers(-128, 128, shapes[0]).astype(np.int8)
+    expected = simulate.run_stage(program, filters, x)[0]
+    return program, filters, x, expected
+
+
 def _c_array(ctype: str, name: str, values) -> str:
     vals = [int(v) for v in np.asarray(values).reshape(-1)]
     if not vals:
@@ -463,6 +568,26 @@ def render_header(seed: int = 20240601) -> str:
         + "".join(bf)
         + "};\n#define GOLDEN_BITFLIP_COUNT "
         "((int)(sizeof(golden_bitflip_cases) / sizeof(golden_bitflip_cases[0])))\n\n"
+    )
+    program, filters, x, expected = golden_stage_case(seed)
+    parts.append("/* the patch stage of golden_stage_case() */\n")
+    parts.append(_c_array("int32_t", "gs_program", program.to_words()))
+    for i, f in enumerate(filters):
+        wb = program.steps[program.slot_steps()[i]].w_bits
+        parts.append(_c_array("int8_t", f"gs_filter{i}", pack(f, wb)))
+    names = ", ".join(f"gs_filter{i}" for i in range(len(filters)))
+    sizes = ", ".join(
+        str(-(-f.size * program.steps[program.slot_steps()[i]].w_bits // 8))
+        for i, f in enumerate(filters)
+    )
+    parts.append(f"static const int8_t *const gs_filters[{len(filters)}] = {{{names}}};\n")
+    parts.append(f"static const int32_t gs_filter_bytes[{len(filters)}] = {{{sizes}}};\n")
+    parts.append(_c_array("int8_t", "gs_input", x))
+    parts.append(_c_array("int8_t", "gs_expected", expected))
+    parts.append(
+        "static const golden_stage_case golden_stage = {\n"
+        f"    gs_program, {program.to_words().size}, {len(filters)}, gs_filters, "
+        f"gs_filter_bytes,\n    gs_input, {x.size}, gs_expected, {expected.size}}};\n\n"
     )
     parts.append("#endif /* EDGEPLUS_GOLDEN_CASES_H */\n")
     return "".join(parts)

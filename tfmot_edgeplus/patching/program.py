@@ -30,7 +30,8 @@ Steps (``S`` records of 20 words)
     (slots count 0, 1, ... over the conv/depthwise steps in order). Pad: ``ph, pw``
     top/left zeros (bottom/right follow from the output size; the pad value is the zero
     point), in and out with the same bits and zero point per variant; kernel, stride and
-    dilation are 1, ``w_bits = 8``, ``slot = -1``. Add: same-shaped inputs and output.
+    dilation are 1, ``w_bits = 8``, ``slot = -1``. Add: same-shaped inputs and output;
+    kernel, stride and dilation 1, pads 0, ``w_bits = 8``, ``slot = -1``.
     ``act_min/max v``: the fused clamp of variant ``v`` in the output's integer domain
     (ignored for pad). ``quant v``: the word offset (from the start of the program) of
     variant ``v``'s requantization block, -1 for pad: conv/depthwise ``multiplier[C_out]``,
@@ -39,13 +40,22 @@ Steps (``S`` records of 20 words)
     scale, so each variant has its own bias); add ``left_shift, m1, s1, m2, s2, m_out,
     s_out`` (TFLite's int8 ADD: ``(x - zp) << left_shift`` per input, each scaled by
     ``MultiplyByQuantizedMultiplier(., m, s)``, summed, scaled by ``(m_out, s_out)``, plus
-    ``zp_out``, clamped).
+    ``zp_out``, clamped). Every multiplier is ``>= 0``, every shift in ``[-31, 30]``,
+    ``left_shift`` in ``[0, 22]`` (so ``(x - zp) << left_shift`` fits in int32).
 Patches (``P`` records of ``1 + 4T`` words), row-major over the grid
-    ``outlier`` (0/1, the variant), then per tensor its region ``y, x, h, w`` in that
+    ``outlier`` (0 or 1, the variant), then per tensor its region ``y, x, h, w`` in that
     patch (``h = w = 0``: the patch does not need it). Tensor ``T-1``'s region is the patch's
     window of the split tensor; tensor 0's is what the first steps read from the input.
 Quant blocks
     the blocks the steps point at (variants with equal blocks may share one).
+Limits (those of the C kernels; integer sizes stay in int32)
+    ``h * w * c <= 2**27`` per tensor; kernel, stride and dilation in ``1..255``, pads in
+    ``0..255``; a conv/depthwise pad is below the dilated kernel extent ``(k - 1) * d + 1``
+    (each output reads the input: TFLite's SAME/VALID always are); per variant
+    ``K = kh * kw * (c_in for conv, 1 for depthwise) <= EDGEPLUS_MAX_KC(in_bits, w_bits)``
+    (``edgeplus_ops.h``: the int32 accumulators cannot overflow) and
+    ``kh * kw * c_in <= (2**31 - 1) // 8``; filters hold at most ``2**31 - 1`` values. The C
+    also refuses a step whose kernel scratch would not fit in int32 (far beyond any MCU).
 
 Execution of one patch ``p`` with variant ``v``: for ``k = 0 .. S-1`` with a non-empty
 region ``R`` of tensor ``k+1``: compute ``R`` from the input regions (conv/depthwise: the
@@ -87,6 +97,15 @@ MAX_GRID = 64
 KIND_CONV, KIND_DEPTHWISE, KIND_PAD, KIND_ADD = 1, 2, 3, 4
 KIND_NAMES = {KIND_CONV: "conv", KIND_DEPTHWISE: "depthwise", KIND_PAD: "pad", KIND_ADD: "add"}
 ADD_QUANT_WORDS = 7
+MAX_ELEMS = 1 << 27
+MAX_GEOMETRY = 255
+MAX_ADD_LEFT_SHIFT = 22
+_INT32_MAX = (1 << 31) - 1
+
+
+def max_kc(in_bits: int, w_bits: int) -> int:
+    """``EDGEPLUS_MAX_KC``: the largest ``K`` whose int32 accumulator cannot overflow."""
+    return _INT32_MAX // (((1 << in_bits) - 1) * (1 << (w_bits - 1)))
 
 
 class ProgramError(ValueError):
@@ -207,8 +226,10 @@ class StageProgram:
         if arena < 0:
             raise ProgramError(f"arena_bytes must be >= 0, got {arena}")
         for i, t in enumerate(self.tensors):
-            if min(t.h, t.w, t.c) < 1:
-                raise ProgramError(f"tensor {i}: dims must be >= 1, got {t.shape}")
+            if min(t.h, t.w, t.c) < 1 or t.h * t.w * t.c > MAX_ELEMS:
+                raise ProgramError(
+                    f"tensor {i}: dims must be >= 1 with at most {MAX_ELEMS} values, got {t.shape}"
+                )
             for v in (0, 1):
                 if t.bits[v] not in SUPPORTED_BITS:
                     raise ProgramError(f"tensor {i}: bits[{v}] must be 2, 4 or 8, got {t.bits[v]}")
@@ -293,8 +314,23 @@ class StageProgram:
                 f"step {k} ({s.kind_name}): inputs {s.inputs} must be {n_in} tensor(s) in 0..{k}"
             )
         src = self.tensors[s.inputs[0]]
+        geometry = (*s.kernel, *s.stride, *s.pad, *s.dilation)
         if min(*s.kernel, *s.stride, *s.dilation) < 1 or min(s.pad) < 0:
             raise ProgramError(f"step {k}: kernel/stride/dilation must be >= 1 and pads >= 0")
+        if max(geometry) > MAX_GEOMETRY:
+            raise ProgramError(
+                f"step {k}: kernel/stride/pad/dilation must be <= {MAX_GEOMETRY}, got {geometry}"
+            )
+        if s.kind in (KIND_PAD, KIND_ADD) and (
+            (*s.kernel, *s.stride, *s.dilation) != (1,) * 6
+            or s.w_bits != 8
+            or s.slot != -1
+            or (s.kind == KIND_ADD and s.pad != (0, 0))
+        ):
+            raise ProgramError(
+                f"step {k} ({s.kind_name}): kernel, stride and dilation must be 1"
+                f"{', pads 0' if s.kind == KIND_ADD else ''}, w_bits 8 and slot -1"
+            )
         for v in (0, 1):
             lo, hi = int_range(out.bits[v])
             a, b = s.act[v]
@@ -312,10 +348,34 @@ class StageProgram:
             for axis, (i_sz, o_sz) in enumerate(((src.h, out.h), (src.w, out.w))):
                 if (o_sz - 1) * s.stride[axis] - s.pad[axis] > i_sz - 1:
                     raise ProgramError(f"step {k}: output size {o_sz} reads past the input")
+                if s.pad[axis] > (s.kernel[axis] - 1) * s.dilation[axis]:
+                    raise ProgramError(
+                        f"step {k}: pad {s.pad[axis]} is not below the dilated kernel extent "
+                        f"{(s.kernel[axis] - 1) * s.dilation[axis] + 1}"
+                    )
+            kc = s.kernel[0] * s.kernel[1] * (src.c if s.kind == KIND_CONV else 1)
+            for v in (0, 1):
+                if kc > max_kc(src.bits[v], s.w_bits):
+                    raise ProgramError(
+                        f"step {k}: K = {kc} is above {max_kc(src.bits[v], s.w_bits)} at "
+                        f"{src.bits[v]}-bit inputs and {s.w_bits}-bit weights (the int32 "
+                        "accumulator could overflow)"
+                    )
+            shape = self.filter_shape(k)
+            if (
+                s.kernel[0] * s.kernel[1] * src.c > _INT32_MAX // 8
+                or np.prod(shape, dtype=object) > _INT32_MAX
+            ):
+                raise ProgramError(f"step {k}: filter {shape} is too large")
             for v in (0, 1):
                 q = np.asarray(s.quant[v])
                 if q.shape != (3 * out.c,):
                     raise ProgramError(f"step {k}: quant[{v}] must hold {3 * out.c} words")
+                m, sh = q[: out.c], q[out.c : 2 * out.c]
+                if (m < 0).any() or (sh < -31).any() or (sh > 30).any():
+                    raise ProgramError(
+                        f"step {k}: quant[{v}] multipliers must be >= 0 and shifts in [-31, 30]"
+                    )
         elif s.kind == KIND_PAD:
             if (
                 out.c != src.c
@@ -333,8 +393,20 @@ class StageProgram:
             if src.shape != out.shape or other.shape != out.shape:
                 raise ProgramError(f"step {k}: add needs same-shaped inputs and output")
             for v in (0, 1):
-                if np.asarray(s.quant[v]).shape != (ADD_QUANT_WORDS,):
+                q = np.asarray(s.quant[v])
+                if q.shape != (ADD_QUANT_WORDS,):
                     raise ProgramError(f"step {k}: quant[{v}] must hold {ADD_QUANT_WORDS} words")
+                m, sh = q[1::2], q[2::2]
+                if (
+                    not 0 <= q[0] <= MAX_ADD_LEFT_SHIFT
+                    or (m < 0).any()
+                    or (sh < -31).any()
+                    or (sh > 30).any()
+                ):
+                    raise ProgramError(
+                        f"step {k}: quant[{v}] needs left_shift in [0, {MAX_ADD_LEFT_SHIFT}], "
+                        "multipliers >= 0 and shifts in [-31, 30]"
+                    )
         if s.kind == KIND_PAD and s.quant != (None, None):
             raise ProgramError(f"step {k}: pad has no quant blocks")
 
@@ -423,6 +495,8 @@ class StageProgram:
         outlier = np.zeros(P, dtype=bool)
         regions = np.zeros((P, T, 4), dtype=np.int64)
         for p in range(P):
+            if w[pos] not in (0, 1):
+                raise ProgramError(f"patch {p}: outlier flag must be 0 or 1, got {int(w[pos])}")
             outlier[p] = bool(w[pos])
             regions[p] = w[pos + 1 : pos + 1 + 4 * T].reshape(T, 4)
             pos += 1 + 4 * T
@@ -431,7 +505,7 @@ class StageProgram:
             kind = r[0]
             quant = []
             for off in r[17:19]:
-                if off < 0:
+                if off == -1:
                     quant.append(None)
                     continue
                 size = ADD_QUANT_WORDS if kind == KIND_ADD else 3 * tensors[min(k + 1, T - 1)].c
@@ -441,7 +515,7 @@ class StageProgram:
             steps.append(
                 StageStep(
                     kind=kind,
-                    inputs=(r[1],) if r[2] < 0 else (r[1], r[2]),
+                    inputs=(r[1],) if r[2] == -1 else (r[1], r[2]),
                     kernel=(r[3], r[4]),
                     stride=(r[5], r[6]),
                     pad=(r[7], r[8]),

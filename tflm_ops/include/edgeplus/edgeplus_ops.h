@@ -334,9 +334,12 @@ edgeplus_status edgeplus_qcore_refresh(const edgeplus_context *ctx, const int32_
 
 /* Check every rule of the spec that memory safety or the kernels depend on: header,
  * counts, tensor dims/bits/zero points, buffers inside the arena, step kinds, inputs,
- * geometry, quant block offsets inside the program, each patch's regions inside their
- * tensors and buffers and holding what the step reading them needs. EDGEPLUS_OK or the
- * status of the first problem (EDGEPLUS_ERR_NULL, _DIMS, _BITS, _WINDOW, _ARG). */
+ * geometry, quant block offsets inside the program and their values, each patch's regions
+ * inside their tensors and buffers and holding what the step reading them needs, and the
+ * spec's Limits: the programs StageProgram.from_words accepts (tested on corrupted and
+ * truncated programs; the C also refuses a kernel scratch past INT32_MAX), reading no word
+ * past `words`. EDGEPLUS_OK or the status of the first problem (EDGEPLUS_ERR_NULL, _DIMS,
+ * _BITS, _WINDOW, _ARG). */
 edgeplus_status edgeplus_patch_stage_check(const int32_t *program, int32_t words);
 
 /* Filter bytes (packed at the step's w_bits: conv OHWI, depthwise 1HWO) of weight slot
@@ -348,7 +351,9 @@ edgeplus_status edgeplus_patch_stage_weight_size(const int32_t *program, int32_t
 /* Scratch bytes of edgeplus_patch_stage (>= 0): 4 bytes of alignment slack + the program's
  * arena_bytes (region buffers) rounded up to 4 + the largest minimum kernel scratch of any
  * conv/depthwise step and variant (edgeplus_conv2d_get_buffer_size for a 1x1 output: the
- * stage exists to save SRAM); or a negative edgeplus_status when the program is invalid. */
+ * stage exists to save SRAM); or a negative edgeplus_status when the program is invalid
+ * (EDGEPLUS_ERR_DIMS also when that sum exceeds INT32_MAX). A larger ctx is used: the conv
+ * steps then take bigger blocks of output pixels (faster, same result). */
 int32_t edgeplus_patch_stage_get_buffer_size(const int32_t *program, int32_t words);
 
 /* Run every patch of the program: input = tensor 0 whole ([h][w][c] int8), output = the
