@@ -3,13 +3,9 @@ the deployed model equals the int8 model (8-bit plan) and the split runner (mixe
 one-op models (conversion.custom_ops.build_patch_stage_model) of random programs with INT8,
 INT4 and packed 2-bit filters and per-variant low-bit tensors equal the NumPy spec
 (patching.simulate.run_stage) bit for bit; malformed options, programs and tensors are refused
-with the op's message; the glue compiles for the Cortex-M4."""
+with the op's message (the M4 build of the glue: test_tflm_glue.py)."""
 
 from __future__ import annotations
-
-import shutil
-import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,8 +23,6 @@ from tfmot_edgeplus.patching.program import HEADER_WORDS, STEP_WORDS, TENSOR_WOR
 from tfmot_edgeplus.runtime import tflm_ops
 from tfmot_edgeplus.runtime.patch_runner import PatchStageRunner
 from tfmot_edgeplus.runtime.tflm import TFLMError, TFLMRunner
-
-ROOT = Path(__file__).resolve().parent.parent
 
 needs_tflm = pytest.mark.skipif(
     bool(tflm_ops.missing_env()),
@@ -260,31 +254,3 @@ def test_malformed_models_are_refused_with_the_ops_message(registerer):
             TFLMRunner(model, custom_op_registerers=[registerer])
         text = str(err.value)
         assert message in text and "EDGEPLUS_PATCH_STAGE: " in text, (message, text)
-
-
-@needs_tflm
-@pytest.mark.skipif(
-    shutil.which("arm-none-eabi-g++") is None,
-    reason="arm-none-eabi-g++ missing (apt-get install gcc-arm-none-eabi "
-    "libstdc++-arm-none-eabi-newlib)",
-)
-def test_patch_stage_glue_compiles_for_cortex_m4():
-    proc = subprocess.run(
-        ["make", "-s", "-f", str(ROOT / "tflm_ops" / "Makefile.tflm"), "m4-object"],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=ROOT,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    obj = ROOT / "build" / "m4" / "tflm" / "edgeplus_patch_stage_op.o"
-    header = subprocess.run(
-        ["arm-none-eabi-readelf", "-h", "-A", str(obj)], check=False, capture_output=True, text=True
-    ).stdout
-    assert "ARM" in header and "Tag_FP_arch: VFPv4-D16" in header, header
-    syms = subprocess.run(
-        ["arm-none-eabi-nm", "-C", str(obj)], check=False, capture_output=True, text=True
-    ).stdout
-    assert "tflite::edgeplus::Register_EDGEPLUS_PATCH_STAGE()" in syms
-    assert "edgeplus_patch_stage_check" in syms and "edgeplus_patch_stage" in syms

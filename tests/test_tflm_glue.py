@@ -391,7 +391,7 @@ def test_corrupted_options_never_crash(registerer, good_spec, capfd):
     "libstdc++-arm-none-eabi-newlib)",
 )
 def test_same_glue_compiles_for_cortex_m4():
-    """The glue .cc compiles unchanged with arm-none-eabi-g++ for the Nano's M4F."""
+    """The glue (both ops) compiles unchanged with arm-none-eabi-g++ for the Nano's M4F."""
     import subprocess
     from pathlib import Path
 
@@ -405,12 +405,23 @@ def test_same_glue_compiles_for_cortex_m4():
         cwd=root,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
-    obj = root / "build" / "m4" / "tflm" / "edgeplus_conv_mp.o"
-    header = subprocess.run(
-        ["arm-none-eabi-readelf", "-h", "-A", str(obj)], check=False, capture_output=True, text=True
-    )
-    assert "ARM" in header.stdout and "Tag_FP_arch: VFPv4-D16" in header.stdout, header.stdout
-    syms = subprocess.run(
-        ["arm-none-eabi-nm", "-C", str(obj)], check=False, capture_output=True, text=True
-    ).stdout
-    assert "tflite::edgeplus::Register_EDGEPLUS_CONV_MP()" in syms
+    for name, want in (
+        ("edgeplus_conv_mp.o", ["tflite::edgeplus::Register_EDGEPLUS_CONV_MP()"]),
+        (
+            "edgeplus_patch_stage_op.o",
+            ["tflite::edgeplus::Register_EDGEPLUS_PATCH_STAGE()", "edgeplus_patch_stage_check"],
+        ),
+    ):
+        obj = root / "build" / "m4" / "tflm" / name
+        header = subprocess.run(
+            ["arm-none-eabi-readelf", "-h", "-A", str(obj)],
+            check=False,
+            capture_output=True,
+            text=True,
+        ).stdout
+        assert "ARM" in header and "Tag_FP_arch: VFPv4-D16" in header, header
+        syms = subprocess.run(
+            ["arm-none-eabi-nm", "-C", str(obj)], check=False, capture_output=True, text=True
+        ).stdout
+        for sym in want:
+            assert sym in syms, (name, sym)
