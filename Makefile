@@ -15,7 +15,7 @@ PYTHON313 ?= $(shell for p in python3.13 $$HOME/.pyenv/versions/3.13*/bin/python
                  $$p -c 'import sys; assert sys.version_info[:2] == (3, 13)' >/dev/null 2>&1 \
                  && { echo $$p; break; }; done)
 
-.PHONY: demo test bench setup system-deps clean
+.PHONY: demo test bench arduino setup system-deps clean
 
 demo: setup
 	$(VENV)/bin/edgeplus demo --out out/demo
@@ -30,6 +30,11 @@ bench: setup
 	$(PY) -m benchmarks.cora --out benchmarks/results/cora.json
 	$(PY) -m benchmarks.continual --out benchmarks/results/continual.json
 	$(PY) -m benchmarks.patching --out benchmarks/results/patching.json
+
+# The EdgePlus Arduino library (arduino/EdgePlus + the kernels and TFLM glue of tflm_ops,
+# copied in), ready for arduino-cli compile --library build/arduino/EdgePlus or ~/Arduino/libraries.
+arduino: setup
+	$(VENV)/bin/edgeplus export arduino-library --out build/arduino/EdgePlus --force
 
 setup: system-deps $(STAMP)
 

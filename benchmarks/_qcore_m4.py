@@ -63,6 +63,8 @@ from benchmarks.kernels_m4 import (
     _tool,
     run_qemu,
 )
+from tfmot_edgeplus.export.c_arrays import c_float as _c_float
+from tfmot_edgeplus.export.c_arrays import c_int as _c_int
 
 __all__ = ["m4_calibration_cost", "parse_qcore_output", "write_case_header"]
 
@@ -105,20 +107,8 @@ def _packed(weights, head) -> bytes:
 # ------------------------------------------------------------------ the case header
 
 
-def _c_int(v: int) -> str:
-    v = int(v)
-    return "(-2147483647 - 1)" if v == -(2**31) else str(v)
-
-
-def _c_float(v) -> str:
-    """A C float literal holding exactly float32 ``v`` (hex, so no decimal rounding)."""
-    f = float(np.float32(v))
-    if not np.isfinite(f):
-        raise ValueError(f"cannot write the non-finite scale {f} into the case")
-    return f"{f.hex()}f"
-
-
 def _array(ctype: str, name: str, values, fmt=_c_int) -> str:
+    """A C99 ``static const`` array (the case header is included by C)."""
     vals = [fmt(v) for v in np.asarray(values).reshape(-1)]
     lines = [", ".join(vals[i : i + 16]) for i in range(0, len(vals), 16)] or ["0"]
     body = ",\n  ".join(lines)

@@ -50,6 +50,7 @@ import numpy as np
 
 from benchmarks._report import save_figure, write_report
 from benchmarks._tasks import say
+from tfmot_edgeplus.quantmcu import SEARCH, top1_predictions
 
 NAME = "patching"
 CONFIGS = ("layer_int8", "patch_int8", "patch_vdpc_vdqs")
@@ -62,16 +63,7 @@ class Config:
     test_samples: int = 2000
     calib_samples: int = 256
     epochs: int = 5
-    search: tuple = (  # (phi, outlier_rate, lam, low_bits)
-        (0.9999, 0.1, 0.5, (4,)),
-        (0.9999, 0.3, 0.3, (4,)),
-        (0.999, 1.0, 0.5, (4,)),
-        (0.999, 1.0, 0.3, (4,)),
-        (0.999, 1.0, 0.1, (4,)),
-        (0.999, 1.0, 0.0, (4,)),
-        (0.9999, 0.1, 0.5, (4, 2)),
-        (0.999, 1.0, 0.5, (4, 2)),
-    )
+    search: tuple = SEARCH  # (phi, outlier_rate, lam, low_bits)
     min_agreement: float = 0.95
     m4: bool = True
     seed: int = 0
@@ -92,40 +84,12 @@ class Config:
         return replace(q, **overrides)
 
 
-def _predictions(predict, x, batch=100) -> np.ndarray:
-    return np.concatenate(
-        [np.argmax(predict(x[i : i + batch]), -1) for i in range(0, len(x), batch)]
-    )
-
-
 def tune(result, config: Config):
     """The search of the module docstring: ``(chosen plan, [candidate dicts])``."""
-    from tfmot_edgeplus import patching
-    from tfmot_edgeplus.runtime.patch_runner import PatchStageRunner
-    from tfmot_edgeplus.runtime.tflm import TFLMRunner
+    from tfmot_edgeplus.quantmcu import tune_plan
 
-    ref = _predictions(TFLMRunner(result.tflite).predict, result.x_calib)
-    best, tried = None, []
-    for phi, rate, lam, low_bits in config.search:
-        p = patching.plan(
-            result.tflite, result.x_calib, phi=phi, outlier_rate=rate, lam=lam,
-            low_bits=low_bits, split=result.plan8.split, grid=result.plan8.grid,
-        )  # fmt: skip
-        runner = PatchStageRunner(result.tflite, p, backend="numpy")
-        agree = float((_predictions(runner.predict, result.x_calib) == ref).mean())
-        row = {
-            "phi": phi, "outlier_rate": rate, "lam": lam,
-            "low_bits": "/".join(map(str, low_bits)), "calib_agreement": agree,
-            "stage_bitops_ratio": round(p.bitops_ratio, 3),
-            "normal_patches": int(p.grid**2 - len(p.outlier_patches)),
-            "bits": "/".join(str(b) for b in p.bits.values()),
-        }  # fmt: skip
-        tried.append(row)
-        say(f"[patching] candidate {row}")
-        ok = agree >= config.min_agreement
-        if ok and (best is None or (p.bitops_ratio, agree) > (best[0].bitops_ratio, best[1])):
-            best = (p, agree)
-    return (best[0] if best else result.plan8), tried
+    return tune_plan(result.tflite, result.x_calib, result.plan8, config.search,
+                     config.min_agreement, say)  # fmt: skip
 
 
 def _m4(programs, filters, x_int8) -> dict | None:
@@ -158,7 +122,7 @@ def run(config: Config) -> tuple[list[dict], dict]:
     plan, tried = tune(result, config)
     tfl, xt, yt = result.tflite, result.x_test, result.y_test
     full = TFLMRunner(tfl)
-    ref = _predictions(full.predict, xt)
+    ref = top1_predictions(full.predict, xt)
     planner = PatchPlanner(read_tflite_graph(tfl))
     lowered = {
         "layer_int8": lower.lower(tfl, layer_plan(planner, result.plan8.split)),
@@ -181,7 +145,7 @@ def run(config: Config) -> tuple[list[dict], dict]:
             runner = PatchStageRunner(tfl, low)
             fast = PatchStageRunner(tfl, low, backend="numpy")
             say(f"[patching] {name}: evaluating {len(xt)} test images ({runner.backend} backend)")
-            preds = _predictions(fast.predict, xt)
+            preds = top1_predictions(fast.predict, xt)
             check = runner.predict(xt[:8], dequantize_output=False)
             if not np.array_equal(check, fast.predict(xt[:8], dequantize_output=False)):
                 raise AssertionError(f"{name}: the {runner.backend} backend differs from NumPy")

@@ -68,40 +68,11 @@ def k(request):
 # ----------------------------------------------------------------------------- QuantMCU
 
 
-def _block(x, expand, out, stride, name, add=False):
-    from tfmot_edgeplus._compat import keras
-
-    L = keras.layers
-    inp = x
-    x = L.Conv2D(expand, 1, use_bias=False, name=f"{name}_expand")(x)
-    x = L.BatchNormalization(name=f"{name}_expand_bn")(x)
-    x = L.ReLU(6.0, name=f"{name}_expand_relu")(x)
-    if stride == 2:
-        x = L.ZeroPadding2D(((0, 1), (0, 1)), name=f"{name}_pad")(x)
-    x = L.DepthwiseConv2D(3, strides=stride, padding="same" if stride == 1 else "valid",
-                          use_bias=False, name=f"{name}_dw")(x)  # fmt: skip
-    x = L.BatchNormalization(name=f"{name}_dw_bn")(x)
-    x = L.ReLU(6.0, name=f"{name}_dw_relu")(x)
-    x = L.Conv2D(out, 1, use_bias=False, name=f"{name}_project")(x)
-    x = L.BatchNormalization(name=f"{name}_project_bn")(x)
-    return L.Add(name=f"{name}_add")([inp, x]) if add else x
-
-
 def mbv2_like(name="mbv2_like"):
-    """conv stride 2, depthwise, projection, ZeroPadding2D + stride-2 depthwise, a residual
-    add, GAP, Dense: the MobileNetV2 pattern at 24x24x1."""
-    from tfmot_edgeplus._compat import keras
+    """``models.mbv2_micro`` at 24x24x1: the MobileNetV2 pattern (see its docstring)."""
+    from tfmot_edgeplus.models import mbv2_micro
 
-    L = keras.layers
-    inp = keras.Input((24, 24, 1), name="image")
-    x = L.Conv2D(8, 3, strides=2, padding="same", use_bias=False, name="stem")(inp)
-    x = L.BatchNormalization(name="stem_bn")(x)
-    x = L.ReLU(6.0, name="stem_relu")(x)
-    x = _block(x, 16, 8, 2, "b1")
-    x = _block(x, 24, 8, 1, "b2", add=True)
-    x = _block(x, 24, 16, 2, "b3")
-    x = L.GlobalAveragePooling2D(name="gap")(x)
-    return keras.Model(inp, L.Dense(10, name="logits")(x), name=name)
+    return mbv2_micro((24, 24, 1), 10, name=name)
 
 
 @pytest.fixture(scope="session")

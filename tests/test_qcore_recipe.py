@@ -183,12 +183,22 @@ def test_qcore_command_writes_models_report_and_plot(tmp_path):
     assert {
         "imu_watch_w8a8.tflite",
         "imu_watch_w8a8_qcore.tflite",
+        "qcore.npz",
         "qcore.json",
         "qcore.png",
     } <= files
     record = json.loads((tmp_path / "qcore.json").read_text())
     assert [r["method"] for r in record["rows"]] == ["none", "qcore_bitflip"]
     assert record["chunks"] == ["subject9"]
+    # the bundle goes with the calibrated model into a sketch
+    sketch = tmp_path / "ImuSketch"
+    model = tmp_path / "imu_watch_w8a8_qcore.tflite"
+    args = ["export", "arduino", "--model", str(model), "--qcore", str(tmp_path / "qcore.npz")]
+    result = CliRunner().invoke(main, [*args, "--out", str(sketch)])
+    assert result.exit_code == 0, result.output
+    assert "arduino-cli compile --fqbn arduino:mbed_nano:nano33ble" in result.output
+    assert (sketch / "edgeplus_qcore.cpp").is_file() and (sketch / "ImuSketch.ino").is_file()
+    assert "edgeplus_input_mean" in (sketch / "edgeplus_qcore.h").read_text()
 
 
 def test_qcore_command_refuses_bad_subjects():

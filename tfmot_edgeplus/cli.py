@@ -288,5 +288,69 @@ def inspect(model, as_json):
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.table())
 
 
+@main.group()
+def export():
+    """Arduino output: the EdgePlus library, and sketch folders for the Nano 33 BLE."""
+
+
+@export.command("arduino")
+@click.option("--model", "model", type=click.Path(exists=True, dir_okay=False), required=True,
+              help="The full-integer .tflite the plan and the QCore were made for.")
+@click.option("--plan", "plan_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A plan.json from `edgeplus plan`: the stage runs as one patch-stage op.")
+@click.option("--qcore", "qcore_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A qcore.npz from `edgeplus qcore` / save_qcore: on-device calibration.")
+@click.option("--chunk", type=int, default=20, show_default=True,
+              help="Labeled samples the device keeps between two calibrations.")
+@click.option("--input", "input_path", type=click.Path(exists=True, dir_okay=False),
+              default=None, help="A .npy holding one test input (float or int8) for the sketch.")
+@click.option("--label", type=int, default=-1, show_default=True,
+              help="The test input's label (-1: unknown).")
+@click.option("--flash-reserve", default="256k", show_default=True,
+              help="Flash left for the mbed core, TFLM and the sketch (an estimate).")
+@click.option("--sram-reserve", default="64k", show_default=True,
+              help="SRAM left for the mbed core and the sketch (an estimate).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
+              help="The sketch folder to write (its name becomes the sketch's).")
+@click.option("--force", is_flag=True, help="Replace the folder if an earlier export wrote it.")
+def export_arduino(model, plan_path, qcore_path, chunk, input_path, label, flash_reserve,
+                   sram_reserve, out_dir, force):
+    """Write a ready sketch folder for the Arduino Nano 33 BLE and print the arduino-cli
+    commands that build and upload it.
+
+    Example: edgeplus export arduino --model m.tflite --plan m_plan.json --out out/MySketch
+    """
+    import numpy as np
+
+    from tfmot_edgeplus.export.arduino import ExportError, export_sketch
+
+    x = None if input_path is None else np.load(input_path, allow_pickle=False)
+    try:
+        sk = export_sketch(model, out_dir, plan=plan_path, qcore=qcore_path, chunk=chunk,
+                           test_input=x, test_label=label, force=force,
+                           flash_reserve=_bytes_size(flash_reserve),
+                           sram_reserve=_bytes_size(sram_reserve))  # fmt: skip
+    except (ExportError, ValueError) as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(sk.summary())
+    click.echo("Build and upload:\n" + "\n".join(f"  {c}" for c in sk.commands.splitlines()))
+
+
+@export.command("arduino-library")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
+              help="The library folder to write, e.g. ~/Arduino/libraries/EdgePlus.")
+@click.option("--force", is_flag=True, help="Replace the folder if an earlier export wrote it.")
+def export_arduino_library(out_dir, force):
+    """Package the EdgePlus Arduino library: the repository's arduino/EdgePlus plus the C
+    kernels and TFLM glue of tflm_ops, copied byte for byte."""
+    from tfmot_edgeplus.export.arduino import ExportError, export_library
+
+    try:
+        out = export_library(out_dir, force=force)
+    except ExportError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"wrote the EdgePlus library to {out}")
+
+
 if __name__ == "__main__":
     main()

@@ -44,6 +44,40 @@ def imu_cnn(window: int = 100, channels: int = 6, classes: int = 7, width: int =
     return keras.Model(inputs, outputs, name=name)
 
 
+def _inverted_residual(x, expand: int, out: int, stride: int, name: str, add: bool = False):
+    L = keras.layers
+    inp = x
+    x = L.Conv2D(expand, 1, use_bias=False, name=f"{name}_expand")(x)
+    x = L.BatchNormalization(name=f"{name}_expand_bn")(x)
+    x = L.ReLU(6.0, name=f"{name}_expand_relu")(x)
+    if stride == 2:
+        x = L.ZeroPadding2D(((0, 1), (0, 1)), name=f"{name}_pad")(x)
+    x = L.DepthwiseConv2D(3, strides=stride, padding="same" if stride == 1 else "valid",
+                          use_bias=False, name=f"{name}_dw")(x)  # fmt: skip
+    x = L.BatchNormalization(name=f"{name}_dw_bn")(x)
+    x = L.ReLU(6.0, name=f"{name}_dw_relu")(x)
+    x = L.Conv2D(out, 1, use_bias=False, name=f"{name}_project")(x)
+    x = L.BatchNormalization(name=f"{name}_project_bn")(x)
+    return L.Add(name=f"{name}_add")([inp, x]) if add else x
+
+
+def mbv2_micro(input_shape=(24, 24, 1), classes: int = 10, name: str = "mbv2_micro"):
+    """The MobileNetV2 pattern at a few thousand parameters: a stride-2 stem conv, inverted
+    residual blocks (1x1 expand, ZeroPadding2D + stride-2 depthwise, 1x1 projection, a
+    residual add), global average pooling and a Dense classifier. Large early feature maps
+    and a tiny tail: what patch-based inference is for, small enough for unit tests."""
+    L = keras.layers
+    inp = keras.Input(tuple(input_shape), name="image")
+    x = L.Conv2D(8, 3, strides=2, padding="same", use_bias=False, name="stem")(inp)
+    x = L.BatchNormalization(name="stem_bn")(x)
+    x = L.ReLU(6.0, name="stem_relu")(x)
+    x = _inverted_residual(x, 16, 8, 2, "b1")
+    x = _inverted_residual(x, 24, 8, 1, "b2", add=True)
+    x = _inverted_residual(x, 24, 16, 2, "b3")
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(inp, L.Dense(classes, name="logits")(x), name=name)
+
+
 def reference_model(input_shape, classes: int):
     """The reference model for a task: :func:`small_cnn` for images (H, W, C),
     :func:`imu_cnn` for windows (samples, channels)."""

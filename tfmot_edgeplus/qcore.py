@@ -124,6 +124,7 @@ class QCoreRun:
     tracker_checks: int = 0
     seconds: dict = field(default_factory=dict)
     chunks: list[Chunk] = field(default_factory=list, repr=False)
+    input_stats: object = field(default=None, repr=False)  # ChannelStats of the training data
 
     def rows(self) -> list[dict]:
         """One row per method: the stream metrics plus the config's key settings."""
@@ -316,6 +317,7 @@ def qcore_continual(config: QCoreConfig | None = None, verbose: int = 1) -> QCor
         tracker.checks,
         seconds,
         chunks,
+        stats,
     )
 
 
@@ -336,8 +338,10 @@ def summary_table(run: QCoreRun) -> str:
 
 
 def write_run(run: QCoreRun, out_dir: str) -> list[str]:
-    """Write the deployed and the QCore-calibrated .tflite, ``qcore.json`` (summary, per
-    chunk accuracies) and ``qcore.png`` (accuracy after each chunk); return the file names."""
+    """Write the deployed and the QCore-calibrated .tflite, ``qcore.npz`` (the calibrator's
+    bundle after the stream, which goes with the calibrated .tflite into ``edgeplus export
+    arduino``), ``qcore.json`` (summary, per chunk accuracies) and ``qcore.png`` (accuracy after
+    each chunk); return the file names."""
     import json
     import os
 
@@ -355,6 +359,11 @@ def write_run(run: QCoreRun, out_dir: str) -> list[str]:
     record["accuracy_after_chunk"] = {
         m: {"eval_sets": r.eval_names, "rows": r.accuracy.tolist()} for m, r in run.results.items()
     }
+    if "qcore_bitflip" in run.results:  # the device's state after the stream, for the sketch
+        from tfmot_edgeplus.calibration import save_qcore
+
+        names.append("qcore.npz")
+        save_qcore(run.calibrator, os.path.join(out_dir, names[-1]), run.input_stats)
     names.append("qcore.json")
     with open(os.path.join(out_dir, names[-1]), "w") as f:
         json.dump(record, f, indent=2, default=str)

@@ -32,7 +32,29 @@ import dataclasses
 
 import numpy as np
 
-__all__ = ["QuantMCUConfig", "QuantMCUResult", "mobilenet_v2", "quantmcu_pipeline", "upsample"]
+__all__ = [
+    "SEARCH",
+    "QuantMCUConfig",
+    "QuantMCUResult",
+    "mobilenet_v2",
+    "quantmcu_pipeline",
+    "top1_predictions",
+    "tune_plan",
+    "upsample",
+]
+
+# (phi, outlier_rate, lam, low_bits) candidates of tune_plan: mostly 4-bit maps, since 2-bit
+# maps cost the most accuracy on these models
+SEARCH = (
+    (0.9999, 0.1, 0.5, (4,)),
+    (0.9999, 0.3, 0.3, (4,)),
+    (0.999, 1.0, 0.5, (4,)),
+    (0.999, 1.0, 0.3, (4,)),
+    (0.999, 1.0, 0.1, (4,)),
+    (0.999, 1.0, 0.0, (4,)),
+    (0.9999, 0.1, 0.5, (4, 2)),
+    (0.999, 1.0, 0.5, (4, 2)),
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,6 +172,48 @@ def quantmcu_pipeline(config: QuantMCUConfig = QuantMCUConfig(), verbose: int = 
         float_acc=float_acc,
         qat_acc=qat_acc,
     )
+
+
+def top1_predictions(predict, x, batch: int = 100) -> np.ndarray:
+    """argmax of ``predict`` over ``x``, batch by batch."""
+    return np.concatenate(
+        [np.argmax(predict(x[i : i + batch]), -1) for i in range(0, len(x), batch)]
+    )
+
+
+def tune_plan(tflite, x_calib, plan8, search=SEARCH, min_agreement: float = 0.95, say=None):
+    """Pick the VDPC/VDQS settings for a model: each ``(phi, outlier_rate, lam, low_bits)`` of
+    ``search`` is planned with the 8-bit plan ``plan8``'s split and grid, and the plan with
+    the fewest stage BitOPs among those whose top-1 predictions on ``x_calib`` agree with the
+    int8 model's (TFLM) on at least ``min_agreement`` is returned (``plan8`` if none does),
+    with one dict per candidate. Calibration images only: the test set stays unseen."""
+    from tfmot_edgeplus import patching
+    from tfmot_edgeplus.runtime.patch_runner import PatchStageRunner
+    from tfmot_edgeplus.runtime.tflm import TFLMRunner
+
+    ref = top1_predictions(TFLMRunner(tflite).predict, x_calib)
+    best, tried = None, []
+    for phi, rate, lam, low_bits in search:
+        p = patching.plan(
+            tflite, x_calib, phi=phi, outlier_rate=rate, lam=lam, low_bits=low_bits,
+            split=plan8.split, grid=plan8.grid,
+        )  # fmt: skip
+        runner = PatchStageRunner(tflite, p, backend="numpy")
+        agree = float((top1_predictions(runner.predict, x_calib) == ref).mean())
+        row = {
+            "phi": phi, "outlier_rate": rate, "lam": lam,
+            "low_bits": "/".join(map(str, low_bits)), "calib_agreement": agree,
+            "stage_bitops_ratio": round(p.bitops_ratio, 3),
+            "normal_patches": int(p.grid**2 - len(p.outlier_patches)),
+            "bits": "/".join(str(b) for b in p.bits.values()),
+        }  # fmt: skip
+        tried.append(row)
+        if say is not None:
+            say(f"[quantmcu] candidate {row}")
+        ok = agree >= min_agreement
+        if ok and (best is None or (p.bitops_ratio, agree) > (best[0].bitops_ratio, best[1])):
+            best = (p, agree)
+    return (best[0] if best else plan8), tried
 
 
 def accuracy(predict, x, y, batch: int = 100) -> float:

@@ -23,6 +23,11 @@
  * QuantizeMultiplier of in_scale * w_scale[c] / out_scale) and requests the
  * kernel's scratch; Eval allocates nothing and calls the kernel.
  */
+// An Arduino sketch using only the TFLM-free parts of the EdgePlus library builds this
+// file without TensorFlow Lite Micro: it is then empty (EdgePlus.h names the library
+// to install when a sketch needs it).
+#if !defined(__has_include) || __has_include("tensorflow/lite/micro/micro_common.h")
+
 #include <stdint.h>
 #include <string.h>
 
@@ -413,3 +418,5 @@ TFLMRegistration* Register_EDGEPLUS_CONV_MP() {
 
 }  // namespace edgeplus
 }  // namespace tflite
+
+#endif  // TensorFlow Lite Micro available

@@ -22,6 +22,11 @@
  * checks the program (edgeplus_patch_stage_check), the tensors against it (types, dims,
  * zero points, filter sizes) and requests the executor's scratch; Eval allocates nothing.
  */
+// An Arduino sketch using only the TFLM-free parts of the EdgePlus library builds this
+// file without TensorFlow Lite Micro: it is then empty (EdgePlus.h names the library
+// to install when a sketch needs it).
+#if !defined(__has_include) || __has_include("tensorflow/lite/micro/micro_common.h")
+
 #include <stdint.h>
 #include <string.h>
 
@@ -305,3 +310,5 @@ TFLMRegistration* Register_EDGEPLUS_PATCH_STAGE() {
 
 }  // namespace edgeplus
 }  // namespace tflite
+
+#endif  // TensorFlow Lite Micro available

@@ -14,12 +14,15 @@
 - :class:`BitFlipCalibrator`: trains the flip networks offline and runs the device loop.
 - :func:`run_stream`: continual calibration over a stream of chunks, for QCore and the
   baselines (:data:`METHODS`), evaluated after every chunk.
+- :func:`save_qcore` / :func:`load_qcore`: the QCore bundle (flip networks, QCore, settings)
+  a device needs, for ``edgeplus export arduino --qcore``.
 - :func:`bitflip_apply` / :func:`bitflip_apply_packed`: the NumPy reference of tflm_ops'
   ``edgeplus_bitflip_apply``.
 """
 
 from tfmot_edgeplus.calibration.backprop import bp_finetune, bp_flip_target, bp_memory_bytes
 from tfmot_edgeplus.calibration.bitflip_reference import bitflip_apply, bitflip_apply_packed
+from tfmot_edgeplus.calibration.bundle import QCoreBundle, load_qcore, save_qcore
 from tfmot_edgeplus.calibration.calibrator import BitFlipCalibrator, ChunkReport
 from tfmot_edgeplus.calibration.head import HeadLayer, IntHead, split_head, write_head
 from tfmot_edgeplus.calibration.step import FlipNet, StepResult, qcore_refresh, qcore_step
@@ -33,6 +36,7 @@ __all__ = [
     "FlipNet",
     "HeadLayer",
     "IntHead",
+    "QCoreBundle",
     "StepResult",
     "StreamResult",
     "bitflip_apply",
@@ -40,9 +44,11 @@ __all__ = [
     "bp_finetune",
     "bp_flip_target",
     "bp_memory_bytes",
+    "load_qcore",
     "qcore_refresh",
     "qcore_step",
     "run_stream",
+    "save_qcore",
     "split_head",
     "write_head",
 ]

@@ -294,21 +294,31 @@ class BitFlipCalibrator:
     # ------------------------------------------------------------------ device
     def calibrate(self, x, y) -> ChunkReport:
         """Calibrate on one labeled chunk of raw samples; refresh the QCore (module doc)."""
-        if not self.nets:
-            raise RuntimeError("no flip networks: call fit() (offline) before calibrate()")
         x, y = np.asarray(x), np.asarray(y)
         if len(x) == 0:
             raise ValueError("the chunk is empty: pass at least one labeled sample")
+        return self.calibrate_features(self.features(x), y)
+
+    def calibrate_features(self, fx, y) -> ChunkReport:
+        """:meth:`calibrate` on the chunk's head inputs ``fx`` (int8, the backbone's output):
+        what the device runs (``edgeplus::QCoreCalibrator::calibrate`` in the Arduino
+        library)."""
+        if not self.nets:
+            raise RuntimeError("no flip networks: call fit() (offline) before calibrate()")
+        fx, y = np.asarray(fx, np.int8), np.asarray(y)
+        if len(fx) == 0:
+            raise ValueError("the chunk is empty: pass at least one labeled sample")
+        if len(fx) != len(y):
+            raise ValueError(f"{len(fx)} samples but {len(y)} labels")
         if self.memory_budget is not None:
-            mem = self.memory(len(x))
+            mem = self.memory(len(fx))
             if mem["total_bytes"] > self.memory_budget:
                 raise ValueError(
-                    f"calibrating a chunk of {len(x)} samples needs {mem['total_bytes']} device "
+                    f"calibrating a chunk of {len(fx)} samples needs {mem['total_bytes']} device "
                     f"bytes (QCore {mem['core_bytes']}, flip nets {mem['flipnet_bytes']}, "
                     f"scratch {mem['scratch_bytes']}), over memory_budget={self.memory_budget}; "
                     "pass smaller chunks, a smaller core_size, or raise memory_budget"
                 )
-        fx = self.features(x)
         items_x = np.concatenate([self.core_x, fx])
         items_y = np.concatenate([self.core_y, y.astype(np.int64)])
         prior = np.concatenate([self.core_counts, np.zeros(len(fx), np.int64)])

@@ -1,0 +1,122 @@
+/* The EdgePlus library's TFLM-free code paths on the emulated Cortex-M4F, linked against the
+ * Nano's clamped 1 MB / 256 KB script (tests/test_arduino.py builds and runs it, and compares
+ * every line with the host reference):
+ *
+ *   - edgeplus::PatchStage on a lowered stage program (arduino_case.h: program, filters, input);
+ *   - edgeplus::QCoreCalibrator on an exported sketch's edgeplus_qcore.h: ramBytes, predict of
+ *     every chunk sample, addSample, one calibrate, then the head weights, QCore and rng state.
+ *
+ * Output lines: "KEY k=v ..." with byte buffers as hex; "DONE" last. The *_US lines are
+ * micros() of the Arduino.h stand-in: instructions / 64 (one per cycle at the Nano's 64 MHz),
+ * an estimate, not a latency measured on the board. */
+#define EDGEPLUS_NO_TFLM 1
+#include <Arduino.h>
+#include <EdgePlus.h>
+#include <stdio.h>
+
+#include "arduino_case.h"
+#include "edgeplus_qcore.h"
+
+static void hex(const char* key, const int8_t* v, int32_t n) {
+  printf("%s ", key);
+  for (int32_t i = 0; i < n; ++i) printf("%02x", static_cast<unsigned>(static_cast<uint8_t>(v[i])));
+  printf("\n");
+}
+
+static int fail(const char* what, edgeplus_status s) {
+  printf("ERROR %s: %s\n", what, edgeplus_status_str(s));
+  return 1;
+}
+
+alignas(16) static uint8_t stage_scratch[CASE_STAGE_SCRATCH_BYTES];
+static int8_t stage_output[CASE_STAGE_OUTPUT_BYTES];
+alignas(16) static uint8_t qcore_ram[EDGEPLUS_QCORE_RAM_BYTES];
+
+static int run_stage() {
+  edgeplus::PatchStage stage;
+  const int32_t need = edgeplus::PatchStage::scratchBytes(case_program, CASE_STAGE_WORDS);
+  printf("STAGE_SCRATCH bytes=%ld\n", static_cast<long>(need));
+  edgeplus_status s = stage.begin(case_program, CASE_STAGE_WORDS, case_filters, stage_scratch,
+                                  sizeof(stage_scratch));
+  if (s != EDGEPLUS_OK) return fail("PatchStage::begin", s);
+  s = stage.run(case_stage_input, stage_output);
+  if (s != EDGEPLUS_OK) return fail("PatchStage::run", s);
+  hex("STAGE_OUTPUT", stage_output, CASE_STAGE_OUTPUT_BYTES);
+  printf("STAGE_US us=%lu\n", static_cast<unsigned long>(stage.lastMicros()));
+  return 0;
+}
+
+static int run_qcore() {
+  edgeplus::QCoreCalibrator cal;
+  const int32_t need = edgeplus::QCoreCalibrator::ramBytes(kEdgePlusQCore, EDGEPLUS_QCORE_CHUNK);
+  printf("QCORE_RAM bytes=%ld exported=%ld\n", static_cast<long>(need),
+         static_cast<long>(EDGEPLUS_QCORE_RAM_BYTES));
+  edgeplus_status s = cal.begin(kEdgePlusQCore, qcore_ram, sizeof(qcore_ram), EDGEPLUS_QCORE_CHUNK);
+  if (s != EDGEPLUS_OK) return fail("QCoreCalibrator::begin", s);
+  int8_t logits[EDGEPLUS_QCORE_CLASSES];
+  for (int32_t i = 0; i < CASE_CHUNK_N; ++i) {
+    const int8_t* x = case_chunk_x + i * EDGEPLUS_QCORE_FEATURES;
+    s = cal.predict(x, logits);
+    if (s != EDGEPLUS_OK) return fail("QCoreCalibrator::predict", s);
+    hex("LOGITS", logits, EDGEPLUS_QCORE_CLASSES);
+    s = cal.addSample(x, case_chunk_y[i]);
+    if (s != EDGEPLUS_OK) return fail("QCoreCalibrator::addSample", s);
+  }
+  edgeplus::QCoreReport r;
+  s = cal.calibrate(&r);
+  if (s != EDGEPLUS_OK) return fail("QCoreCalibrator::calibrate", s);
+  printf("REPORT samples=%ld steps=%ld kept=%ld rolled_back=%ld changed=%ld correct_before=%ld "
+         "correct_after=%ld core_from_chunk=%ld\n",
+         static_cast<long>(r.samples), static_cast<long>(r.steps), static_cast<long>(r.kept),
+         static_cast<long>(r.rolled_back), static_cast<long>(r.changed),
+         static_cast<long>(r.correct_before), static_cast<long>(r.correct_after),
+         static_cast<long>(r.core_from_chunk));
+  printf("CALIBRATE_US us=%lu\n", static_cast<unsigned long>(r.micros));
+  for (int32_t l = 0; l < cal.head().num_layers; ++l) {
+    hex("WEIGHTS", cal.layerWeights(l), cal.layerWeightBytes(l));
+  }
+  printf("CORE rng=%lu labels=", static_cast<unsigned long>(cal.rngState()));
+  for (int32_t i = 0; i < cal.coreItems(); ++i) printf("%ld,", static_cast<long>(cal.coreLabel(i)));
+  printf(" counts=");
+  for (int32_t i = 0; i < cal.coreItems(); ++i) printf("%ld,", static_cast<long>(cal.coreCount(i)));
+  printf("\n");
+  hex("CORE_X", cal.coreFeatures(0), cal.coreItems() * EDGEPLUS_QCORE_FEATURES);
+  // what a device must refuse: an empty chunk, a label out of range
+  s = cal.calibrate(&r);
+  printf("EMPTY_CHUNK %s\n", edgeplus_status_str(s));
+  s = cal.addSample(case_chunk_x, EDGEPLUS_QCORE_CLASSES);
+  printf("BAD_LABEL %s\n", edgeplus_status_str(s));
+  return 0;
+}
+
+// What the library must refuse, with a status, without touching anything.
+static void run_refusals() {
+  edgeplus::PatchStage stage;
+  printf("REFUSE stage_run_before_begin=%s", edgeplus_status_str(stage.run(case_stage_input, stage_output)));
+  const int32_t need = edgeplus::PatchStage::scratchBytes(case_program, CASE_STAGE_WORDS);
+  printf(" stage_small_scratch=%s", edgeplus_status_str(stage.begin(case_program, CASE_STAGE_WORDS,
+                                                                    case_filters, stage_scratch, need - 1)));
+  printf(" stage_truncated=%s", edgeplus_status_str(stage.begin(case_program, CASE_STAGE_WORDS - 1,
+                                                                case_filters, stage_scratch,
+                                                                sizeof(stage_scratch))));
+  edgeplus::QCoreCalibrator cal;
+  const int32_t ram = edgeplus::QCoreCalibrator::ramBytes(kEdgePlusQCore, EDGEPLUS_QCORE_CHUNK);
+  printf(" qcore_small_ram=%s",
+         edgeplus_status_str(cal.begin(kEdgePlusQCore, qcore_ram, ram - 1, EDGEPLUS_QCORE_CHUNK)));
+  printf(" qcore_chunk_0=%s", edgeplus_status_str(cal.begin(kEdgePlusQCore, qcore_ram, ram, 0)));
+  edgeplus::QCoreSpec bad = kEdgePlusQCore;
+  bad.rng_state = 0;
+  printf(" qcore_rng_0=%s", edgeplus_status_str(cal.begin(bad, qcore_ram, ram, EDGEPLUS_QCORE_CHUNK)));
+  bad = kEdgePlusQCore;
+  bad.core_items = bad.core_size + 1;
+  printf(" qcore_core_items=%s", edgeplus_status_str(cal.begin(bad, qcore_ram, ram, EDGEPLUS_QCORE_CHUNK)));
+  int8_t logits[EDGEPLUS_QCORE_CLASSES];
+  printf(" qcore_predict_before_begin=%s\n", edgeplus_status_str(cal.predict(case_chunk_x, logits)));
+}
+
+int main(void) {
+  run_refusals();
+  const int failures = run_stage() + run_qcore();
+  printf("DONE\n");
+  return failures;
+}

@@ -1,0 +1,310 @@
+"""The Arduino side: the EdgePlus library package, sketch export, and builds for the Nano 33
+BLE's Cortex-M4F (tests/arduino_build.py says how they compile without the Arduino IDE).
+
+The model is ``mbv2_int8`` (conftest.py) with a mixed-precision patch plan and a QCore
+calibrator of its Dense head fitted on a label shift: one export exercises the stage op, the
+backbone cut and the QCore arrays together. Builds are skipped, with the reason, without
+arm-none-eabi-gcc / qemu-system-arm; those that need TFLM headers, without
+EDGEPLUS_TFLM_ROOT (and siblings).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import filecmp
+import re
+
+import numpy as np
+import pytest
+from arduino_build import (
+    ROOT,
+    STANDINS,
+    BuildError,
+    compile_all,
+    compile_one,
+    harness_sources,
+    library_sources,
+    link,
+    missing_tools,
+    run_qemu,
+    tflm_includes,
+)
+
+from tfmot_edgeplus import patching
+from tfmot_edgeplus.calibration import BitFlipCalibrator, load_qcore, save_qcore
+from tfmot_edgeplus.export import c_arrays as C
+from tfmot_edgeplus.export.arduino import (
+    FLASH_BYTES,
+    MARKER,
+    ExportError,
+    export_library,
+    export_sketch,
+    library_files,
+)
+from tfmot_edgeplus.patching import lower, simulate
+
+needs_m4 = pytest.mark.skipif(
+    bool(missing_tools()),
+    reason=f"{', '.join(missing_tools())} not installed (apt-get install gcc-arm-none-eabi "
+    "libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm); `make test` "
+    "installs them on CI",
+)
+TFLM = tflm_includes()
+needs_tflm = pytest.mark.skipif(
+    TFLM is None,
+    reason="EDGEPLUS_TFLM_ROOT, EDGEPLUS_FLATBUFFERS_ROOT and EDGEPLUS_GEMMLOWP_ROOT are not all "
+    "set: the examples and the TFLM glue need TFLM headers (TOOLCHAIN.md); the TFLM-free parts "
+    "are built by the other tests",
+)
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory):
+    return export_library(tmp_path_factory.mktemp("lib") / "EdgePlus")
+
+
+@pytest.fixture(scope="module")
+def case(mbv2_int8, tmp_path_factory):
+    """The mixed plan, a fitted calibrator's bundle, and the sketch exported from them."""
+    _, tfl, xc, xt, yt = mbv2_int8
+    plan = patching.plan(tfl, xc, grid=2, outlier_rate=1.0, lam=0.2)
+    cal = BitFlipCalibrator(tfl, core_size=8, hidden=8, max_steps=4, tries=4, seed=3)
+    cal.fit((xt[:8], yt[:8]), [(xt[8:40], (yt[8:40] + 1) % 10)], chunk_size=16, episodes=3,
+            epochs=3)  # fmt: skip
+    d = tmp_path_factory.mktemp("sketch")
+    bundle = load_qcore(save_qcore(cal, d / "qcore.npz"))
+    sk = export_sketch(tfl, d / "MbV2Sketch", plan=plan, qcore=bundle, chunk=8,
+                       test_input=xt[40], test_label=int(yt[40]))  # fmt: skip
+    return {"tfl": tfl, "plan": plan, "cal": cal, "bundle": bundle, "sketch": sk, "x": xt,
+            "y": yt, "dir": d}  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- the package
+
+
+def test_library_is_the_repo_files_plus_byte_identical_copies(library):
+    files = library_files()
+    for rel, src in files.items():
+        assert filecmp.cmp(library / rel, src, shallow=False), rel
+    assert (library / "src/edgeplus/kernels/edgeplus_patch_stage.c").is_file()
+    assert (library / "src/edgeplus/tflm/edgeplus_patch_stage_op.cpp").is_file()
+    assert not list(library.rglob("*python_registerer*"))
+    # the library specification: one header at the src root, examples/<Name>/<Name>.ino
+    assert [p.name for p in (library / "src").iterdir() if p.is_file()] == ["EdgePlus.h"]
+    props = dict(
+        line.split("=", 1) for line in (library / "library.properties").read_text().splitlines()
+    )
+    assert props["name"] == "EdgePlus" and props["architectures"] == "mbed_nano"
+    assert "Chirale_TensorFlowLite" in props["depends"] and "Arduino_LSM9DS1" in props["depends"]
+    assert re.fullmatch(r"\d+\.\d+\.\d+", props["version"])
+    for ex in (library / "examples").iterdir():
+        assert (ex / f"{ex.name}.ino").is_file(), ex
+
+
+def test_library_export_refuses_to_overwrite(tmp_path):
+    out = export_library(tmp_path / "EdgePlus")
+    with pytest.raises(ExportError, match="already exists; pass --force"):
+        export_library(out)
+    (out / "mine.txt").write_text("kept?")
+    export_library(out, force=True)  # an earlier export: replaced
+    assert not (out / "mine.txt").exists() and (out / MARKER).is_file()
+    other = tmp_path / "NotAnExport"
+    other.mkdir()
+    (other / "precious.txt").write_text("x")
+    with pytest.raises(ExportError, match="was not written by an edgeplus export"):
+        export_library(other, force=True)
+    assert (other / "precious.txt").read_text() == "x"
+
+
+# ----------------------------------------------------------------------------- the sketch
+
+
+def test_exported_sketch_files_banner_and_commands(case):
+    sk = case["sketch"]
+    names = sorted(p.name for p in sk.folder.iterdir())
+    assert names == sorted([MARKER, "MbV2Sketch.ino", "edgeplus_model.h", "edgeplus_model.cpp",
+                            "edgeplus_qcore.h", "edgeplus_qcore.cpp"])  # fmt: skip
+    model_h = (sk.folder / "edgeplus_model.h").read_text()
+    assert "Generated by tfmot_edgeplus" in model_h
+    assert C.banner.__name__ and "sha256" in model_h and "split " in model_h
+    assert "#define EDGEPLUS_HAS_PATCH_STAGE 1" in model_h
+    assert "resolver.AddMean()" in model_h and "edgeplus::AddOps(resolver)" in model_h
+    assert "resolver.AddFullyConnected()" not in model_h  # the head runs in the calibrator
+    assert (
+        "alignas(16) const unsigned char edgeplus_model["
+        in (sk.folder / "edgeplus_model.cpp").read_text()
+    )
+    f = sk.figures
+    assert f["flash_data_bytes"] < FLASH_BYTES and f["arena_bytes"] % 16 == 0
+    assert "arduino:mbed_nano:nano33ble" in sk.commands and str(sk.folder) in sk.commands
+    print(sk.summary())
+
+
+def test_export_refuses_bad_input(case, tmp_path, mbv2_int8):
+    tfl, plan, bundle = case["tfl"], case["plan"], case["bundle"]
+    with pytest.raises(
+        ExportError, match=r"too large for the Arduino Nano 33 BLE:\n  SRAM: .* by "
+    ):
+        export_sketch(tfl, tmp_path / "Big", plan=plan, sram_reserve=262_000)
+    with pytest.raises(ExportError, match="flash: .* by "):
+        export_sketch(tfl, tmp_path / "Big", flash_reserve=FLASH_BYTES - 1000)
+    assert not (tmp_path / "Big").exists()  # nothing written on an error
+    # a QCore made for other weights
+    other = copy.deepcopy(bundle)
+    other.head_weights[0] = other.head_weights[0].copy()
+    other.head_weights[0][0, 0] ^= 1
+    with pytest.raises(ExportError, match="holds other weights than the bundle's"):
+        export_sketch(tfl, tmp_path / "Q", qcore=other)
+    other.backbone_sha256 = "0" * 64
+    with pytest.raises(ExportError, match="belongs to another model"):
+        export_sketch(tfl, tmp_path / "Q", qcore=other)
+    # a plan made for another input size
+    bad = dataclasses.replace(plan, input_shape=(32, 32, 1))
+    with pytest.raises(ExportError, match="the plan does not fit this model"):
+        export_sketch(tfl, tmp_path / "P", plan=bad)
+    with pytest.raises(ExportError, match="already exists; pass --force"):
+        export_sketch(tfl, case["sketch"].folder)
+    with pytest.raises(ExportError, match="not a valid Arduino sketch name"):
+        export_sketch(tfl, tmp_path / "has space")
+    with pytest.raises(ExportError, match="the test input has 5 values"):
+        export_sketch(tfl, tmp_path / "T", test_input=np.zeros(5))
+
+
+def test_bundle_round_trip(case):
+    b, cal = case["bundle"], case["cal"]
+    assert b.check_model(case["tfl"]).input_size == cal.head.input_size
+    np.testing.assert_array_equal(b.core_x, cal.core_x)
+    assert sorted(b.nets) == sorted(cal.nets) and b.rng_state == cal._rng_state
+    with pytest.raises(ValueError, match="is not a QCore bundle"):
+        load_qcore(case["dir"] / "MbV2Sketch" / "edgeplus_model.h")
+
+
+# ----------------------------------------------------------------------------- builds
+
+
+def _case_header(low, x_int8, fx, y) -> str:
+    words = low.program.to_words()
+    out_t = low.program.tensors[-1]
+    parts = ["#include <stdint.h>\n", f"#define CASE_STAGE_WORDS {words.size}\n",
+             f"#define CASE_STAGE_OUTPUT_BYTES {out_t.h * out_t.w * out_t.c}\n",
+             f"#define CASE_CHUNK_N {len(y)}\n"]  # fmt: skip
+    from tfmot_edgeplus.runtime import kernels
+
+    parts.append(f"#define CASE_STAGE_SCRATCH_BYTES {kernels.patch_stage_get_buffer_size(words)}\n")
+    parts.append(C.definition("int32_t", "case_program", words, static=True))
+    for s, f in enumerate(low.filters):
+        parts.append(C.definition("int8_t", f"case_filter{s}", np.asarray(f).view(np.int8),
+                                  static=True))  # fmt: skip
+    refs = ", ".join(f"case_filter{s}" for s in range(len(low.filters)))
+    parts.append(f"static const int8_t* const case_filters[] = {{{refs}}};\n")
+    parts.append(C.definition("int8_t", "case_stage_input", x_int8, static=True))
+    parts.append(C.definition("int8_t", "case_chunk_x", fx, static=True))
+    parts.append(C.definition("int32_t", "case_chunk_y", y, static=True))
+    return "".join(parts)
+
+
+def _parse(text: str) -> dict:
+    out = {}
+    for line in text.splitlines():
+        key, _, rest = line.partition(" ")
+        if key == "ERROR":
+            raise AssertionError(line)
+        if key in ("LOGITS", "WEIGHTS"):
+            out.setdefault(key, []).append(rest.strip())
+        else:
+            out[key] = rest.strip()
+    assert "DONE" in out, text[-2000:]
+    return out
+
+
+def _h(a) -> str:
+    return np.asarray(a).astype(np.int8).tobytes().hex()
+
+
+@needs_m4
+def test_sketch_paths_run_on_the_m4_like_the_host(case, library, tmp_path):
+    from tfmot_edgeplus.conversion.packing import pack
+    from tfmot_edgeplus.runtime.tflm import TFLMRunner, quantize
+
+    tfl, plan, cal, sk = case["tfl"], case["plan"], case["cal"], case["sketch"]
+    low = lower.lower(tfl, plan)
+    d = TFLMRunner(tfl).input_details[0]
+    xq = quantize(case["x"][41:42], *d["quantization"], np.int8)
+    fx, y = cal.features(case["x"][40:48]), (case["y"][40:48] + 1) % 10
+    (tmp_path / "arduino_case.h").write_text(_case_header(low, xq, fx, y))
+    inc = [f"-I{library / 'src'}", f"-I{STANDINS}", f"-I{sk.folder}", f"-I{tmp_path}",
+           f"-I{ROOT / 'tflm_ops' / 'm4'}"]  # fmt: skip
+    srcs = [*library_sources(library, tflm=False), *harness_sources(),
+            sk.folder / "edgeplus_qcore.cpp", STANDINS / "qemu_main.cpp"]  # fmt: skip
+    jobs = [(s, tmp_path / "obj" / f"{i}_{s.stem}.o", inc, ["-DEDGEPLUS_NO_TFLM=1"], False)
+            for i, s in enumerate(srcs)]  # fmt: skip
+    sizes = link(compile_all(jobs), tmp_path / "sketch_paths.elf")
+    print(f"TFLM-free sketch paths on the M4: flash {sizes['flash']:,} B, RAM {sizes['ram']:,} B")
+    got = _parse(run_qemu(tmp_path / "sketch_paths.elf"))
+    print("M4:", got["REPORT"], "| stage output", len(got["STAGE_OUTPUT"]) // 2, "B |",
+          "stage", got["STAGE_US"], "calibrate", got["CALIBRATE_US"], "(instructions / 64)")  # fmt: skip
+
+    # the patch stage: the NumPy reference (bit-exact with the C kernels and the custom op)
+    want = simulate.run_stage(low.program, low.filters, xq)
+    assert got["STAGE_OUTPUT"] == _h(want.reshape(-1))
+    # the calibrator: head forward, then BitFlipCalibrator.calibrate_features on the chunk
+    assert got["LOGITS"] == [_h(v) for v in cal.head.forward(fx)]
+    ram = dict(kv.split("=") for kv in got["QCORE_RAM"].split())
+    assert ram["bytes"] == ram["exported"], ram  # the export's figure is the library's
+    saved = ([w.copy() for w in cal.weights], cal.core_x, cal.core_y, cal.core_counts,
+             cal._rng_state)  # fmt: skip
+    rep = cal.calibrate_features(fx, y)
+    ref = copy.copy(cal)  # the state after the chunk; the fixture's calibrator is restored
+    (cal.weights, cal.core_x, cal.core_y, cal.core_counts, cal._rng_state) = saved
+    fields = dict(kv.split("=") for kv in got["REPORT"].split())
+    assert {k: int(v) for k, v in fields.items()} == {
+        "samples": len(saved[2]) + len(y), "steps": len(rep.steps), "kept": rep.kept,
+        "rolled_back": rep.rolled_back, "changed": rep.changed,
+        "correct_before": rep.steps[0].correct_before,
+        "correct_after": rep.steps[-1].correct_after, "core_from_chunk": rep.core_from_chunk,
+    }  # fmt: skip
+    assert got["WEIGHTS"] == [
+        pack(np.asarray(w, np.int8), layer.bits).tobytes().hex()
+        for w, layer in zip(ref.weights, ref.head.layers)
+    ]
+    core = dict(kv.split("=") for kv in got["CORE"].split())
+    assert int(core["rng"]) == ref._rng_state
+    assert core["labels"] == "".join(f"{v}," for v in ref.core_y)
+    assert core["counts"] == "".join(f"{v}," for v in ref.core_counts)
+    assert got["CORE_X"] == _h(ref.core_x.reshape(-1))
+    assert got["EMPTY_CHUNK"] == "EDGEPLUS_ERR_DIMS" and got["BAD_LABEL"] == "EDGEPLUS_ERR_ARG"
+    assert dict(kv.split("=") for kv in got["REFUSE"].split()) == {
+        "stage_run_before_begin": "EDGEPLUS_ERR_NULL",
+        "stage_small_scratch": "EDGEPLUS_ERR_SCRATCH",
+        "stage_truncated": "EDGEPLUS_ERR_DIMS",
+        "qcore_small_ram": "EDGEPLUS_ERR_SCRATCH",
+        "qcore_chunk_0": "EDGEPLUS_ERR_DIMS",
+        "qcore_rng_0": "EDGEPLUS_ERR_ARG",
+        "qcore_core_items": "EDGEPLUS_ERR_DIMS",
+        "qcore_predict_before_begin": "EDGEPLUS_ERR_NULL",
+    }
+
+
+@needs_m4
+def test_without_tflm_edgeplus_h_names_the_library_to_install(library, tmp_path):
+    src = tmp_path / "NoTflm.ino"
+    src.write_text("#include <EdgePlus.h>\nvoid setup() {}\nvoid loop() {}\n")
+    with pytest.raises(BuildError) as e:
+        compile_one(src, tmp_path / "x.o", [f"-I{library / 'src'}", f"-I{STANDINS}"])
+    assert "#error" in str(e.value) and "Chirale_TensorFlowLite" in str(e.value)
+
+
+@needs_m4
+@needs_tflm
+def test_examples_glue_and_exported_sketch_compile_with_tflm(case, library, tmp_path):
+    inc = [f"-I{library / 'src'}", f"-I{STANDINS}", *TFLM]
+    jobs = [(s, tmp_path / "lib" / f"{i}_{s.stem}.o", inc, [], True)
+            for i, s in enumerate(library_sources(library, tflm=True))]  # fmt: skip
+    folders = [*sorted((library / "examples").iterdir()), case["sketch"].folder]
+    for folder in folders:
+        for s in sorted(folder.glob("*.ino")) + sorted(folder.glob("*.cpp")):
+            jobs.append((s, tmp_path / folder.name / f"{s.stem}.o", [f"-I{folder}", *inc], [],
+                         True))  # fmt: skip
+    objs = compile_all(jobs)
+    assert len(objs) == len(jobs)

@@ -1,0 +1,647 @@
+"""Arduino output: the EdgePlus library package and ready sketch folders for the Nano 33 BLE.
+
+::
+
+    export_library("build/arduino/EdgePlus")                  # `make arduino`
+    sk = export_sketch(model_bytes, "out/MySketch", plan=plan, qcore="qcore.npz")
+    print(sk.summary()); print(sk.commands)
+
+**The library** is ``arduino/EdgePlus/`` (library.properties, ``src/EdgePlus.h``, the C++ API
+in ``src/edgeplus/``, the examples) plus what it shares with the host build, copied byte for
+byte by :func:`export_library` (never kept twice in the repository): the C kernels
+(``tflm_ops/include/edgeplus/*.h`` to ``src/edgeplus/``, ``tflm_ops/src`` to
+``src/edgeplus/kernels/``) and the TFLM glue (``tflm_ops/tflm`` to ``src/edgeplus/tflm/``,
+``.cc`` renamed ``.cpp`` because the Arduino builder compiles only ``.c``/``.cpp``/``.S``; the
+Python registerer stays out).
+
+**A sketch** (:func:`export_sketch`) is a folder ``NAME/`` with ``NAME.ino`` (the template
+``sketch_template.ino``: runs the model on a test input from flash, prints the class, the
+latency and the arena used; with a QCore, classifies with the calibrated head and runs one
+calibration on the test input) and the data it includes, as aligned C arrays whose banners
+record what produced them:
+
+- ``edgeplus_model.h/.cpp``: the flatbuffer the device's TFLM runs (with a plan: the stage
+  rewritten into one ``EDGEPLUS_PATCH_STAGE`` op; with a QCore: the backbone, the head runs
+  in :class:`edgeplus::QCoreCalibrator`), its tensor arena size, input/output quantization, a
+  test input, and ``EdgePlusAddModelOps(resolver)`` for the model's builtin and custom ops;
+- ``edgeplus_qcore.h/.cpp`` (with a QCore): the head layers, flip networks, QCore, settings and
+  the RAM the calibrator needs, as an ``edgeplus::QCoreSpec``.
+
+**Budget.** The Nano 33 BLE's mbed core gives a sketch 983,040 bytes of flash and 262,144
+bytes of RAM (``boards.txt``: ``upload.maximum_size`` / ``maximum_data_size``). The export
+refuses data that leaves less than ``flash_reserve`` / ``sram_reserve`` of them for the mbed OS
+core, TFLM's code and the sketch (defaults 256 KiB / 64 KiB: estimates, not measurements;
+adjust them to what ``arduino-cli compile`` reports for your sketch), saying by how much.
+
+**Arena.** Measured on the host: the smallest arena in which the pinned TFLM allocates the
+model (bisection), plus ``arena_margin`` bytes (the host's 64-bit structs are larger than the
+M4's, so the host figure errs high). A model with the patch stage op needs the glue library
+(``EDGEPLUS_TFLM_ROOT``); without it the figure is the split runner's upper bound (the rest's
+arena + the stage input + the stage scratch), and the provenance says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from tfmot_edgeplus.export import c_arrays as C
+
+__all__ = [
+    "BOARD_FQBN",
+    "FLASH_BYTES",
+    "SRAM_BYTES",
+    "ExportError",
+    "SketchExport",
+    "export_library",
+    "export_sketch",
+    "qcore_ram_bytes",
+    "write_sketch_data",
+]
+
+BOARD_FQBN = "arduino:mbed_nano:nano33ble"
+FLASH_BYTES = 983_040
+SRAM_BYTES = 262_144
+FLASH_RESERVE = 256 * 1024
+SRAM_RESERVE = 64 * 1024
+ARENA_MARGIN = 1024
+MARKER = ".edgeplus-export"
+_REPO = Path(__file__).resolve().parents[2]
+_LIBRARY = _REPO / "arduino" / "EdgePlus"
+_OPS = _REPO / "tflm_ops"
+_TEMPLATE = Path(__file__).resolve().parent / "sketch_template.ino"
+_GLUE = ("edgeplus_conv_mp.cc", "edgeplus_patch_stage_op.cc")
+
+
+class ExportError(ValueError):
+    """An export that cannot be done as asked; the message says why and what to do."""
+
+
+# ----------------------------------------------------------------------------- folders
+
+
+def _prepare_folder(out: Path, force: bool, what: str) -> None:
+    """Create ``out``; an existing folder is replaced only with ``force`` and only if an
+    earlier export made it (its marker file), so nothing else is ever deleted."""
+    if out.exists():
+        if not force:
+            raise ExportError(
+                f"{what} folder {str(out)!r} already exists; pass --force (force=True) to "
+                "replace it, or choose another folder"
+            )
+        if not (out / MARKER).is_file():
+            raise ExportError(
+                f"{str(out)!r} exists and was not written by an edgeplus export (no {MARKER} "
+                "file), so --force will not delete it; remove it yourself or choose another folder"
+            )
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    (out / MARKER).write_text(f"written by tfmot_edgeplus {what} export; safe to replace\n")
+
+
+def library_files() -> dict[str, Path]:
+    """Destination (relative to the library root) -> source file, for :func:`export_library`."""
+    if not (_LIBRARY / "library.properties").is_file() or not (_OPS / "src").is_dir():
+        raise ExportError(
+            f"the EdgePlus library sources are not beside this package ({_LIBRARY}, "
+            f"{_OPS}); export from a checkout of tfmot_edgeplus (pip install -e .)"
+        )
+    files = {
+        str(p.relative_to(_LIBRARY)): p
+        for p in sorted(_LIBRARY.rglob("*"))
+        if p.is_file() and p.name != MARKER
+    }
+    for p in sorted((_OPS / "include" / "edgeplus").glob("*.h")):
+        files[f"src/edgeplus/{p.name}"] = p
+    for p in sorted((_OPS / "src").iterdir()):
+        if p.suffix in (".c", ".h"):
+            files[f"src/edgeplus/kernels/{p.name}"] = p
+    for p in sorted((_OPS / "tflm").glob("*.h")):
+        files[f"src/edgeplus/tflm/{p.name}"] = p
+    for name in _GLUE:
+        files[f"src/edgeplus/tflm/{Path(name).stem}.cpp"] = _OPS / "tflm" / name
+    return files
+
+
+def export_library(out, force: bool = False) -> Path:
+    """Write the installable EdgePlus library into folder ``out`` (see the module doc)."""
+    out = Path(out)
+    files = library_files()
+    _prepare_folder(out, force, "Arduino library")
+    for rel, src in files.items():
+        dst = out / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
+    return out
+
+
+# ----------------------------------------------------------------------------- model facts
+
+
+def _camel(builtin: str) -> str:
+    """CONV_2D -> Conv2D, DEPTHWISE_CONV_2D -> DepthwiseConv2D: TFLM's Add<Op> names."""
+    return "".join(
+        part if part[:1].isdigit() else part[:1] + part[1:].lower() for part in builtin.split("_")
+    )
+
+
+def _model_ops(model_bytes: bytes) -> tuple[list[str], list[str]]:
+    """(builtin operator names, custom codes) the model uses."""
+    from tfmot_edgeplus.patching.lower import TFLiteGraph
+
+    g = TFLiteGraph(model_bytes)
+    known = set(g.op_names.values())
+    names = {g.op_name(op) for op in g.operators}
+    return sorted(names & known), sorted(names - known)
+
+
+def _io(runner, which: str) -> dict:
+    d = (runner.input_details if which == "input" else runner.output_details)[0]
+    scale, zp = d["quantization"]
+    return {
+        "shape": tuple(int(s) for s in d["shape"]),
+        "elements": int(np.prod(d["shape"])),
+        "dtype": np.dtype(d["dtype"]).name,
+        "scale": float(scale),
+        "zero_point": int(zp),
+    }
+
+
+@dataclasses.dataclass
+class _Device:
+    """What the device runs: the flatbuffer, its figures, and where they came from."""
+
+    model: bytes
+    arena_bytes: int
+    arena_source: str
+    input: dict
+    output: dict
+    builtins: list
+    customs: list
+
+
+def _device_model(model_bytes: bytes, lowered, head) -> _Device:
+    from tfmot_edgeplus.calibration.head import split_head
+    from tfmot_edgeplus.conversion.patch_stage import deploy_model
+    from tfmot_edgeplus.runtime import TFLMRunner
+    from tfmot_edgeplus.runtime.patch_runner import PatchStageRunner, _tflm_registerer
+
+    device = model_bytes
+    if lowered is not None:
+        device = deploy_model(model_bytes, lowered)
+    if head is not None:
+        device = split_head(device, len(head.layers)).backbone
+    builtins, customs = _model_ops(device)
+    unknown = [c for c in customs if not c.startswith("EDGEPLUS_")]
+    if unknown:
+        raise ExportError(
+            f"the model uses custom op(s) {unknown} that the EdgePlus library does not provide; "
+            "register them yourself or convert the model without them"
+        )
+    registerer = _tflm_registerer() if customs else None
+    if customs and registerer is None:
+        # no glue library on this host: the split runner's upper bound
+        split = PatchStageRunner(model_bytes, lowered, backend="split")
+        t0 = lowered.program.tensors[0]
+        arena = split._rest.min_arena_size() + t0.h * t0.w * t0.c + split.stage_scratch_bytes
+        source = (
+            "upper bound without the TFLM glue library: the rest's smallest arena + the "
+            "stage input + the stage scratch"
+        )
+        io_in = _io(TFLMRunner(model_bytes), "input")
+        io_out = _io(split._rest, "output")
+    else:
+        runner = TFLMRunner(device, custom_op_registerers=[registerer] if registerer else [])
+        arena = runner.min_arena_size()
+        source = "host TFLM: the smallest arena that allocates (bisection)"
+        io_in, io_out = _io(runner, "input"), _io(runner, "output")
+    if io_in["dtype"] != "int8":
+        raise ExportError(
+            f"the model's input is {io_in['dtype']}, the sketch feeds int8: convert it "
+            "full-integer with int8 input (tfmot_edgeplus.convert does)"
+        )
+    arena = -(-(int(arena) + ARENA_MARGIN) // 16) * 16
+    return _Device(device, arena, source, io_in, io_out, builtins, customs)
+
+
+# ----------------------------------------------------------------------------- QCore
+
+
+def qcore_ram_bytes(head, nets: dict, core_size: int, max_steps: int, chunk: int) -> int:
+    """RAM of ``edgeplus::QCoreCalibrator`` for ``chunk`` new samples between calibrations:
+    the layout of its begin() (QCoreCalibrator.cpp ``plan``; the M4 test checks the two
+    agree): the head's packed weights, QCore + chunk items (int8 features, int32 label and
+    count), the correctness history, the refresh's outputs and staging, predict()'s two
+    activation rows, and the kernels' shared scratch; each part 4-aligned, + 4 bytes of
+    alignment slack."""
+    from tfmot_edgeplus.runtime import kernels
+
+    def a4(v):
+        return (int(v) + 3) // 4 * 4
+
+    cap = core_size + chunk
+    inp = head.input_size
+    total, widest, conv = 0, inp, 0
+    for layer in head.layers:
+        out, fan_in = layer.shape
+        total += a4(-(-out * fan_in * layer.bits // 8))
+        widest = max(widest, out)
+        conv = max(
+            conv,
+            kernels.conv2d_get_buffer_size(
+                layer.params(), (1, 1, 1, fan_in), (out, 1, 1, fan_in), (1, 1, 1, out)
+            ),
+        )
+    step = kernels.qcore_step_get_buffer_size(head, nets, cap)
+    ctx = max(step, 4 + 4 * cap, conv)
+    total += a4(cap * inp) + 8 * cap + a4((max_steps + 1) * cap) + 8 * core_size
+    total += a4(core_size * inp) + 4 * core_size + a4(2 * widest)
+    return total + ctx + 4
+
+
+def _qcore_files(bundle, head, chunk: int, banner: str) -> tuple[str, str, dict]:
+    """(edgeplus_qcore.h, edgeplus_qcore.cpp, figures)."""
+    from tfmot_edgeplus.conversion.packing import pack
+
+    n = len(head.layers)
+    ram = qcore_ram_bytes(head, bundle.nets, bundle.core_size, bundle.max_steps, chunk)
+    flash = 0
+    h = [
+        banner,
+        "#ifndef EDGEPLUS_QCORE_DATA_H_\n#define EDGEPLUS_QCORE_DATA_H_\n\n",
+        "#include <EdgePlus.h>\n\n",
+        "/* new samples kept between two calibrations (QCoreCalibrator::begin's chunk_capacity) */\n",
+        f"#define EDGEPLUS_QCORE_CHUNK {chunk}\n",
+        "/* RAM of QCoreCalibrator::begin for that chunk (== QCoreCalibrator::ramBytes) */\n",
+        f"#define EDGEPLUS_QCORE_RAM_BYTES {ram}\n",
+        f"#define EDGEPLUS_QCORE_FEATURES {head.input_size}\n",
+        f"#define EDGEPLUS_QCORE_CLASSES {head.num_classes}\n",
+        f"#define EDGEPLUS_QCORE_FEATURE_SCALE {C.c_float(head.layers[0].input_scale)}\n",
+        f"#define EDGEPLUS_QCORE_FEATURE_ZERO_POINT {int(head.layers[0].input_zero_point)}\n",
+    ]
+    cpp = [banner, '#include "edgeplus_qcore.h"\n\n']
+    if bundle.input_mean is not None:
+        k = len(bundle.input_mean)
+        h += [
+            "\n/* per-channel input normalisation the model was trained with: (x - mean) / std */\n",
+            f"#define EDGEPLUS_INPUT_CHANNELS {k}\n",
+            C.declaration("float", "edgeplus_input_mean", k),
+            C.declaration("float", "edgeplus_input_std", k),
+        ]
+        cpp += [
+            C.definition("float", "edgeplus_input_mean", bundle.input_mean, align=4),
+            C.definition("float", "edgeplus_input_std", bundle.input_std, align=4),
+        ]
+    h += ["\nextern const edgeplus::QCoreSpec kEdgePlusQCore;\n", "\n#endif\n"]
+    specs = []
+    for l, layer in enumerate(head.layers):
+        out, fan_in = layer.shape
+        packed = pack(np.asarray(layer.weights, np.int8), layer.bits)
+        cpp += [
+            f"\n/* head layer {l}: {layer.name}, {out} x {fan_in}, W{layer.bits} */\n",
+            C.definition("int8_t", f"w{l}", packed, static=True),
+            C.definition("int32_t", f"bias{l}", layer.bias, static=True),
+            C.definition("int32_t", f"mult{l}", layer.multiplier, static=True),
+            C.definition("int32_t", f"shift{l}", layer.shift, static=True),
+        ]
+        flash += packed.size + 12 * out
+        net = bundle.nets.get(l)
+        ref = "nullptr"
+        if net is not None:
+            cpp += [
+                C.definition("int8_t", f"net{l}_w1", net.w1, static=True),
+                C.definition("int32_t", f"net{l}_b1", net.b1, static=True),
+                C.definition("int8_t", f"net{l}_w2", net.w2, static=True),
+                (
+                    f"static const edgeplus_flipnet net{l} = {{{net.hidden}, net{l}_w1, net{l}_b1, "
+                    f"{C.c_int(net.m1)}, {C.c_int(net.s1)}, net{l}_w2, {C.c_int(net.b2)}, "
+                    f"{C.c_int(net.threshold)}}};\n"
+                ),
+            ]
+            flash += net.nbytes
+            ref = f"&net{l}"
+        specs.append(
+            f"  {{{out}, {fan_in}, {layer.bits}, w{l}, bias{l}, mult{l}, shift{l}, "
+            f"{int(layer.input_zero_point)}, {int(layer.output_zero_point)}, "
+            f"{int(layer.act_min)}, {int(layer.act_max)}, {ref}}}"
+        )
+    k = len(bundle.core_y)
+    cpp += [
+        "\nstatic const edgeplus::QCoreLayerSpec layers["
+        + str(n)
+        + "] = {\n"
+        + ",\n".join(specs)
+        + "\n};\n\n",
+        f"/* the QCore: {k} items (head inputs), labels and miss counts */\n",
+        C.definition("int8_t", "core_x", bundle.core_x, static=True),
+        C.definition("int32_t", "core_y", bundle.core_y, static=True),
+        C.definition("int32_t", "core_counts", bundle.core_counts, static=True),
+        (
+            "\nconst edgeplus::QCoreSpec kEdgePlusQCore = {\n"
+            f"  {n}, layers, {bundle.margin}, {bundle.tries}, {bundle.max_steps},\n"
+            f"  {bundle.core_size}, {k}, core_x, core_y, core_counts, {bundle.rng_state & 0xFFFFFFFF}u\n"
+            "};\n"
+        ),
+    ]
+    flash += bundle.core_x.size + 8 * k
+    return "".join(h), "".join(cpp), {"qcore_ram_bytes": ram, "qcore_flash_bytes": flash}
+
+
+# ----------------------------------------------------------------------------- the sketch
+
+
+def _model_files(dev: _Device, test_input, test_label: int, class_names, banner: str):
+    h = [
+        banner,
+        "#ifndef EDGEPLUS_MODEL_DATA_H_\n#define EDGEPLUS_MODEL_DATA_H_\n\n#include <stdint.h>\n\n",
+        f"#define EDGEPLUS_MODEL_BYTES {len(dev.model)}\n",
+        f"/* TFLM tensor arena: {dev.arena_source}, + {ARENA_MARGIN} B, to 16 */\n",
+        f"#define EDGEPLUS_ARENA_BYTES {dev.arena_bytes}\n",
+        f"#define EDGEPLUS_INPUT_ELEMENTS {dev.input['elements']}\n",
+        f"#define EDGEPLUS_INPUT_SCALE {C.c_float(dev.input['scale'])}\n",
+        f"#define EDGEPLUS_INPUT_ZERO_POINT {dev.input['zero_point']}\n",
+        f"#define EDGEPLUS_OUTPUT_ELEMENTS {dev.output['elements']}\n",
+        f"#define EDGEPLUS_OUTPUT_SCALE {C.c_float(dev.output['scale'])}\n",
+        f"#define EDGEPLUS_OUTPUT_ZERO_POINT {dev.output['zero_point']}\n",
+        f"#define EDGEPLUS_HAS_PATCH_STAGE {int('EDGEPLUS_PATCH_STAGE' in dev.customs)}\n",
+        "/* the test input's label (-1: unknown) */\n",
+        f"#define EDGEPLUS_TEST_LABEL {int(test_label)}\n\n",
+        C.declaration("unsigned char", "edgeplus_model", len(dev.model)),
+        C.declaration("int8_t", "edgeplus_test_input", dev.input["elements"]),
+        f"\n/* class names ({len(class_names)}; none: the sketch prints indices) */\n",
+        f"#define EDGEPLUS_CLASS_COUNT {len(class_names)}\n",
+        f"extern const char* const edgeplus_class_names[{max(len(class_names), 1)}];\n",
+        "\n/* resolver slots EdgePlusAddModelOps takes: the model's builtins + edgeplus::kNumOps */\n",
+        f"#define EDGEPLUS_MODEL_OPS {len(dev.builtins) + 2}\n\n",
+        "#if defined(__cplusplus) && !defined(EDGEPLUS_NO_TFLM)\n",
+        "#include <EdgePlus.h>\n\n",
+        f"/* The model's operators: {', '.join(dev.builtins + dev.customs)}. */\n",
+        "template <unsigned int N>\n",
+        "TfLiteStatus EdgePlusAddModelOps(tflite::MicroMutableOpResolver<N>& resolver) {\n",
+    ]
+    h += [
+        f"  if (resolver.Add{_camel(b)}() != kTfLiteOk) return kTfLiteError;\n"
+        for b in dev.builtins
+    ]
+    h += ["  return edgeplus::AddOps(resolver);\n}\n#endif\n\n#endif\n"]
+    cpp = [
+        banner,
+        '#include "edgeplus_model.h"\n\n',
+        C.definition("unsigned char", "edgeplus_model", np.frombuffer(dev.model, np.uint8)),
+        "\n",
+        C.definition("int8_t", "edgeplus_test_input", test_input),
+        "\nconst char* const edgeplus_class_names[] = {"
+        + (", ".join(_c_string(n) for n in class_names) or "nullptr")
+        + "};\n",
+    ]
+    return "".join(h), "".join(cpp)
+
+
+def _c_string(text: str) -> str:
+    if not re.fullmatch(r"[ -~]*", text) or '"' in text or "\\" in text:
+        raise ExportError(f"class name {text!r}: use printable ASCII without quotes or backslashes")
+    return f'"{text}"'
+
+
+@dataclasses.dataclass
+class SketchExport:
+    """What :func:`export_sketch` wrote and measured."""
+
+    folder: Path
+    files: list
+    figures: dict
+    commands: str
+
+    def summary(self) -> str:
+        f = self.figures
+        lines = [f"sketch {self.folder}: {', '.join(self.files)}"]
+        lines.append(
+            f"  flash: model {f['model_bytes']:,} B + QCore {f['qcore_flash_bytes']:,} B + test "
+            f"input {f['test_input_bytes']:,} B = {f['flash_data_bytes']:,} B of {FLASH_BYTES:,}"
+        )
+        lines.append(
+            f"  SRAM: arena {f['arena_bytes']:,} B + QCore {f['qcore_ram_bytes']:,} B = "
+            f"{f['sram_data_bytes']:,} B of {SRAM_BYTES:,}"
+        )
+        return "\n".join(lines)
+
+
+def _commands(folder: Path) -> str:
+    lib = _REPO / "build" / "arduino" / "EdgePlus"
+    return "\n".join(
+        [
+            "arduino-cli core install arduino:mbed_nano",
+            "arduino-cli lib install Chirale_TensorFlowLite Arduino_LSM9DS1",
+            f"make arduino        # the EdgePlus library, into {lib}",
+            f"arduino-cli compile --fqbn {BOARD_FQBN} --library {lib} {folder}",
+            f"arduino-cli upload -p /dev/ttyACM0 --fqbn {BOARD_FQBN} {folder}",
+            "arduino-cli monitor -p /dev/ttyACM0 -c baudrate=115200",
+        ]
+    )
+
+
+def _load_inputs(model, plan, qcore):
+    from tfmot_edgeplus.calibration.bundle import QCoreBundle, load_qcore
+    from tfmot_edgeplus.patching import PatchPlan
+
+    if isinstance(model, (str, os.PathLike)):
+        if not os.path.isfile(model):
+            raise ExportError(f"model file {os.fspath(model)!r} not found")
+        with open(model, "rb") as f:
+            model = f.read()
+    model = bytes(model)
+    if isinstance(plan, (str, os.PathLike)):
+        path = os.fspath(plan)
+        if not os.path.isfile(path):
+            raise ExportError(f"plan file {path!r} not found")
+        with open(path) as f:
+            plan = PatchPlan.from_json(f.read())
+    if qcore is not None and not isinstance(qcore, QCoreBundle):
+        qcore = load_qcore(qcore)
+    return model, plan, qcore
+
+
+def write_sketch_data(
+    folder,
+    model,
+    plan=None,
+    qcore=None,
+    *,
+    chunk: int = 20,
+    test_input=None,
+    test_label: int = -1,
+    class_names=(),
+    flash_reserve: int = FLASH_RESERVE,
+    sram_reserve: int = SRAM_RESERVE,
+    provenance: dict | None = None,
+) -> tuple[list[str], dict]:
+    """Write ``edgeplus_model.h/.cpp`` (and ``edgeplus_qcore.h/.cpp`` with a QCore) into the
+    existing ``folder``; return (file names, figures). See :func:`export_sketch`."""
+    from tfmot_edgeplus.patching.lower import lower
+    from tfmot_edgeplus.runtime.tflm import quantize
+
+    model, plan, bundle = _load_inputs(model, plan, qcore)
+    head = None
+    if bundle is not None:
+        try:
+            head = bundle.check_model(model)
+        except ValueError as e:
+            raise ExportError(str(e)) from None
+        if not 1 <= int(chunk) <= 4096:
+            raise ExportError(f"chunk must be in [1, 4096] samples per calibration, got {chunk}")
+    lowered = None
+    if plan is not None:
+        try:
+            plan.check(model)
+            lowered = lower(model, plan)
+        except ValueError as e:
+            raise ExportError(f"the plan does not fit this model: {e}") from None
+    dev = _device_model(model, lowered, head)
+    if head is not None:  # the device model ends at the head's input
+        dev.output = {**dev.output, "elements": head.input_size,
+                      "scale": float(head.layers[0].input_scale),
+                      "zero_point": int(head.layers[0].input_zero_point)}  # fmt: skip
+    n_in = dev.input["elements"]
+    if test_input is None:
+        x = np.full(n_in, dev.input["zero_point"], np.int8)
+    else:
+        x = np.asarray(test_input)
+        if x.size != n_in:
+            raise ExportError(
+                f"the test input has {x.size} values, the model's input {dev.input['shape']} "
+                f"has {n_in}"
+            )
+        if x.dtype != np.int8:
+            x = quantize(x.astype(np.float32), dev.input["scale"], dev.input["zero_point"], np.int8)
+        x = np.asarray(x, np.int8).reshape(-1)
+    sources = {"model": f"{len(model):,} B, sha256 {_sha(model)}"}
+    if plan is not None:
+        sources["plan"] = (
+            f"split {plan.split}, grid {plan.grid}, sha256 {_sha(plan.to_json().encode())}"
+        )
+    if bundle is not None:
+        sources["qcore"] = (
+            f"{bundle.path or '(in memory)'}, backbone sha256 {bundle.backbone_sha256}"
+        )
+    from tfmot_edgeplus import __version__
+
+    banner_fields = {"tool": f"tfmot_edgeplus {__version__}", "date": C.utc_now(), **sources}
+    banner_fields.update(provenance or {})
+    files = {}
+    files["edgeplus_model.h"], files["edgeplus_model.cpp"] = _model_files(
+        dev,
+        x,
+        test_label,
+        list(class_names),
+        C.banner("The model the device runs, for TFLM.", banner_fields),
+    )
+    figures = {"qcore_ram_bytes": 0, "qcore_flash_bytes": 0}
+    if bundle is not None:
+        qh, qc, qf = _qcore_files(
+            bundle, head, int(chunk), C.banner("The QCore calibrator's data.", banner_fields)
+        )
+        files["edgeplus_qcore.h"], files["edgeplus_qcore.cpp"] = qh, qc
+        figures.update(qf)
+    figures.update(
+        model_bytes=len(dev.model),
+        test_input_bytes=int(x.size),
+        arena_bytes=dev.arena_bytes,
+        arena_source=dev.arena_source,
+        operators=dev.builtins + dev.customs,
+    )
+    figures["flash_data_bytes"] = (
+        figures["model_bytes"] + figures["qcore_flash_bytes"] + figures["test_input_bytes"]
+    )
+    figures["sram_data_bytes"] = figures["arena_bytes"] + figures["qcore_ram_bytes"]
+    _check_budget(figures, flash_reserve, sram_reserve)
+    for name, text in files.items():
+        Path(folder, name).write_text(text)
+    return list(files), figures
+
+
+def _sha(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def _check_budget(f: dict, flash_reserve: int, sram_reserve: int) -> None:
+    problems = []
+    flash_room = FLASH_BYTES - flash_reserve
+    if f["flash_data_bytes"] > flash_room:
+        problems.append(
+            f"flash: model {f['model_bytes']:,} B + QCore {f['qcore_flash_bytes']:,} B + test "
+            f"input {f['test_input_bytes']:,} B = {f['flash_data_bytes']:,} B, over the "
+            f"{flash_room:,} B left of the board's {FLASH_BYTES:,} B after {flash_reserve:,} B "
+            f"for the core, TFLM and the sketch, by {f['flash_data_bytes'] - flash_room:,} B"
+        )
+    sram_room = SRAM_BYTES - sram_reserve
+    if f["sram_data_bytes"] > sram_room:
+        problems.append(
+            f"SRAM: arena {f['arena_bytes']:,} B + QCore calibrator {f['qcore_ram_bytes']:,} B "
+            f"= {f['sram_data_bytes']:,} B, over the {sram_room:,} B left of the board's "
+            f"{SRAM_BYTES:,} B after {sram_reserve:,} B for the core and the sketch, by "
+            f"{f['sram_data_bytes'] - sram_room:,} B"
+        )
+    if problems:
+        raise ExportError(
+            "too large for the Arduino Nano 33 BLE:\n  " + "\n  ".join(problems) + "\nShrink "
+            "the model (lower bits, a patch plan: edgeplus plan), a smaller QCore chunk, or "
+            "lower --flash-reserve / --sram-reserve if your sketch needs less"
+        )
+
+
+def export_sketch(
+    model,
+    out,
+    plan=None,
+    qcore=None,
+    *,
+    chunk: int = 20,
+    test_input=None,
+    test_label: int = -1,
+    class_names=(),
+    force: bool = False,
+    flash_reserve: int = FLASH_RESERVE,
+    sram_reserve: int = SRAM_RESERVE,
+) -> SketchExport:
+    """Write a ready sketch folder ``out`` for the Nano 33 BLE (see the module doc).
+
+    ``model``: the int8 .tflite (bytes or path) the plan and the QCore were made for;
+    ``plan``: a :class:`~tfmot_edgeplus.patching.PatchPlan` or its JSON file, or None;
+    ``qcore``: a :class:`~tfmot_edgeplus.calibration.QCoreBundle` or its .npz, or None;
+    ``chunk``: labeled samples the device keeps between calibrations; ``test_input``: one
+    input (float, quantized with the model's input scale, or int8), default all zero points;
+    ``class_names``: printed by the sketch instead of indices.
+    Everything is checked before the folder is touched."""
+    out = Path(out)
+    name = out.name
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", name):
+        raise ExportError(
+            f"sketch folder name {name!r} is not a valid Arduino sketch name (letters, digits, "
+            "_ - . , starting with a letter or digit, at most 63 characters)"
+        )
+    if out.exists() and not force:
+        _prepare_folder(out, force, "sketch")  # raises: refuse before any work
+    staging = out.with_name(f".{name}.staging")
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    try:
+        files, figures = write_sketch_data(
+            staging, model, plan, qcore, chunk=chunk, test_input=test_input,
+            test_label=test_label, class_names=class_names, flash_reserve=flash_reserve,
+            sram_reserve=sram_reserve,
+        )  # fmt: skip
+        _prepare_folder(out, force, "sketch")
+        for f in files:
+            shutil.move(str(staging / f), str(out / f))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    shutil.copyfile(_TEMPLATE, out / f"{name}.ino")
+    return SketchExport(out, [f"{name}.ino", *files], figures, _commands(out))
