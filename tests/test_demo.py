@@ -44,8 +44,14 @@ def test_demo_writes_model_report_and_plot(tmp_path):
     assert {p.name for p in (tmp_path / "qcore").iterdir()} == {
         "imu_watch_w4a8.tflite",
         "imu_watch_w4a8_qcore.tflite",
+        "qcore.npz",
         "qcore.json",
         "qcore.png",
+    }
+    # ... and a sketch for the Nano 33 BLE that calibrates on the device
+    sketch = tmp_path / "arduino" / "ImuQCoreSketch"
+    assert {"ImuQCoreSketch.ino", "edgeplus_model.cpp", "edgeplus_qcore.cpp"} <= {
+        p.name for p in sketch.iterdir()
     }
 
 

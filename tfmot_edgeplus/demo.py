@@ -16,7 +16,8 @@ part on the IMU watch data: a model trained on four subjects meets new ones, los
 accuracy (the shift), and its deployed integer head recalibrates on each chunk of labeled
 windows with QCore bit flips, next to no calibration and back-propagation fine-tuning
 (:func:`tfmot_edgeplus.qcore.qcore_continual`, as ``edgeplus qcore``). Its files go to
-``<out>/qcore``.
+``<out>/qcore``, and a sketch that goes on calibrating on an Arduino Nano 33 BLE to
+``<out>/arduino/ImuQCoreSketch`` (``edgeplus export arduino``).
 
 Then (``patching=True``, the default of ``edgeplus demo``) patch-based inference
 (QuantMCU): a MobileNetV2-style model on Fashion-MNIST upsampled to 96x96 is trained,
@@ -25,7 +26,8 @@ plan, then VDPC + VDQS mixed precision on calibration images); the deployed mode
 patch stage one ``EDGEPLUS_PATCH_STAGE`` operator, runs on the host
 (:class:`~tfmot_edgeplus.runtime.patch_runner.PatchStageRunner`) and its peak SRAM and
 accuracy are compared with layer-by-layer TFLM (:mod:`tfmot_edgeplus.quantmcu`, as
-``edgeplus plan``). Its files go to ``<out>/patching``.
+``edgeplus plan``). Its files go to ``<out>/patching``, its sketch to
+``<out>/arduino/FashionPatchSketch``.
 
 ``edgeplus qat`` and ``edgeplus cora`` run the quantization pipeline alone, with the
 settings given on their command line.
@@ -238,8 +240,25 @@ def _qcore_stage(config: DemoConfig, out_dir: str | None, steps: int) -> dict:
     _say(summary_table(run))
     if out_dir:
         folder = os.path.join(out_dir, "qcore")
-        _say(f"wrote {', '.join(write_run(run, folder))} in {folder}")
+        names = write_run(run, folder)
+        _say(f"wrote {', '.join(names)} in {folder}")
+        calibrated = next(n for n in names if n.endswith("_qcore.tflite"))
+        _arduino_sketch(out_dir, "ImuQCoreSketch", os.path.join(folder, calibrated),
+                        qcore=os.path.join(folder, "qcore.npz"))  # fmt: skip
     return run.summary()
+
+
+def _arduino_sketch(out_dir: str, name: str, model, **kwargs) -> None:
+    """Export a sketch folder for the Nano 33 BLE into ``<out>/arduino/<name>`` (replacing the
+    one an earlier demo run wrote) and print its budget; a model too large is reported."""
+    from tfmot_edgeplus.export.arduino import ExportError, export_sketch
+
+    try:
+        sk = export_sketch(model, os.path.join(out_dir, "arduino", name), force=True, **kwargs)
+    except ExportError as err:
+        _say(f"      no Arduino sketch: {err}")
+        return
+    _say("      Arduino " + sk.summary().replace("\n", "\n      "))
 
 
 def _patching_stage(config: DemoConfig, out_dir: str | None, steps: int) -> dict:
@@ -287,6 +306,8 @@ def _patching_stage(config: DemoConfig, out_dir: str | None, steps: int) -> dict
         with open(os.path.join(folder, "fashion_mnist_mbv2_int8.tflite"), "wb") as f:
             f.write(run.tflite)
         _say(f"wrote {', '.join(sorted(os.listdir(folder)))} in {folder}")
+        _arduino_sketch(out_dir, "FashionPatchSketch", run.tflite, plan=run.plan,
+                        test_input=run.x_test[0], test_label=int(run.y_test[0]))  # fmt: skip
     return out
 
 

@@ -72,6 +72,7 @@ static int run_qcore() {
          static_cast<long>(r.correct_before), static_cast<long>(r.correct_after),
          static_cast<long>(r.core_from_chunk));
   printf("CALIBRATE_US us=%lu\n", static_cast<unsigned long>(r.micros));
+  edgeplus::printReport(Serial, r);
   for (int32_t l = 0; l < cal.head().num_layers; ++l) {
     hex("WEIGHTS", cal.layerWeights(l), cal.layerWeightBytes(l));
   }

@@ -36,8 +36,8 @@ adjust them to what ``arduino-cli compile`` reports for your sketch), saying by 
 **Arena.** Measured on the host: the smallest arena in which the pinned TFLM allocates the
 model (bisection), plus ``arena_margin`` bytes (the host's 64-bit structs are larger than the
 M4's, so the host figure errs high). A model with the patch stage op needs the glue library
-(``EDGEPLUS_TFLM_ROOT``); without it the figure is the split runner's upper bound (the rest's
-arena + the stage input + the stage scratch), and the provenance says so.
+(``EDGEPLUS_TFLM_ROOT``); without it the figure is an estimate (the rest's smallest arena +
+the stage input, its scratch and the op's copy of the program), and the banner says so.
 """
 
 from __future__ import annotations
@@ -76,6 +76,8 @@ _LIBRARY = _REPO / "arduino" / "EdgePlus"
 _OPS = _REPO / "tflm_ops"
 _TEMPLATE = Path(__file__).resolve().parent / "sketch_template.ino"
 _GLUE = ("edgeplus_conv_mp.cc", "edgeplus_patch_stage_op.cc")
+# TFLM's own custom ops -> the name of their MicroMutableOpResolver Add<Name>() method
+_TFLM_CUSTOM = {"TFLM_DECODE": "DECODE"}
 
 
 class ExportError(ValueError):
@@ -187,9 +189,9 @@ class _Device:
 
 def _device_model(model_bytes: bytes, lowered, head) -> _Device:
     from tfmot_edgeplus.calibration.head import split_head
-    from tfmot_edgeplus.conversion.patch_stage import deploy_model
-    from tfmot_edgeplus.runtime import TFLMRunner
-    from tfmot_edgeplus.runtime.patch_runner import PatchStageRunner, _tflm_registerer
+    from tfmot_edgeplus.conversion.patch_stage import deploy_model, rest_model
+    from tfmot_edgeplus.runtime import TFLMRunner, kernels
+    from tfmot_edgeplus.runtime.patch_runner import glue_registerer
 
     device = model_bytes
     if lowered is not None:
@@ -197,24 +199,27 @@ def _device_model(model_bytes: bytes, lowered, head) -> _Device:
     if head is not None:
         device = split_head(device, len(head.layers)).backbone
     builtins, customs = _model_ops(device)
+    builtins += [_TFLM_CUSTOM[c] for c in customs if c in _TFLM_CUSTOM]  # e.g. 2/3-bit weights
+    customs = [c for c in customs if c not in _TFLM_CUSTOM]
     unknown = [c for c in customs if not c.startswith("EDGEPLUS_")]
     if unknown:
         raise ExportError(
             f"the model uses custom op(s) {unknown} that the EdgePlus library does not provide; "
             "register them yourself or convert the model without them"
         )
-    registerer = _tflm_registerer() if customs else None
+    registerer = glue_registerer() if customs else None
     if customs and registerer is None:
-        # no glue library on this host: the split runner's upper bound
-        split = PatchStageRunner(model_bytes, lowered, backend="split")
+        # no glue library on this host: the rest after the split, plus what the op adds
+        rest = TFLMRunner(rest_model(model_bytes, lowered))
         t0 = lowered.program.tensors[0]
-        arena = split._rest.min_arena_size() + t0.h * t0.w * t0.c + split.stage_scratch_bytes
+        stage = kernels.patch_stage_get_buffer_size(lowered.program)
+        program = 4 * lowered.program.to_words().size + 8 * len(lowered.filters)
+        arena = rest.min_arena_size() + t0.h * t0.w * t0.c + stage + program
         source = (
-            "upper bound without the TFLM glue library: the rest's smallest arena + the "
-            "stage input + the stage scratch"
+            "estimate without the TFLM glue library: the rest's smallest arena + the stage "
+            "input, scratch and program copy"
         )
-        io_in = _io(TFLMRunner(model_bytes), "input")
-        io_out = _io(split._rest, "output")
+        io_in, io_out = _io(TFLMRunner(model_bytes), "input"), _io(rest, "output")
     else:
         runner = TFLMRunner(device, custom_op_registerers=[registerer] if registerer else [])
         arena = runner.min_arena_size()
@@ -526,7 +531,8 @@ def write_sketch_data(
         )
     if bundle is not None:
         sources["qcore"] = (
-            f"{bundle.path or '(in memory)'}, backbone sha256 {bundle.backbone_sha256}"
+            f"{os.path.basename(bundle.path) or '(in memory)'}, backbone sha256 "
+            f"{bundle.backbone_sha256}"
         )
     from tfmot_edgeplus import __version__
 

@@ -133,19 +133,7 @@ void setup() {
       fail("QCore calibration", edgeplus_status_str(s));
       return;
     }
-    Serial.print("QCore calibration: ");
-    Serial.print(report.kept);
-    Serial.print(" of ");
-    Serial.print(report.steps);
-    Serial.print(" steps kept, ");
-    Serial.print(report.correct_before);
-    Serial.print(" -> ");
-    Serial.print(report.correct_after);
-    Serial.print(" of ");
-    Serial.print(report.samples);
-    Serial.print(" right, ");
-    Serial.print(static_cast<unsigned long>(report.micros));
-    Serial.println(" us");
+    edgeplus::printReport(Serial, report);
   }
 #endif
 }

@@ -39,7 +39,7 @@ from tfmot_edgeplus.patching.lower import Lowered, lower
 from tfmot_edgeplus.patching.simulate import run_stage
 from tfmot_edgeplus.runtime.tflm import TFLMRunner, dequantize, quantize
 
-__all__ = ["BACKENDS", "PatchStageRunner"]
+__all__ = ["BACKENDS", "PatchStageRunner", "glue_registerer"]
 
 BACKENDS = ("auto", "tflm", "split", "numpy")
 
@@ -60,10 +60,10 @@ class PatchStageRunner:
         self.lowered: Lowered = plan if isinstance(plan, Lowered) else lower(model_bytes, plan)
         self.model_bytes = bytes(model_bytes)
         if backend == "auto":
-            backend = "tflm" if _tflm_registerer() is not None else "split"
+            backend = "tflm" if glue_registerer() is not None else "split"
         self.backend = backend
         if backend == "tflm":
-            name = _tflm_registerer()
+            name = glue_registerer()
             if name is None:
                 from tfmot_edgeplus.runtime import tflm_ops
 
@@ -143,7 +143,7 @@ class PatchStageRunner:
         return dequantize(raw, scale, zp)
 
 
-def _tflm_registerer() -> str | None:
+def glue_registerer() -> str | None:
     """The registerer name if libedgeplus_tflm.so loads (built on demand), else None."""
     from tfmot_edgeplus.runtime import tflm_ops
 

@@ -123,23 +123,10 @@ void calibrateNow() {
     fail("QCore calibration", edgeplus_status_str(s));
     return;
   }
-  Serial.print("calibrated: ");
-  Serial.print(r.kept);
-  Serial.print(" of ");
-  Serial.print(r.steps);
-  Serial.print(" steps kept, ");
-  Serial.print(r.changed);
-  Serial.print(" weights changed; QCore + windows right ");
-  Serial.print(r.correct_before);
-  Serial.print(" -> ");
-  Serial.print(r.correct_after);
-  Serial.print(" of ");
-  Serial.print(r.samples);
-  Serial.print(" in ");
-  Serial.print(static_cast<unsigned long>(r.micros));
-  Serial.print(" us; live accuracy before it ");
+  Serial.print("live accuracy on the labeled windows since the last calibration: ");
   Serial.print(chunk_seen ? 100.0 * chunk_right / chunk_seen : 0.0, 1);
   Serial.println(" %");
+  edgeplus::printReport(Serial, r);
   chunk_right = chunk_seen = 0;
 }
 

@@ -287,4 +287,22 @@ edgeplus_status QCoreCalibrator::calibrate(QCoreReport* report) {
   return EDGEPLUS_OK;
 }
 
+void printReport(Print& out, const QCoreReport& r) {
+  out.print("QCore: ");
+  out.print(r.kept);
+  out.print(" of ");
+  out.print(r.steps);
+  out.print(" steps kept, ");
+  out.print(r.changed);
+  out.print(" weights changed, ");
+  out.print(r.correct_before);
+  out.print(" -> ");
+  out.print(r.correct_after);
+  out.print(" of ");
+  out.print(r.samples);
+  out.print(" right, ");
+  out.print(static_cast<unsigned long>(r.micros));
+  out.println(" us");
+}
+
 }  // namespace edgeplus
