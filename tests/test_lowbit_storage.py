@@ -366,3 +366,15 @@ def test_bad_model_and_arguments(digits):
     packed = pack_lowbit_weights(w2, {"fc1": 2})
     with pytest.raises(LowBitStorageError, match="already LUT-packed"):
         pack_lowbit_weights(packed, {"fc1": 2})
+
+
+def test_a_lut_model_exports_to_a_sketch_that_adds_the_decode_op(digits, tmp_path):
+    from tfmot_edgeplus.export.arduino import export_sketch
+
+    _, int4_model = _qat_model(2, digits)
+    packed = pack_lowbit_weights(int4_model, {name: 2 for name in LAYERS})
+    sk = export_sketch(packed, tmp_path / "LutSketch", test_input=digits[0][0])
+    h = (sk.folder / "edgeplus_model.h").read_text()
+    assert "resolver.AddDecode()" in h  # TFLM_DECODE, a custom op of TFLM itself
+    assert "#define EDGEPLUS_HAS_PATCH_STAGE 0" in h
+    assert sk.figures["model_bytes"] == len(packed)
