@@ -102,6 +102,31 @@ def link(objs: list[Path], elf: Path) -> dict:
     return {"text": text, "data": data, "bss": bss, "flash": text + data, "ram": data + bss}
 
 
+SAN = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+       "-fno-omit-frame-pointer"]  # fmt: skip
+
+
+def build_host_sanitized(sources: list[Path], includes: list[str], defines, out: Path) -> Path:
+    """The same program natively (gcc/g++, the kernels' plain-C path) under AddressSanitizer
+    and UBSan: a host reference that also catches out-of-bounds accesses."""
+    objs = []
+    for i, src in enumerate(sources):
+        obj = out.parent / "host" / f"{i}_{src.stem}.o"
+        obj.parent.mkdir(parents=True, exist_ok=True)
+        cc = ["gcc", "-std=c99"] if src.suffix == ".c" else ["g++", "-std=gnu++17"]
+        _run([*cc, *SAN, "-Wall", *defines, *includes, "-c", str(src), "-o", str(obj)])
+        objs.append(obj)
+    _run(["g++", *SAN, *map(str, objs), "-lm", "-o", str(out)])
+    return out
+
+
+def run_host(exe: Path) -> str:
+    p = subprocess.run([str(exe)], capture_output=True, text=True, check=False, timeout=120)
+    if p.returncode != 0:
+        raise BuildError(f"{exe} exit status {p.returncode}:\n{p.stdout[-3000:]}\n{p.stderr}")
+    return p.stdout
+
+
 def run_qemu(elf: Path, timeout: int = 120) -> str:
     cmd = ["timeout", "--kill-after=5", str(timeout), "qemu-system-arm", "-M", "mps2-an386",
            "-nographic", "-monitor", "none", "-semihosting-config",

@@ -21,12 +21,14 @@ from arduino_build import (
     ROOT,
     STANDINS,
     BuildError,
+    build_host_sanitized,
     compile_all,
     compile_one,
     harness_sources,
     library_sources,
     link,
     missing_tools,
+    run_host,
     run_qemu,
     tflm_includes,
 )
@@ -218,6 +220,10 @@ def _parse(text: str) -> dict:
     return out
 
 
+def _untimed(text: str) -> list[str]:
+    return [line for line in text.splitlines() if "_US " not in line and " us" not in line]
+
+
 def _h(a) -> str:
     return np.asarray(a).astype(np.int8).tobytes().hex()
 
@@ -241,7 +247,12 @@ def test_sketch_paths_run_on_the_m4_like_the_host(case, library, tmp_path):
             for i, s in enumerate(srcs)]  # fmt: skip
     sizes = link(compile_all(jobs), tmp_path / "sketch_paths.elf")
     print(f"TFLM-free sketch paths on the M4: flash {sizes['flash']:,} B, RAM {sizes['ram']:,} B")
-    got = _parse(run_qemu(tmp_path / "sketch_paths.elf"))
+    m4_text = run_qemu(tmp_path / "sketch_paths.elf")
+    got = _parse(m4_text)
+    # the same program on the host, under ASan/UBSan, prints the same (but for timings)
+    srcs_host = [s for s in srcs if s.parent != ROOT / "tflm_ops" / "m4"]
+    exe = build_host_sanitized(srcs_host, inc, ["-DEDGEPLUS_NO_TFLM=1"], tmp_path / "host.exe")
+    assert _untimed(run_host(exe)) == _untimed(m4_text)
     print("M4:", got["REPORT"], "| stage output", len(got["STAGE_OUTPUT"]) // 2, "B |",
           "stage", got["STAGE_US"], "calibrate", got["CALIBRATE_US"], "(instructions / 64)")  # fmt: skip
 

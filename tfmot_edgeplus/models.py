@@ -61,19 +61,23 @@ def _inverted_residual(x, expand: int, out: int, stride: int, name: str, add: bo
     return L.Add(name=f"{name}_add")([inp, x]) if add else x
 
 
-def mbv2_micro(input_shape=(24, 24, 1), classes: int = 10, name: str = "mbv2_micro"):
-    """The MobileNetV2 pattern at a few thousand parameters: a stride-2 stem conv, inverted
-    residual blocks (1x1 expand, ZeroPadding2D + stride-2 depthwise, 1x1 projection, a
-    residual add), global average pooling and a Dense classifier. Large early feature maps
-    and a tiny tail: what patch-based inference is for, small enough for unit tests."""
+def mbv2_micro(
+    input_shape=(24, 24, 1), classes: int = 10, name: str = "mbv2_micro", width: int = 1
+):
+    """The MobileNetV2 pattern at a few thousand parameters (``width`` multiplies every
+    channel count): a stride-2 stem conv, inverted residual blocks (1x1 expand, ZeroPadding2D
+    + stride-2 depthwise, 1x1 projection, a residual add), global average pooling and a Dense
+    classifier. Large early feature maps and a tiny tail: what patch-based inference is for,
+    small enough for unit tests."""
     L = keras.layers
+    w = int(width)
     inp = keras.Input(tuple(input_shape), name="image")
-    x = L.Conv2D(8, 3, strides=2, padding="same", use_bias=False, name="stem")(inp)
+    x = L.Conv2D(8 * w, 3, strides=2, padding="same", use_bias=False, name="stem")(inp)
     x = L.BatchNormalization(name="stem_bn")(x)
     x = L.ReLU(6.0, name="stem_relu")(x)
-    x = _inverted_residual(x, 16, 8, 2, "b1")
-    x = _inverted_residual(x, 24, 8, 1, "b2", add=True)
-    x = _inverted_residual(x, 24, 16, 2, "b3")
+    x = _inverted_residual(x, 16 * w, 8 * w, 2, "b1")
+    x = _inverted_residual(x, 24 * w, 8 * w, 1, "b2", add=True)
+    x = _inverted_residual(x, 24 * w, 16 * w, 2, "b3")
     x = L.GlobalAveragePooling2D(name="gap")(x)
     return keras.Model(inp, L.Dense(classes, name="logits")(x), name=name)
 

@@ -1,13 +1,16 @@
-/* Implementation of the Arduino.h stand-in for the QEMU test programs: Serial writes to the
- * semihosting console (stdout) and reads nothing; micros() is the M4 harness's instruction
- * counter converted at one instruction per cycle at the Nano's 64 MHz (an instruction count
- * in virtual time, not a measured latency). */
+/* Implementation of the Arduino.h stand-in for the test programs: Serial writes to stdout
+ * (QEMU's semihosting console on the M4) and reads nothing. micros() on the M4 is the
+ * harness's instruction counter converted at one instruction per cycle at the Nano's 64 MHz
+ * (an instruction count in virtual time, not a measured latency); on the host (the sanitizer
+ * build of the same program) it is the monotonic clock. */
 #include <stdio.h>
 
 #include "Arduino.h"
-#include "m4_harness.h"
 
 SerialStandIn Serial;
+
+#if defined(__arm__)
+#include "m4_harness.h"
 
 static bool counter_started = false;
 
@@ -18,6 +21,15 @@ unsigned long micros(void) {
   }
   return static_cast<unsigned long>(m4_counter_ticks() * M4_INSTR_PER_TICK / 64u);
 }
+#else
+#include <time.h>
+
+unsigned long micros(void) {
+  timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return static_cast<unsigned long>(t.tv_sec * 1000000ull + t.tv_nsec / 1000);
+}
+#endif
 unsigned long millis(void) { return micros() / 1000u; }
 void delay(unsigned long ms) {
   const unsigned long t0 = millis();

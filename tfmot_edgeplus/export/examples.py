@@ -7,14 +7,14 @@ Each example folder gets ``edgeplus_model.h/.cpp`` (and ``edgeplus_qcore.h/.cpp`
 :func:`~tfmot_edgeplus.export.arduino.write_sketch_data`, whose banners record this command,
 the sources' hashes and the accuracies measured here. Real data, small models, a few minutes:
 
-- **PatchInference**: :func:`~tfmot_edgeplus.models.mbv2_micro` at 48x48 on Fashion-MNIST
-  (``train`` training images upsampled as the QuantMCU recipe does, ``epochs`` of Adam, one
-  epoch of TF-MOT's 8-bit QAT, full-integer conversion), planned with VDPC/VDQS on 128
-  calibration images, the settings chosen by :func:`~tfmot_edgeplus.quantmcu.tune_plan` (fewest
-  BitOPs with ``agreement`` top-1 agreement with the int8 model on those images: 0.85, because
-  no 4-bit map of this 8-channel model keeps 0.95); the test input is the first test image. The deployed model (stage as
-  one EDGEPLUS_PATCH_STAGE op) is scored on ``test`` test images through the split runner
-  (bit-exact with the op).
+- **PatchInference**: :func:`~tfmot_edgeplus.models.mbv2_micro` (``width`` 2) at 48x48 on
+  Fashion-MNIST (``train`` training images upsampled as the QuantMCU recipe does, ``epochs``
+  of Adam, one epoch of TF-MOT's 8-bit QAT, full-integer conversion), planned with VDPC/VDQS
+  on 128 calibration images, the settings chosen by
+  :func:`~tfmot_edgeplus.quantmcu.tune_plan` (fewest BitOPs with ``agreement`` top-1
+  agreement with the int8 model on those images); the test input is the first test image.
+  The deployed model (stage as one EDGEPLUS_PATCH_STAGE op) is scored on ``test`` test
+  images through the split runner (bit-exact with the op), next to the int8 model.
 - **MotionContinualCalibration**: the QCore recipe (:func:`~tfmot_edgeplus.qcore_continual`)
   at W4 with only the "none" method, so the calibrator is the offline-fitted one the device
   starts from; the bundle carries the training subjects' channel statistics.
@@ -34,7 +34,12 @@ COMMAND = "python -m tfmot_edgeplus.export.examples"
 
 
 def patch_inference(
-    folder: Path, train: int = 10000, test: int = 1000, epochs: int = 8, agreement: float = 0.85
+    folder: Path,
+    train: int = 10000,
+    test: int = 1000,
+    epochs: int = 8,
+    agreement: float = 0.95,
+    width: int = 2,
 ) -> dict:
     import tensorflow_model_optimization as tfmot
 
@@ -50,7 +55,7 @@ def patch_inference(
     x_train, y_train, x_calib = x[:train], data.y_train[:train], x[train:]
     x_test, y_test = upsample(data.x_test, 48), np.asarray(data.y_test)
     keras.utils.set_random_seed(0)
-    m = models.mbv2_micro((48, 48, 1), 10, name="fashion_mbv2_micro")
+    m = models.mbv2_micro((48, 48, 1), 10, name="fashion_mbv2_micro", width=width)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     m.compile(keras.optimizers.Adam(3e-3), loss, metrics=["accuracy"])
     m.fit(x_train, y_train, epochs=epochs, batch_size=64, verbose=2)
