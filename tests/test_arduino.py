@@ -363,3 +363,35 @@ def test_committed_example_data_is_what_its_header_says(example):
     if (folder / "edgeplus_qcore.h").exists():
         q = _defines((folder / "edgeplus_qcore.h").read_text())
         assert q["EDGEPLUS_QCORE_FEATURES"] == d["EDGEPLUS_OUTPUT_ELEMENTS"]
+
+
+# ----------------------------------------------------------------------------- the commands
+
+
+def test_export_commands(case, tmp_path):
+    from click.testing import CliRunner
+
+    from tfmot_edgeplus.cli import main
+
+    lib = tmp_path / "EdgePlus"
+    result = CliRunner().invoke(main, ["export", "arduino-library", "--out", str(lib)])
+    assert result.exit_code == 0 and (lib / "src" / "EdgePlus.h").is_file(), result.output
+    result = CliRunner().invoke(main, ["export", "arduino-library", "--out", str(lib)])
+    assert result.exit_code != 0 and "pass --force" in result.output
+
+    model, plan, x = tmp_path / "m.tflite", tmp_path / "m_plan.json", tmp_path / "x.npy"
+    model.write_bytes(case["tfl"])
+    plan.write_text(case["plan"].to_json())
+    np.save(x, case["x"][3])
+    args = ["export", "arduino", "--model", str(model), "--plan", str(plan), "--input", str(x),
+            "--label", str(int(case["y"][3])), "--out", str(tmp_path / "Cli")]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "arduino-cli compile --fqbn arduino:mbed_nano:nano33ble" in result.output
+    h = (tmp_path / "Cli" / "edgeplus_model.h").read_text()
+    assert f"#define EDGEPLUS_TEST_LABEL {int(case['y'][3])}" in h
+    result = CliRunner().invoke(main, [*args, "--sram-reserve", "250k"])
+    assert result.exit_code != 0 and "already exists" in result.output
+    result = CliRunner().invoke(main, [*args, "--sram-reserve", "250k", "--force"])
+    assert result.exit_code != 0 and "too large for the Arduino Nano 33 BLE" in result.output
+    assert (tmp_path / "Cli" / "Cli.ino").is_file()  # the refused export left the old one
