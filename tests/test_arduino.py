@@ -140,7 +140,7 @@ def test_exported_sketch_files_banner_and_commands(case):
     f = sk.figures
     assert f["flash_data_bytes"] < FLASH_BYTES and f["arena_bytes"] % 16 == 0
     assert "arduino:mbed_nano:nano33ble" in sk.commands and str(sk.folder) in sk.commands
-    print(sk.summary())
+    assert f"{f['flash_data_bytes']:,} B of 983,040" in sk.summary()
 
 
 def test_export_refuses_bad_input(case, tmp_path, mbv2_int8):
@@ -229,7 +229,7 @@ def _h(a) -> str:
 
 
 @needs_m4
-def test_sketch_paths_run_on_the_m4_like_the_host(case, library, tmp_path):
+def test_sketch_paths_run_on_the_m4_like_the_host(case, library, tmp_path, capsys):
     from tfmot_edgeplus.conversion.packing import pack
     from tfmot_edgeplus.runtime.tflm import TFLMRunner, quantize
 
@@ -246,15 +246,19 @@ def test_sketch_paths_run_on_the_m4_like_the_host(case, library, tmp_path):
     jobs = [(s, tmp_path / "obj" / f"{i}_{s.stem}.o", inc, ["-DEDGEPLUS_NO_TFLM=1"], False)
             for i, s in enumerate(srcs)]  # fmt: skip
     sizes = link(compile_all(jobs), tmp_path / "sketch_paths.elf")
-    print(f"TFLM-free sketch paths on the M4: flash {sizes['flash']:,} B, RAM {sizes['ram']:,} B")
     m4_text = run_qemu(tmp_path / "sketch_paths.elf")
     got = _parse(m4_text)
     # the same program on the host, under ASan/UBSan, prints the same (but for timings)
     srcs_host = [s for s in srcs if s.parent != ROOT / "tflm_ops" / "m4"]
     exe = build_host_sanitized(srcs_host, inc, ["-DEDGEPLUS_NO_TFLM=1"], tmp_path / "host.exe")
     assert _untimed(run_host(exe)) == _untimed(m4_text)
-    print("M4:", got["REPORT"], "| stage output", len(got["STAGE_OUTPUT"]) // 2, "B |",
-          "stage", got["STAGE_US"], "calibrate", got["CALIBRATE_US"], "(instructions / 64)")  # fmt: skip
+    f = sk.figures
+    with capsys.disabled():  # the sizes, in make test's output
+        print(f"\n[arduino] exported sketch data: flash {f['flash_data_bytes']:,} B, SRAM "
+              f"{f['sram_data_bytes']:,} B | TFLM-free sketch paths linked for the Nano "
+              f"(1 MB / 256 KB): flash {sizes['flash']:,} B, RAM {sizes['ram']:,} B | M4 "
+              f"estimates (instructions / 64 MHz): patch stage {got['STAGE_US']}, calibrate "
+              f"{got['CALIBRATE_US']}")  # fmt: skip
 
     # the patch stage: the NumPy reference (bit-exact with the C kernels and the custom op)
     want = simulate.run_stage(low.program, low.filters, xq)
