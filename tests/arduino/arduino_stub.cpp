@@ -39,7 +39,9 @@ void delay(unsigned long ms) {
 void pinMode(int, int) {}
 void digitalWrite(int, int) {}
 
-size_t Print::print(const char* s) { return static_cast<size_t>(fputs(s, stdout) >= 0 ? strlen(s) : 0); }
+size_t Print::print(const char* s) {
+  return fputs(s, stdout) >= 0 ? strlen(s) : 0;
+}
 size_t Print::print(char c) { return putchar(c) == EOF ? 0 : 1; }
 size_t Print::print(int v) { return static_cast<size_t>(printf("%d", v)); }
 size_t Print::print(unsigned int v) { return static_cast<size_t>(printf("%u", v)); }

@@ -90,29 +90,35 @@ static int run_qcore() {
   return 0;
 }
 
+static void refused(const char* what, edgeplus_status s) {
+  printf(" %s=%s", what, edgeplus_status_str(s));
+}
+
 // What the library must refuse, with a status, without touching anything.
 static void run_refusals() {
   edgeplus::PatchStage stage;
-  printf("REFUSE stage_run_before_begin=%s", edgeplus_status_str(stage.run(case_stage_input, stage_output)));
-  const int32_t need = edgeplus::PatchStage::scratchBytes(case_program, CASE_STAGE_WORDS);
-  printf(" stage_small_scratch=%s", edgeplus_status_str(stage.begin(case_program, CASE_STAGE_WORDS,
-                                                                    case_filters, stage_scratch, need - 1)));
-  printf(" stage_truncated=%s", edgeplus_status_str(stage.begin(case_program, CASE_STAGE_WORDS - 1,
-                                                                case_filters, stage_scratch,
-                                                                sizeof(stage_scratch))));
+  const int32_t words = CASE_STAGE_WORDS;
+  const int32_t need = edgeplus::PatchStage::scratchBytes(case_program, words);
+  printf("REFUSE");
+  refused("stage_run_before_begin", stage.run(case_stage_input, stage_output));
+  refused("stage_small_scratch",
+          stage.begin(case_program, words, case_filters, stage_scratch, need - 1));
+  refused("stage_truncated", stage.begin(case_program, words - 1, case_filters, stage_scratch,
+                                         sizeof(stage_scratch)));
   edgeplus::QCoreCalibrator cal;
-  const int32_t ram = edgeplus::QCoreCalibrator::ramBytes(kEdgePlusQCore, EDGEPLUS_QCORE_CHUNK);
-  printf(" qcore_small_ram=%s",
-         edgeplus_status_str(cal.begin(kEdgePlusQCore, qcore_ram, ram - 1, EDGEPLUS_QCORE_CHUNK)));
-  printf(" qcore_chunk_0=%s", edgeplus_status_str(cal.begin(kEdgePlusQCore, qcore_ram, ram, 0)));
+  const int32_t chunk = EDGEPLUS_QCORE_CHUNK;
+  const int32_t ram = edgeplus::QCoreCalibrator::ramBytes(kEdgePlusQCore, chunk);
+  refused("qcore_small_ram", cal.begin(kEdgePlusQCore, qcore_ram, ram - 1, chunk));
+  refused("qcore_chunk_0", cal.begin(kEdgePlusQCore, qcore_ram, ram, 0));
   edgeplus::QCoreSpec bad = kEdgePlusQCore;
   bad.rng_state = 0;
-  printf(" qcore_rng_0=%s", edgeplus_status_str(cal.begin(bad, qcore_ram, ram, EDGEPLUS_QCORE_CHUNK)));
+  refused("qcore_rng_0", cal.begin(bad, qcore_ram, ram, chunk));
   bad = kEdgePlusQCore;
   bad.core_items = bad.core_size + 1;
-  printf(" qcore_core_items=%s", edgeplus_status_str(cal.begin(bad, qcore_ram, ram, EDGEPLUS_QCORE_CHUNK)));
+  refused("qcore_core_items", cal.begin(bad, qcore_ram, ram, chunk));
   int8_t logits[EDGEPLUS_QCORE_CLASSES];
-  printf(" qcore_predict_before_begin=%s\n", edgeplus_status_str(cal.predict(case_chunk_x, logits)));
+  refused("qcore_predict_before_begin", cal.predict(case_chunk_x, logits));
+  printf("\n");
 }
 
 int main(void) {

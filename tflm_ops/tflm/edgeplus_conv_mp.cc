@@ -70,29 +70,9 @@ struct OpData {
 
 // ---------------------------------------------------------------- options
 
-bool IsKnownKey(const char* key) {
-#define EDGEPLUS_KEY_MATCHES(field, name, kind, lo, hi) \
-  if (strcmp(key, name) == 0) return true;
-  EDGEPLUS_CONV_MP_OPTIONS(EDGEPLUS_KEY_MATCHES)
-#undef EDGEPLUS_KEY_MATCHES
-  return false;
-}
-
-// Parses the flexbuffer map strictly: exactly the schema's keys, each with its
-// type and bounds. Prints what is wrong and returns false on any problem.
-bool ParseOptions(const char* buffer, size_t length, edgeplus_conv_mp_options* opt) {
-  flexbuffers::Map map = flexbuffers::Map::EmptyMap();
-  bool ok = true;
-  if (!OpenOptionsMap(kOp, buffer, length, EDGEPLUS_CONV_MP_NUM_OPTIONS, IsKnownKey, &map,
-                      &ok)) {
-    return false;
-  }
-#define EDGEPLUS_READ(field, name, kind, lo, hi) \
-  EDGEPLUS_READ_OPTION_##kind(kOp, map, opt, ok, field, name, lo, hi)
-  EDGEPLUS_CONV_MP_OPTIONS(EDGEPLUS_READ)
-#undef EDGEPLUS_READ
-  return ok;
-}
+// IsKnownKey and ParseOptions (strict: exactly the schema's keys, each with its type and bounds)
+EDGEPLUS_DEFINE_OPTIONS_PARSER(EDGEPLUS_CONV_MP_OPTIONS, EDGEPLUS_CONV_MP_NUM_OPTIONS,
+                               edgeplus_conv_mp_options, kOp)
 
 void* Init(TfLiteContext* context, const char* buffer, size_t length) {
   void* raw = context->AllocatePersistentBuffer(context, sizeof(OpData));

@@ -126,8 +126,8 @@ inline bool ReadBlobOption(const char* op, const flexbuffers::Map& map, const ch
 }  // namespace edgeplus
 }  // namespace tflite
 
-// X-macro readers: EDGEPLUS_READ_OPTIONS(OPTIONS_MACRO, op, map, opt, ok) reads every key of
-// an op's <OP>_OPTIONS(X) list into the struct *opt, and-ing the results into ok.
+// X-macro readers of one key of an op's <OP>_OPTIONS(X) list into the struct *opt, and-ing the
+// result into ok.
 #define EDGEPLUS_READ_OPTION_INT(op, map, opt, ok, field, name, lo, hi) \
   ok = ::tflite::edgeplus::ReadIntOption(op, map, name, lo, hi, &(opt)->field) && ok;
 #define EDGEPLUS_READ_OPTION_BOOL(op, map, opt, ok, field, name, lo, hi) \
@@ -136,5 +136,31 @@ inline bool ReadBlobOption(const char* op, const flexbuffers::Map& map, const ch
   ok = ::tflite::edgeplus::ReadBlobOption(op, map, name, lo, hi, &(opt)->field,               \
                                           &(opt)->field##_bytes) &&                           \
        ok;
+
+// Defines, in the including (anonymous) namespace, the strict options parser of one op:
+//   bool IsKnownKey(const char* key);                       // a key of OPTIONS_MACRO
+//   bool ParseOptions(const char* buffer, size_t length, OPTIONS_TYPE* opt);
+// ParseOptions checks the map and reads every key with its type and bounds; it prints what is
+// wrong (naming `op`) and returns false on any problem.
+#define EDGEPLUS_DEFINE_OPTIONS_PARSER(OPTIONS_MACRO, NUM_OPTIONS, OPTIONS_TYPE, op)             \
+  bool IsKnownKey(const char* key) {                                                          \
+    OPTIONS_MACRO(EDGEPLUS_KEY_MATCHES_)                                                      \
+    return false;                                                                             \
+  }                                                                                           \
+  bool ParseOptions(const char* buffer, size_t length, OPTIONS_TYPE* opt) {                   \
+    const char* const op_name = (op);                                                         \
+    flexbuffers::Map map = flexbuffers::Map::EmptyMap();                                      \
+    bool ok = true;                                                                           \
+    if (!::tflite::edgeplus::OpenOptionsMap(op_name, buffer, length, NUM_OPTIONS, IsKnownKey,  \
+                                            &map, &ok)) {                                     \
+      return false;                                                                           \
+    }                                                                                         \
+    OPTIONS_MACRO(EDGEPLUS_READ_OPTION_)                                                      \
+    return ok;                                                                                \
+  }
+#define EDGEPLUS_KEY_MATCHES_(field, name, kind, lo, hi) \
+  if (strcmp(key, name) == 0) return true;
+#define EDGEPLUS_READ_OPTION_(field, name, kind, lo, hi) \
+  EDGEPLUS_READ_OPTION_##kind(op_name, map, opt, ok, field, name, lo, hi)
 
 #endif  // EDGEPLUS_OPTIONS_H_

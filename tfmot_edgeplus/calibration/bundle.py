@@ -29,13 +29,14 @@ import numpy as np
 from tfmot_edgeplus.calibration.head import IntHead, split_head
 from tfmot_edgeplus.calibration.step import FlipNet
 
-__all__ = ["FORMAT", "QCoreBundle", "load_qcore", "save_qcore"]
+__all__ = ["FORMAT", "QCoreBundle", "load_qcore", "save_qcore", "sha256"]
 
 FORMAT = "edgeplus-qcore/1"
 _NET_FIELDS = ("w1", "b1", "m1", "s1", "w2", "b2", "threshold")
 
 
 def sha256(data: bytes) -> str:
+    """Hex SHA-256 of ``data`` (how bundles and sketch banners name the bytes they refer to)."""
     return hashlib.sha256(bytes(data)).hexdigest()
 
 

@@ -50,6 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tfmot_edgeplus.calibration.bundle import sha256
 from tfmot_edgeplus.export import c_arrays as C
 
 __all__ = [
@@ -87,20 +88,27 @@ class ExportError(ValueError):
 # ----------------------------------------------------------------------------- folders
 
 
+def _check_folder(out: Path, force: bool, what: str) -> None:
+    """Refuse an existing ``out`` unless ``force`` and an earlier export made it (its marker
+    file), so nothing else is ever deleted."""
+    if not out.exists():
+        return
+    if not force:
+        raise ExportError(
+            f"{what} folder {str(out)!r} already exists; pass --force (force=True) to "
+            "replace it, or choose another folder"
+        )
+    if not (out / MARKER).is_file():
+        raise ExportError(
+            f"{str(out)!r} exists and was not written by an edgeplus export (no {MARKER} "
+            "file), so --force will not delete it; remove it yourself or choose another folder"
+        )
+
+
 def _prepare_folder(out: Path, force: bool, what: str) -> None:
-    """Create ``out``; an existing folder is replaced only with ``force`` and only if an
-    earlier export made it (its marker file), so nothing else is ever deleted."""
+    """Create ``out`` empty (but for the marker), after :func:`_check_folder`."""
+    _check_folder(out, force, what)
     if out.exists():
-        if not force:
-            raise ExportError(
-                f"{what} folder {str(out)!r} already exists; pass --force (force=True) to "
-                "replace it, or choose another folder"
-            )
-        if not (out / MARKER).is_file():
-            raise ExportError(
-                f"{str(out)!r} exists and was not written by an edgeplus export (no {MARKER} "
-                "file), so --force will not delete it; remove it yourself or choose another folder"
-            )
         shutil.rmtree(out)
     out.mkdir(parents=True)
     (out / MARKER).write_text(f"written by tfmot_edgeplus {what} export; safe to replace\n")
@@ -193,11 +201,9 @@ def _device_model(model_bytes: bytes, lowered, head) -> _Device:
     from tfmot_edgeplus.runtime import TFLMRunner, kernels
     from tfmot_edgeplus.runtime.patch_runner import glue_registerer
 
-    device = model_bytes
-    if lowered is not None:
-        device = deploy_model(model_bytes, lowered)
-    if head is not None:
-        device = split_head(device, len(head.layers)).backbone
+    device = model_bytes if lowered is None else deploy_model(model_bytes, lowered)
+    if head is not None:  # the backbone; check_model has cut the undeployed one already
+        device = head.backbone if lowered is None else split_head(device, len(head.layers)).backbone
     builtins, customs = _model_ops(device)
     builtins += [_TFLM_CUSTOM[c] for c in customs if c in _TFLM_CUSTOM]  # e.g. 2/3-bit weights
     customs = [c for c in customs if c not in _TFLM_CUSTOM]
@@ -280,7 +286,7 @@ def _qcore_files(bundle, head, chunk: int, banner: str) -> tuple[str, str, dict]
         banner,
         "#ifndef EDGEPLUS_QCORE_DATA_H_\n#define EDGEPLUS_QCORE_DATA_H_\n\n",
         "#include <EdgePlus.h>\n\n",
-        "/* new samples kept between two calibrations (QCoreCalibrator::begin's chunk_capacity) */\n",
+        "/* new samples kept between two calibrations (QCoreCalibrator::begin's chunk) */\n",
         f"#define EDGEPLUS_QCORE_CHUNK {chunk}\n",
         "/* RAM of QCoreCalibrator::begin for that chunk (== QCoreCalibrator::ramBytes) */\n",
         f"#define EDGEPLUS_QCORE_RAM_BYTES {ram}\n",
@@ -293,7 +299,7 @@ def _qcore_files(bundle, head, chunk: int, banner: str) -> tuple[str, str, dict]
     if bundle.input_mean is not None:
         k = len(bundle.input_mean)
         h += [
-            "\n/* per-channel input normalisation the model was trained with: (x - mean) / std */\n",
+            "\n/* per-channel input normalisation of the training data: (x - mean) / std */\n",
             f"#define EDGEPLUS_INPUT_CHANNELS {k}\n",
             C.declaration("float", "edgeplus_input_mean", k),
             C.declaration("float", "edgeplus_input_std", k),
@@ -349,7 +355,8 @@ def _qcore_files(bundle, head, chunk: int, banner: str) -> tuple[str, str, dict]
         (
             "\nconst edgeplus::QCoreSpec kEdgePlusQCore = {\n"
             f"  {n}, layers, {bundle.margin}, {bundle.tries}, {bundle.max_steps},\n"
-            f"  {bundle.core_size}, {k}, core_x, core_y, core_counts, {bundle.rng_state & 0xFFFFFFFF}u\n"
+            f"  {bundle.core_size}, {k}, core_x, core_y, core_counts, "
+            f"{bundle.rng_state & 0xFFFFFFFF}u\n"
             "};\n"
         ),
     ]
@@ -381,7 +388,7 @@ def _model_files(dev: _Device, test_input, test_label: int, class_names, banner:
         f"\n/* class names ({len(class_names)}; none: the sketch prints indices) */\n",
         f"#define EDGEPLUS_CLASS_COUNT {len(class_names)}\n",
         f"extern const char* const edgeplus_class_names[{max(len(class_names), 1)}];\n",
-        "\n/* resolver slots EdgePlusAddModelOps takes: the model's builtins + edgeplus::kNumOps */\n",
+        "\n/* resolver slots of EdgePlusAddModelOps: the model's builtins + edgeplus::kNumOps */\n",
         f"#define EDGEPLUS_MODEL_OPS {len(dev.builtins) + 2}\n\n",
         "#if defined(__cplusplus) && !defined(EDGEPLUS_NO_TFLM)\n",
         "#include <EdgePlus.h>\n\n",
@@ -524,10 +531,10 @@ def write_sketch_data(
         if x.dtype != np.int8:
             x = quantize(x.astype(np.float32), dev.input["scale"], dev.input["zero_point"], np.int8)
         x = np.asarray(x, np.int8).reshape(-1)
-    sources = {"model": f"{len(model):,} B, sha256 {_sha(model)}"}
+    sources = {"model": f"{len(model):,} B, sha256 {sha256(model)}"}
     if plan is not None:
         sources["plan"] = (
-            f"split {plan.split}, grid {plan.grid}, sha256 {_sha(plan.to_json().encode())}"
+            f"split {plan.split}, grid {plan.grid}, sha256 {sha256(plan.to_json().encode())}"
         )
     if bundle is not None:
         sources["qcore"] = (
@@ -568,12 +575,6 @@ def write_sketch_data(
     for name, text in files.items():
         Path(folder, name).write_text(text)
     return list(files), figures
-
-
-def _sha(data: bytes) -> str:
-    import hashlib
-
-    return hashlib.sha256(data).hexdigest()
 
 
 def _check_budget(f: dict, flash_reserve: int, sram_reserve: int) -> None:
@@ -632,8 +633,7 @@ def export_sketch(
             f"sketch folder name {name!r} is not a valid Arduino sketch name (letters, digits, "
             "_ - . , starting with a letter or digit, at most 63 characters)"
         )
-    if out.exists() and not force:
-        _prepare_folder(out, force, "sketch")  # raises: refuse before any work
+    _check_folder(out, force, "sketch")  # before any work
     staging = out.with_name(f".{name}.staging")
     if staging.exists():
         shutil.rmtree(staging)

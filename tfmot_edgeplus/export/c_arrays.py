@@ -7,7 +7,7 @@ import datetime
 
 import numpy as np
 
-__all__ = ["banner", "c_float", "c_int", "declaration", "definition"]
+__all__ = ["banner", "c_float", "c_int", "declaration", "definition", "utc_now"]
 
 _CTYPES = {
     "int8_t": np.int8,
