@@ -15,6 +15,7 @@ from tfmot_edgeplus.patching.program import (
     StageProgram,
     StageStep,
     StageTensor,
+    input_need,
     region_bytes,
 )
 
@@ -152,12 +153,7 @@ def random_program(
     n = min(n, shapes[-1][0], shapes[-1][1])
     outlier = rng.random(n * n) < 0.4
     tensors = [StageTensor(*shapes[i], bits=bits[i], zp=zps[i]) for i in range(T)]
-    whole = np.array([[(0, 0, *s[:2]) for s in shapes]] * (n * n), dtype=np.int64)
     end = [(0, 0, 0, 0)] * T
-    tmp = StageProgram(
-        tuple(t if i in (0, T - 1) else _with_buffer(t, 0, 1 << 20) for i, t in enumerate(tensors)),
-        tuple(steps_out), n, outlier, whole, 1 << 20,
-    )  # fmt: skip
     regions = np.zeros((n * n, T, 4), dtype=np.int64)
     H, W = shapes[-1][:2]
     edges_h = [(i * H) // n for i in range(n + 1)]
@@ -171,7 +167,7 @@ def random_program(
             out = need[k + 1]
             if not out[2]:
                 continue
-            win = tmp.input_need(k, out)
+            win = input_need(tensors, steps_out, k, out)
             if win is None:
                 continue
             for src in steps_out[k].inputs:

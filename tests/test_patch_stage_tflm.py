@@ -159,6 +159,14 @@ def _bad_models(program, filters):
     bad_magic[0] = 0
     outside = words.copy()  # the split tensor's region of patch 0 starts past its bottom
     outside[_region_word(program, 0, T - 1)] = last.h
+    # the program: 2^30 x 16 x 2^30 wrapped the check's int64 product to 0, then
+    # 3 * c went negative and the check read 2^30 words past the program (a segfault)
+    huge = words.copy()
+    huge[HEADER_WORDS + TENSOR_WORDS : HEADER_WORDS + TENSOR_WORDS + 3] = (1 << 30, 16, 1 << 30)
+    overlap = words.copy()  # tensor 2's buffer on tensor 1's, both alive at step 1
+    overlap[HEADER_WORDS + 2 * TENSOR_WORDS + 7] = program.tensors[1].offset
+    uncovered = words.copy()  # the last patch writes nothing
+    uncovered[_region_word(program, program.grid**2 - 1, T - 1) + 2 :][:2] = 0
     slot4 = next(s for s, k in enumerate(program.slot_steps()) if program.steps[k].w_bits == 4)
     good = _model(program, filters)
 
@@ -215,6 +223,15 @@ def _bad_models(program, filters):
         ),
         "stage program is invalid (EDGEPLUS_ERR_WINDOW)": _model(
             program, filters, options=opts(program=outside.tobytes())
+        ),
+        "stage program is invalid (EDGEPLUS_ERR_DIMS)": _model(
+            program, filters, options=opts(program=huge.tobytes())
+        ),
+        "stage program is invalid (EDGEPLUS_ERR_OVERLAP)": _model(
+            program, filters, options=opts(program=overlap.tobytes())
+        ),
+        "stage program is invalid (EDGEPLUS_ERR_COVERAGE)": _model(
+            program, filters, options=opts(program=uncovered.tobytes())
         ),
         f"input tensor's zero point {other(z_in)} differs from the program's ({z_in})": _edit(
             good, zp("in")

@@ -48,10 +48,20 @@ static int ep_in_range(int32_t v, int32_t bits)
     return v >= ep_qmin(bits) && v <= ep_qmax(bits);
 }
 
+/* Every dim >= 1 and n*h*w*c <= INT32_MAX; each partial product is bounded before the
+ * next factor (four int32 factors can overflow even an int64 product). */
 static int ep_dims_positive(const edgeplus_dims *d)
 {
-    return d->n > 0 && d->h > 0 && d->w > 0 && d->c > 0 &&
-           (int64_t)d->n * d->h * d->w * d->c <= INT32_MAX;
+    int64_t count;
+    if (d->n <= 0 || d->h <= 0 || d->w <= 0 || d->c <= 0) {
+        return 0;
+    }
+    count = (int64_t)d->n * d->h; /* < 2^62 */
+    if (count > INT32_MAX) {
+        return 0;
+    }
+    count *= d->w;
+    return count <= INT32_MAX && count * d->c <= INT32_MAX;
 }
 
 edgeplus_status edgeplus__check_conv_args(const edgeplus_conv_params *params,
@@ -854,7 +864,8 @@ edgeplus_status edgeplus__conv_core(const edgeplus_context *ctx,
     edgeplus_window in_reg, out_reg, need;
     ep_im2col g;
     ep_out o;
-    int32_t avail, ch, block;
+    int64_t avail; /* scratch bytes left: int64, out_c * 16 alone may pass INT32_MAX */
+    int32_t ch, block;
     uintptr_t base, aligned;
     int pairs;
 
@@ -957,7 +968,7 @@ edgeplus_status edgeplus__conv_core(const edgeplus_context *ctx,
     }
     base = (uintptr_t)ctx->buf;
     aligned = (base + 3u) & ~(uintptr_t)3u;
-    avail = ctx->size - (int32_t)(aligned - base) - o.oc * (int32_t)sizeof(ep_rq);
+    avail = (int64_t)ctx->size - (int64_t)(aligned - base) - (int64_t)o.oc * (int64_t)sizeof(ep_rq);
     {
         ep_rq *rq = (ep_rq *)(void *)aligned;
         int8_t *stage = (int8_t *)(rq + o.oc);
@@ -968,7 +979,7 @@ edgeplus_status edgeplus__conv_core(const edgeplus_context *ctx,
             const int32_t stage_bytes = (o.oc + 3) & ~3;
             ep_dw_geom d;
             edgeplus__dw_geom(params, input_dims, filter_dims, &d);
-            if ((int64_t)avail < d.bytes) {
+            if (avail < d.bytes) {
                 return EDGEPLUS_ERR_SCRATCH;
             }
             ep_rq_prepare(rq, quant, bias, o.oc, acc_bound);
@@ -981,16 +992,21 @@ edgeplus_status edgeplus__conv_core(const edgeplus_context *ctx,
             }
             return EDGEPLUS_OK;
         }
-        avail -= 3 * g.kpad * 2;
-        block = avail > 0 ? (avail / (g.kpad * 2 + o.oc)) & ~1 : 0;
-        if (block > EDGEPLUS_CONV_PIXEL_BLOCK) {
-            block = EDGEPLUS_CONV_PIXEL_BLOCK & ~1;
-        }
-        if (block > ((window->h * window->w + 1) & ~1)) {
-            block = (window->h * window->w + 1) & ~1;
-        }
-        while (block >= 2 && ((block * o.oc + 3) & ~3) + block * g.kpad * 2 > avail) {
-            block -= 2;
+        avail -= 3 * (int64_t)g.kpad * 2;
+        {
+            /* all in int64: out_c alone may be near INT32_MAX */
+            const int64_t pixels = ((int64_t)window->h * window->w + 1) & ~(int64_t)1;
+            int64_t b = avail > 0 ? (avail / ((int64_t)g.kpad * 2 + o.oc)) & ~(int64_t)1 : 0;
+            if (b > (EDGEPLUS_CONV_PIXEL_BLOCK & ~1)) {
+                b = EDGEPLUS_CONV_PIXEL_BLOCK & ~1;
+            }
+            if (b > pixels) {
+                b = pixels;
+            }
+            while (b >= 2 && ((b * o.oc + 3) & ~(int64_t)3) + b * g.kpad * 2 > avail) {
+                b -= 2;
+            }
+            block = (int32_t)b; /* <= EDGEPLUS_CONV_PIXEL_BLOCK */
         }
         if (block < 2) {
             return EDGEPLUS_ERR_SCRATCH;

@@ -5,7 +5,8 @@ static void ep_span(int32_t o0, int32_t count, int32_t stride, int32_t pad, int3
                     int32_t dil, int32_t size, int32_t *lo, int32_t *len)
 {
     int64_t a = (int64_t)o0 * stride - pad;
-    int64_t b = (int64_t)(o0 + count - 1) * stride - pad + (int64_t)(k - 1) * dil; /* incl. */
+    /* incl.; o0 + count - 1 in int64: both may be near INT32_MAX */
+    int64_t b = ((int64_t)o0 + count - 1) * stride - pad + (int64_t)(k - 1) * dil;
     if (a < 0) {
         a = 0;
     }

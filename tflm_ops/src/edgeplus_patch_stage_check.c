@@ -6,14 +6,24 @@
 
 static int ep_in_range(int32_t v, int32_t lo, int32_t hi) { return v >= lo && v <= hi; }
 
+/* 1 <= h, w, c and h * w * c <= EP_ST_MAX_ELEMS. Each factor is bounded before it is
+ * multiplied (three int32 factors can overflow even an int64 product). */
+static int ep_elems_ok(const int32_t *t)
+{
+    return ep_in_range(t[EP_T_H], 1, EP_ST_MAX_ELEMS) &&
+           ep_in_range(t[EP_T_W], 1, EP_ST_MAX_ELEMS) &&
+           ep_in_range(t[EP_T_C], 1, EP_ST_MAX_ELEMS) &&
+           (int64_t)t[EP_T_H] * t[EP_T_W] <= EP_ST_MAX_ELEMS &&
+           (int64_t)t[EP_T_H] * t[EP_T_W] * t[EP_T_C] <= EP_ST_MAX_ELEMS;
+}
+
 static edgeplus_status ep_check_tensors(const int32_t *p, const ep_stage *st)
 {
     int32_t i, v;
     for (i = 0; i < st->T; ++i) {
         const int32_t *t = ep_st_tensor(p, st, i);
         const int end = i == 0 || i == st->T - 1;
-        if (t[EP_T_H] < 1 || t[EP_T_W] < 1 || t[EP_T_C] < 1 ||
-            (int64_t)t[EP_T_H] * t[EP_T_W] * t[EP_T_C] > EP_ST_MAX_ELEMS) {
+        if (!ep_elems_ok(t)) {
             return EDGEPLUS_ERR_DIMS;
         }
         for (v = 0; v < 2; ++v) {
@@ -42,7 +52,7 @@ static edgeplus_status ep_check_quant(const int32_t *p, int32_t words, const ep_
                                       int32_t off, int32_t kind, int32_t c)
 {
     int32_t j;
-    const int32_t size = kind == EP_ST_KIND_ADD ? EP_ST_ADD_WORDS : 3 * c;
+    const int64_t size = kind == EP_ST_KIND_ADD ? EP_ST_ADD_WORDS : 3 * (int64_t)c;
     if (off < st->quant || (int64_t)off + size > words) {
         return EDGEPLUS_ERR_DIMS;
     }
@@ -167,6 +177,39 @@ static edgeplus_status ep_check_step(const int32_t *p, int32_t words, const ep_s
     return EDGEPLUS_OK;
 }
 
+/* Buffers of two tensors alive at the same step must not share bytes (else a step would
+ * overwrite what a later one reads, and a conv's result would depend on its pixel blocks,
+ * i.e. on the scratch given). Tensor i (0 < i < T-1) is alive from step i-1, which writes
+ * it, to the last step reading it (step i-1 if none does); empty buffers share nothing.
+ * The first pair (i < j, in order) breaking it is reported. */
+static edgeplus_status ep_check_overlap(const int32_t *p, const ep_stage *st)
+{
+    uint8_t last[EDGEPLUS_STAGE_MAX_TENSORS]; /* last step tensor i is alive at (<= 254) */
+    int32_t i, j, k;
+    for (i = 1; i < st->T; ++i) {
+        last[i] = (uint8_t)(i - 1);
+    }
+    for (k = 0; k < st->S; ++k) { /* steps in order: the last reader wins */
+        const int32_t *s = ep_st_step(p, st, k);
+        last[s[EP_S_IN0]] = (uint8_t)k;
+        if (s[EP_S_KIND] == EP_ST_KIND_ADD) {
+            last[s[EP_S_IN1]] = (uint8_t)k;
+        }
+    }
+    for (i = 1; i < st->T - 1; ++i) {
+        const int32_t *a = ep_st_tensor(p, st, i);
+        for (j = i + 1; j < st->T - 1 && j - 1 <= last[i]; ++j) {
+            const int32_t *b = ep_st_tensor(p, st, j);
+            /* offset + size <= arena <= INT32_MAX (ep_check_tensors) */
+            if (a[EP_T_SIZE] > 0 && b[EP_T_SIZE] > 0 && a[EP_T_OFF] < b[EP_T_OFF] + b[EP_T_SIZE] &&
+                b[EP_T_OFF] < a[EP_T_OFF] + a[EP_T_SIZE]) {
+                return EDGEPLUS_ERR_OVERLAP;
+            }
+        }
+    }
+    return EDGEPLUS_OK;
+}
+
 static int ep_contains(const int32_t *outer, const edgeplus_window *in)
 {
     return outer[2] > 0 && in->y >= outer[0] && in->x >= outer[1] &&
@@ -214,6 +257,39 @@ static edgeplus_status ep_check_patch(const int32_t *p, const ep_stage *st, int3
     return EDGEPLUS_OK;
 }
 
+/* The output window (y, x, h, w) of patch q. */
+static const int32_t *ep_out_window(const int32_t *p, const ep_stage *st, int32_t q)
+{
+    return ep_st_patch(p, st, q) + 1 + 4 * (st->T - 1);
+}
+
+/* The patches' windows of the output tile it as the n x n grid, row-major: patch (r, c) has
+ * the rows of patch (r, 0) and the columns of patch (0, c), both non-empty; the row bands
+ * follow each other from row 0 to the output's height, the column bands from column 0 to
+ * its width. So every output element is written, by exactly one patch. The first patch
+ * breaking it is reported (the regions are inside the output: ep_check_patch). */
+static edgeplus_status ep_check_coverage(const int32_t *p, const ep_stage *st)
+{
+    const int32_t *t = ep_st_tensor(p, st, st->T - 1);
+    const int32_t *end = ep_out_window(p, st, st->P - 1);
+    int32_t q;
+    for (q = 0; q < st->P; ++q) {
+        const int32_t r = q / st->n, c = q % st->n;
+        const int32_t *w = ep_out_window(p, st, q);
+        const int32_t *above = ep_out_window(p, st, (r > 0 ? r - 1 : 0) * st->n);
+        const int32_t *left = ep_out_window(p, st, c > 0 ? c - 1 : 0);
+        const int32_t y = r > 0 ? above[0] + above[2] : 0, x = c > 0 ? left[1] + left[3] : 0;
+        if (w[2] < 1 || w[3] < 1 || w[0] != y || w[1] != x ||
+            w[2] != ep_out_window(p, st, r * st->n)[2] || w[3] != ep_out_window(p, st, c)[3]) {
+            return EDGEPLUS_ERR_COVERAGE;
+        }
+    }
+    if (end[0] + end[2] != t[EP_T_H] || end[1] + end[3] != t[EP_T_W]) {
+        return EDGEPLUS_ERR_COVERAGE;
+    }
+    return EDGEPLUS_OK;
+}
+
 edgeplus_status edgeplus_patch_stage_check(const int32_t *program, int32_t words)
 {
     ep_stage st;
@@ -226,8 +302,11 @@ edgeplus_status edgeplus_patch_stage_check(const int32_t *program, int32_t words
     for (k = 0; rc == EDGEPLUS_OK && k < st.S; ++k) {
         rc = ep_check_step(program, words, &st, k, &slots);
     }
+    if (rc == EDGEPLUS_OK) {
+        rc = ep_check_overlap(program, &st);
+    }
     for (q = 0; rc == EDGEPLUS_OK && q < st.P; ++q) {
         rc = ep_check_patch(program, &st, q);
     }
-    return rc;
+    return rc == EDGEPLUS_OK ? ep_check_coverage(program, &st) : rc;
 }

@@ -18,6 +18,10 @@ const char *edgeplus_status_str(edgeplus_status status)
         return "EDGEPLUS_ERR_SCRATCH";
     case EDGEPLUS_ERR_ARG:
         return "EDGEPLUS_ERR_ARG";
+    case EDGEPLUS_ERR_COVERAGE:
+        return "EDGEPLUS_ERR_COVERAGE";
+    case EDGEPLUS_ERR_OVERLAP:
+        return "EDGEPLUS_ERR_OVERLAP";
     default:
         return "EDGEPLUS_ERR_UNKNOWN";
     }

@@ -9,7 +9,10 @@
  * - every truncation of the program refused (with and without its word count fixed);
  * - corrupted programs (1 or 2 words set to nearby, extreme or random values): the check
  *   returns a known status and never reads outside the words; whatever it accepts runs
- *   with status OK at exactly its scratch size. Programs, scratch, filters, input and
+ *   with status OK at exactly its scratch size, writes every output element and gives the
+ *   same output with the whole scratch pool (and other garbage in it); malformed programs
+ *   (overflowing dims, overlapping buffers, patches not tiling the output) refused with
+ *   their status. Programs, scratch, filters, input and
  *   output sit at the END of their static pools, so an overread hits ASan's redzone.
  */
 #include <stdio.h>
@@ -47,6 +50,7 @@ static int8_t s_scratch[ST_SCRATCH];
 static int8_t s_filters[ST_SLOTS][ST_FILTER];
 static int8_t s_input[ST_IO];
 static int8_t s_output[ST_IO];
+static int8_t s_expect[ST_IO];
 static uint32_t s_rng = 0x9E3779B9u;
 
 static uint32_t xorshift(void)
@@ -79,7 +83,8 @@ static int untouched(const int8_t *out, int32_t n)
 static int known_status(edgeplus_status st)
 {
     return st == EDGEPLUS_OK || st == EDGEPLUS_ERR_NULL || st == EDGEPLUS_ERR_DIMS ||
-           st == EDGEPLUS_ERR_BITS || st == EDGEPLUS_ERR_WINDOW || st == EDGEPLUS_ERR_ARG;
+           st == EDGEPLUS_ERR_BITS || st == EDGEPLUS_ERR_WINDOW || st == EDGEPLUS_ERR_ARG ||
+           st == EDGEPLUS_ERR_COVERAGE || st == EDGEPLUS_ERR_OVERLAP;
 }
 
 static void test_stage_golden(void)
@@ -173,6 +178,75 @@ static int32_t tensor_field(const int32_t *p, int32_t i, int32_t field)
     return p[8 + 9 * i + field];
 }
 
+/* Word index of tensor i's field f, and of patch q's region of tensor i (field f). */
+#define ST_TENSOR(i, f) (8 + 9 * (i) + (f))
+#define ST_REGION(T, S, q, i, f) (8 + 9 * (T) + 20 * (S) + (q) * (1 + 4 * (T)) + 1 + 4 * (i) + (f))
+
+/* Malformed golden programs, each refused with its status (the Python twin, with the same
+ * cases and program.py's status: tests/test_patch_stage_c.py), and buffers shared by
+ * tensors never alive at the same step accepted and run to the golden output. */
+static void test_stage_malformed(void)
+{
+    const golden_stage_case *g = &golden_stage;
+    const int32_t T = g->program[2], S = g->program[3], last = T - 1;
+    static const int32_t big = 1 << 30;
+    struct {
+        const char *what;
+        int32_t edits; /* (index, value) pairs */
+        int32_t at[3], value[3];
+        edgeplus_status want;
+    } cases[] = {
+        /* the issue's program: h * w * c = 2^64 wrapped an int64 product to 0, then 3 * c
+         * went negative and the quant check read 2^30 words past the program */
+        {"dims 2^30 x 16 x 2^30", 3, {ST_TENSOR(1, 0), ST_TENSOR(1, 1), ST_TENSOR(1, 2)},
+         {big, 16, big}, EDGEPLUS_ERR_DIMS},
+        {"c = 2^30 (3 c past int32)", 1, {ST_TENSOR(1, 2)}, {big}, EDGEPLUS_ERR_DIMS},
+        {"h * w = 2^32 (0 in int32)", 2, {ST_TENSOR(3, 0), ST_TENSOR(3, 1)}, {1 << 16, 1 << 16},
+         EDGEPLUS_ERR_DIMS},
+        {"h * w * c = 2^28", 3, {ST_TENSOR(last, 0), ST_TENSOR(last, 1), ST_TENSOR(last, 2)},
+         {1 << 14, 1 << 14, 1}, EDGEPLUS_ERR_DIMS},
+        /* tensor 2 (alive at steps 1-2) 1 byte into tensor 1 (steps 0-1) */
+        {"buffers 1 and 2 overlap", 1, {ST_TENSOR(2, 7)}, {439}, EDGEPLUS_ERR_OVERLAP},
+        /* tensor 5 (steps 4-5) on tensor 3 (steps 2-4: the add reads it) */
+        {"buffers 3 and 5 overlap", 1, {ST_TENSOR(5, 7)}, {924}, EDGEPLUS_ERR_OVERLAP},
+        {"patch 0's window 1 row short", 1, {ST_REGION(T, S, 0, last, 2)}, {2},
+         EDGEPLUS_ERR_COVERAGE},
+        {"patch 3 writes nothing", 2, {ST_REGION(T, S, 3, last, 2), ST_REGION(T, S, 3, last, 3)},
+         {0, 0}, EDGEPLUS_ERR_COVERAGE},
+        {"a column gap", 2, {ST_REGION(T, S, 1, last, 1), ST_REGION(T, S, 1, last, 3)}, {4, 2},
+         EDGEPLUS_ERR_COVERAGE},
+        /* tensor 4 (steps 3-4) in tensor 1's bytes (steps 0-1): never alive together */
+        {"buffers 1 and 4 share bytes", 1, {ST_TENSOR(4, 7)}, {0}, EDGEPLUS_OK},
+    };
+    int32_t c, e;
+    for (c = 0; c < (int32_t)(sizeof(cases) / sizeof(cases[0])); c++) {
+        int32_t *p = place_program(g->words);
+        edgeplus_status st;
+        for (e = 0; e < cases[c].edits; e++) {
+            p[cases[c].at[e]] = cases[c].value[e];
+        }
+        st = edgeplus_patch_stage_check(p, g->words);
+        CHECK(st == cases[c].want, "%s: %s, want %s", cases[c].what, edgeplus_status_str(st),
+              edgeplus_status_str(cases[c].want));
+        CHECK(edgeplus_patch_stage_get_buffer_size(p, g->words) ==
+                  (st == EDGEPLUS_OK ? edgeplus_patch_stage_get_buffer_size(g->program, g->words)
+                                     : (int32_t)st),
+              "%s: buffer size", cases[c].what);
+        if (st == EDGEPLUS_OK) {
+            const int32_t need = edgeplus_patch_stage_get_buffer_size(p, g->words);
+            int8_t *out = s_output + ST_IO - g->output_bytes;
+            edgeplus_context ctx;
+            ctx.buf = s_scratch + ST_SCRATCH - need;
+            ctx.size = need;
+            memset(s_output, ST_PREFILL, sizeof(s_output));
+            st = edgeplus_patch_stage(&ctx, p, g->words, g->filters, g->input, out);
+            CHECK(st == EDGEPLUS_OK && memcmp(out, g->expected, (size_t)g->output_bytes) == 0,
+                  "%s: the run (%s) differs from the golden output", cases[c].what,
+                  edgeplus_status_str(st));
+        }
+    }
+}
+
 static void test_stage_corrupted(void)
 {
     const golden_stage_case *g = &golden_stage;
@@ -258,6 +332,15 @@ static void test_stage_corrupted(void)
             failed++;
         }
         failed += !untouched(s_output, ST_IO - out_bytes);
+        /* every output element written, and the same result with all the scratch (bigger
+         * conv pixel blocks) holding other garbage: the output first filled otherwise */
+        memcpy(s_expect, output, (size_t)out_bytes);
+        memset(output, ~ST_PREFILL, (size_t)out_bytes);
+        memset(s_scratch, 0xC3, sizeof(s_scratch));
+        ctx.buf = s_scratch;
+        ctx.size = ST_SCRATCH;
+        st = edgeplus_patch_stage(&ctx, p, words, filters, input, output);
+        failed += st != EDGEPLUS_OK || memcmp(output, s_expect, (size_t)out_bytes) != 0;
         ran++;
     }
     CHECK(unknown == 0, "%ld unknown statuses", (long)unknown);
@@ -273,6 +356,7 @@ int edgeplus_run_stage_tests(int *checks)
     s_failures = 0;
     test_stage_golden();
     test_stage_truncated();
+    test_stage_malformed();
     test_stage_corrupted();
     *checks += s_checks;
     return s_failures;

@@ -306,6 +306,7 @@ def golden_stage_case(seed: int = 20240601):
         StageProgram,
         StageStep,
         StageTensor,
+        input_need,
         region_bytes,
     )
 
@@ -358,12 +359,6 @@ def golden_stage_case(seed: int = 20240601):
     T, n = len(shapes), 2
     outlier = np.array([0, 1, 1, 0], dtype=bool)
     tensors = [StageTensor(*shapes[i], bits=bits[i], zp=zps[i]) for i in range(T)]
-    probe = StageProgram(
-        tuple(t if i in (0, T - 1) else dataclasses.replace(t, offset=0, size=1 << 16)
-              for i, t in enumerate(tensors)),
-        tuple(steps), n, outlier, np.array([[(0, 0, *sh[:2]) for sh in shapes]] * (n * n)),
-        1 << 16,
-    )  # fmt: skip
     regions = np.zeros((n * n, T, 4), dtype=np.int64)
     for p in range(n * n):
         i, j = divmod(p, n)
@@ -371,7 +366,7 @@ def golden_stage_case(seed: int = 20240601):
         for k in range(T - 2, -1, -1):
             if not regions[p, k + 1, 2]:
                 continue
-            need = probe.input_need(k, tuple(int(a) for a in regions[p, k + 1]))
+            need = input_need(tensors, steps, k, tuple(int(a) for a in regions[p, k + 1]))
             for src in steps[k].inputs if need is not None else ():
                 have = regions[p, src]
                 if have[2]:

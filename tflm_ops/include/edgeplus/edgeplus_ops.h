@@ -332,14 +332,17 @@ edgeplus_status edgeplus_qcore_refresh(const edgeplus_context *ctx, const int32_
 #define EDGEPLUS_STAGE_MAX_TENSORS 256
 #define EDGEPLUS_STAGE_MAX_GRID 64
 
-/* Check every rule of the spec that memory safety or the kernels depend on: header,
- * counts, tensor dims/bits/zero points, buffers inside the arena, step kinds, inputs,
- * geometry, quant block offsets inside the program and their values, each patch's regions
- * inside their tensors and buffers and holding what the step reading them needs, and the
- * spec's Limits: the programs StageProgram.from_words accepts (tested on corrupted and
- * truncated programs; the C also refuses a kernel scratch past INT32_MAX), reading no word
- * past `words`. EDGEPLUS_OK or the status of the first problem (EDGEPLUS_ERR_NULL, _DIMS,
- * _BITS, _WINDOW, _ARG). */
+/* Check every rule of the spec that memory safety, the kernels and the executor's promises
+ * depend on: header, counts, tensor dims (each bounded before any product)/bits/zero points,
+ * buffers inside the arena, step kinds, inputs, geometry, quant block offsets inside the
+ * program and their values, buffers of tensors alive at the same step disjoint (the spec's
+ * Buffers rule), each patch's regions inside their tensors and buffers and holding what the
+ * step reading them needs, the patches' output windows tiling the output as the n x n grid
+ * (Coverage), and the spec's Limits: the programs StageProgram.from_words accepts, with the
+ * status its ProgramError names (the same checks in the same order; tested on corrupted,
+ * truncated and hand-made malformed programs; the C also refuses a kernel scratch past
+ * INT32_MAX), reading no word past `words`. EDGEPLUS_OK or the status of the first problem
+ * (EDGEPLUS_ERR_NULL, _DIMS, _BITS, _WINDOW, _ARG, _OVERLAP, _COVERAGE). */
 edgeplus_status edgeplus_patch_stage_check(const int32_t *program, int32_t words);
 
 /* Filter bytes (packed at the step's w_bits: conv OHWI, depthwise 1HWO) of weight slot
@@ -357,7 +360,8 @@ edgeplus_status edgeplus_patch_stage_weight_size(const int32_t *program, int32_t
 int32_t edgeplus_patch_stage_get_buffer_size(const int32_t *program, int32_t words);
 
 /* Run every patch of the program: input = tensor 0 whole ([h][w][c] int8), output = the
- * split tensor whole ([h][w][c] int8, every element written once the last patch ran),
+ * split tensor whole ([h][w][c] int8, every element written once the last patch ran, and
+ * the same whatever the scratch's size and content: the check's Coverage and Buffers rules),
  * filters[slot] the packed filters of the conv/depthwise steps (biases: in the program).
  * Errors return before anything is written: the checks of edgeplus_patch_stage_check,
  * EDGEPLUS_ERR_NULL (ctx, program, filters, a filter, input, output), EDGEPLUS_ERR_SCRATCH

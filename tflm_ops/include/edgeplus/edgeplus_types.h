@@ -23,7 +23,10 @@ typedef enum {
     EDGEPLUS_ERR_BITS = -3,    /* a bit-width is not 2, 4 or 8 */
     EDGEPLUS_ERR_WINDOW = -4,  /* a window/region lies outside its tensor or buffer */
     EDGEPLUS_ERR_SCRATCH = -5, /* ctx->buf is NULL or ctx->size is below the minimum */
-    EDGEPLUS_ERR_ARG = -6      /* any other bad argument (a value out of range ...) */
+    EDGEPLUS_ERR_ARG = -6,     /* any other bad argument (a value out of range ...) */
+    EDGEPLUS_ERR_COVERAGE = -7, /* a stage program's patches do not tile its output */
+    EDGEPLUS_ERR_OVERLAP = -8   /* a stage program's buffers of two tensors alive at the
+                                   same step share bytes */
 } edgeplus_status;
 
 /* Caller-owned scratch memory. Any alignment: kernels align internally (the
