@@ -4,17 +4,24 @@ Each target builds tflm_ops/tests/*.c with the kernels twice (plain C, and the D
 SMLAD & co emulated in C) and runs them: golden vectors from the NumPy reference, bad input
 (NULL, zero/negative dims, bits outside {2,4,8}, windows outside the tensor, scratch too
 small), and tile-by-tile == whole-tensor equivalence. test-asan adds
--fsanitize=address,undefined (any report aborts the run).
+-fsanitize=address,undefined (any report aborts the run). And, through the ctypes binding, the
+conv kernels' scratch split at a channel count whose byte sizes pass INT32_MAX.
 """
 
 from __future__ import annotations
 
+import ctypes
+import dataclasses
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from tfmot_edgeplus.patching.reference import ConvParams
+from tfmot_edgeplus.runtime import kernels
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -55,3 +62,25 @@ def test_c_tests_asan_ubsan():
     out = _run("test-asan")
     _check_summaries(out, 2)
     assert "runtime error" not in out and "AddressSanitizer" not in out
+
+
+def test_conv_scratch_split_with_huge_channel_counts():
+    """3 * 2^26 output channels with 64 bytes of scratch: EDGEPLUS_ERR_SCRATCH. The scratch
+    split computed out_c * 16 in int32 (wrapped to -2^30, so 2^30 bytes seemed free) and the
+    kernel wrote its 3 GB requantization table into the 64 bytes (a segfault). The quant
+    arrays are lazily mapped zero pages (np.zeros): valid, and cheap to read (0.3 s)."""
+    k = kernels.get_kernels()
+    oc = 3 << 26
+    mult, shift = np.zeros(oc, np.int32), np.zeros(oc, np.int32)
+    params = kernels._Params(**dataclasses.asdict(ConvParams()))  # 8-bit, stride 1, no pad
+    quant = kernels._Quant(mult.ctypes.data_as(kernels._i32p), shift.ctypes.data_as(kernels._i32p))
+    small = np.zeros(64, np.int8)
+    ctx = kernels._Context(small.ctypes.data, small.size)
+    one = kernels._Dims(1, 1, 1, 1)
+    filt, out = kernels._Dims(oc, 1, 1, 1), kernels._Dims(1, 1, 1, oc)
+    ptr = small.ctypes.data_as(kernels._i8p)  # never read or written: the call is refused
+    st = k.lib.edgeplus_conv2d(ctypes.byref(ctx), ctypes.byref(params), ctypes.byref(quant),
+                               ctypes.byref(one), ptr, ctypes.byref(filt), ptr, None,
+                               ctypes.byref(out), ptr)  # fmt: skip
+    assert k.status_str(st) == "EDGEPLUS_ERR_SCRATCH"
+    assert not small.any()

@@ -464,6 +464,11 @@ static void test_bad_input(void)
         EXPECT_SETUP(s_.out.c = 3, EDGEPLUS_ERR_DIMS);
         EXPECT_SETUP(s_.out.h = 9, EDGEPLUS_ERR_DIMS); /* reads past the input */
         EXPECT_SETUP(s_.in.w = 2147483647, EDGEPLUS_ERR_DIMS);
+        /* n*h*w*c = 2^64: the int64 product of the four dims wrapped to 0 and the kernel ran
+         * 2^21 batches past the buffers */
+        EXPECT_SETUP((s_.in.n = s_.out.n = 1 << 21, s_.in.h = 1 << 21, s_.in.w = 1 << 20),
+                     EDGEPLUS_ERR_DIMS);
+        EXPECT_SETUP((s_.f.n = 1 << 21, s_.f.h = 1 << 21, s_.f.w = 1 << 20), EDGEPLUS_ERR_DIMS);
         if (dw) {
             EXPECT_SETUP(s_.f.n = 2, EDGEPLUS_ERR_DIMS); /* depth multiplier != 1 */
         }
@@ -561,6 +566,11 @@ static void test_bad_input(void)
             s.win.h = 0;
             CHECK_STATUS(edgeplus_conv_input_region(&s.p, &s.in, &s.f, &s.win, &r),
                          EDGEPLUS_ERR_WINDOW);
+            s.win.y = 2147483646; /* y + h - 1 overflowed int32 */
+            s.win.h = 5;
+            CHECK_STATUS(edgeplus_conv_input_region(&s.p, &s.in, &s.f, &s.win, &r),
+                         EDGEPLUS_ERR_WINDOW);
+            s.win.y = 0;
             s.win.h = 1;
             s.p.stride_h = 0;
             CHECK_STATUS(edgeplus_conv_input_region(&s.p, &s.in, &s.f, &s.win, &r),
