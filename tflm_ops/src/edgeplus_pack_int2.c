@@ -18,7 +18,7 @@ edgeplus_status edgeplus_pack_int2(const int8_t *src, int32_t count, int8_t *dst
             return EDGEPLUS_ERR_ARG;
         }
     }
-    for (i = 0; i < (count + 3) / 4; i++) {
+    for (i = 0; i < count / 4 + (count % 4 != 0); i++) { /* count + 3 may pass INT32_MAX */
         uint32_t byte = 0;
         int32_t k;
         for (k = 0; k < 4; k++) {

@@ -436,7 +436,7 @@ static void ep_g_row(uint32_t *g, int32_t *e, int32_t n, const int8_t *xin, int3
             int32_t g0 = 0, g1 = 0, g2 = 0, g3 = 0, g4 = 0, g5 = 0, g6 = 0, g7 = 0;
             for (j = 0; j < nz; j++) {
                 const uint32_t ew = (uint32_t)e[j];
-                const int8_t *xr = xin + (int32_t)(ew >> 16) * in_f + i;
+                const int8_t *xr = xin + (int64_t)(ew >> 16) * in_f + i;
                 const uint32_t v0 = ep_ld32(xr), v1 = ep_ld32(xr + 4);
                 const uint32_t a0 = EP_SXTB16(v0), b0 = ep_sxtb16_ror8(v0);
                 const uint32_t a1 = EP_SXTB16(v1), b1 = ep_sxtb16_ror8(v1);
@@ -462,7 +462,7 @@ static void ep_g_row(uint32_t *g, int32_t *e, int32_t n, const int8_t *xin, int3
             int32_t sum = 0;
             for (j = 0; j < nz; j++) {
                 const uint32_t ew = (uint32_t)e[j];
-                sum += (int32_t)(int16_t)(ew & 0xFFFFu) * xin[(int32_t)(ew >> 16) * in_f + i];
+                sum += (int32_t)(int16_t)(ew & 0xFFFFu) * xin[(int64_t)(ew >> 16) * in_f + i];
             }
             g[i] = (uint32_t)sum;
         }
