@@ -384,25 +384,25 @@ static void ep_im2col_pixel(const ep_im2col *g, int32_t n, int32_t oy, int32_t o
     int16_t *d = dst;
     int32_t ky, kx;
     for (ky = 0; ky < g->kh; ky++) {
-        const int32_t iy = iy0 + ky * g->dh;
+        const int64_t iy = iy0 + (int64_t)ky * g->dh; /* a huge dilation: past int32 */
         int32_t row_base;
         if (iy < 0 || iy >= g->in_h) {
             memset(d, 0, (size_t)(row_len / div) * sizeof(int16_t));
             d += row_len / div;
             continue;
         }
-        row_base = (n * g->rh + (iy - g->ry)) * g->rw;
+        row_base = (n * g->rh + ((int32_t)iy - g->ry)) * g->rw;
         if (contiguous_row) {
             ep_run(g, (row_base + ix0 - g->rx) * c, row_len, d);
             d += row_len / div;
             continue;
         }
         for (kx = 0; kx < g->kw; kx++) {
-            const int32_t ix = ix0 + kx * g->dw;
+            const int64_t ix = ix0 + (int64_t)kx * g->dw;
             if (ix < 0 || ix >= g->in_w) {
                 memset(d, 0, (size_t)(c / div) * sizeof(int16_t));
             } else {
-                ep_run(g, (row_base + ix - g->rx) * c, c, d);
+                ep_run(g, (row_base + (int32_t)ix - g->rx) * c, c, d);
             }
             d += c / div;
         }
@@ -774,9 +774,10 @@ static void ep_conv_loop(const ep_im2col *g, const ep_out *o, const ep_rq *rq,
     /* words per member: int16 values two per word; paired lanes four per word */
     const int32_t mw = pairs ? g->kpad / 4 : g->kpad / 2;
     const int direct = (o->bits == 8);
-    const int32_t total = win->h * win->w;
+    const int32_t total = win->h * win->w; /* <= the output's h * w <= INT32_MAX */
     int32_t obase[EDGEPLUS_CONV_PIXEL_BLOCK];
-    int32_t n, f;
+    int32_t n;
+    int64_t f; /* f + block may pass INT32_MAX */
     if (wcache != NULL) {
         int32_t oc;
         for (oc = 0; oc < o->oc; oc += 2) {
@@ -790,7 +791,7 @@ static void ep_conv_loop(const ep_im2col *g, const ep_out *o, const ep_rq *rq,
         int32_t oy = win->y, ox = win->x;
         for (f = 0; f < total; f += block) {
             {
-                int32_t np = total - f;
+                int32_t np = (int32_t)(total - f);
                 int32_t p, oc;
                 if (np > block) {
                     np = block;

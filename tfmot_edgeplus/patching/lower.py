@@ -59,6 +59,7 @@ from tfmot_edgeplus.patching.program import (
     StageProgram,
     StageStep,
     StageTensor,
+    live_steps,
     region_bytes,
 )
 from tfmot_edgeplus.patching.reference import quantize_multiplier
@@ -511,17 +512,14 @@ def _arena(plan, order, bits, zps, regions, outlier, steps):
             size[i] = max(
                 size[i], region_bytes(regions[p, i], plan_channels(plan, order[i]), bits[i][v])
             )
-    first = {i: i - 1 for i in range(1, T)}
-    last = dict(first)
-    for k, s in enumerate(steps):
-        for j in s.inputs:
-            if j > 0:
-                last[j] = max(last[j], k)
+    live = live_steps(T, steps)  # the spec's Buffers rule
     offsets = [-1] * T
     placed: list[tuple[int, int, int]] = []  # (offset, end, tensor)
     for i in sorted(range(1, T - 1), key=lambda i: (-size[i], i)):
         cands = sorted(
-            (o, e) for o, e, j in placed if not (last[j] < first[i] or last[i] < first[j])
+            (o, e)
+            for o, e, j in placed
+            if not (live[j][1] < live[i][0] or live[i][1] < live[j][0])
         )
         off = 0
         for o, e in cands:

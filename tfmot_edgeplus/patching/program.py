@@ -100,6 +100,7 @@ __all__ = [
     "StageStep",
     "StageTensor",
     "input_need",
+    "live_steps",
 ]
 
 MAGIC = 0x31535045
@@ -221,6 +222,18 @@ def input_need(tensors, steps, k: int, region) -> tuple[int, int, int, int] | No
     return (spans[0][0], spans[1][0], spans[0][1], spans[1][1])
 
 
+def live_steps(num_tensors: int, steps) -> list[tuple[int, int]]:
+    """``(first, last)`` step at which each tensor is alive (the spec's Buffers rule): from
+    the step writing it (``i - 1``) to the last step reading it (``i - 1`` if none does);
+    tensor 0: ``(-1, its last reader)``. Buffers of tensors whose spans intersect must not
+    share bytes."""
+    last = list(range(-1, num_tensors - 1))
+    for k, s in enumerate(steps):
+        for j in s.inputs:
+            last[j] = k
+    return [(i - 1, last[i]) for i in range(num_tensors)]
+
+
 def region_bytes(region, channels: int, bits: int) -> int:
     """Packed bytes of ``region = (y, x, h, w)`` of a tensor with ``channels`` at ``bits``."""
     return packed_nbytes(int(region[2]) * int(region[3]) * int(channels), bits)
@@ -334,22 +347,12 @@ class StageProgram:
                 WINDOW,
             )
 
-    def live_steps(self) -> list[tuple[int, int]]:
-        """``(first, last)`` step at which each tensor is alive: from the step writing it
-        (``i - 1``) to the last step reading it (``i - 1`` if none does); tensor 0: (-1, its
-        last reader)."""
-        last = list(range(-1, len(self.tensors) - 1))
-        for k, s in enumerate(self.steps):
-            for j in s.inputs:
-                last[j] = k
-        return [(i - 1, last[i]) for i in range(len(self.tensors))]
-
     def _check_buffers(self) -> None:
         """Buffers of two tensors alive at the same step share no byte (else a step could
         overwrite what a later one reads, and a conv's result would depend on its pixel
         blocks, i.e. on the scratch given); empty buffers share nothing."""
-        live = self.live_steps()
         T = len(self.tensors)
+        live = live_steps(T, self.steps)
         for i in range(1, T - 1):
             a = self.tensors[i]
             for j in range(i + 1, T - 1):
