@@ -375,8 +375,9 @@ EP_INLINE void ep_run(const ep_im2col *g, int32_t start, int32_t count, int16_t 
 static void ep_im2col_pixel(const ep_im2col *g, int32_t n, int32_t oy, int32_t ox, int16_t *dst)
 {
     const int32_t c = g->in_c;
-    const int32_t iy0 = oy * g->sh - g->ph;
-    const int32_t ix0 = ox * g->sw - g->pw;
+    /* int64: oy * stride may pass INT32_MAX when a huge pad brings it back in range */
+    const int64_t iy0 = (int64_t)oy * g->sh - g->ph;
+    const int64_t ix0 = (int64_t)ox * g->sw - g->pw;
     const int32_t div = g->lanes ? 2 : 1; /* int16 slots per value */
     const int32_t row_len = g->kw * c;
     /* whole kernel row inside the input and contiguous in the buffer */
@@ -393,7 +394,7 @@ static void ep_im2col_pixel(const ep_im2col *g, int32_t n, int32_t oy, int32_t o
         }
         row_base = (n * g->rh + ((int32_t)iy - g->ry)) * g->rw;
         if (contiguous_row) {
-            ep_run(g, (row_base + ix0 - g->rx) * c, row_len, d);
+            ep_run(g, (row_base + (int32_t)ix0 - g->rx) * c, row_len, d);
             d += row_len / div;
             continue;
         }

@@ -769,7 +769,8 @@ void edgeplus__dw_planar(const ep_im2col *g, const ep_out *o, const ep_rq *rq,
                 const int32_t x0 = win->x + (int32_t)((int64_t)win->w * t / ntiles);
                 const int32_t x1 = win->x + (int32_t)((int64_t)win->w * (t + 1) / ntiles);
                 const int32_t tw = x1 - x0;
-                const int32_t ixs = x0 * g->sw - g->pw;
+                /* the true value is in int32 (>= -pad, < in_w), not x0 * stride */
+                const int32_t ixs = (int32_t)((int64_t)x0 * g->sw - g->pw);
                 const int32_t rw = (tw - 1) * g->sw + (kw - 1) * g->dw + 1;
                 for (ky = 0; ky < kh; ky++) {
                     slot_row[ky] = -1;
@@ -778,14 +779,16 @@ void edgeplus__dw_planar(const ep_im2col *g, const ep_out *o, const ep_rq *rq,
                  * zero them once, ep_dw_fill_row writes only the input columns */
                 memset(slots, 0, (size_t)(kh * S * rwp) * sizeof(int16_t));
                 for (oy = win->y; oy < win->y + win->h; oy++) {
-                    const int32_t iy0 = oy * g->sh - g->ph;
+                    /* int64: the dilation is not bounded by the planar layout */
+                    const int64_t iy0 = (int64_t)oy * g->sh - g->ph;
                     for (ky = 0; ky < kh; ky++) {
-                        const int32_t iy = iy0 + ky * g->dh;
-                        int32_t sl;
-                        if (iy < 0 || iy >= g->in_h) {
+                        const int64_t iy64 = iy0 + (int64_t)ky * g->dh;
+                        int32_t sl, iy;
+                        if (iy64 < 0 || iy64 >= g->in_h) {
                             row_of[ky] = -1;
                             continue;
                         }
+                        iy = (int32_t)iy64;
                         sl = rolling ? iy % kh : ky;
                         if (slot_row[sl] != iy) {
                             ep_dw_fill_row(g, n, iy, ixs, rw, c0, s, slots + sl * S * rwp, rwp);

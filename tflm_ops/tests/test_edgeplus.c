@@ -579,6 +579,70 @@ static void test_bad_input(void)
     }
 }
 
+/* Geometry at the int32 edge: a dilated kernel row ky * dilation and an output row
+ * oy * stride whose products pass INT32_MAX while the rows they name are in range (the
+ * kernels computed them in int32). Conv and depthwise, 8-bit, scale 1, zero points 0:
+ * each output is the sum of weight * input over the kernel rows inside the input. */
+static void test_huge_geometry(void)
+{
+    static const struct {
+        int32_t kh, dh, sh, ph, in_h, out_h;
+        int8_t w[3], expected[4];
+    } cases[] = {
+        /* rows iy = oy * 2^30 - 2147483641 + ky * (2^31 - 1): oy 0 reads x[6] (ky 1),
+         * oy 2 reads x[7] (ky 0), oy 1 nothing */
+        {2, 2147483647, 1 << 30, 2147483641, 8, 3, {2, 3, 0}, {21, 0, 16, 0}},
+        /* rows iy = oy + ky * 2^30: ky 0 only */
+        {3, 1 << 30, 1, 0, 4, 4, {2, 3, 4}, {2, 4, 6, 8}},
+    };
+    static const int8_t x[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    static int8_t scratch[4096];
+    static const int32_t mult[1] = {1 << 30}, shift[1] = {1};
+    int32_t c, dw;
+    for (c = 0; c < 2; c++) {
+        for (dw = 0; dw <= 1; dw++) {
+            edgeplus_conv_params p;
+            edgeplus_quant_params q;
+            edgeplus_dims in, f, out;
+            edgeplus_context ctx;
+            int8_t y[4] = {99, 99, 99, 99};
+            int32_t need;
+            edgeplus_status st;
+            memset(&p, 0, sizeof(p));
+            p.stride_h = cases[c].sh;
+            p.stride_w = 1;
+            p.pad_h = cases[c].ph;
+            p.dilation_h = cases[c].dh;
+            p.dilation_w = 1;
+            p.act_min = -128;
+            p.act_max = 127;
+            p.in_bits = p.w_bits = p.out_bits = 8;
+            q.multiplier = mult;
+            q.shift = shift;
+            in.n = in.w = in.c = 1;
+            in.h = cases[c].in_h;
+            f.n = f.w = f.c = 1;
+            f.h = cases[c].kh;
+            out.n = out.w = out.c = 1;
+            out.h = cases[c].out_h;
+            need = dw ? edgeplus_depthwise_conv2d_get_buffer_size(&p, &in, &f, &out)
+                      : edgeplus_conv2d_get_buffer_size(&p, &in, &f, &out);
+            CHECK(need > 0 && need <= (int32_t)sizeof(scratch), "case %ld%s: scratch %ld",
+                  (long)c, dw ? " dw" : "", (long)need);
+            if (need <= 0 || need > (int32_t)sizeof(scratch)) {
+                continue;
+            }
+            ctx.buf = scratch;
+            ctx.size = need;
+            st = dw ? edgeplus_depthwise_conv2d(&ctx, &p, &q, &in, x, &f, cases[c].w, NULL, &out, y)
+                    : edgeplus_conv2d(&ctx, &p, &q, &in, x, &f, cases[c].w, NULL, &out, y);
+            CHECK(st == EDGEPLUS_OK && memcmp(y, cases[c].expected, (size_t)out.h) == 0,
+                  "case %ld%s: %s, y = %d %d %d %d", (long)c, dw ? " dw" : "",
+                  edgeplus_status_str(st), y[0], y[1], y[2], y[3]);
+        }
+    }
+}
+
 /* ------------------------------------------------------------------ patch equivalence */
 
 /* Copy rows/cols `reg` of a packed NHWC tensor (n, h, w, c) into a packed region buffer. */
@@ -1378,6 +1442,7 @@ int edgeplus_run_tests(void)
     test_requant();
     test_packing();
     test_golden_conv();
+    test_huge_geometry();
     test_golden_bitflip();
     test_bad_input();
     test_patch_equivalence();
