@@ -117,7 +117,6 @@ static edgeplus_status ep_check_step(const int32_t *p, int32_t words, const ep_s
         for (v = 0; v < 2; ++v) {
             edgeplus_conv_params cp;
             edgeplus_dims di, df, dout;
-            int32_t need;
             rc = ep_check_quant(p, words, st, s[EP_S_Q0 + v], kind, out[EP_T_C]);
             if (rc != EDGEPLUS_OK) {
                 return rc;
@@ -130,11 +129,12 @@ static edgeplus_status ep_check_step(const int32_t *p, int32_t words, const ep_s
                 (int64_t)(dout.w - 1) * cp.stride_w - cp.pad_w > di.w - 1) {
                 return EDGEPLUS_ERR_DIMS;
             }
-            need = kind == EP_ST_KIND_CONV
-                       ? edgeplus_conv2d_get_buffer_size(&cp, &di, &df, &dout)
-                       : edgeplus_depthwise_conv2d_get_buffer_size(&cp, &di, &df, &dout);
-            if (need < 0) {
-                return (edgeplus_status)need;
+            /* the kernel's argument checks (its scratch size is edgeplus__stage_kernel_scratch's:
+             * edgeplus_patch_stage_get_buffer_size refuses a program whose scratch passes
+             * INT32_MAX, this check only the spec's rules, exactly as program.py) */
+            rc = edgeplus__check_conv_args(&cp, &di, &df, &dout, kind == EP_ST_KIND_DW);
+            if (rc != EDGEPLUS_OK) {
+                return rc;
             }
         }
         return EDGEPLUS_OK;

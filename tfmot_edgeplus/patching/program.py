@@ -58,8 +58,9 @@ Limits (those of the C kernels; integer sizes stay in int32)
     (each output reads the input: TFLite's SAME/VALID always are); per variant
     ``K = kh * kw * (c_in for conv, 1 for depthwise) <= EDGEPLUS_MAX_KC(in_bits, w_bits)``
     (``edgeplus_ops.h``: the int32 accumulators cannot overflow) and
-    ``kh * kw * c_in <= (2**31 - 1) // 8``; filters hold at most ``2**31 - 1`` values. The C
-    also refuses a step whose kernel scratch would not fit in int32 (far beyond any MCU).
+    ``kh * kw * c_in <= (2**31 - 1) // 8``; filters hold at most ``2**31 - 1`` values.
+    (``edgeplus_patch_stage_get_buffer_size`` also refuses a program whose scratch would not
+    fit in int32, far beyond any MCU; the check does not.)
 
 Execution of one patch ``p`` with variant ``v``: for ``k = 0 .. S-1`` with a non-empty
 region ``R`` of tensor ``k+1``: compute ``R`` from the input regions (conv/depthwise: the

@@ -340,9 +340,10 @@ edgeplus_status edgeplus_qcore_refresh(const edgeplus_context *ctx, const int32_
  * step reading them needs, the patches' output windows tiling the output as the n x n grid
  * (Coverage), and the spec's Limits: the programs StageProgram.from_words accepts, with the
  * status its ProgramError names (the same checks in the same order; tested on corrupted,
- * truncated and hand-made malformed programs; the C also refuses a kernel scratch past
- * INT32_MAX), reading no word past `words`. EDGEPLUS_OK or the status of the first problem
- * (EDGEPLUS_ERR_NULL, _DIMS, _BITS, _WINDOW, _ARG, _OVERLAP, _COVERAGE). */
+ * truncated and hand-made malformed programs), reading no word past `words`. EDGEPLUS_OK or
+ * the status of the first problem (EDGEPLUS_ERR_NULL, _DIMS, _BITS, _WINDOW, _ARG, _OVERLAP,
+ * _COVERAGE). A program whose scratch would pass INT32_MAX passes the check;
+ * edgeplus_patch_stage_get_buffer_size refuses it. */
 edgeplus_status edgeplus_patch_stage_check(const int32_t *program, int32_t words);
 
 /* Filter bytes (packed at the step's w_bits: conv OHWI, depthwise 1HWO) of weight slot
