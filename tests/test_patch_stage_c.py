@@ -1,7 +1,9 @@
 """The C patch-stage executor (edgeplus_patch_stage*) against the NumPy spec
 (patching/simulate.py, patching/program.py): bit for bit on random programs, the same
 answer at any grid when every tensor is 8-bit, a clear status for malformed programs, and
-the C check accepting exactly the programs program.py accepts (corrupted words, truncations).
+the C check accepting exactly the programs program.py accepts and refusing the others with
+the status ProgramError names (corrupted words, truncations, and a table of malformed
+programs: overflowing dims, overlapping buffers, patches not tiling the output).
 The C side of the same checks, under ASan on the host and on the M4: tflm_ops/tests/
 test_patch_stage.c."""
 
