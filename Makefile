@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 APT_PACKAGES := dataset-fashion-mnist gcc-arm-none-eabi libnewlib-arm-none-eabi \
-                libstdc++-arm-none-eabi-newlib qemu-system-arm g++ make
+                libstdc++-arm-none-eabi-newlib qemu-system-arm g++ make clang-14 libclang-rt-14-dev
 
 # Python 3.13: on PATH, or a pyenv install whose shim is not active.
 PYTHON313 ?= $(shell for p in python3.13 $$HOME/.pyenv/versions/3.13*/bin/python3.13 \
@@ -15,7 +15,7 @@ PYTHON313 ?= $(shell for p in python3.13 $$HOME/.pyenv/versions/3.13*/bin/python
                  $$p -c 'import sys; assert sys.version_info[:2] == (3, 13)' >/dev/null 2>&1 \
                  && { echo $$p; break; }; done)
 
-.PHONY: demo test bench arduino setup system-deps clean
+.PHONY: demo test bench arduino fuzz setup system-deps clean
 
 demo: setup
 	$(VENV)/bin/edgeplus demo --out out/demo
@@ -30,6 +30,14 @@ bench: setup
 	$(PY) -m benchmarks.cora --out benchmarks/results/cora.json
 	$(PY) -m benchmarks.continual --out benchmarks/results/continual.json
 	$(PY) -m benchmarks.patching --out benchmarks/results/patching.json
+
+# Coverage-guided fuzzing (tflm_ops/fuzz, libFuzzer + ASan/UBSan; tests/test_fuzz_python.py,
+# hypothesis): each target for FUZZ_SECONDS, printing the inputs it executed. The custom-op
+# options target runs only with EDGEPLUS_FLATBUFFERS_ROOT set. Crashes: build/fuzz/artifacts.
+FUZZ_SECONDS ?= 60
+fuzz: setup
+	$(MAKE) -C tflm_ops/fuzz run FUZZ_SECONDS=$(FUZZ_SECONDS)
+	EDGEPLUS_FUZZ_SECONDS=$(FUZZ_SECONDS) $(PY) -m pytest -q -p no:warnings tests/test_fuzz_python.py
 
 # The EdgePlus Arduino library (arduino/EdgePlus + the kernels and TFLM glue of tflm_ops,
 # copied in), ready for arduino-cli compile --library build/arduino/EdgePlus or ~/Arduino/libraries.

@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "flatbuffers/flexbuffers.h"
 #include "tensorflow/lite/micro/micro_log.h"
@@ -43,6 +44,19 @@ inline bool OpenOptionsMap(const char* op, const char* buffer, size_t length, in
   }
   *map = root.AsMap();
   flexbuffers::TypedVector keys = map->Keys();
+  // flexbuffers' verifier (VerifyKey, up to v25.9.23 at least) accepts a key whose NUL
+  // terminator is missing from the buffer; comparing or printing it would read past the
+  // options (found by tflm_ops/fuzz/fuzz_options.cc).
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const uint8_t* key = reinterpret_cast<const uint8_t*>(keys[i].AsKey());
+    if (key < data || key >= data + length ||
+        memchr(key, 0, static_cast<size_t>(data + length - key)) == nullptr) {
+      MicroPrintf("%s: custom options (%d bytes) are not a valid flexbuffer: key %d has no "
+                  "terminator.",
+                  op, static_cast<int>(length), static_cast<int>(i));
+      return false;
+    }
+  }
   *keys_ok = true;
   for (size_t i = 0; i < keys.size(); ++i) {
     const char* key = keys[i].AsKey();
