@@ -157,6 +157,12 @@ def _read(model_bytes: bytes):
             f"model_bytes ({len(data)} bytes, starting {data[:8]!r}) is not a TFLite flatbuffer "
             "(no 'TFL3' identifier at byte 4). Pass the output of TFLiteConverter.convert()."
         )
+    from tfmot_edgeplus.runtime.tflm import _check_model
+
+    try:  # decodable, every index in range: model_editor.read trusts the bytes
+        _check_model(data)
+    except ValueError as err:
+        raise LowBitStorageError(f"model_bytes: {err}") from None
     return model_editor.read(data)
 
 

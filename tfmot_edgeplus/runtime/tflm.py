@@ -236,6 +236,9 @@ def _check_model(data: bytes):
     return model
 
 
+_VAR_HANDLE = 142  # schema BuiltinOperator.VAR_HANDLE
+
+
 def _structure_problems(model, size: int) -> list[str]:
     problems = []
     if model.version != 3:
@@ -247,11 +250,20 @@ def _structure_problems(model, size: int) -> list[str]:
     for b, buf in enumerate(model.buffers or []):
         if buf.offset and buf.offset + buf.size > size:
             problems.append(f"buffer {b} lies outside the file")
+    for m, entry in enumerate(model.metadata or []):
+        if not 0 <= entry.buffer < n_buffers:
+            problems.append(f"metadata {m} points at missing buffer {entry.buffer}")
     for g, sub in enumerate(model.subgraphs):
         n_t = len(sub.tensors or [])
+        if sub.operators is None:
+            problems.append(f"subgraph {g} has no operator list")
         for t, tensor in enumerate(sub.tensors or []):
             if not 0 <= tensor.buffer < max(n_buffers, 1):
                 problems.append(f"subgraph {g} tensor {t} points at missing buffer {tensor.buffer}")
+            q = tensor.quantization
+            if q is not None and q.detailsType and q.details is None:
+                problems.append(f"subgraph {g} tensor {t} has quantization details of type "
+                                f"{q.detailsType} but none stored")  # fmt: skip
         io_lists = (("input", sub.inputs), ("output", sub.outputs))
         for kind, idx in io_lists:
             for t in [] if idx is None else list(idx):
@@ -260,6 +272,18 @@ def _structure_problems(model, size: int) -> list[str]:
         for o, op in enumerate(sub.operators or []):
             if not 0 <= op.opcodeIndex < n_codes:
                 problems.append(f"subgraph {g} operator {o} has opcode index {op.opcodeIndex}")
+            if op.inputs is None or op.outputs is None:  # TFLM reads both without a check
+                problems.append(f"subgraph {g} operator {o} has no input or output list")
+            if op.builtinOptionsType and op.builtinOptions is None:
+                problems.append(f"subgraph {g} operator {o} has options of type "
+                                f"{op.builtinOptionsType} but none stored")  # fmt: skip
+            code = model.operatorCodes[op.opcodeIndex] if 0 <= op.opcodeIndex < n_codes else None
+            if (  # the wheel's count_resource_variables reads VAR_HANDLE's options
+                code is not None
+                and max(code.builtinCode, code.deprecatedBuiltinCode) == _VAR_HANDLE
+                and not hasattr(op.builtinOptions, "sharedName")
+            ):
+                problems.append(f"subgraph {g} operator {o} is a VAR_HANDLE without its options")
             for t in list(op.inputs if op.inputs is not None else []) + list(
                 op.outputs if op.outputs is not None else []
             ):
