@@ -179,3 +179,101 @@ def test_bare_quantize_apply_with_unset_lsq_steps_converts_unchanged(fashion_sma
     model_bytes = convert(qat, fashion_small.x_train[:50])
     np.testing.assert_allclose(qat.predict(x, verbose=0), before, atol=1e-5)
     assert {r["storage"] for r in describe_weights(model_bytes)} == {"lut"}
+
+
+# ------------------------------------------------- Conv1D + BatchNorm (IMU-style models)
+
+
+@pytest.fixture(scope="module")
+def imu_bn():
+    """``(fp model, x, y)``: Conv1D -> BN -> ReLU, Conv1D -> BN -> Activation('relu'),
+    Conv1D -> BN, pooling, Dense on real smartwatch IMU windows (the three Conv1D + BN
+    patterns), trained briefly."""
+    from tfmot_edgeplus import datasets
+    from tfmot_edgeplus._compat import keras, tf
+
+    data = datasets.imu_watch()
+    x, y = datasets.channel_stats(data).apply(data).x[:1600], data.y[:1600]
+    tf.keras.utils.set_random_seed(0)
+    layers = keras.layers
+    inputs = keras.Input(x.shape[1:])
+    h = layers.Conv1D(8, 5, strides=2, padding="same", use_bias=False, name="conv1")(inputs)
+    h = layers.ReLU(name="relu1")(layers.BatchNormalization(name="bn1")(h))
+    h = layers.Conv1D(12, 5, strides=2, padding="same", use_bias=False, name="conv2")(h)
+    h = layers.Activation("relu", name="act2")(layers.BatchNormalization(name="bn2")(h))
+    h = layers.Conv1D(12, 3, padding="valid", name="conv3")(h)
+    h = layers.GlobalAveragePooling1D(name="gap")(layers.BatchNormalization(name="bn3")(h))
+    model = compile_classifier(keras.Model(inputs, layers.Dense(data.num_classes, name="logits")(h)))
+    model.fit(x[:1200], y[:1200], epochs=2, batch_size=64, verbose=0)
+    return model, x, y
+
+
+def _op_names(model_bytes) -> list[str]:
+    from tfmot_edgeplus.patching.lower import TFLiteGraph
+
+    g = TFLiteGraph(model_bytes)
+    return [g.op_name(op) for op in g.operators]
+
+
+def _assert_logits_agree(model_bytes, qat, x):
+    """TFLM's dequantized logits within one output step of Keras's for 99 % of the values,
+    within three for all (rounding of the folded BatchNorm and requantization)."""
+    runner = TFLMRunner(model_bytes)
+    steps = np.abs(runner.predict(x) - qat.predict(x, verbose=0)) / runner.output_details[0]["quantization"][0]
+    assert np.percentile(steps, 99) <= 1.01 and steps.max() <= 3.01, np.percentile(steps, [50, 99, 100])
+
+
+# Each Conv1D + BN (+ ReLU) is one CONV_2D between the reshapes Keras puts around a Conv1D.
+IMU_BN_OPS = ["EXPAND_DIMS", "CONV_2D", "RESHAPE"] * 3 + ["MEAN", "FULLY_CONNECTED"]
+
+
+def test_conv1d_batchnorm_folds_into_one_conv_2d_and_qcore_calibrates_it(imu_bn):
+    """Conv1D -> BatchNorm goes through quantize_model, QAT and convert like Conv2D -> BN:
+    no MUL/ADD left for the BatchNorm, per-channel 4-bit kernels, TFLM agrees with Keras;
+    QCore takes the deployed model's head."""
+    from tfmot_edgeplus._compat import tf
+    from tfmot_edgeplus.calibration import BitFlipCalibrator
+
+    fp, x, y = imu_bn
+    tf.keras.utils.set_random_seed(1)
+    qat = compile_classifier(quantize_model(fp, EdgePlusQuantizeScheme(4, 8)), learning_rate=5e-4)
+    qat.fit(x[:1200], y[:1200], epochs=1, batch_size=64, verbose=0)
+    model_bytes = convert(qat, x[:100])
+    assert _op_names(model_bytes) == IMU_BN_OPS
+    rows = describe_weights(model_bytes)
+    assert [(r["op"], r["type"]) for r in rows] == [("CONV_2D", "INT4")] * 3 + [("FULLY_CONNECTED", "INT4")]
+    assert [tuple(r["shape"]) for r in rows[:3]] == [(8, 1, 5, 6), (12, 1, 5, 8), (12, 1, 3, 12)]
+    _assert_logits_agree(model_bytes, qat, x[1200:])
+    # QAT trained through the folded layers: well above chance on held-out windows.
+    assert np.mean(qat.predict(x[1200:], verbose=0).argmax(1) == y[1200:]) > 2 / fp.output_shape[-1]
+    head = BitFlipCalibrator(model_bytes).head
+    assert [layer.weights.shape for layer in head.layers] == [(fp.output_shape[-1], 12)]
+
+
+@pytest.mark.parametrize("entry", ["quarc", "cora"])
+def test_conv1d_batchnorm_model_goes_through_quarc_and_cora(entry, imu_bn):
+    fp, x, y = imu_bn
+    if entry == "quarc":
+        from tfmot_edgeplus.quarc import QuaRCConfig, quarc_qat
+
+        run = quarc_qat(fp, x[:800], y[:800], QuaRCConfig(epochs=1, fraction=0.25, batch_size=64))
+        assert min(run.summary()["history"]["clc_loss"]) > 0  # the Conv1D features are corrected
+        qat = run.qat_model
+    else:
+        from tfmot_edgeplus.cora import CoRaConfig, cora_ptq
+
+        run = cora_ptq(fp, x[:800], y[:800], CoRaConfig(budget=0.2, steps=5, calib_samples=128))
+        assert {"conv1", "conv2", "conv3"} & set(run.model.adapter_ranks)  # Conv1D + BN adapted
+        qat = run.model
+    model_bytes = convert(qat, x[:100])
+    ops = _op_names(model_bytes)
+    if entry == "cora":  # the same ops plus one ADD per adapter
+        ops = [op for op in ops if op != "ADD"]
+        adapter_ops = 2 * len(run.model.adapter_ranks)
+        assert sum(op in ("CONV_2D", "FULLY_CONNECTED") for op in ops) == 4 + adapter_ops
+        ops = [op for op in ops if op not in ("CONV_2D", "FULLY_CONNECTED")]
+        assert ops == [op for op in IMU_BN_OPS if op not in ("CONV_2D", "FULLY_CONNECTED")]
+        assert _op_names(model_bytes).count("ADD") == len(run.model.adapter_ranks)
+    else:
+        assert ops == IMU_BN_OPS
+    _assert_logits_agree(model_bytes, qat, x[1200:])

@@ -9,6 +9,7 @@ from tfmot_edgeplus import EdgePlusQuantizeScheme, quantize_model, quantize_scop
 from tfmot_edgeplus._compat import KerasVersionError, keras, tf, tfmot
 from tfmot_edgeplus.quantization import (
     ActivationRangeQuantizer,
+    calibrate_activation_ranges,
     EdgePlusOutputQuantizeConfig,
     EdgePlusQuantizeRegistry,
     EdgePlusWeightQuantizeConfig,
@@ -93,6 +94,45 @@ def test_unsupported_layer_is_named_with_supported_list():
     model = keras.Model(inputs, keras.layers.Dense(2)(x))
     with pytest.raises(ValueError, match=r"my_lstm \(LSTM\).*Conv1D, Conv2D, DepthwiseConv2D, Dense"):
         quantize_model(model)
+
+
+def _conv1d_bn(conv_kwargs, before_bn=None):
+    inputs = keras.Input((16, 3))
+    x = keras.layers.Conv1D(4, 3, name="conv1", **conv_kwargs)(inputs)
+    if before_bn is not None:
+        x = before_bn(x)
+    x = keras.layers.BatchNormalization(name="bn1")(x)
+    return keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(x)), name="imu")
+
+
+@pytest.mark.parametrize("conv_kwargs, before_bn, match", [
+    ({"activation": "relu"}, None, r"bn1 \('conv1' has activation 'relu' before it \(move the activation"),
+    ({"padding": "causal"}, None, r"bn1 \(padding='causal' \(use 'same' or 'valid'"),
+    ({}, keras.layers.ReLU(name="act"), r"bn1 \(it follows 'act' \(ReLU\), not one of Conv1D"),
+])
+def test_batchnorm_the_scheme_cannot_fold_is_refused_naming_it(conv_kwargs, before_bn, match):
+    with pytest.raises(ValueError, match=match):
+        quantize_model(_conv1d_bn(conv_kwargs, before_bn))
+
+
+def test_conv1d_batchnorm_becomes_a_conv2d_on_rows_with_the_same_outputs(rng):
+    """quantize_model runs Conv1D -> BN as Conv2D (kernel 1 x k, per-channel 8-bit weights)
+    -> BN between two reshapes: at 8 bits the QAT model computes what the float one does."""
+    model = _conv1d_bn({"padding": "same", "use_bias": False})
+    x = rng.normal(0, 1, (64, 16, 3)).astype(np.float32)
+    h = model.get_layer("conv1")(x).numpy()  # moving statistics = those of x: training-mode
+    model.get_layer("bn1").set_weights(  # calibration and inference then normalize alike
+        [rng.uniform(0.5, 2, 4), rng.normal(0, 1, 4), h.mean((0, 1)), h.var((0, 1))])
+    qat = quantize_model(model, EdgePlusQuantizeScheme(8, 8))
+    conv = qat.get_layer("quant_conv1")
+    assert type(conv.layer) is keras.layers.Conv2D and conv.layer.kernel_size == (1, 3)
+    assert conv.quantize_config.channel_axis == -1
+    assert isinstance(_configs(qat)["bn1"], EdgePlusOutputQuantizeConfig)
+    calibrate_activation_ranges(qat, x)
+    np.testing.assert_allclose(qat.predict(x, verbose=0), model.predict(x, verbose=0), atol=0.1)
+    with quantize_scope():  # the rewritten model serializes
+        assert [type(l.layer).__name__ for l in keras.models.model_from_json(qat.to_json()).layers[2:6]] == [
+            "StepsAsRows", "Conv2D", "BatchNormalization", "StepsAsRows"]
 
 
 def test_subclassed_model_is_refused():

@@ -341,9 +341,9 @@ def _adapted_model(qat_model, fp_model, budget, rank, layers, adapter_bits, gate
             raise ValueError(
                 f"fp_model {fp_model.name!r} has no layer {name!r}, which qat_model has: pass the "
                 "FP model qat_model was quantized from.") from None
-        fp_kernel = getattr(fp_layer, "kernel", None)
-        if type(fp_layer) is not type(inner) or fp_kernel is None or \
-                tuple(fp_kernel.shape) != tuple(inner.kernel.shape):
+        fp_kernel = _fp_kernel(fp_layer, inner)
+        if fp_kernel is None:
+            fp_kernel = getattr(fp_layer, "kernel", None)
             raise ValueError(
                 f"fp_model layer {name!r} is {type(fp_layer).__name__} with kernel "
                 f"{None if fp_kernel is None else tuple(fp_kernel.shape)}, but qat_model's is "
@@ -373,7 +373,8 @@ def _adapted_model(qat_model, fp_model, budget, rank, layers, adapter_bits, gate
         else:
             placement[name] = "split_activation"
         _, quantized = _quantized_kernel(wrapper)
-        svds[name] = svd_lib.residual_svd(fp_model.get_layer(name).kernel.numpy(), quantized, scale)
+        svds[name] = svd_lib.residual_svd(_fp_kernel(fp_model.get_layer(name), inner), quantized,
+                                          scale)
 
     # --- ranks
     limits = {name: svds[name].max_rank for name in selected}
@@ -506,6 +507,21 @@ def _adapted_model(qat_model, fp_model, budget, rank, layers, adapter_bits, gate
     model.cora = record
     model.adapter_ranks = adapted
     return model
+
+
+def _fp_kernel(fp_layer, inner) -> np.ndarray | None:
+    """``fp_layer``'s kernel in the shape of the quantized model's ``inner`` layer, or None if
+    they do not match. A Conv1D followed by a BatchNorm is a Conv2D with kernel ``(1, k, in,
+    out)`` in the quantized model (:mod:`tfmot_edgeplus.quantization.transforms`)."""
+    kernel = getattr(fp_layer, "kernel", None)
+    if kernel is None:
+        return None
+    kernel = kernel.numpy()
+    if isinstance(fp_layer, keras.layers.Conv1D) and isinstance(inner, keras.layers.Conv2D):
+        kernel = kernel[None]
+    elif type(fp_layer) is not type(inner):
+        return None
+    return kernel if kernel.shape == tuple(inner.kernel.shape) else None
 
 
 def add_residual_adapters(qat_model, fp_model, budget=0.05, rank=None, layers="all",

@@ -152,7 +152,10 @@ def match_layers(student, correction_model, layers="all") -> list[LayerPair]:
                 raise TypeError(f"layer {name!r} of the {what} has several outputs; pick another.")
         s_shape = tuple(student_layer.output.shape[1:])
         f_shape = tuple(fp_layer.output.shape[1:])
-        if s_shape != f_shape:
+        # A Conv1D followed by a BatchNorm is a Conv2D on (1, steps) rows in the student
+        # (tfmot_edgeplus.quantization.transforms): same values, one more axis.
+        conv1d_as_2d = isinstance(fp_layer, keras.layers.Conv1D) and s_shape == (1,) + f_shape
+        if s_shape != f_shape and not conv1d_as_2d:
             raise ValueError(
                 f"layer {name!r} outputs shape {s_shape} in the student but {f_shape} in the "
                 "correction model; they must have the same architecture."

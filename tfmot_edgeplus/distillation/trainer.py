@@ -189,6 +189,7 @@ class CLCTrainer(keras.Model):
                               self.temperature)
         clc = tf.zeros_like(kd)
         for pair, s_feat, f_feat in zip(self.pairs, student_out[1:], fp_out[1:]):
+            s_feat = tf.reshape(s_feat, tf.shape(f_feat))  # a Conv1D run as a Conv2D: (1, steps)
             clc += clc_divergence(s_feat, tf.stop_gradient(f_feat), self.feature_temperature,
                                   pair.channel_axis)
         total = kd + self.beta * clc

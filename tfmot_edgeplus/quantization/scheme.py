@@ -15,10 +15,18 @@ from tensorflow_model_optimization.python.core.quantization.keras.experimental.d
 from tensorflow_model_optimization.python.core.quantization.keras.experimental.default_n_bit import (
     default_n_bit_quantize_registry as _n_bit_registry,
 )
+from tensorflow_model_optimization.python.core.quantization.keras.graph_transformations import (
+    model_transformer as _model_transformer,
+)
 
 from tfmot_edgeplus._compat import check_keras2_model, keras, tfmot
-from tfmot_edgeplus.quantization import configs, quantizers
+from tfmot_edgeplus.quantization import configs, quantizers, transforms
 from tfmot_edgeplus.quantization.quantizers import ACTIVATION_BITS, WEIGHT_BITS, check_bits
+from tfmot_edgeplus.quantization.transforms import (
+    BATCHNORM_FOLDS_INTO,
+    conv1d_batchnorm_transforms,
+    conv1d_unfoldable,
+)
 from tfmot_edgeplus.quantization.registry import (
     SUPPORTED_WEIGHTED_LAYERS,
     EdgePlusQuantizeRegistry,
@@ -29,9 +37,11 @@ _QuantizeScheme = tfmot.quantization.keras.QuantizeScheme
 
 
 class EdgePlusLayoutTransform(_n_bit_layout.DefaultNBitQuantizeLayoutTransform):
-    """TF-MOT's n-bit graph transforms (Conv/Dense + BatchNorm folding, as TF-MOT does it),
-    with the output quantizer they put on a folded BatchNorm replaced by ours, at the bits
-    given for that BatchNorm or, failing that, for its conv/dense."""
+    """TF-MOT's n-bit graph transforms (Conv/Dense + BatchNorm folding, as TF-MOT does it;
+    Conv1D + BatchNorm first rewritten as a Conv2D + BatchNorm by
+    :mod:`~tfmot_edgeplus.quantization.transforms`), with the output quantizer they put on
+    a folded BatchNorm replaced by ours, at the bits given for that BatchNorm or, failing
+    that, for its conv/dense."""
 
     def __init__(self, activation_bits: int, per_layer: dict):
         super().__init__(num_bits_weight=8, num_bits_activation=activation_bits)
@@ -39,6 +49,9 @@ class EdgePlusLayoutTransform(_n_bit_layout.DefaultNBitQuantizeLayoutTransform):
         self._per_layer = per_layer
 
     def apply(self, model, layer_quantize_map):
+        model, layer_quantize_map = _model_transformer.ModelTransformer(
+            model, conv1d_batchnorm_transforms(), set(layer_quantize_map), layer_quantize_map
+        ).transform()
         model, layer_quantize_map = super().apply(model, layer_quantize_map)
         for name, metadata in layer_quantize_map.items():
             config = metadata.get("quantize_config")
@@ -120,6 +133,38 @@ def _unsupported_layers(model, registry) -> list[str]:
     ]
 
 
+def _unfoldable_batchnorms(model) -> list[str]:
+    """BatchNormalization layers the scheme cannot fold, each with why and the fix."""
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            why = _why_unfoldable(layer)
+            if why:
+                found.append(f"{layer.name} ({why})")
+    return found
+
+
+def _why_unfoldable(bn) -> str | None:
+    inbound = [node.inbound_layers for node in bn.inbound_nodes]
+    if len(inbound) != 1 or isinstance(inbound[0], list):
+        return "it is called on several tensors or several times (use one per conv)"
+    producer = inbound[0]
+    kind = type(producer).__name__
+    config = producer.get_config()
+    if kind not in BATCHNORM_FOLDS_INTO:
+        return (f"it follows {producer.name!r} ({kind}), not one of "
+                f"{', '.join(BATCHNORM_FOLDS_INTO)}")
+    if config.get("activation", "linear") != "linear":
+        return (f"{producer.name!r} has activation {config['activation']!r} before it (move the "
+                "activation after the BatchNormalization)")
+    if len(producer.outbound_nodes) != 1:
+        return (f"{producer.name!r} also feeds other layers (it must feed only the "
+                "BatchNormalization)")
+    if kind == "Conv1D":
+        return conv1d_unfoldable(config, bn.get_config())
+    return None
+
+
 def quantize_model(model, scheme: EdgePlusQuantizeScheme | None = None):
     """Return a QAT copy of ``model`` quantized by ``scheme`` (default: W4A8).
 
@@ -149,6 +194,14 @@ def quantize_model(model, scheme: EdgePlusQuantizeScheme | None = None):
             f"Supported layers with weights: {', '.join(SUPPORTED_WEIGHTED_LAYERS)} (plus "
             "BatchNormalization after them and TF-MOT's weightless layers). Replace them, or "
             "annotate them yourself with a QuantizeConfig."
+        )
+    unfoldable = _unfoldable_batchnorms(model)
+    if unfoldable:
+        raise ValueError(
+            f"Model {model.name!r} has BatchNormalization layers the scheme cannot fold into the "
+            f"layer before them: {'; '.join(unfoldable)}. A BatchNormalization must directly "
+            f"follow a {', '.join(BATCHNORM_FOLDS_INTO)} with a linear activation, used only "
+            "by it; otherwise fold it into the layer's weights before quantizing, or remove it."
         )
     with quantize_scope():
         annotated = tfmot.quantization.keras.quantize_annotate_model(model)
@@ -182,6 +235,7 @@ def quantize_scope(*args):
     objects = {}
     objects.update(quantizers.custom_objects())
     objects.update(configs.custom_objects())
+    objects.update(transforms.custom_objects())
     objects.update(_n_bit_registry._types_dict())
     objects["EdgePlusQuantizeScheme"] = EdgePlusQuantizeScheme
     for extra in args:
