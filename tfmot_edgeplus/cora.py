@@ -50,7 +50,16 @@ RANK_SEARCHES = ("greedy", "butterworth")
 
 @dataclass(frozen=True)
 class CoRaConfig:
-    """Settings of :func:`cora_ptq`, validated at construction."""
+    """Settings of :func:`cora_ptq`, validated at construction.
+
+    ``budget`` counts **parameters**: the adapters' weights may be at most this fraction of
+    the adapted layers' kernel parameters (``run.summary()["adapter_param_fraction"]``). It
+    does not count flatbuffer bytes: each adapter also adds two filter operators, an ADD and
+    their tensors (names, shapes, quantization parameters), which on small models weigh far
+    more than the int8 weights, e.g. +54 % flatbuffer bytes for 125 parameter bytes on the
+    8x8 digits CNN at ``budget=0.05``. :func:`tfmot_edgeplus.conversion_report` (``.adapters``)
+    and ``edgeplus inspect`` give that overhead in bytes.
+    """
 
     weight_bits: int = 4
     activation_bits: int = 8

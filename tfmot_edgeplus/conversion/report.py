@@ -1,10 +1,38 @@
-"""What a converted model really stores: bits and bytes per weight tensor, activation notes."""
+"""What a converted model really stores: bits and bytes per weight tensor, activation notes,
+and the flatbuffer bytes CoRa adapters add."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from tfmot_edgeplus.conversion import lowbit
+
+# Tensor names of CoRa's layers (tfmot_edgeplus.adapters.insert): <layer>_cora_a / _cora_b
+# (the two filters), _cora_main_quant (a requantization of the main output). The Add of main
+# and residual is found as the consumer of B's output (the converter may give it the model
+# output's name).
+_ADAPTER_FILTER = re.compile(r"_cora_[ab]/")
+_ADAPTER_REQUANT = re.compile(r"_cora_main_quant/")
+
+
+@dataclass
+class AdapterOverhead:
+    """The flatbuffer bytes CoRa adapters take: the model minus the same model with its
+    adapter operators, their tensors and buffers removed (each consumer of an adapter Add
+    reading the main branch instead), both serialized alike. ``parameter_bytes`` of it are
+    the adapters' weight data; the rest is operator and tensor metadata (names, shapes,
+    quantization parameters, tables). ``rest_bytes``: the model without the adapters."""
+
+    operators: int
+    bytes: int
+    parameter_bytes: int
+    rest_bytes: int
+
+    @property
+    def fraction(self) -> float:
+        """The adapters' bytes over the rest of the flatbuffer's."""
+        return self.bytes / self.rest_bytes
 
 
 @dataclass
@@ -22,11 +50,14 @@ class ConversionReport:
     qat_weight_bits: dict[str, int] = field(default_factory=dict)
     qat_activation_bits: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    adapters: AdapterOverhead | None = None
 
     def to_dict(self) -> dict:
         return {
             "flatbuffer_bytes": self.flatbuffer_bytes,
             "weight_bytes": self.weight_bytes,
+            "adapters": None if self.adapters is None else {
+                **vars(self.adapters), "fraction": round(self.adapters.fraction, 4)},
             "weights": [{k: (list(v) if isinstance(v, tuple) else v) for k, v in row.items()}
                         for row in self.weights],
             "qat_weight_bits": self.qat_weight_bits,
@@ -46,7 +77,15 @@ class ConversionReport:
                 f"| {row['op']} | {name} | {'x'.join(map(str, row['shape']))} | {stored} | "
                 f"{row['bits']} | {row['data_bytes']} | {row['table_bytes']} |"
             )
-        lines.append(f"\nflatbuffer: {self.flatbuffer_bytes} bytes; weights: {self.weight_bytes} bytes")
+        lines.append(
+            f"\nflatbuffer: {self.flatbuffer_bytes} bytes; weights: {self.weight_bytes} bytes")
+        if self.adapters is not None:
+            a = self.adapters
+            lines.append(
+                f"CoRa adapters: {a.operators} ops, {a.bytes} flatbuffer bytes "
+                f"({a.parameter_bytes} of parameters, {a.bytes - a.parameter_bytes} of op/tensor metadata) = "
+                f"{a.fraction:.1%} over the {a.rest_bytes} bytes of the model without them"
+            )
         lines.extend(f"note: {note}" for note in self.notes)
         return "\n".join(lines)
 
@@ -59,6 +98,7 @@ def conversion_report(model_bytes: bytes, qat_model=None) -> ConversionReport:
         flatbuffer_bytes=len(model_bytes),
         weight_bytes=lowbit.weight_bytes(model_bytes),
         weights=lowbit.describe_weights(model_bytes),
+        adapters=adapter_overhead(model_bytes),
     )
     if qat_model is None:
         return report
@@ -73,3 +113,66 @@ def conversion_report(model_bytes: bytes, qat_model=None) -> ConversionReport:
             "only through edgeplus custom ops."
         )
     return report
+
+
+def _matches(pattern, op) -> bool:
+    return any(pattern.search(t.name or "") for t in op.outputs)
+
+
+def _strip_adapters(model) -> tuple[int, int]:
+    """Remove CoRa's operators, tensors and buffers from ``model`` (the wheel's model_editor
+    tree), each consumer of an adapter Add reading the main branch instead; returns (operators
+    removed, bytes of the adapters' filter data)."""
+    from tflite_micro.tensorflow.lite.micro.compression import model_editor
+
+    removed = params = 0
+    for sg in model.subgraphs:
+        filters = [op for op in sg.operators if _matches(_ADAPTER_FILTER, op)]
+        produced_by_filter = {id(t) for op in filters for t in op.outputs}
+        bypass = {}  # id(adapter op output) -> the tensor its consumers read instead
+        for op in sg.operators:
+            if op not in filters and any(id(t) in produced_by_filter for t in op.inputs):
+                main = [t for t in op.inputs if id(t) not in produced_by_filter]
+                if len(main) != 1 or len(op.outputs) != 1:
+                    raise ValueError(
+                        f"operator {op.outputs[0].name!r} reads a CoRa adapter's output but has "
+                        f"{len(main)} inputs from outside the adapter, not 1 (and 1 output): not a "
+                        "CoRa model as tfmot_edgeplus.adapters builds it")
+                bypass[id(op.outputs[0])] = main[0]
+            elif _matches(_ADAPTER_REQUANT, op) and len(op.inputs) == 1 and len(op.outputs) == 1:
+                bypass[id(op.outputs[0])] = op.inputs[0]
+        adapter_ops = {id(op) for op in filters}
+        adapter_ops |= {id(op) for op in sg.operators if id(op.outputs[0]) in bypass}
+        if not adapter_ops:
+            continue
+
+        def resolve(t):
+            while t is not None and id(t) in bypass:
+                t = bypass[id(t)]
+            return t
+
+        kept = [op for op in sg.operators if id(op) not in adapter_ops]
+        for op in kept:
+            op.inputs = [resolve(t) for t in op.inputs]
+        sg.outputs = [resolve(t) for t in sg.outputs]
+        sg.operators = kept
+        used = {id(t) for t in sg.inputs + sg.outputs}
+        used |= {id(t) for op in kept for t in op.inputs + op.outputs if t is not None}
+        sg.tensors = [t for t in sg.tensors if id(t) in used]
+        removed += len(adapter_ops)
+        params += sum(len(op.inputs[1].buffer.data) for op in filters if op.inputs[1].buffer)
+    model_editor.prune_buffers(model)
+    return removed, params
+
+
+def adapter_overhead(model_bytes: bytes) -> AdapterOverhead | None:
+    """The bytes CoRa adapters take in ``model_bytes`` (see :class:`AdapterOverhead`), or
+    None when it has none."""
+    model = lowbit._read(model_bytes)
+    whole = len(lowbit._align(bytes(model.build())))  # laid out as the stripped model is
+    operators, params = _strip_adapters(model)
+    if not operators:
+        return None
+    rest = len(lowbit._align(bytes(model.build())))
+    return AdapterOverhead(operators=operators, bytes=whole - rest, parameter_bytes=params,
+                           rest_bytes=rest)
