@@ -34,6 +34,8 @@ bench: setup
 # Coverage-guided fuzzing (tflm_ops/fuzz, libFuzzer + ASan/UBSan; tests/test_fuzz_python.py,
 # hypothesis): each target for FUZZ_SECONDS, printing the inputs it executed. The custom-op
 # options target runs only with EDGEPLUS_FLATBUFFERS_ROOT set. Crashes: build/fuzz/artifacts.
+# E.g. the issue's run: EDGEPLUS_FUZZ_EXAMPLES=100000 make fuzz FUZZ_SECONDS=3600
+# FUZZ_FLAGS=-runs=10000000 (each C target stops at 10^7 inputs, each Python one runs >= 10^5).
 FUZZ_SECONDS ?= 60
 fuzz: setup
 	$(MAKE) -C tflm_ops/fuzz run FUZZ_SECONDS=$(FUZZ_SECONDS)

@@ -70,7 +70,7 @@ def library(tmp_path_factory):
 def case(mbv2_int8, tmp_path_factory):
     """The mixed plan, a fitted calibrator's bundle, and the sketch exported from them."""
     _, tfl, xc, xt, yt = mbv2_int8
-    plan = patching.plan(tfl, xc, grid=2, outlier_rate=1.0, lam=0.2)
+    plan = patching.plan(tfl, xc, grid=2, outlier_sample_fraction=1.0, lam=0.2)
     cal = BitFlipCalibrator(tfl, core_size=8, hidden=8, max_steps=4, tries=4, seed=3)
     cal.fit((xt[:8], yt[:8]), [(xt[8:40], (yt[8:40] + 1) % 10)], chunk_size=16, episodes=3,
             epochs=3)  # fmt: skip

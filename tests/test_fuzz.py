@@ -19,7 +19,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 FUZZ = ROOT / "tflm_ops" / "fuzz"
 BUILD = ROOT / "build" / "fuzz-test"  # not build/fuzz: a `make fuzz` may be running there
-FUZZ_TEST_SECONDS = 5
+FUZZ_TEST_SECONDS = 4
 C_TARGETS = ("patch_stage", "conv", "qcore")
 FLATBUFFERS = os.environ.get("EDGEPLUS_FLATBUFFERS_ROOT", "")
 

@@ -228,16 +228,17 @@ def _calib_data(spec: str, input_shape, samples: int):
               help="VDPC: quantile of |v| above which a value is an outlier.")
 @click.option("--lam", type=float, default=0.5, show_default=True,
               help="VDQS: weight of the entropy change against the BitOPs saving.")
-@click.option("--outlier-rate", type=float, default=0.1, show_default=True,
-              help="VDPC: a patch exceeding phi in more than this share of samples is 8-bit.")
+@click.option("--outlier-sample-fraction", type=float, default=0.1, show_default=True,
+              help="VDPC: a patch exceeding phi in more than this fraction of the calibration "
+              "samples is an outlier patch (8-bit); a share of samples, not of patches.")
 @click.option("--low-bits", default="4,2", show_default=True,
               help="VDQS: the activation bits below 8 it may choose (4,2 or 4 or 2).")
 @click.option("--grid", type=int, default=None, help="Force an n x n grid.")
 @click.option("--split", default=None, help="Force the split tensor (a name from the table).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Write plan.json, plan.png and the deployed model_patched.tflite here.")
-def plan(model, calib, calib_samples, sram, phi, lam, outlier_rate, low_bits, grid, split,
-         out_dir):
+def plan(model, calib, calib_samples, sram, phi, lam, outlier_sample_fraction, low_bits, grid,
+         split, out_dir):
     """Plan patch-based, mixed-precision inference (QuantMCU) of a full-integer .tflite.
 
     Prints the plan (per-layer memory, bits, BitOPs), plots it, and with --out writes the
@@ -257,8 +258,8 @@ def plan(model, calib, calib_samples, sram, phi, lam, outlier_rate, low_bits, gr
         graph = patching.read_tflite_graph(tfl)
         x = None if calib is None else _calib_data(calib, graph.input_shape, calib_samples)
         p = patching.plan(tfl, x, sram_budget=_bytes_size(sram), phi=phi, lam=lam,
-                          outlier_rate=outlier_rate, grid=grid, split=split,
-                          low_bits=_ints(low_bits, "--low-bits"))
+                          outlier_sample_fraction=outlier_sample_fraction, grid=grid,
+                          split=split, low_bits=_ints(low_bits, "--low-bits"))
         lowered = lower.lower(tfl, p)
     except (ValueError, TypeError) as err:  # PlanError, GraphError, PlanMismatchError...
         raise click.ClickException(str(err)) from None
