@@ -7,7 +7,7 @@ Model and data: :func:`tfmot_edgeplus.quantmcu.quantmcu_pipeline` (its module do
 detail): ``keras.applications.MobileNetV2(alpha=0.35)`` on Fashion-MNIST upsampled to
 96x96x1, trained, TF-MOT 8-bit QAT, converted full-integer; the plans are made from the
 .tflite within a 256 KB SRAM budget. The mixed plan's VDPC/VDQS settings are *tuned on the
-calibration images* (never the test set): each ``(phi, outlier_rate, lam)`` of
+calibration images* (never the test set): each ``(phi, outlier_sample_fraction, lam)`` of
 ``Config.search`` is planned with the 8-bit plan's split and grid, and the one with the
 most BitOPs saved whose top-1 agreement with the int8 model on the calibration images is
 at least ``min_agreement`` is kept (the 8-bit plan if none is); every candidate is reported
@@ -63,7 +63,7 @@ class Config:
     test_samples: int = 2000
     calib_samples: int = 256
     epochs: int = 5
-    search: tuple = SEARCH  # (phi, outlier_rate, lam, low_bits)
+    search: tuple = SEARCH  # (phi, outlier_sample_fraction, lam, low_bits)
     min_agreement: float = 0.95
     m4: bool = True
     seed: int = 0

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
 pytestmark = pytest.mark.slow
 
 
-def test_demo_writes_model_report_and_plot(tmp_path):
+def _assert_steps_numbered(output: str, total: int) -> None:
+    """The demo's step headers are [1/total] ... [total/total], in order."""
+    headers = re.findall(r"^\[(\d+)/(\d+)\]", output, re.M)
+    assert headers == [(str(i), str(total)) for i in range(1, total + 1)], headers
+
+
+def test_demo_writes_model_report_and_plot(tmp_path, capsys):
     from tfmot_edgeplus.conversion import describe_weights
     from tfmot_edgeplus.demo import DemoConfig, run_demo
+    from tfmot_edgeplus.runtime import TFLMRunner
 
     config = DemoConfig(
         train_samples=1000,
@@ -22,6 +30,7 @@ def test_demo_writes_model_report_and_plot(tmp_path):
         qcore_fp_epochs=2,
     )
     result = run_demo(str(tmp_path), config, verbose=0)
+    _assert_steps_numbered(capsys.readouterr().out, 5)
     model_path = tmp_path / "fashion_mnist_w4a8.tflite"
     report = json.loads((tmp_path / "report.json").read_text())
     assert (tmp_path / "report.png").stat().st_size > 10_000
@@ -30,7 +39,12 @@ def test_demo_writes_model_report_and_plot(tmp_path):
     )
     assert {row["type"] for row in describe_weights(model_path.read_bytes())} == {"INT4"}
     assert result.weight_bytes * 2 <= result.int8_weight_bytes + 8  # 4 bits: half of int8
-    assert 0.0 <= result.tflm_keras_agreement <= 1.0 and result.arena_bytes > 0
+    # TFLM runs the QAT model: it agrees with Keras, so their accuracies differ by at most
+    # the disagreement, and the arena reported is the model's.
+    assert result.tflm_keras_agreement >= 0.95
+    assert abs(result.tflm_acc - result.qat_acc) <= 1 - result.tflm_keras_agreement + 1e-6
+    assert result.arena_bytes == TFLMRunner(model_path.read_bytes()).arena_bytes
+    assert report["result"]["tflm_acc"] == result.tflm_acc
     # The QAT stage is QuaRC: a RES coreset of 10 % of the data, KD + CLC.
     qat = report["result"]["qat"]
     assert qat["config"]["coreset"] == "res" and qat["config"]["beta"] > 0
@@ -83,6 +97,7 @@ def test_qat_command_runs_the_pipeline_with_its_options(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "QAT W2A8 on a RANDOM coreset of 20% of the data, KD" in result.output
+    _assert_steps_numbered(result.output, 4)
     report = json.loads((tmp_path / "report.json").read_text())
     qat = report["result"]["qat"]
     assert qat["config"]["coreset"] == "random" and qat["config"]["beta"] == 0.0
@@ -129,6 +144,7 @@ def test_cora_command_runs_ptq_plus_adapters_and_deploys_them(tmp_path):
         ],
     )
     assert result.exit_code == 0, result.output
+    _assert_steps_numbered(result.output, 4)
     assert (
         "PTQ W3A8 + CoRa adapters (budget 0.1, greedy ranks), 40 KD steps on 400" in result.output
     )
@@ -145,6 +161,11 @@ def test_cora_command_runs_ptq_plus_adapters_and_deploys_them(tmp_path):
     assert {r["bits"] for r in adapter_rows} == {8}
     assert {r["bits"] for r in rows if r not in adapter_rows} == {3}
     assert len(tflite) == report["result"]["flatbuffer_bytes"]
+    # The report counts the adapters' flatbuffer bytes, parameters and metadata apart.
+    overhead = report["result"]["conversion"]["adapters"]
+    assert overhead["parameter_bytes"] == sum(r["data_bytes"] for r in adapter_rows)
+    assert overhead["bytes"] > overhead["parameter_bytes"]
+    assert "CoRa adapters:" in result.output
 
 
 def test_cora_command_refuses_a_bad_budget():

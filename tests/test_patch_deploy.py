@@ -50,7 +50,7 @@ def test_8bit_patch_stage_is_the_int8_model_bit_for_bit(mbv2_int8, full, grid):
 
 def test_plan_from_the_tflite_and_its_check(mbv2_int8, full):
     _, tfl, xc, xt, _ = mbv2_int8
-    p = patching.plan(tfl, xc, grid=2, outlier_rate=1.0, lam=0.2)
+    p = patching.plan(tfl, xc, grid=2, outlier_sample_fraction=1.0, lam=0.2)
     p.check(tfl)
     # named after the (QAT-wrapped) Keras layer in the TFLite tensor name
     assert p.split.startswith("quant_b") and p.split.endswith("_project_bn"), p.split
@@ -110,7 +110,7 @@ def test_split_runner_matches_the_int8_model(mbv2_int8, full):
 
 def test_program_words_round_trip_and_reject_corruption(mbv2_int8):
     _, tfl, xc, *_ = mbv2_int8
-    low = lower.lower(tfl, patching.plan(tfl, xc, grid=2, outlier_rate=0.5, lam=0.2))
+    low = lower.lower(tfl, patching.plan(tfl, xc, grid=2, outlier_sample_fraction=0.5, lam=0.2))
     words = low.program.to_words()
     assert StageProgram.from_words(words) == low.program
     bad = words.copy()

@@ -53,7 +53,7 @@ def test_deployed_model_in_tflm(mbv2_int8, registerer):
     p8 = PatchStageRunner(tfl, patching.plan(tfl, None, grid=3), backend="tflm")
     np.testing.assert_array_equal(p8.predict(xt, dequantize_output=False), ref)
     assert p8.activation_bytes > p8.stage_scratch_bytes > 0
-    mixed = patching.plan(tfl, xc, grid=2, outlier_rate=0.5, lam=0.2)
+    mixed = patching.plan(tfl, xc, grid=2, outlier_sample_fraction=0.5, lam=0.2)
     assert min(mixed.bits.values()) < 8
     got = PatchStageRunner(tfl, mixed, backend="tflm").predict(xt, dequantize_output=False)
     split = PatchStageRunner(tfl, mixed, backend="split").predict(xt, dequantize_output=False)

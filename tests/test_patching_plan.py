@@ -274,7 +274,7 @@ def test_vdpc_marks_the_planted_patch(spike_model):
     assert set(found.phi_values) == {"a1_relu", "a2_relu"}
     # The threshold sits among the spike's values, far above the plain image's.
     assert found.phi_values["a1_relu"] > 100
-    # Planted in too few samples (1 of 20 < outlier_rate 0.1): not an outlier patch.
+    # Planted in too few samples (1 of 20 < outlier_sample_fraction 0.1): not an outlier patch.
     few = vdpc(StageRunner(spike_model, p, "a2_relu", _spike_data(planted=1)), 4)
     assert not few.outlier.any()
 
@@ -305,7 +305,7 @@ def test_vdqs_lowers_bitops_within_budget(spike_model):
     # The budget is enforced on every step: below any reachable peak, nothing is taken.
     p = PatchPlanner(spike_model)
     runner = StageRunner(spike_model, p, "a2_relu", x)
-    found = vdpc(runner, 4, outlier_rate=1.0)
+    found = vdpc(runner, 4, outlier_sample_fraction=1.0)
     assert set(vdqs(runner, 4, found, lam=0.0, sram_budget=1).bits.values()) == {8}
     assert set(vdqs(runner, 4, found, lam=0.0).bits.values()) == {2, 8}
 
@@ -320,11 +320,16 @@ def test_plan_summary_plot_json_check(spike_model, tmp_path):
     for needle in ("a1", "a2_relu", "peak SRAM", "BitOPs", "layer by layer", "planned", "bits n/o"):
         assert needle in text
     assert p.peak_ratio == p.peak_layer / p.peak_planned
+    # Patch (1, 2) exceeds in more than outlier_sample_fraction (0.1) of the samples, and it
+    # is one patch of 16: the plan reports that share of patches.
+    assert p.exceed_fraction[6] > 0.1 and p.outlier_share == 1 / 16
+    assert "4x4 patches, 1 of 16 outlier patches (6%) [(1, 2)]" in text
     p.plot(tmp_path / "plan.png")
     assert (tmp_path / "plan.png").stat().st_size > 10_000
 
     text = p.to_json()
     assert json.loads(text)["format"] == "edgeplus-patch-plan/2"
+    assert json.loads(text)["outlier_share"] == 1 / 16
     back = PatchPlan.from_json(text)
     assert back == p and back.to_json() == text
     with pytest.raises(ValueError, match="not a patch plan"):
@@ -379,8 +384,10 @@ def test_budget_no_plan_meets_names_the_smallest_peak(tiny):
         ({"phi": "high"}, r"phi must be a number in \(0, 1\), got 'high'"),
         ({"lam": -0.1}, r"lam must be a number in \[0, 1\], got -0\.1"),
         ({"lam": 1.01}, r"lam must be a number in \[0, 1\], got 1\.01"),
-        ({"outlier_rate": 2}, r"outlier_rate must be a number in \[0, 1\], got 2"),
-        ({"outlier_rate": float("nan")}, r"outlier_rate must be a number in \[0, 1\], got nan"),
+        ({"outlier_sample_fraction": 2},
+         r"outlier_sample_fraction must be a number in \[0, 1\], got 2"),
+        ({"outlier_sample_fraction": float("nan")},
+         r"outlier_sample_fraction must be a number in \[0, 1\], got nan"),
         ({"sram_budget": 0}, r"sram_budget must be >= 1, got 0"),
         ({"grid": 0}, r"grid must be >= 1, got 0"),
         ({"weight_bits": 3}, r"weight_bits must be 2, 4 or 8, got 3"),

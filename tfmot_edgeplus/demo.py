@@ -97,7 +97,7 @@ class DemoConfig:
         return QuantMCUConfig(
             input_size=self.patching_input_size, train_samples=self.patching_train_samples,
             test_samples=min(self.test_samples or 1000, 1000), calib_samples=128,
-            epochs=self.patching_epochs, phi=0.9999, outlier_rate=0.1, seed=self.seed)
+            epochs=self.patching_epochs, phi=0.9999, outlier_sample_fraction=0.1, seed=self.seed)
 
     def qcore(self):
         """The on-device calibration part's settings (IMU watch, W4 head)."""
@@ -150,13 +150,23 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
+def demo_steps(config: DemoConfig) -> tuple[str, ...]:
+    """The demo's numbered steps, in order, for ``config``: the one source of "[i/n]"."""
+    return (("float", "quantize", "convert", "tflm")
+            + ("qcore",) * config.calibration + ("patching",) * config.patching)
+
+
+def _step(config: DemoConfig, name: str) -> str:
+    steps = demo_steps(config)
+    return f"[{steps.index(name) + 1}/{len(steps)}]"
+
+
 def run_demo(out_dir: str | None = None, config: DemoConfig | None = None, verbose: int = 2) -> DemoResult:
     """Run the demo; with ``out_dir``, write the .tflite, ``report.json`` and ``report.png``."""
     config = config or DemoConfig()
     stage = config.stage()  # validates the quantization settings before any training
     if config.calibration:
         config.qcore()
-    steps = 4 + config.calibration + config.patching
     tf.keras.utils.set_random_seed(config.seed)
     seconds = {}
     data = datasets.classification_task(
@@ -165,10 +175,10 @@ def run_demo(out_dir: str | None = None, config: DemoConfig | None = None, verbo
     )
     start = time.perf_counter()
     if config.model_path:
-        _say(f"[1/{steps}] float model: {config.model_path}")
+        _say(f"{_step(config, 'float')} float model: {config.model_path}")
         fp_model = compile_classifier(keras.models.load_model(config.model_path, compile=False))
     else:
-        _say(f"[1/{steps}] float training: reference model on {len(data.x_train)} {config.task} samples")
+        _say(f"{_step(config, 'float')} float training: reference model on {len(data.x_train)} {config.task} samples")
         fp_model = compile_classifier(reference_model(data.input_shape, data.num_classes))
         fp_model.fit(data.x_train, data.y_train, epochs=config.fp_epochs,
                      batch_size=config.batch_size, verbose=verbose)
@@ -184,14 +194,14 @@ def run_demo(out_dir: str | None = None, config: DemoConfig | None = None, verbo
     seconds[config.method] = sum(stage_summary["seconds"].values())
     _say(f"      accuracy {qat_acc:.4f}")
 
-    _say(f"[3/{steps}] conversion to a full-integer TFLite flatbuffer")
+    _say(f"{_step(config, 'convert')} conversion to a full-integer TFLite flatbuffer")
     start = time.perf_counter()
     model_bytes = convert(qat_model, data.x_train[:300])
     report = conversion_report(model_bytes, qat_model)
     seconds["convert"] = time.perf_counter() - start
     _say(report.table())
 
-    _say(f"[4/{steps}] TFLM interpreter on {len(data.x_test)} test samples")
+    _say(f"{_step(config, 'tflm')} TFLM interpreter on {len(data.x_test)} test samples")
     start = time.perf_counter()
     runner = TFLMRunner(model_bytes)
     tflm_pred = runner.predict(data.x_test).argmax(axis=1)
@@ -215,17 +225,17 @@ def run_demo(out_dir: str | None = None, config: DemoConfig | None = None, verbo
     if out_dir:
         _write(out_dir, model_bytes, result, config)
     if config.calibration:
-        result.qcore = _qcore_stage(config, out_dir, steps)
+        result.qcore = _qcore_stage(config, out_dir)
     if config.patching:
-        result.patching = _patching_stage(config, out_dir, steps)
+        result.patching = _patching_stage(config, out_dir)
     return result
 
 
-def _qcore_stage(config: DemoConfig, out_dir: str | None, steps: int) -> dict:
+def _qcore_stage(config: DemoConfig, out_dir: str | None) -> dict:
     from tfmot_edgeplus.qcore import qcore_continual, summary_table, write_run
 
     qc = config.qcore()
-    _say(f"[5/{steps}] on-device calibration (QCore): the IMU watch model trained on subjects "
+    _say(f"{_step(config, 'qcore')} on-device calibration (QCore): the IMU watch model trained on subjects "
          f"{', '.join(map(str, qc.train_subjects))} meets subjects "
          f"{', '.join(map(str, qc.stream_subjects))}")
     run = qcore_continual(qc, verbose=0)
@@ -261,14 +271,14 @@ def _arduino_sketch(out_dir: str, name: str, model, **kwargs) -> None:
     _say("      Arduino " + sk.summary().replace("\n", "\n      "))
 
 
-def _patching_stage(config: DemoConfig, out_dir: str | None, steps: int) -> dict:
+def _patching_stage(config: DemoConfig, out_dir: str | None) -> dict:
     from tfmot_edgeplus.conversion.patch_stage import deploy_model
     from tfmot_edgeplus.patching import lower
     from tfmot_edgeplus.quantmcu import accuracy, quantmcu_pipeline
     from tfmot_edgeplus.runtime.patch_runner import PatchStageRunner
 
     qc = config.quantmcu()
-    _say(f"[{steps}/{steps}] patch-based inference (QuantMCU): MobileNetV2 (alpha "
+    _say(f"{_step(config, 'patching')} patch-based inference (QuantMCU): MobileNetV2 (alpha "
          f"{qc.alpha}) on Fashion-MNIST at {qc.input_size}x{qc.input_size}, planned within "
          f"{qc.sram_budget // 1024} KB")
     run = quantmcu_pipeline(qc, verbose=0)
@@ -315,14 +325,14 @@ def _quarc_stage(fp_model, data, stage: QuaRCConfig, config: DemoConfig, verbose
     what = ("all the data" if stage.coreset == "full" else
             f"a {stage.coreset.upper()} coreset of {stage.fraction:.0%} of the data")
     clc = f" + {stage.beta:g} x CLC" if stage.beta > 0 else ""
-    _say(f"[2/{4 + config.calibration}] QAT W{config.weight_bits}A{config.activation_bits} on {what}, KD{clc}")
+    _say(f"{_step(config, 'quantize')} QAT W{config.weight_bits}A{config.activation_bits} on {what}, KD{clc}")
     run = quarc_qat(fp_model, data.x_train, data.y_train, stage, verbose=verbose)
     _say(f"      {run.train_samples} samples per epoch, {stage.epochs} epochs")
     return compile_classifier(run.qat_model), run.summary()
 
 
 def _cora_stage(fp_model, data, stage: CoRaConfig, config: DemoConfig, verbose: int):
-    _say(f"[2/{4 + config.calibration}] PTQ W{config.weight_bits}A{config.activation_bits} + CoRa adapters "
+    _say(f"{_step(config, 'quantize')} PTQ W{config.weight_bits}A{config.activation_bits} + CoRa adapters "
          f"(budget {stage.budget:g}, {stage.rank_search} ranks), {stage.steps} KD steps on "
          f"{min(stage.calib_samples, len(data.x_train))} samples")
     run = cora_ptq(fp_model, data.x_train, data.y_train, stage, verbose=min(verbose, 1),

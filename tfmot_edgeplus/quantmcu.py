@@ -19,8 +19,8 @@ The recipe (what ``benchmarks/patching.py`` and the demo run):
    (:func:`tfmot_edgeplus.conversion.converter.convert`): the ``layer_int8`` model.
 3. **Plans**, from the .tflite itself (``patching.plan(tflite_bytes, ...)``): ``patch_int8``,
    the lowest-peak 8-bit patch plan within ``sram_budget``; ``patch_vdpc_vdqs``, the same
-   split and grid with VDPC (``phi``, ``outlier_rate``) and VDQS (``lam``) on the calibration
-   images, read from the int8 model's own stage maps.
+   split and grid with VDPC (``phi``, ``outlier_sample_fraction``) and VDQS (``lam``) on the
+   calibration images, read from the int8 model's own stage maps.
 4. **Runs.** ``layer_int8`` in TFLM; the patch plans lowered onto the .tflite and run with
    the stage in the NumPy simulator (bit-exact with the C kernels and the custom op) and
    the rest in TFLM.
@@ -43,8 +43,8 @@ __all__ = [
     "upsample",
 ]
 
-# (phi, outlier_rate, lam, low_bits) candidates of tune_plan: mostly 4-bit maps, since 2-bit
-# maps cost the most accuracy on these models
+# (phi, outlier_sample_fraction, lam, low_bits) candidates of tune_plan: mostly 4-bit maps,
+# since 2-bit maps cost the most accuracy on these models
 SEARCH = (
     (0.9999, 0.1, 0.5, (4,)),
     (0.9999, 0.3, 0.3, (4,)),
@@ -70,7 +70,7 @@ class QuantMCUConfig:
     sram_budget: int = 256 * 1024
     phi: float = 0.999
     lam: float = 0.5
-    outlier_rate: float = 0.1
+    outlier_sample_fraction: float = 0.1
     seed: int = 0
 
 
@@ -157,7 +157,7 @@ def quantmcu_pipeline(config: QuantMCUConfig = QuantMCUConfig(), verbose: int = 
         sram_budget=c.sram_budget,
         phi=c.phi,
         lam=c.lam,
-        outlier_rate=c.outlier_rate,
+        outlier_sample_fraction=c.outlier_sample_fraction,
         split=plan8.split,
         grid=plan8.grid,
     )
@@ -182,11 +182,12 @@ def top1_predictions(predict, x, batch: int = 100) -> np.ndarray:
 
 
 def tune_plan(tflite, x_calib, plan8, search=SEARCH, min_agreement: float = 0.95, say=None):
-    """Pick the VDPC/VDQS settings for a model: each ``(phi, outlier_rate, lam, low_bits)`` of
-    ``search`` is planned with the 8-bit plan ``plan8``'s split and grid, and the plan with
-    the fewest stage BitOPs among those whose top-1 predictions on ``x_calib`` agree with the
-    int8 model's (TFLM) on at least ``min_agreement`` is returned (``plan8`` if none does),
-    with one dict per candidate. Calibration images only: the test set stays unseen."""
+    """Pick the VDPC/VDQS settings for a model: each ``(phi, outlier_sample_fraction, lam,
+    low_bits)`` of ``search`` is planned with the 8-bit plan ``plan8``'s split and grid, and the
+    plan with the fewest stage BitOPs among those whose top-1 predictions on ``x_calib`` agree with
+    the int8 model's (TFLM) on at least ``min_agreement`` is returned (``plan8`` if none does), with
+    one dict per candidate. Calibration images only: the test set stays unseen.
+    """
     from tfmot_edgeplus import patching
     from tfmot_edgeplus.runtime.patch_runner import PatchStageRunner
     from tfmot_edgeplus.runtime.tflm import TFLMRunner
@@ -195,13 +196,13 @@ def tune_plan(tflite, x_calib, plan8, search=SEARCH, min_agreement: float = 0.95
     best, tried = None, []
     for phi, rate, lam, low_bits in search:
         p = patching.plan(
-            tflite, x_calib, phi=phi, outlier_rate=rate, lam=lam, low_bits=low_bits,
+            tflite, x_calib, phi=phi, outlier_sample_fraction=rate, lam=lam, low_bits=low_bits,
             split=plan8.split, grid=plan8.grid,
         )  # fmt: skip
         runner = PatchStageRunner(tflite, p, backend="numpy")
         agree = float((top1_predictions(runner.predict, x_calib) == ref).mean())
         row = {
-            "phi": phi, "outlier_rate": rate, "lam": lam,
+            "phi": phi, "outlier_sample_fraction": rate, "lam": lam,
             "low_bits": "/".join(map(str, low_bits)), "calib_agreement": agree,
             "stage_bitops_ratio": round(p.bitops_ratio, 3),
             "normal_patches": int(p.grid**2 - len(p.outlier_patches)),

@@ -64,8 +64,10 @@ class PlanConfig:
     needs); ``phi``: quantile of ``|v|`` above which a value is an outlier, in (0, 1);
     ``lam``: weight of the entropy change against the BitOPs saving in VDQS, in [0, 1];
     ``low_bits``: the bit-widths below 8 VDQS may choose, a subset of (4, 2);
-    ``outlier_rate``: fraction of calibration samples above which a patch is an outlier
-    patch, in [0, 1] (1 disables VDPC); ``grid``/``split``: force the ``n x n`` grid / the
+    ``outlier_sample_fraction``: a patch is an outlier patch (8-bit) when it holds a value
+    above ``phi``'s in more than this fraction of the calibration samples, in [0, 1] (1
+    disables VDPC); a share of samples per patch, not of patches (the plan's
+    ``outlier_share`` is that); ``grid``/``split``: force the ``n x n`` grid / the
     split tensor (a layer name); ``max_grid``: largest ``n`` searched; ``weight_bits``: the
     weights' bits in the BitOPs; ``input_resident``: the model input is held whole in SRAM
     during the patch stage; ``batch_size``: of the calibration passes.
@@ -75,7 +77,7 @@ class PlanConfig:
     phi: float = 0.999
     lam: float = 0.5
     low_bits: tuple = (4, 2)
-    outlier_rate: float = 0.1
+    outlier_sample_fraction: float = 0.1
     grid: int | None = None
     split: str | None = None
     max_grid: int = 8
@@ -92,7 +94,7 @@ class PlanConfig:
         object.__setattr__(
             self, "low_bits", tuple(sorted({int(b) for b in self.low_bits}, reverse=True))
         )
-        _check_fraction(self.outlier_rate, "outlier_rate", False, False)
+        _check_fraction(self.outlier_sample_fraction, "outlier_sample_fraction", False, False)
         if self.grid is not None:
             _check_int(self.grid, "grid", 1)
         if self.split is not None and not isinstance(self.split, str):
@@ -190,6 +192,11 @@ class PatchPlan:
         return self.stage_bitops_patch8 / max(self.stage_bitops_planned, 1)
 
     @property
+    def outlier_share(self) -> float:
+        """The share of the ``grid x grid`` patches that are outlier patches (8-bit)."""
+        return sum(self.outlier) / len(self.outlier)
+
+    @property
     def outlier_patches(self) -> tuple[tuple[int, int], ...]:
         """``(row, col)`` of the outlier patches."""
         n = self.grid
@@ -203,7 +210,8 @@ class PatchPlan:
         )
         lines = [
             f"PatchPlan of {self.model_name!r}: split {self.split!r}, {self.grid}x{self.grid} "
-            f"patches, {len(self.outlier_patches)} outlier patch(es) "
+            f"patches, {len(self.outlier_patches)} of {len(self.outlier)} outlier patches "
+            f"({self.outlier_share:.0%}) "
             f"{list(self.outlier_patches) if self.outlier_patches else ''}".rstrip(),
             head,
             "-" * len(head),
@@ -242,7 +250,7 @@ class PatchPlan:
             (
                 f"sram_budget {self.config['sram_budget']:,} B, phi {self.config['phi']}, "
                 f"lam {self.config['lam']}, low bits {self.config['low_bits']}, "
-                f"outlier_rate {self.config['outlier_rate']}, "
+                f"outlier_sample_fraction {self.config['outlier_sample_fraction']}, "
                 f"weight_bits {self.config['weight_bits']}, "
                 f"calib_samples {self.config['calib_samples']}"
             ),
@@ -338,6 +346,7 @@ class PatchPlan:
         """The plan as JSON (``PatchPlan.from_json`` reads it back equal)."""
         d = asdict(self)
         d["layers"] = [asdict(r) for r in self.layers]
+        d["outlier_share"] = self.outlier_share  # derived, for readers of the file
         return json.dumps({"format": JSON_FORMAT, **d}, indent=1)
 
     @classmethod
@@ -347,6 +356,7 @@ class PatchPlan:
             raise ValueError(
                 f"not a patch plan: expected a JSON object with format {JSON_FORMAT!r}."
             )
+        d.pop("outlier_share", None)  # derived from "outlier"
         names = {f.name for f in fields(cls)}
         if set(d) != names:
             raise ValueError(
@@ -389,7 +399,7 @@ def plan(
     split=None,
     *,
     low_bits=(4, 2),
-    outlier_rate=0.1,
+    outlier_sample_fraction=0.1,
     max_grid=8,
     weight_bits=8,
     input_resident=True,
@@ -406,7 +416,7 @@ def plan(
         phi=phi,
         lam=lam,
         low_bits=low_bits,
-        outlier_rate=outlier_rate,
+        outlier_sample_fraction=outlier_sample_fraction,
         grid=grid,
         split=split,
         max_grid=max_grid,
@@ -433,7 +443,7 @@ def plan(
             runner = TFLiteStageRunner(bytes(model), planner, best.split, calib, batch_size)
         else:
             runner = StageRunner(model, planner, best.split, calib, batch_size)
-        found = vdpc(runner, n, phi=phi, outlier_rate=outlier_rate)
+        found = vdpc(runner, n, phi=phi, outlier_sample_fraction=outlier_sample_fraction)
         outlier, exceed, phi_values = found.outlier, found.exceed_fraction, found.phi_values
         chosen = vdqs(runner, n, found, lam=lam, sram_budget=sram_budget, low_bits=config.low_bits)
         bits, scores, ranges = chosen.bits, chosen.scores, chosen.ranges

@@ -15,9 +15,13 @@ VDPC (value-driven patch classification)
   bin where the cumulative count reaches ``phi``: within ``max|v| / bins``, rounded up).
 * In sample ``s``, patch ``p`` *exceeds* when some map has ``|v| > phi_i`` inside the
   patch's region of that map (its receptive-field region, halo included).
-* ``p`` is an **outlier patch** when it exceeds in more than ``outlier_rate`` of the
-  samples (``outlier_rate=1`` disables VDPC). Outlier patches keep 8-bit activations on
-  every map (their branch); the other patches are *normal* and go to VDQS.
+* ``p`` is an **outlier patch** when it exceeds in more than ``outlier_sample_fraction`` of
+  the calibration samples (``outlier_sample_fraction=1`` disables VDPC). It is a share of
+  *samples*, judged per patch, not a share of patches: with ``phi=0.999`` most patches of
+  centred images hold one of a map's top 0.1 % values in more than 10 % of the samples, so
+  ``0.1`` can make most patches outliers (29 of 36 on Fashion-MNIST at 96x96); the plan
+  reports the share it got (``PatchPlan.outlier_share``). Outlier patches keep 8-bit
+  activations on every map (their branch); the other patches are *normal* and go to VDQS.
 
 VDQS (value-driven quantization search), for the normal patches
 -----------------------------------------------------------------
@@ -164,10 +168,13 @@ def _patch_max(a: np.ndarray, reg: np.ndarray) -> np.ndarray:
     return out
 
 
-def vdpc(runner: StageRunner, grid: int, phi=0.999, outlier_rate=0.1, bins=4096) -> VDPCResult:
-    """Mark the outlier patches of the ``grid x grid`` plan (rule in the module docstring)."""
+def vdpc(runner: StageRunner, grid: int, phi=0.999, outlier_sample_fraction=0.1,
+         bins=4096) -> VDPCResult:
+    """Mark the outlier patches of the ``grid x grid`` plan (rule in the module docstring):
+    those exceeding ``phi`` in more than ``outlier_sample_fraction`` of the samples."""
     phi = _check_fraction(phi, "phi", True, True)
-    outlier_rate = _check_fraction(outlier_rate, "outlier_rate", False, False)
+    outlier_sample_fraction = _check_fraction(
+        outlier_sample_fraction, "outlier_sample_fraction", False, False)
     reg = runner.planner.regions(runner.split, grid)
     maps = runner.maps
     lo = dict.fromkeys(maps, np.inf)
@@ -201,7 +208,7 @@ def vdpc(runner: StageRunner, grid: int, phi=0.999, outlier_rate=0.1, bins=4096)
         phi_values=phi_values,
         value_range={t: (lo[t], hi[t]) for t in maps},
         exceed_fraction=fraction,
-        outlier=fraction > outlier_rate,
+        outlier=fraction > outlier_sample_fraction,
     )
 
 
