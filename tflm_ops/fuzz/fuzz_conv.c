@@ -28,50 +28,26 @@ typedef struct {
     uint32_t seed;
 } ep_conv_case;
 
-static void ep_rd_dims(ep_reader *r, edgeplus_dims *d)
-{
-    d->n = ep_rd_int(r);
-    d->h = ep_rd_int(r);
-    d->w = ep_rd_int(r);
-    d->c = ep_rd_int(r);
-}
-
-static void ep_rd_window(ep_reader *r, edgeplus_window *w)
-{
-    w->y = ep_rd_int(r);
-    w->x = ep_rd_int(r);
-    w->h = ep_rd_int(r);
-    w->w = ep_rd_int(r);
-}
-
 static void ep_rd_case(ep_reader *r, ep_conv_case *c)
 {
+    int32_t *const fields[] = {
+        &c->p.stride_h, &c->p.stride_w, &c->p.pad_h, &c->p.pad_w, &c->p.dilation_h,
+        &c->p.dilation_w, &c->p.input_zero_point, &c->p.output_zero_point, &c->p.act_min,
+        &c->p.act_max, &c->p.in_bits, &c->p.w_bits, &c->p.out_bits,
+        &c->di.n, &c->di.h, &c->di.w, &c->di.c, &c->df.n, &c->df.h, &c->df.w, &c->df.c,
+        &c->dout.n, &c->dout.h, &c->dout.w, &c->dout.c,
+        &c->ireg.y, &c->ireg.x, &c->ireg.h, &c->ireg.w, &c->oreg.y, &c->oreg.x, &c->oreg.h,
+        &c->oreg.w, &c->win.y, &c->win.x, &c->win.h, &c->win.w, &c->shift};
     const int32_t mode = ep_rd_int(r);
+    size_t i;
     c->depthwise = mode & 1;
     c->window_variant = (mode >> 1) & 1;
     c->no_bias = (mode >> 2) & 1;
     c->has_ireg = (mode >> 3) & 1;
     c->has_oreg = (mode >> 4) & 1;
-    c->p.stride_h = ep_rd_int(r);
-    c->p.stride_w = ep_rd_int(r);
-    c->p.pad_h = ep_rd_int(r);
-    c->p.pad_w = ep_rd_int(r);
-    c->p.dilation_h = ep_rd_int(r);
-    c->p.dilation_w = ep_rd_int(r);
-    c->p.input_zero_point = ep_rd_int(r);
-    c->p.output_zero_point = ep_rd_int(r);
-    c->p.act_min = ep_rd_int(r);
-    c->p.act_max = ep_rd_int(r);
-    c->p.in_bits = ep_rd_int(r);
-    c->p.w_bits = ep_rd_int(r);
-    c->p.out_bits = ep_rd_int(r);
-    ep_rd_dims(r, &c->di);
-    ep_rd_dims(r, &c->df);
-    ep_rd_dims(r, &c->dout);
-    ep_rd_window(r, &c->ireg);
-    ep_rd_window(r, &c->oreg);
-    ep_rd_window(r, &c->win);
-    c->shift = ep_rd_int(r);
+    for (i = 0; i < sizeof(fields) / sizeof(fields[0]); ++i) {
+        *fields[i] = ep_rd_int(r);
+    }
     c->seed = (uint32_t)ep_rd_int(r);
 }
 
