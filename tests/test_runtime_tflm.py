@@ -13,7 +13,9 @@ main model uses them and a separate test bounds the per-channel difference.
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -212,6 +214,28 @@ def test_arena(models, runner):
         assert "TFLM log" in str(info.value)
 
 
+def test_arena_sizes_where_tflm_crashes_are_probed_in_a_child(models, runner, tmp_path):
+    """Above MIN_ARENA_SIZE, some arenas too small for this model crash the wheel (a kernel's
+    unchecked persistent allocation): tried in a forked child, they are a clean error."""
+    sizes = range(MIN_ARENA_SIZE, runner.arena_bytes, 16)
+    outcome = {size: runner.probe_arena_size(size) for size in sizes}
+    crashing = [size for size, o in outcome.items() if o == "crashed"]
+    assert crashing, f"no crash between {MIN_ARENA_SIZE} and {runner.arena_bytes} bytes: {outcome}"
+    assert "too small" in outcome.values() and "ok" not in outcome.values()
+    # The wheel itself, in a subprocess: that size kills the process.
+    path = tmp_path / "m.tflite"
+    path.write_bytes(models["int8"])
+    script = (f"from tflite_micro.python.tflite_micro import runtime\n"
+              f"runtime.Interpreter.from_bytes(open({str(path)!r}, 'rb').read(), "
+              f"arena_size={crashing[0]})\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120,
+                          check=False)
+    assert proc.returncode == -signal.SIGSEGV, proc.returncode
+    with pytest.raises(TFLMError, match=f"arena_size={crashing[0]} bytes is too small .*crashes"):
+        TFLMRunner(models["int8"], arena_size=crashing[0])
+    assert runner.probe_arena_size(runner.min_arena_size()) == "ok"
+
+
 def test_arena_below_floor_is_refused(models):
     with pytest.raises(ValueError, match="arena_size=400 bytes is below the minimum"):
         TFLMRunner(models["int8"], arena_size=400)
@@ -257,8 +281,27 @@ def test_wrong_types_are_refused(models, tmp_path):
     assert TFLMRunner.from_file(path).input_details[0]["shape"] == (1, 8, 8, 1)
 
 
-def test_corrupted_models_never_crash_the_process(models, tmp_path):
-    """Random byte changes give a clean error or a run, never a crash (in a subprocess)."""
+# Each kind of damage, and what it must give: ("ran", same outputs?) or (error type, a
+# fragment of its message). The model check refuses what would send TFLM out of bounds; TFLM
+# refuses what it cannot prepare; a changed weight or name is still a valid model.
+CORRUPTIONS = {
+    "weight_byte": ("ran", False),
+    "tensor_name": ("ran", True),
+    "identifier": ("ValueError", "instead of the TFLite identifier"),
+    "truncated": ("ValueError", "cannot be decoded"),
+    "buffer_index": ("ValueError", "points at missing buffer"),
+    "opcode_index": ("ValueError", "operator 0 has opcode index 99"),
+    "tensor_index": ("ValueError", "operator 0 uses tensor 999"),
+    "output_index": ("ValueError", "output tensor 999 out of range"),
+    "input_shape": ("ValueError", "expects shape ('N', 9, 8, 1)"),
+    "conv_as_depthwise": ("TFLMError", "depthwise_conv"),
+    "no_quantization": ("TFLMError", "TFLM could not prepare the model"),
+}
+
+
+def test_each_kind_of_corruption_gives_its_error_or_a_valid_run(models, tmp_path):
+    """Damage of each kind (edited through the schema, so only that field changes) gives
+    the error that names it, or a run, and never a crash (in a subprocess)."""
     path = tmp_path / "m.tflite"
     path.write_bytes(models["int8"])
     # Load tflm.py by path: it needs only NumPy and tflite-micro, so the child skips the
@@ -266,32 +309,75 @@ def test_corrupted_models_never_crash_the_process(models, tmp_path):
     module_path = os.path.join(REPO, "tfmot_edgeplus", "runtime", "tflm.py")
     script = textwrap.dedent(
         f"""
-        import importlib.util
+        import importlib.util, json
+        import flatbuffers
         import numpy as np
+        from tflite_micro.tensorflow.lite.python import schema_py_generated as schema
         spec = importlib.util.spec_from_file_location("tflm", {module_path!r})
         tflm = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(tflm)
-        TFLMRunner, TFLMError = tflm.TFLMRunner, tflm.TFLMError
         good = open({str(path)!r}, "rb").read()
-        outcomes = []
-        for seed in range(40):
-            rng = np.random.default_rng(seed)
-            b = bytearray(good)
-            for _ in range(int(rng.integers(1, 4))):
-                b[int(rng.integers(8, len(b)))] = int(rng.integers(0, 256))
+        x = np.random.default_rng(0).uniform(0, 1, (4, 8, 8, 1)).astype(np.float32)
+        reference = tflm.TFLMRunner(good).predict(x)
+
+        def edited(change):
+            m = schema.ModelT.InitFromPackedBuf(good, 0)
+            sg = m.subgraphs[0]
+            change(m, sg, sg.operators[0])
+            builder = flatbuffers.Builder(0)
+            builder.Finish(m.Pack(builder), file_identifier=b"TFL3")
+            return bytes(builder.Output())
+
+        def weight_byte(m, sg, op):
+            buf = m.buffers[sg.tensors[op.inputs[1]].buffer]
+            buf.data = np.array(buf.data).copy()
+            buf.data[0] = (int(buf.data[0]) + 100) % 256
+
+        def op_code(m, sg, op, code):
+            m.operatorCodes[op.opcodeIndex].builtinCode = code
+            m.operatorCodes[op.opcodeIndex].deprecatedBuiltinCode = code
+
+        changes = {{
+            "weight_byte": weight_byte,
+            "tensor_name": lambda m, sg, op: setattr(sg.tensors[0], "name", b"renamed"),
+            "buffer_index": lambda m, sg, op: setattr(
+                sg.tensors[op.inputs[1]], "buffer", len(m.buffers) + 5),
+            "opcode_index": lambda m, sg, op: setattr(op, "opcodeIndex", 99),
+            "tensor_index": lambda m, sg, op: setattr(
+                op, "inputs", np.array([999, *op.inputs[1:]], np.int32)),
+            "output_index": lambda m, sg, op: setattr(sg, "outputs", np.array([999], np.int32)),
+            "input_shape": lambda m, sg, op: setattr(
+                sg.tensors[sg.inputs[0]], "shape", np.array([1, 9, 8, 1], np.int32)),
+            "conv_as_depthwise": lambda m, sg, op: op_code(m, sg, op, 4),
+            "no_quantization": lambda m, sg, op: setattr(
+                sg.tensors[op.outputs[0]], "quantization", None),
+        }}
+        cases = {{kind: edited(change) for kind, change in changes.items()}}
+        cases["identifier"] = good[:4] + b"TFL2" + good[8:]
+        cases["truncated"] = good[: len(good) // 2]
+        outcomes = {{}}
+        for kind, blob in cases.items():
             try:
-                TFLMRunner(bytes(b)).predict(np.zeros((2, 8, 8, 1), np.float32))
-                outcomes.append("ran")
-            except (ValueError, TFLMError) as exc:
-                outcomes.append(type(exc).__name__)
-        print(sorted(set(outcomes)))
+                out = tflm.TFLMRunner(blob).predict(x)
+                outcomes[kind] = ["ran", bool(np.array_equal(out, reference))]
+            except (ValueError, tflm.TFLMError) as exc:
+                outcomes[kind] = [type(exc).__name__, str(exc)]
+        print(json.dumps(outcomes))
         """
     )
     proc = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
     )
     assert proc.returncode == 0, f"crashed (rc {proc.returncode}): {proc.stderr[-2000:]}"
-    assert "ValueError" in proc.stdout
+    outcomes = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(outcomes) == set(CORRUPTIONS)
+    for kind, (what, detail) in CORRUPTIONS.items():
+        got, message = outcomes[kind]
+        assert got == what, (kind, outcomes[kind])
+        if what == "ran":
+            assert message is detail, (kind, "same outputs" if message else "other outputs")
+        else:
+            assert detail in message, (kind, message)
 
 
 def test_wrong_input_shape_names_expected_and_received(runner, models):

@@ -24,7 +24,11 @@ Choices, and why:
   ``arena_size`` is used as is and must be at least ``MIN_ARENA_SIZE`` = 2048 bytes (plus
   128 per resource variable): with less, TFLM may not even fit its allocator objects in the
   arena, and then the interpreter crashes the process instead of failing (measured with
-  this wheel: a crash below about 470 bytes, a clean allocation error above).
+  this wheel: a crash below about 470 bytes, a clean allocation error above). Above the
+  floor, an arena too small can still crash it (a kernel's persistent allocation failing in
+  Init/Prepare, e.g. at 3.5-6.4 KB for a 96x96 MobileNetV2 that needs 60 KB): an explicit
+  ``arena_size`` is first tried in a forked child process, and a crash there is a
+  ``TFLMError``; :meth:`min_arena_size` tries every size in a child.
   :attr:`arena_bytes` is the arena TFLM actually used after allocation (its ``RecordingMicroAllocator`` total, head +
   tail). That is less than the smallest arena that *works*, because kernels' Prepare also
   needs temporary space; :meth:`min_arena_size` finds that one by bisection. Both are
@@ -55,6 +59,7 @@ import re
 import sys
 import tempfile
 import threading
+import warnings
 
 import numpy as np
 
@@ -463,6 +468,13 @@ class TFLMRunner:
 
     def _build(self, requested: int | None):
         if requested is not None:
+            if hasattr(os, "fork") and self.probe_arena_size(requested) == "crashed":
+                raise TFLMError(
+                    f"arena_size={requested} bytes is too small for this model (TFLM crashes "
+                    "in a kernel's Init/Prepare at that size instead of reporting it; tried in "
+                    "a child process). Use arena_size=None (automatic) or a larger size; "
+                    "TFLMRunner(model).min_arena_size() gives the smallest that works."
+                )
             interp, log = self._try_build(requested)
             if interp is None:
                 raise TFLMError(
@@ -544,8 +556,12 @@ class TFLMRunner:
     def min_arena_size(self) -> int:
         """Smallest arena (multiple of 16 bytes) in which this model allocates, by bisection.
 
-        Costs about log2(arena_size / 16) interpreter constructions; the result is cached.
-        A host figure: the Cortex-M4 build needs somewhat less (32-bit structs).
+        Costs about log2(arena_size / 16) interpreter constructions, each in a forked child
+        process (:meth:`probe_arena_size`): below the smallest arena, this TFLM build can
+        crash instead of failing (a kernel's persistent allocation that fails in Init or
+        Prepare is not checked), so no size under test is ever tried in this process. The
+        result is cached. A host figure: the Cortex-M4 build needs somewhat less (32-bit
+        structs).
         """
         if self._min_arena is None:
             floor = self._arena_floor
@@ -557,14 +573,44 @@ class TFLMRunner:
                 mid -= mid % _ARENA_ALIGN
                 if mid <= lo:
                     break
-                interp, _ = self._try_build(max(mid, floor))
-                if interp is not None:
+                if self.probe_arena_size(max(mid, floor)) == "ok":
                     hi = max(mid, floor)
                 else:
                     lo = mid
-                del interp
             self._min_arena = hi
         return self._min_arena
+
+    def probe_arena_size(self, arena_size: int) -> str:
+        """Whether this model allocates in ``arena_size`` bytes, tried in a forked child
+        process: ``"ok"``, ``"too small"`` (TFLM reported it) or ``"crashed"`` (the child
+        died of a signal, e.g. a segfault in a kernel whose persistent allocation failed).
+        Only POSIX systems fork; elsewhere this raises ``TFLMError``."""
+        arena_size = _check_arena_size(arena_size, self._arena_floor)
+        if not hasattr(os, "fork"):
+            raise TFLMError("probe_arena_size needs os.fork (a POSIX system)")
+        runtime = _runtime()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        with warnings.catch_warnings():
+            # A parent with threads (TensorFlow's) warns; the child only runs this code.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # the child: no Python locks, no cleanup, only an exit code
+            status = 1
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, 1)
+                os.dup2(devnull, 2)
+                runtime.Interpreter.from_bytes(
+                    self._model, custom_op_registerers=list(self._registerers),
+                    arena_size=int(arena_size))  # fmt: skip
+                status = 0
+            finally:
+                os._exit(status)
+        _, wait_status = os.waitpid(pid, 0)
+        if os.WIFSIGNALED(wait_status):
+            return "crashed"
+        return "ok" if os.WEXITSTATUS(wait_status) == 0 else "too small"
 
     def reset(self) -> None:
         """Reset the interpreter's variable tensors (state of stateful models)."""
