@@ -23,10 +23,15 @@
  * QuantizeMultiplier of in_scale * w_scale[c] / out_scale) and requests the
  * kernel's scratch; Eval allocates nothing and calls the kernel.
  */
-// An Arduino sketch using only the TFLM-free parts of the EdgePlus library builds this
-// file without TensorFlow Lite Micro: it is then empty (EdgePlus.h names the library
-// to install when a sketch needs it).
-#if !defined(__has_include) || __has_include("tensorflow/lite/micro/micro_common.h")
+// The Arduino builder compiles every file of a library, also for a sketch that uses only the
+// TFLM-free parts of EdgePlus (EDGEPLUS_NO_TFLM) and has no TFLM on its include path: this
+// file is then empty. With any TFLM on the path it is compiled, and edgeplus_tflm.h stops
+// with an #error naming the version needed when that TFLM is not one the glue supports.
+#if !defined(__has_include) || \
+    __has_include("tensorflow/lite/micro/micro_mutable_op_resolver.h")
+
+// First: it stops a TFLM the glue does not know with an #error naming what to install.
+#include "edgeplus_tflm.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -34,8 +39,6 @@
 #include "edgeplus/edgeplus_ops.h"
 #include "edgeplus_op_schema.h"
 #include "edgeplus_options.h"
-#include "edgeplus_tflm.h"
-#include "flatbuffers/flexbuffers.h"
 #include "tensorflow/lite/c/common.h"
 #include "tensorflow/lite/kernels/internal/quantization_util.h"
 #include "tensorflow/lite/kernels/kernel_util.h"
@@ -391,8 +394,9 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
 
 }  // namespace
 
-TFLMRegistration* Register_EDGEPLUS_CONV_MP() {
-  static TFLMRegistration r = micro::RegisterOp(Init, Prepare, Eval);
+OpRegistration* Register_EDGEPLUS_CONV_MP() {
+  EDGEPLUS_CHECK_REGISTER_OP(Init, Prepare, Eval);
+  static OpRegistration r = micro::RegisterOp(Init, Prepare, Eval);
   return &r;
 }
 

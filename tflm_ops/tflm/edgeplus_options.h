@@ -11,7 +11,18 @@
 #include <stdint.h>
 #include <string.h>
 
+// Chirale_TensorFLowLite ships flatbuffers under its src/third_party/flatbuffers/include and
+// includes it by that path (an Arduino build puts only each library's src/ on the include
+// path); other TFLM builds put flatbuffers' include/ on the path.
+#if defined(__has_include)
+#if __has_include("third_party/flatbuffers/include/flatbuffers/flexbuffers.h")
+#include "third_party/flatbuffers/include/flatbuffers/flexbuffers.h"
+#else
 #include "flatbuffers/flexbuffers.h"
+#endif
+#else
+#include "flatbuffers/flexbuffers.h"
+#endif
 #include "tensorflow/lite/micro/micro_log.h"
 
 namespace tflite {

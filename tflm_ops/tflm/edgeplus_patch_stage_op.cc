@@ -22,10 +22,15 @@
  * checks the program (edgeplus_patch_stage_check), the tensors against it (types, dims,
  * zero points, filter sizes) and requests the executor's scratch; Eval allocates nothing.
  */
-// An Arduino sketch using only the TFLM-free parts of the EdgePlus library builds this
-// file without TensorFlow Lite Micro: it is then empty (EdgePlus.h names the library
-// to install when a sketch needs it).
-#if !defined(__has_include) || __has_include("tensorflow/lite/micro/micro_common.h")
+// The Arduino builder compiles every file of a library, also for a sketch that uses only the
+// TFLM-free parts of EdgePlus (EDGEPLUS_NO_TFLM) and has no TFLM on its include path: this
+// file is then empty. With any TFLM on the path it is compiled, and edgeplus_tflm.h stops
+// with an #error naming the version needed when that TFLM is not one the glue supports.
+#if !defined(__has_include) || \
+    __has_include("tensorflow/lite/micro/micro_mutable_op_resolver.h")
+
+// First: it stops a TFLM the glue does not know with an #error naming what to install.
+#include "edgeplus_tflm.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -33,8 +38,6 @@
 #include "edgeplus/edgeplus_ops.h"
 #include "edgeplus_op_schema.h"
 #include "edgeplus_options.h"
-#include "edgeplus_tflm.h"
-#include "flatbuffers/flexbuffers.h"
 #include "tensorflow/lite/c/common.h"
 #include "tensorflow/lite/kernels/kernel_util.h"
 #include "tensorflow/lite/micro/kernels/kernel_util.h"
@@ -197,14 +200,15 @@ TfLiteStatus PrepareTensors(TfLiteContext* context, TfLiteNode* node, OpData* da
       status = kTfLiteError;
     } else {
       // TFLM sizes an INT4 tensor one byte per element; its buffer holds two per byte.
-      const int32_t count = static_cast<int32_t>(ElementCount(*f->dims));
-      const int32_t held = f->type == kTfLiteInt4 ? (count + 1) / 2
-                                                  : static_cast<int32_t>(f->bytes);
+      // (NumElements: tensorflow/lite/kernels/kernel_util.h, in both TFLM APIs; 64-bit.)
+      const int64_t count = NumElements(f);
+      const int64_t held = f->type == kTfLiteInt4 ? (count + 1) / 2
+                                                  : static_cast<int64_t>(f->bytes);
       if (held != filter_bytes) {
-        MicroPrintf("%s: the filter of weight slot %d holds %d packed bytes (%s, %d "
+        MicroPrintf("%s: the filter of weight slot %d holds %ld packed bytes (%s, %ld "
                     "elements); the program's %d-bit filter takes %d.",
-                    kOp, static_cast<int>(s), static_cast<int>(held),
-                    TfLiteTypeGetName(f->type), static_cast<int>(count),
+                    kOp, static_cast<int>(s), static_cast<long>(held),
+                    TfLiteTypeGetName(f->type), static_cast<long>(count),
                     static_cast<int>(w_bits), static_cast<int>(filter_bytes));
         status = kTfLiteError;
       }
@@ -285,8 +289,9 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
 
 }  // namespace
 
-TFLMRegistration* Register_EDGEPLUS_PATCH_STAGE() {
-  static TFLMRegistration r = micro::RegisterOp(Init, Prepare, Eval);
+OpRegistration* Register_EDGEPLUS_PATCH_STAGE() {
+  EDGEPLUS_CHECK_REGISTER_OP(Init, Prepare, Eval);
+  static OpRegistration r = micro::RegisterOp(Init, Prepare, Eval);
   return &r;
 }
 

@@ -17,9 +17,14 @@
  * Models, plans and QCores come from `edgeplus export arduino` (tfmot_edgeplus), which writes
  * them as aligned C arrays into a sketch folder.
  *
- * TensorFlow Lite Micro comes from the Chirale_TensorFlowLite library: include
- * <Chirale_TensorFlowLite.h> before this header. A sketch that uses only PatchStage,
+ * TensorFlow Lite Micro comes from the Chirale_TensorFLowLite library (2.0.0; so its
+ * library.properties spells it, its header is <Chirale_TensorFlowLite.h>): include that header
+ * before this one. The glue also builds against TFLM of 2023 and later (edgeplus/tflm/
+ * edgeplus_tflm.h tells the two APIs apart). A sketch that uses only PatchStage,
  * QCoreCalibrator and the kernels may define EDGEPLUS_NO_TFLM before including it.
+ *
+ * This header and those it includes never include TFLM's micro_utils.h: after Arduino.h (a
+ * sketch's first include) the core's abs() macro breaks it.
  */
 #ifndef EDGEPLUS_H_
 #define EDGEPLUS_H_
@@ -32,7 +37,7 @@
 #if !defined(EDGEPLUS_NO_TFLM)
 #if defined(__has_include)
 #if !__has_include("tensorflow/lite/micro/micro_mutable_op_resolver.h")
-#error "EdgePlus needs TensorFlow Lite Micro: install the Chirale_TensorFlowLite library (Library Manager, or `arduino-cli lib install Chirale_TensorFlowLite`) and #include <Chirale_TensorFlowLite.h> before <EdgePlus.h>. Sketches without the interpreter may #define EDGEPLUS_NO_TFLM first."
+#error "EdgePlus needs TensorFlow Lite Micro: install the Chirale_TensorFLowLite library 2.0.0 (Library Manager, or `arduino-cli lib install Chirale_TensorFLowLite@2.0.0`) and #include <Chirale_TensorFlowLite.h> before <EdgePlus.h>. Sketches without the interpreter may #define EDGEPLUS_NO_TFLM first."
 #endif
 #endif
 #include "edgeplus/Ops.h"

@@ -21,7 +21,7 @@
   for.
 
   Needs: an Arduino Nano 33 BLE (board package arduino:mbed_nano) and the libraries EdgePlus,
-  Chirale_TensorFlowLite and Arduino_LSM9DS1. Serial Monitor at 115200 baud, newline ending.
+  Chirale_TensorFLowLite (2.0.0) and Arduino_LSM9DS1. Serial Monitor at 115200 baud, newline ending.
 */
 #include <Arduino_LSM9DS1.h>
 #include <Chirale_TensorFlowLite.h>

@@ -11,7 +11,7 @@
   `edgeplus export arduino --model m.tflite --plan m_plan.json --out MySketch`.
 
   Needs: an Arduino Nano 33 BLE (board package arduino:mbed_nano) and the libraries EdgePlus
-  and Chirale_TensorFlowLite. Serial Monitor at 115200 baud.
+  and Chirale_TensorFLowLite (2.0.0). Serial Monitor at 115200 baud.
 */
 #include <Chirale_TensorFlowLite.h>
 #include <EdgePlus.h>
