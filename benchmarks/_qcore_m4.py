@@ -12,7 +12,8 @@ emulated Cortex-M4F (the Arduino Nano 33 BLE's core).
 samples). The weights the chunk starts from are ``weights`` (default: ``cal.weights``).
 
 What runs: ``tflm_ops/m4/qcore_bench_main.c`` on a generated ``qcore_case.h`` (written
-under ``build/qcore-m4<opt>/case``), built with arm-none-eabi-gcc at ``opt`` (default
+under ``build/qcore-m4<opt>[-softfp]/case``), built with arm-none-eabi-gcc at ``float_abi``
+(``hard``; ``softfp`` with ``-Os`` is the Arduino mbed core's) and ``opt`` (default
 ``-Ofast``, the benchmarks' flag) and run in ``qemu-system-arm -M mps2-an386 -icount
 shift=0``, where SysTick read around a call gives its exact instruction count (see
 ``benchmarks/kernels_m4.py``). Instructions, not cycles. Measured:
@@ -44,7 +45,7 @@ result), ``bp_weights_agree`` (fraction of the trained layers' integer weights e
 ``bp_finetune``'s), ``bp_weights_agree_host`` (the same for the host build of the C
 baseline), ``text_bytes`` (code of the four QCore library functions, libc/libgcc helpers
 included: a ``--gc-sections`` link rooted at them), ``n``, ``calibrated_layers``,
-``bp_layers``, ``bp_steps``, ``opt``.
+``bp_layers``, ``bp_steps``, ``opt``, ``cflags``.
 """
 
 from __future__ import annotations
@@ -55,8 +56,8 @@ import numpy as np
 
 from benchmarks.kernels_m4 import (
     INSTR_PER_TICK,
+    M4Flags,
     M4_DIR,
-    ROOT,
     BenchmarkError,
     _run,
     _text_bytes,
@@ -356,6 +357,8 @@ def m4_calibration_cost(
     bp_learning_rate: float,
     weights=None,
     opt: str = "-Ofast",
+    float_abi: str = "hard",
+    library_pragma: bool = False,
     timeout: float = 300.0,
 ) -> dict:
     """Instruction counts of one QCore chunk calibration and of the back-propagation
@@ -366,8 +369,7 @@ def m4_calibration_cost(
     _tool("arm-none-eabi-gcc", "gcc-arm-none-eabi (+ libnewlib-arm-none-eabi)")
     qemu = _tool("qemu-system-arm", "qemu-system-arm")
     _tool("make", "make")
-    if not re.fullmatch(r"-O(0|1|2|3|s|z|fast|g)", opt):
-        raise ValueError(f"opt must be a gcc -O flag such as -Ofast or -O2, got {opt!r}")
+    flags = M4Flags(opt, float_abi, library_pragma)
     head = cal.head
     weights = [np.array(w, np.int8) for w in (cal.weights if weights is None else weights)]
     x, y, prior, layers = _check_inputs(
@@ -378,7 +380,7 @@ def m4_calibration_cost(
     ref_step = qcore_step(head, cal.nets, x, y, weights, cal.margin, cal.tries)
     ref_bp = bp_finetune(head, x, y, layers, weights, bp_steps, bp_learning_rate)
 
-    build = ROOT / "build" / f"qcore-m4{opt}"
+    build = flags.build_dir("qcore-m4")
     case_dir = build / "case"
     case_dir.mkdir(parents=True, exist_ok=True)
     text = write_case_header(
@@ -409,7 +411,7 @@ def m4_calibration_cost(
             "qcore-bench",
             f"BUILD={build}",
             f"CASE_DIR={case_dir}",
-            f"OPT={opt}",
+            *flags.make_args,
         ],
         600,
         "make qcore-bench",
@@ -457,10 +459,11 @@ def m4_calibration_cost(
         "bp_scratch_bytes": int(m4["BP"]["scratch_bytes"]),
         "bp_weights_agree": agree,
         "bp_weights_agree_host": agree_host,
-        "text_bytes": _text_bytes(build / "obj", QCORE_ENTRIES, build),
+        "text_bytes": _text_bytes(build / "obj", QCORE_ENTRIES, build, flags),
         "n": len(y),
         "calibrated_layers": sorted(int(l) for l in cal.nets),
         "bp_layers": layers,
         "bp_steps": bp_steps,
         "opt": opt,
+        "cflags": flags.label,
     }

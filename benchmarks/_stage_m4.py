@@ -9,8 +9,9 @@ The programs (:class:`~tfmot_edgeplus.patching.program.StageProgram`) share one 
 filters (the same model's weight slots, unpacked integers) and run on one int8 input
 ``(H, W, C)``. What runs: ``tflm_ops/m4/stage_bench_main.c`` on a generated
 ``stage_case.h`` (the programs, the filters packed at their ``w_bits``, the input, the
-expected output hashes; under ``build/stage-m4<opt>/case``), built with arm-none-eabi-gcc at
-``opt`` (default ``-Ofast``) and run in ``qemu-system-arm -M mps2-an386 -icount shift=0``,
+expected output hashes; under ``build/stage-m4<opt>[-softfp]/case``), built with
+arm-none-eabi-gcc at ``opt`` (default ``-Ofast``) and ``float_abi`` (``hard``; ``-Os`` and
+``softfp`` are the Arduino mbed core's flags, kernels_m4.FLAG_SETS["core"]) and run in ``qemu-system-arm -M mps2-an386 -icount shift=0``,
 where SysTick read around ``edgeplus_patch_stage`` gives its instruction count (see
 ``benchmarks/kernels_m4.py``). Instructions, not cycles.
 
@@ -33,8 +34,8 @@ import numpy as np
 from benchmarks._qcore_m4 import _array, _fnv1a
 from benchmarks.kernels_m4 import (
     INSTR_PER_TICK,
+    M4Flags,
     M4_DIR,
-    ROOT,
     BenchmarkError,
     _run,
     _text_bytes,
@@ -158,15 +159,15 @@ def parse_stage_output(text: str) -> dict:
     return rows
 
 
-def m4_stage_cost(programs: dict, filters, x, *, opt: str = "-Ofast", timeout: float = 600):
+def m4_stage_cost(programs: dict, filters, x, *, opt: str = "-Ofast", float_abi: str = "hard",
+                  library_pragma: bool = False, timeout: float = 600):  # fmt: skip
     """Instructions of each program on the emulated M4, checked (see the module doc)."""
     _tool("arm-none-eabi-gcc", "gcc-arm-none-eabi (+ libnewlib-arm-none-eabi)")
     qemu = _tool("qemu-system-arm", "qemu-system-arm")
     _tool("make", "make")
-    if not re.fullmatch(r"-O(0|1|2|3|s|z|fast|g)", opt):
-        raise ValueError(f"opt must be a gcc -O flag such as -Ofast or -O2, got {opt!r}")
+    flags = M4Flags(opt, float_abi, library_pragma)
     text = write_case_header(programs, filters, x)
-    build = ROOT / "build" / f"stage-m4{opt}"
+    build = flags.build_dir("stage-m4")
     case_dir = build / "case"
     case_dir.mkdir(parents=True, exist_ok=True)
     case = case_dir / "stage_case.h"
@@ -174,7 +175,7 @@ def m4_stage_cost(programs: dict, filters, x, *, opt: str = "-Ofast", timeout: f
         case.write_text(text)
     _run(
         ["make", "-s", "-C", str(M4_DIR), "stage-bench", f"BUILD={build}", f"CASE_DIR={case_dir}",
-         f"OPT={opt}"],
+         *flags.make_args],
         600,
         "make stage-bench",
     )  # fmt: skip
@@ -192,13 +193,14 @@ def m4_stage_cost(programs: dict, filters, x, *, opt: str = "-Ofast", timeout: f
             "patch stage on the M4 differs from the NumPy reference; refusing to report its "
             f"cost: {bad + [f'{n}: no result' for n in missing]}"
         )
-    text_bytes = _text_bytes(build / "obj", STAGE_ENTRIES, build)
+    text_bytes = _text_bytes(build / "obj", STAGE_ENTRIES, build, flags)
     return {
         n: {
             "instructions": m4[n]["instructions"],
             "scratch_bytes": m4[n]["scratch_bytes"],
             "text_bytes": text_bytes,
             "program_bytes": 4 * int(programs[n].to_words().size),
+            "cflags": flags.label,
         }
         for n in programs
     }

@@ -1,10 +1,14 @@
 """Instruction counts of the edgeplus conv kernels on an emulated Cortex-M4F.
 
-    python -m benchmarks.kernels_m4 [--quick] [--out FILE.json] [--opt -Ofast]
+    python -m benchmarks.kernels_m4 [--quick] [--out FILE.json] [--flags core] [--opt -Os]
 
 What it measures: ``tflm_ops/m4/bench_main.c`` built with arm-none-eabi-gcc for the
-Nano 33 BLE's core (``-mcpu=cortex-m4 -mthumb -mfpu=fpv4-sp-d16 -mfloat-abi=hard``,
-``-Ofast`` by default, the flag of the reference figures in TOOLCHAIN.md), run in
+Nano 33 BLE's core (``-mcpu=cortex-m4 -mthumb -mfpu=fpv4-sp-d16``), with ``--flags bench``
+(default: ``-mfloat-abi=hard -Ofast``, the flags of the reference figures in TOOLCHAIN.md) or
+``--flags core`` (``-mfloat-abi=softfp -Os``: what the Arduino mbed core compiles a sketch's
+libraries with, ArduinoCore-mbed ``variants/ARDUINO_NANO33BLE/cflags.txt``) or ``--flags
+library`` (those, with the kernels at the level the EdgePlus library sets for them:
+``kernel_optimize.h``; ``--opt`` overrides the -O flag of any), run in
 ``qemu-system-arm -M mps2-an386 -icount shift=0``. With ``-icount shift=0`` one
 instruction is 1 ns of virtual time and the 25 MHz SysTick ticks once per 40
 instructions, so SysTick read around each kernel call gives an exact, run-to-run
@@ -22,7 +26,7 @@ the FNV-1a checksum of every M4 output must equal the host's; any mismatch, kern
 error or fault aborts the benchmark with a non-zero exit instead of reporting a
 speed.
 
-Row keys: layer, weight_bits, activation_bits, macs, instructions, instr_per_mac,
+Row keys: layer, weight_bits, activation_bits, cflags, macs, instructions, instr_per_mac,
 text_bytes (code linked in for that kernel: the .text of a --gc-sections link rooted
 at the kernel and its _get_buffer_size, libc/libgcc helpers included; the same for
 every bit-width since one function serves all), scratch_bytes (the kernel's
@@ -33,6 +37,7 @@ W2A2 1.0; none for W4A8), meets_target.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import shutil
 import subprocess
@@ -44,7 +49,7 @@ from benchmarks._report import write_report
 NAME = "kernels_m4"
 ROOT = Path(__file__).resolve().parent.parent
 M4_DIR = ROOT / "tflm_ops" / "m4"
-CPU_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"]
+CPU_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16"]
 INSTR_PER_TICK = 40
 TARGETS = {(8, 8): 2.5, (4, 4): 1.6, (2, 2): 1.0}
 KERNEL_ENTRY = {
@@ -56,6 +61,62 @@ _LINE = re.compile(r"^(BENCH|BENCH_ERROR|BENCH_DONE|CALIB)\b(.*)$")
 
 class BenchmarkError(RuntimeError):
     """The benchmark could not produce trustworthy numbers (tool missing, mismatch, crash)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class M4Flags:
+    """The -O flag and float ABI an M4 build uses (tflm_ops/m4/Makefile's OPT and FLOAT_ABI)."""
+
+    opt: str = "-Ofast"
+    float_abi: str = "hard"
+    # the kernels include the EdgePlus library's kernel_optimize.h, as its copies do
+    library_pragma: bool = False
+
+    def __post_init__(self):
+        if not re.fullmatch(r"-O(0|1|2|3|s|z|fast|g)", self.opt):
+            raise ValueError(f"opt must be a gcc -O flag such as -Ofast or -Os, got {self.opt!r}")
+        if self.float_abi not in ("hard", "softfp"):
+            raise ValueError(f"float_abi must be hard or softfp, got {self.float_abi!r}")
+
+    @property
+    def cpu(self) -> list[str]:
+        return [*CPU_FLAGS, f"-mfloat-abi={self.float_abi}"]
+
+    @property
+    def label(self) -> str:
+        pragma = " + kernel_optimize.h" if self.library_pragma else ""
+        return f"{self.opt} -mfloat-abi={self.float_abi}{pragma}"
+
+    @property
+    def make_args(self) -> list[str]:
+        kernel = f"-include {KERNEL_OPTIMIZE_H}" if self.library_pragma else ""
+        return [f"OPT={self.opt}", f"FLOAT_ABI={self.float_abi}", f"KERNEL_CFLAGS={kernel}"]
+
+    def build_dir(self, prefix: str) -> Path:
+        abi = "" if self.float_abi == "hard" else f"-{self.float_abi}"
+        return ROOT / "build" / f"{prefix}{self.opt}{abi}{'-pragma' if self.library_pragma else ''}"
+
+
+KERNEL_OPTIMIZE_H = ROOT / "arduino" / "EdgePlus" / "src" / "edgeplus" / "kernel_optimize.h"
+
+
+# --flags: "bench", the reference figures' (TOOLCHAIN.md); "core", the Arduino mbed core's
+# (ArduinoCore-mbed variants/ARDUINO_NANO33BLE/cflags.txt and boards.txt: -Os, softfp);
+# "library", the core's flags with the kernels at the level the EdgePlus library sets
+# (arduino/EdgePlus/src/edgeplus/kernel_optimize.h): what a sketch runs.
+FLAG_SETS = {
+    "bench": M4Flags("-Ofast", "hard"),
+    "core": M4Flags("-Os", "softfp"),
+    "library": M4Flags("-Os", "softfp", library_pragma=True),
+}
+
+
+def flag_set(name: str, opt: str | None = None) -> M4Flags:
+    """The flag set ``name`` of FLAG_SETS, with its -O flag replaced by ``opt`` if given."""
+    if name not in FLAG_SETS:
+        raise ValueError(f"flags must be one of {sorted(FLAG_SETS)}, got {name!r}")
+    base = FLAG_SETS[name]
+    return base if opt is None else dataclasses.replace(base, opt=opt)
 
 
 def _tool(name: str, package: str) -> str:
@@ -118,7 +179,7 @@ def parse_bench_output(text: str) -> tuple[int | None, list[dict]]:
     return calib, cases
 
 
-def _text_bytes(obj_dir: Path, entries: tuple[str, ...], work: Path) -> int:
+def _text_bytes(obj_dir: Path, entries: tuple[str, ...], work: Path, flags: M4Flags) -> int:
     """.text of a --gc-sections link of the kernel objects rooted at ``entries``."""
     objs = sorted(str(p) for p in (obj_dir / "tflm_ops" / "src").glob("*.o"))
     if not objs:
@@ -126,7 +187,7 @@ def _text_bytes(obj_dir: Path, entries: tuple[str, ...], work: Path) -> int:
     elf = work / f"size_{entries[0]}.elf"
     cmd = [
         "arm-none-eabi-gcc",
-        *CPU_FLAGS,
+        *flags.cpu,
         "-nostartfiles",
         "--specs=nano.specs",
         "-Wl,--gc-sections",
@@ -158,17 +219,17 @@ def _versions() -> dict:
     }
 
 
-def run(quick: bool, opt: str = "-Ofast", timeout: float = 600.0) -> tuple[list[dict], dict]:
+def run(
+    quick: bool, flags: M4Flags = FLAG_SETS["bench"], timeout: float = 600.0
+) -> tuple[list[dict], dict]:
     """Build, run on QEMU and on the host, check checksums; return (rows, env facts)."""
     _tool("arm-none-eabi-gcc", "gcc-arm-none-eabi (+ libnewlib-arm-none-eabi)")
     qemu = _tool("qemu-system-arm", "qemu-system-arm")
     _tool("make", "make")
-    if not re.fullmatch(r"-O(0|1|2|3|s|z|fast|g)", opt):
-        raise BenchmarkError(f"--opt must be a gcc -O flag such as -Ofast or -O2, got {opt!r}.")
-    build = ROOT / "build" / f"m4-bench{opt}"
+    build = flags.build_dir("m4-bench")
     target = "bench-quick" if quick else "bench"
     _run(
-        ["make", "-s", "-C", str(M4_DIR), target, f"BUILD={build}", f"OPT={opt}"],
+        ["make", "-s", "-C", str(M4_DIR), target, f"BUILD={build}", *flags.make_args],
         600,
         "make " + target,
     )
@@ -204,7 +265,8 @@ def run(quick: bool, opt: str = "-Ofast", timeout: float = 600.0) -> tuple[list[
         )
 
     text = {
-        kind: _text_bytes(build / "obj", entries, build) for kind, entries in KERNEL_ENTRY.items()
+        kind: _text_bytes(build / "obj", entries, build, flags)
+        for kind, entries in KERNEL_ENTRY.items()
     }
     rows = []
     for c in m4_cases:
@@ -217,6 +279,7 @@ def run(quick: bool, opt: str = "-Ofast", timeout: float = 600.0) -> tuple[list[
                 "layer": c["layer"],
                 "weight_bits": w,
                 "activation_bits": a,
+                "cflags": flags.label,
                 "macs": macs,
                 "instructions": instr,
                 "instr_per_mac": round(ipm, 3),
@@ -228,7 +291,7 @@ def run(quick: bool, opt: str = "-Ofast", timeout: float = 600.0) -> tuple[list[
         )
     env = {
         **_versions(),
-        "cflags": " ".join([*CPU_FLAGS, opt]),
+        "cflags": " ".join([*flags.cpu, flags.opt]),
         "counter": "QEMU mps2-an386 -icount shift=0; SysTick 25 MHz = 1 tick per 40 instructions",
         "checksums_match_host": True,
     }
@@ -246,13 +309,19 @@ def main(argv: list[str] | None = None) -> int:
         "--out", default=None, help="JSON output (default benchmarks/results/kernels_m4.json)"
     )
     parser.add_argument(
-        "--opt", default="-Ofast", help="gcc optimisation flag, written --opt=-O2 (default -Ofast)"
+        "--flags", choices=sorted(FLAG_SETS), default="bench",
+        help="bench: -Ofast -mfloat-abi=hard (the reference figures); core: -Os "
+        "-mfloat-abi=softfp, as the Arduino mbed core builds a library; library: core with "
+        "the kernels' own level (kernel_optimize.h), as the EdgePlus library builds them",
+    )  # fmt: skip
+    parser.add_argument(
+        "--opt", default=None, help="replace the flag set's -O flag, written --opt=-O2"
     )
     parser.add_argument("--timeout", type=float, default=600.0, help="QEMU time limit in seconds")
     args = parser.parse_args(argv)
     try:
-        rows, env = run(args.quick, args.opt, args.timeout)
-    except BenchmarkError as err:
+        rows, env = run(args.quick, flag_set(args.flags, args.opt), args.timeout)
+    except (BenchmarkError, ValueError) as err:
         print(f"kernels_m4: {err}", file=sys.stderr)
         return 1
     write_report(NAME, args.quick, rows, args.out, env_extra=env)
