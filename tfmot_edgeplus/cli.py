@@ -307,10 +307,12 @@ def export():
               default=None, help="A .npy holding one test input (float or int8) for the sketch.")
 @click.option("--label", type=int, default=-1, show_default=True,
               help="The test input's label (-1: unknown).")
-@click.option("--flash-reserve", default="256k", show_default=True,
-              help="Flash left for the mbed core, TFLM and the sketch (an estimate).")
-@click.option("--sram-reserve", default="64k", show_default=True,
-              help="SRAM left for the mbed core and the sketch (an estimate).")
+@click.option("--flash-reserve", default="16k", show_default=True,
+              help="Flash your own code adds to the sketch (mbed-os's share and TFLM's code "
+              "are counted already).")
+@click.option("--sram-reserve", default="4k", show_default=True,
+              help="SRAM your own code adds to the sketch (mbed-os's stacks are counted "
+              "already).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
               help="The sketch folder to write (its name becomes the sketch's).")
 @click.option("--force", is_flag=True, help="Replace the folder if an earlier export wrote it.")

@@ -10,7 +10,8 @@
 in ``src/edgeplus/``, the examples) plus what it shares with the host build, copied byte for
 byte by :func:`export_library` (never kept twice in the repository): the C kernels
 (``tflm_ops/include/edgeplus/*.h`` to ``src/edgeplus/``, ``tflm_ops/src`` to
-``src/edgeplus/kernels/``) and the TFLM glue (``tflm_ops/tflm`` to ``src/edgeplus/tflm/``,
+``src/edgeplus/kernels/``, each ``.c`` after one ``#include`` of ``kernel_optimize.h``, which
+compiles the kernels at -O3 in the core's -Os build: :data:`KERNEL_PRELUDE`) and the TFLM glue (``tflm_ops/tflm`` to ``src/edgeplus/tflm/``,
 ``.cc`` renamed ``.cpp`` because the Arduino builder compiles only ``.c``/``.cpp``/``.S``; the
 Python registerer stays out).
 
@@ -27,11 +28,16 @@ record what produced them:
 - ``edgeplus_qcore.h/.cpp`` (with a QCore): the head layers, flip networks, QCore, settings and
   the RAM the calibrator needs, as an ``edgeplus::QCoreSpec``.
 
-**Budget.** The Nano 33 BLE's mbed core gives a sketch 983,040 bytes of flash and 262,144
-bytes of RAM (``boards.txt``: ``upload.maximum_size`` / ``maximum_data_size``). The export
-refuses data that leaves less than ``flash_reserve`` / ``sram_reserve`` of them for the mbed OS
-core, TFLM's code and the sketch (defaults 256 KiB / 64 KiB: estimates, not measurements;
-adjust them to what ``arduino-cli compile`` reports for your sketch), saying by how much.
+**Budget.** What a sketch has on the Nano 33 BLE, from the mbed core's own files
+(ArduinoCore-mbed): 983,040 B of flash (``boards.txt`` ``upload.maximum_size``: the
+``linker_script.ld`` FLASH region 0xf0000 after the 64 KB bootloader) and 262,144 B of RAM
+(``maximum_data_size``). mbed-os takes its share first (:data:`MBED_RAM`: its main-thread
+stack alone is 32 KB); the sketch's code is TFLM's, EdgePlus's and the template's
+(:data:`SKETCH_CODE_FLASH`, measured). What cannot be derived here (mbed-os's code and its other
+static RAM: the core's ``libmbed.a``) is an estimate (:data:`MBED_ESTIMATES`). The export
+refuses a sketch that cannot fit with the derived and measured shares alone, saying by how
+much, and warns (``figures["warnings"]``, the summary) when it fits only if the estimates
+are high. ``flash_reserve`` / ``sram_reserve`` are what your own code adds to the template.
 
 **Arena.** Measured on the host: the smallest arena in which the pinned TFLM allocates the
 model (bisection), plus ``arena_margin`` bytes (the host's 64-bit structs are larger than the
@@ -56,20 +62,45 @@ from tfmot_edgeplus.export import c_arrays as C
 __all__ = [
     "BOARD_FQBN",
     "FLASH_BYTES",
+    "MBED_RAM",
     "SRAM_BYTES",
+    "TFLM_LIBRARY",
     "ExportError",
     "SketchExport",
     "export_library",
     "export_sketch",
     "qcore_ram_bytes",
+    "mean_ops",
     "write_sketch_data",
 ]
 
 BOARD_FQBN = "arduino:mbed_nano:nano33ble"
+# The TFLM library, as its library.properties spells its name (what `arduino-cli lib install`
+# and depends= take); its header is <Chirale_TensorFlowLite.h>.
+TFLM_LIBRARY = "Chirale_TensorFLowLite"
+TFLM_LIBRARY_VERSION = "2.0.0"
+# ArduinoCore-mbed boards.txt: nano33ble.upload.maximum_size / maximum_data_size.
 FLASH_BYTES = 983_040
 SRAM_BYTES = 262_144
-FLASH_RESERVE = 256 * 1024
-SRAM_RESERVE = 64 * 1024
+# mbed-os's RAM, derived from the core's variants/ARDUINO_NANO33BLE files.
+MBED_RAM = {
+    "main-thread stack (mbed_config.h MBED_CONF_RTOS_MAIN_THREAD_STACK_SIZE)": 32_768,
+    "ISR stack (ldflags.txt MBED_BOOT_STACK_SIZE; linker_script.ld's 0x400 under the top)": 1_024,
+    "RAM_NVIC + RAM_CRASH_DATA (linker_script.ld 0x100 + 0x100)": 512,
+    "idle-thread stack (mbed_config.h 512 + 256 tickless extra)": 768,
+    "timer-thread stack (mbed_config.h MBED_CONF_RTOS_TIMER_THREAD_STACK_SIZE)": 768,
+}
+# Code of TFLM (Chirale_TensorFLowLite 2.0.0 at the core's -Os), EdgePlus and the template's
+# setup(): the largest linked for a test model was 115,844 B (tests/test_arduino.py measures it,
+# with newlib printf in place of the core's Serial, and fails when a model needs more).
+SKETCH_CODE_FLASH = 120 * 1024
+# Not derivable without the core's libmbed.a (absent from the sources we build against):
+# mbed-os's and the Arduino core's code, and their other .data/.bss (USB serial, RTX objects,
+# heap in use). Estimates, used only to warn.
+MBED_ESTIMATES = {"flash": 96 * 1024, "ram": 12 * 1024}
+# What the user's own code adds to the template (the export's --flash-reserve/--sram-reserve).
+FLASH_RESERVE = 16 * 1024
+SRAM_RESERVE = 4 * 1024
 ARENA_MARGIN = 1024
 MARKER = ".edgeplus-export"
 _REPO = Path(__file__).resolve().parents[2]
@@ -77,6 +108,9 @@ _LIBRARY = _REPO / "arduino" / "EdgePlus"
 _OPS = _REPO / "tflm_ops"
 _TEMPLATE = Path(__file__).resolve().parent / "sketch_template.ino"
 _GLUE = ("edgeplus_conv_mp.cc", "edgeplus_patch_stage_op.cc")
+# Put in front of each copied kernel .c (src/edgeplus/kernels/): the kernels' own optimisation
+# level in the core's -Os build (arduino/EdgePlus/src/edgeplus/kernel_optimize.h says why).
+KERNEL_PRELUDE = b'#include "../kernel_optimize.h" /* added by edgeplus export arduino-library */\n'
 # TFLM's own custom ops -> the name of their MicroMutableOpResolver Add<Name>() method
 _TFLM_CUSTOM = {"TFLM_DECODE": "DECODE"}
 
@@ -138,6 +172,15 @@ def library_files() -> dict[str, Path]:
     return files
 
 
+def library_file_bytes(rel: str, src: Path) -> bytes:
+    """What :func:`export_library` writes at ``rel`` from ``src``: its bytes, after
+    :data:`KERNEL_PRELUDE` for a kernel .c."""
+    data = src.read_bytes()
+    if rel.startswith("src/edgeplus/kernels/") and rel.endswith(".c"):
+        return KERNEL_PRELUDE + data
+    return data
+
+
 def export_library(out, force: bool = False) -> Path:
     """Write the installable EdgePlus library into folder ``out`` (see the module doc)."""
     out = Path(out)
@@ -146,7 +189,7 @@ def export_library(out, force: bool = False) -> Path:
     for rel, src in files.items():
         dst = out / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, dst)
+        dst.write_bytes(library_file_bytes(rel, src))
     return out
 
 
@@ -168,6 +211,18 @@ def _model_ops(model_bytes: bytes) -> tuple[list[str], list[str]]:
     known = set(g.op_names.values())
     names = {g.op_name(op) for op in g.operators}
     return sorted(names & known), sorted(names - known)
+
+
+def mean_ops(model_bytes: bytes) -> int:
+    """How many MEAN ops the model has. Chirale_TensorFLowLite 2.0.0's int8 MEAN (an older
+    TFLM's) rescales in float, or divides the raw sum with truncation when input and output
+    quantization are equal, where the pinned TFLM of the host uses an integer multiplier
+    (QuantizedMeanOrSum): the board's outputs after a MEAN can differ from the host's by 1, and
+    by more after the layers that follow (tests/test_arduino.py measures it)."""
+    from tfmot_edgeplus.patching.lower import TFLiteGraph
+
+    g = TFLiteGraph(model_bytes)
+    return sum(g.op_name(op) == "MEAN" for op in g.operators)
 
 
 def _io(runner, which: str) -> dict:
@@ -440,6 +495,14 @@ class SketchExport:
             f"  SRAM: arena {f['arena_bytes']:,} B + QCore {f['qcore_ram_bytes']:,} B = "
             f"{f['sram_data_bytes']:,} B of {SRAM_BYTES:,}"
         )
+        lines.append(
+            f"  board: flash {f['flash_bytes']:,} B of {FLASH_BYTES:,} with TFLM/EdgePlus code "
+            f"{f['code_flash_bytes']:,} B, RAM {f['ram_bytes']:,} B of {SRAM_BYTES:,} with "
+            f"mbed-os stacks {f['mbed_ram_bytes']:,} B (+ your reserves); mbed-os's code "
+            f"(~{MBED_ESTIMATES['flash']:,} B) and other RAM (~{MBED_ESTIMATES['ram']:,} B) are "
+            "estimates"
+        )
+        lines += [f"  WARNING {w}" for w in f["warnings"]]
         return "\n".join(lines)
 
 
@@ -448,7 +511,7 @@ def _commands(folder: Path) -> str:
     return "\n".join(
         [
             "arduino-cli core install arduino:mbed_nano",
-            "arduino-cli lib install Chirale_TensorFlowLite Arduino_LSM9DS1",
+            f"arduino-cli lib install {TFLM_LIBRARY}@{TFLM_LIBRARY_VERSION} Arduino_LSM9DS1",
             f"make arduino        # the EdgePlus library, into {lib}",
             f"arduino-cli compile --fqbn {BOARD_FQBN} --library {lib} {folder}",
             f"arduino-cli upload -p /dev/ttyACM0 --fqbn {BOARD_FQBN} {folder}",
@@ -571,6 +634,13 @@ def write_sketch_data(
         figures["model_bytes"] + figures["qcore_flash_bytes"] + figures["test_input_bytes"]
     )
     figures["sram_data_bytes"] = figures["arena_bytes"] + figures["qcore_ram_bytes"]
+    figures["warnings"] = []
+    if mean_ops(dev.model):
+        figures["warnings"].append(
+            f"{TFLM_LIBRARY} {TFLM_LIBRARY_VERSION}'s int8 MEAN rounds otherwise than the host's "
+            "TFLM (float rescaling, or truncation): the board's outputs after it can differ "
+            "from the host's by 1 or 2"
+        )
     _check_budget(figures, flash_reserve, sram_reserve)
     for name, text in files.items():
         Path(folder, name).write_text(text)
@@ -578,22 +648,27 @@ def write_sketch_data(
 
 
 def _check_budget(f: dict, flash_reserve: int, sram_reserve: int) -> None:
-    problems = []
-    flash_room = FLASH_BYTES - flash_reserve
-    if f["flash_data_bytes"] > flash_room:
+    """Add the board totals to ``f`` (module doc, Budget); refuse a sketch that cannot fit with
+    the derived and measured shares, warn when it fits only within mbed-os's estimates."""
+    mbed_ram = sum(MBED_RAM.values())
+    f["mbed_ram_bytes"], f["code_flash_bytes"] = mbed_ram, SKETCH_CODE_FLASH
+    f["flash_bytes"] = f["flash_data_bytes"] + SKETCH_CODE_FLASH + flash_reserve
+    f["ram_bytes"] = f["sram_data_bytes"] + mbed_ram + sram_reserve
+    problems, warnings = [], f.setdefault("warnings", [])
+    if f["flash_bytes"] > FLASH_BYTES:
         problems.append(
             f"flash: model {f['model_bytes']:,} B + QCore {f['qcore_flash_bytes']:,} B + test "
-            f"input {f['test_input_bytes']:,} B = {f['flash_data_bytes']:,} B, over the "
-            f"{flash_room:,} B left of the board's {FLASH_BYTES:,} B after {flash_reserve:,} B "
-            f"for the core, TFLM and the sketch, by {f['flash_data_bytes'] - flash_room:,} B"
+            f"input {f['test_input_bytes']:,} B + TFLM/EdgePlus code {SKETCH_CODE_FLASH:,} B + "
+            f"--flash-reserve {flash_reserve:,} B = {f['flash_bytes']:,} B, over the board's "
+            f"{FLASH_BYTES:,} B by {f['flash_bytes'] - FLASH_BYTES:,} B (mbed-os's code not "
+            "counted yet)"
         )
-    sram_room = SRAM_BYTES - sram_reserve
-    if f["sram_data_bytes"] > sram_room:
+    if f["ram_bytes"] > SRAM_BYTES:
         problems.append(
             f"SRAM: arena {f['arena_bytes']:,} B + QCore calibrator {f['qcore_ram_bytes']:,} B "
-            f"= {f['sram_data_bytes']:,} B, over the {sram_room:,} B left of the board's "
-            f"{SRAM_BYTES:,} B after {sram_reserve:,} B for the core and the sketch, by "
-            f"{f['sram_data_bytes'] - sram_room:,} B"
+            f"+ mbed-os stacks {mbed_ram:,} B + --sram-reserve {sram_reserve:,} B = "
+            f"{f['ram_bytes']:,} B, over the board's {SRAM_BYTES:,} B by "
+            f"{f['ram_bytes'] - SRAM_BYTES:,} B"
         )
     if problems:
         raise ExportError(
@@ -601,6 +676,16 @@ def _check_budget(f: dict, flash_reserve: int, sram_reserve: int) -> None:
             "the model (lower bits, a patch plan: edgeplus plan), a smaller QCore chunk, or "
             "lower --flash-reserve / --sram-reserve if your sketch needs less"
         )
+    for what, used, board in (("flash", f["flash_bytes"], FLASH_BYTES),
+                              ("ram", f["ram_bytes"], SRAM_BYTES)):  # fmt: skip
+        est = MBED_ESTIMATES[what]
+        if used + est > board:
+            warnings.append(
+                f"{'flash' if what == 'flash' else 'SRAM'}: {used:,} B of {board:,} B leaves "
+                f"{board - used:,} B for mbed-os's {'code' if what == 'flash' else 'other RAM'}, "
+                f"estimated at {est:,} B: the sketch may not fit by {used + est - board:,} B; "
+                "check arduino-cli compile's report"
+            )
 
 
 def export_sketch(

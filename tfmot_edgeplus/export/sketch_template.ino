@@ -11,7 +11,8 @@
   place of the test input.
 
   Needs: an Arduino Nano 33 BLE (board package arduino:mbed_nano), the libraries EdgePlus
-  (`make arduino` in tfmot_edgeplus) and Chirale_TensorFlowLite. Serial at 115200 baud.
+  (`make arduino` in tfmot_edgeplus) and Chirale_TensorFLowLite 2.0.0 (its header:
+  Chirale_TensorFlowLite.h). Serial at 115200 baud.
 */
 #include <Chirale_TensorFlowLite.h>
 #include <EdgePlus.h>
@@ -45,7 +46,8 @@ void fail(const char* what, const char* detail) {
   Serial.println();
 }
 
-// The first maximum of n int8 scores.
+#ifndef SKETCH_HAS_QCORE
+// The first maximum of n int8 scores (with a QCore, the calibrator classifies).
 int argmax(const int8_t* v, int n) {
   int best = 0;
   for (int i = 1; i < n; ++i) {
@@ -53,6 +55,7 @@ int argmax(const int8_t* v, int n) {
   }
   return best;
 }
+#endif
 
 bool setUpModel() {
   const tflite::Model* model = tflite::GetModel(edgeplus_model);
