@@ -14,23 +14,31 @@ import copy
 import dataclasses
 import filecmp
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 from arduino_build import (
+    M4,
     ROOT,
     STANDINS,
     BuildError,
+    arduino_core,
+    arduino_tflm,
+    arduino_tflm_library,
     build_host_sanitized,
     compile_all,
     compile_one,
+    compile_with_core,
     harness_sources,
     library_sources,
     link,
     missing_tools,
     run_host,
     run_qemu,
+    sketch_jobs,
     tflm_includes,
+    warnings_in,
 )
 
 from tfmot_edgeplus import patching
@@ -38,11 +46,15 @@ from tfmot_edgeplus.calibration import BitFlipCalibrator, load_qcore, save_qcore
 from tfmot_edgeplus.export import c_arrays as C
 from tfmot_edgeplus.export.arduino import (
     FLASH_BYTES,
+    KERNEL_PRELUDE,
     MARKER,
+    SKETCH_CODE_FLASH,
+    TFLM_LIBRARY,
     ExportError,
     export_library,
     export_sketch,
     library_files,
+    mean_ops,
 )
 from tfmot_edgeplus.patching import lower, simulate
 
@@ -58,6 +70,18 @@ needs_tflm = pytest.mark.skipif(
     reason="EDGEPLUS_TFLM_ROOT, EDGEPLUS_FLATBUFFERS_ROOT and EDGEPLUS_GEMMLOWP_ROOT are not all "
     "set: the examples and the TFLM glue need TFLM headers (TOOLCHAIN.md); the TFLM-free parts "
     "are built by the other tests",
+)
+
+try:
+    CORE, ARDUINO_TFLM, CORE_PROBLEM = arduino_core(), arduino_tflm(), None
+except BuildError as e:  # set but wrong: skipped, saying what is wrong
+    CORE, ARDUINO_TFLM, CORE_PROBLEM = None, None, str(e)
+needs_core = pytest.mark.skipif(
+    CORE is None or ARDUINO_TFLM is None,
+    reason=CORE_PROBLEM or "EDGEPLUS_ARDUINO_CORE (an ArduinoCore-mbed checkout; "
+    "EDGEPLUS_ARDUINO_API or a sibling ArduinoCore-API for its api/) and EDGEPLUS_ARDUINO_TFLM "
+    "(the Chirale_TensorFLowLite library) are not both set: the build with the real core and "
+    "the Arduino TFLM is skipped (tests/arduino_build.py, README)",
 )
 
 
@@ -88,7 +112,11 @@ def case(mbv2_int8, tmp_path_factory):
 def test_library_is_the_repo_files_plus_byte_identical_copies(library):
     files = library_files()
     for rel, src in files.items():
-        assert filecmp.cmp(library / rel, src, shallow=False), rel
+        if rel.startswith("src/edgeplus/kernels/") and rel.endswith(".c"):  # + the -O3 include
+            assert (library / rel).read_bytes() == KERNEL_PRELUDE + src.read_bytes(), rel
+        else:
+            assert filecmp.cmp(library / rel, src, shallow=False), rel
+    assert (library / "src/edgeplus/kernel_optimize.h").is_file()
     assert (library / "src/edgeplus/kernels/edgeplus_patch_stage.c").is_file()
     assert (library / "src/edgeplus/tflm/edgeplus_patch_stage_op.cpp").is_file()
     assert not list(library.rglob("*python_registerer*"))
@@ -98,7 +126,8 @@ def test_library_is_the_repo_files_plus_byte_identical_copies(library):
         line.split("=", 1) for line in (library / "library.properties").read_text().splitlines()
     )
     assert props["name"] == "EdgePlus" and props["architectures"] == "mbed_nano"
-    assert "Chirale_TensorFlowLite" in props["depends"] and "Arduino_LSM9DS1" in props["depends"]
+    assert props["depends"].split(", ")[0] == f"{TFLM_LIBRARY} (>=2.0.0)"  # as it spells itself
+    assert "Arduino_LSM9DS1" in props["depends"]
     assert re.fullmatch(r"\d+\.\d+\.\d+", props["version"])
     for ex in (library / "examples").iterdir():
         assert (ex / f"{ex.name}.ino").is_file(), ex
@@ -328,6 +357,135 @@ def test_examples_glue_and_exported_sketch_compile_with_tflm(case, library, tmp_
                          True))  # fmt: skip
     objs = compile_all(jobs)
     assert len(objs) == len(jobs)
+
+
+# ----------------------------------------------------------------------------- the real core
+
+
+def _symbols(obj) -> str:
+    import subprocess
+
+    return subprocess.run(["arm-none-eabi-nm", "-C", str(obj)], capture_output=True, text=True,
+                          check=True).stdout  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def core_build(case, library, tmp_path_factory):
+    """The library, both examples and two exported sketches (with a QCore, as the demo's
+    ImuQCoreSketch; with a plan only, as its FashionPatchSketch) compiled as arduino-cli
+    compiles them for arduino:mbed_nano:nano33ble with Chirale_TensorFLowLite, at --warnings
+    all. Arduino_LSM9DS1 (the motion example's IMU) is its declarations' stand-in."""
+    out = tmp_path_factory.mktemp("core")
+    patch = export_sketch(case["tfl"], out / "sketches" / "PatchSketch", plan=case["plan"],
+                          test_input=case["x"][41], test_label=int(case["y"][41]))  # fmt: skip
+    imu = out / "libraries" / "Arduino_LSM9DS1" / "src"
+    imu.mkdir(parents=True)
+    (imu / "Arduino_LSM9DS1.h").write_bytes((STANDINS / "Arduino_LSM9DS1.h").read_bytes())
+    # what arduino-cli's library discovery adds: EdgePlus, the TFLM, the core's Wire (which
+    # <Chirale_TensorFlowLite.h> includes) and the IMU library
+    includes = [library / "src", ARDUINO_TFLM / "src", CORE.bundled_library("Wire"), imu]
+    jobs = [(src, out / "lib" / f"{i}_{src.stem}.o")
+            for i, src in enumerate(library_sources(library, tflm=True))]  # fmt: skip
+    sketches = [*sorted((library / "examples").iterdir()), case["sketch"].folder, patch.folder]
+    for folder in sketches:
+        jobs += sketch_jobs(folder, out / "build" / folder.name)
+    # the check's own check: a sketch with one planted warning, which must be found
+    planted = out / "sketches" / "Planted"
+    planted.mkdir()
+    (planted / "Planted.ino").write_text("#include <EdgePlus.h>\nstatic int unused() { return 1; }"
+                                        "\nvoid setup() {}\nvoid loop() {}\n")  # fmt: skip
+    jobs += sketch_jobs(planted, out / "build" / "Planted")
+    with ThreadPoolExecutor(2) as pool:
+        messages = list(pool.map(lambda j: compile_with_core(CORE, j[0], j[1], includes), jobs))
+    return {"jobs": jobs, "messages": "".join(messages), "sketches": sketches, "out": out,
+            "ours": [library, out, *sketches], "planted": planted}  # fmt: skip
+
+
+@needs_m4
+@needs_core
+def test_library_examples_and_sketches_compile_with_the_arduino_core(core_build):
+    """No error, no warning from our files at -Wall -Wextra, and the glue is not empty."""
+    b = core_build
+    found = warnings_in(b["messages"], b["ours"])
+    planted = [w for w in found if w.startswith(str(b["planted"]))]
+    assert len(planted) == 1 and "Planted.ino:2:" in planted[0], found  # the check works
+    assert [w for w in found if w not in planted] == []
+    objs = {o.name.split("_", 1)[1]: o for _, o in b["jobs"] if o.parent.name == "lib"}
+    assert "Register_EDGEPLUS_CONV_MP()" in _symbols(objs["edgeplus_conv_mp.o"])
+    assert "Register_EDGEPLUS_PATCH_STAGE()" in _symbols(objs["edgeplus_patch_stage_op.o"])
+    for folder in b["sketches"]:  # every sketch's setup() and loop() were compiled
+        syms = _symbols(b["out"] / "build" / folder.name / "obj" / f"{folder.name}.ino.cpp.o")
+        assert re.search(r" T setup\b", syms) and re.search(r" T loop\b", syms), folder
+
+
+@needs_m4
+@needs_core
+def test_glue_refuses_a_tflm_it_does_not_know(core_build, tmp_path):
+    """A TFLM with the resolver but none of the APIs the glue knows: the #error says what was
+    found and which library and version to install."""
+    old = tmp_path / "src" / "tensorflow" / "lite" / "micro"
+    old.mkdir(parents=True)
+    (old / "micro_mutable_op_resolver.h").write_text("#pragma once\n")
+    glue = next(s for s, _ in core_build["jobs"] if s.name == "edgeplus_conv_mp.cpp")
+    with pytest.raises(BuildError) as e:
+        compile_with_core(CORE, glue, tmp_path / "x.o", [glue.parents[2], tmp_path / "src"])
+    assert "#error" in str(e.value) and "too old" in str(e.value)
+    assert f"{TFLM_LIBRARY} 2.0.0" in str(e.value)
+
+
+@needs_m4
+@needs_core
+@needs_tflm
+def test_exported_models_run_in_the_arduino_tflm_on_the_m4_like_the_host(core_build, capsys):
+    """Every exported model (both examples', both sketches') in Chirale_TensorFLowLite built
+    with the core's recipes, on the emulated M4: the host TFLM's output bit for bit but after
+    Chirale's MEAN (off by at most 2 there), within the exported arena, and its code
+    within the export's SKETCH_CODE_FLASH."""
+    from tfmot_edgeplus.runtime.patch_runner import glue_registerer
+    from tfmot_edgeplus.runtime.tflm import TFLMRunner
+
+    b, out = core_build, core_build["out"]
+    tflm_lib = arduino_tflm_library(CORE, ARDUINO_TFLM, ROOT / "build" / "arduino")
+    lib_objs = [o for _, o in b["jobs"] if o.parent.name == "lib"]
+    harness = [out / "m4" / "startup.o", out / "m4" / "m4_timer.o"]
+    for obj in harness:
+        compile_with_core(CORE, M4 / f"{obj.stem}.c", obj, [M4])
+    rows = []
+    for folder in b["sketches"]:
+        model_cpp = b["out"] / "build" / folder.name / "obj" / "edgeplus_model.cpp.o"
+        main = out / "m4" / folder.name / "tflm_main.o"
+        compile_with_core(CORE, STANDINS / "tflm_main.cpp", main,
+                          [folder, M4, ARDUINO_TFLM / "src", b["ours"][0] / "src"])  # fmt: skip
+        objs = [main, *harness, model_cpp, *lib_objs, tflm_lib]
+        sizes = link(objs, out / "m4" / f"{folder.name}.elf", float_abi="softfp")
+        got = _parse(run_qemu(out / "m4" / f"{folder.name}.elf"))
+        cpp = (folder / "edgeplus_model.cpp").read_text()
+        d = _defines((folder / "edgeplus_model.h").read_text())
+        model = _array_bytes(cpp, "edgeplus_model")
+        x = np.frombuffer(_array_bytes(cpp, "edgeplus_test_input"), np.int8)
+        reg = [glue_registerer()] if b"EDGEPLUS_" in model else []
+        assert None not in reg, "the host glue library did not build"
+        r = TFLMRunner(model, custom_op_registerers=reg)
+        want = r.predict(x.reshape(r.input_details[0]["shape"]), dequantize=False)
+        # Chirale 2.0.0's int8 MEAN rounds otherwise than the host's (mean_ops): after it an
+        # output can be off by 1, and by 2 after a FULLY_CONNECTED that follows (measured); the
+        # rest is bit for bit, which PatchInference (patch-stage op, CMSIS-NN convs, a MEAN
+        # whose values happen to round alike) pins exactly
+        diff = np.frombuffer(bytes.fromhex(got["OUTPUT"]), np.int8).astype(int) - want.reshape(
+            -1).astype(int)  # fmt: skip
+        if mean_ops(model) == 0 or folder.name == "PatchInference":
+            assert not diff.any(), (folder.name, got["OUTPUT"], _h(want.reshape(-1)))
+        assert np.abs(diff).max() <= 2, (folder.name, diff)
+        arena = dict(kv.split("=") for kv in got["ARENA"].split())
+        assert int(arena["used"]) <= int(arena["exported"]) == int(d["EDGEPLUS_ARENA_BYTES"])
+        code = sizes["flash"] - len(model) - x.size
+        assert code <= SKETCH_CODE_FLASH, (folder.name, code)
+        rows.append(f"{folder.name}: {np.count_nonzero(diff)} of {diff.size} outputs differ (max "
+                    f"{np.abs(diff).max()}) "
+                    f"(MEAN ops: {mean_ops(model)}), arena {arena['used']}/"
+                    f"{arena['exported']} B, code {code:,} B, invoke {got['INVOKE_US']}")  # fmt: skip
+    with capsys.disabled():
+        print("\n[arduino] Chirale_TensorFLowLite on the M4 vs the host: " + "; ".join(rows))
 
 
 # ----------------------------------------------------------------------------- examples' data

@@ -220,10 +220,13 @@ def test_conv_mp_matches_numpy_reference_bit_exactly(registerer, case):
 # ------------------------------------------------------------------- bad models
 
 
+def _good_case() -> tuple[ConvMPSpec, np.ndarray]:
+    return _make_spec(np.random.default_rng(7), in_bits=4, w_bits=4, out_bits=4)
+
+
 @pytest.fixture(scope="module")
 def good_spec() -> ConvMPSpec:
-    spec, _ = _make_spec(np.random.default_rng(7), in_bits=4, w_bits=4, out_bits=4)
-    return spec
+    return _good_case()[0]
 
 
 def _expect_rejected(model: bytes, registerer: str, capfd, *needles: str) -> None:
@@ -234,10 +237,14 @@ def _expect_rejected(model: bytes, registerer: str, capfd, *needles: str) -> Non
         assert needle in err, f"expected {needle!r} in the MicroPrintf output:\n{err}"
 
 
-def test_good_options_are_accepted(registerer, good_spec):
-    runtime.Interpreter.from_bytes(
-        build_conv_mp_model(good_spec), custom_op_registerers=[registerer]
-    )
+def test_good_options_are_accepted(registerer, capfd):
+    """The options the converter writes: the op prints nothing, and the model runs to the
+    reference output (the fixture the rejection tests below corrupt is a working model)."""
+    spec, x = _good_case()
+    packed_out = _run(build_conv_mp_model(spec), registerer, pack_activations(x, spec.in_bits))
+    assert capfd.readouterr().err == ""
+    got = unpack_activations(packed_out, spec.output_shape, spec.out_bits)
+    np.testing.assert_array_equal(got, _reference(spec, x))
 
 
 @pytest.mark.parametrize("key", op_schema.CONV_MP.keys)
