@@ -46,9 +46,13 @@ from tfmot_edgeplus.calibration import BitFlipCalibrator, load_qcore, save_qcore
 from tfmot_edgeplus.export import c_arrays as C
 from tfmot_edgeplus.export.arduino import (
     FLASH_BYTES,
+    FLASH_RESERVE,
     KERNEL_PRELUDE,
     MARKER,
+    MBED_RAM,
     SKETCH_CODE_FLASH,
+    SRAM_BYTES,
+    SRAM_RESERVE,
     TFLM_LIBRARY,
     ExportError,
     export_library,
@@ -169,7 +173,25 @@ def test_exported_sketch_files_banner_and_commands(case):
     f = sk.figures
     assert f["flash_data_bytes"] < FLASH_BYTES and f["arena_bytes"] % 16 == 0
     assert "arduino:mbed_nano:nano33ble" in sk.commands and str(sk.folder) in sk.commands
+    assert f"arduino-cli lib install {TFLM_LIBRARY}@2.0.0 " in sk.commands
     assert f"{f['flash_data_bytes']:,} B of 983,040" in sk.summary()
+    # the board budget: mbed-os's stacks and TFLM's code counted, the MEAN caveat said
+    assert f["ram_bytes"] == f["sram_data_bytes"] + sum(MBED_RAM.values()) + SRAM_RESERVE
+    assert sum(MBED_RAM.values()) == 35_840 and f["mbed_ram_bytes"] == 35_840
+    assert f["flash_bytes"] == f["flash_data_bytes"] + SKETCH_CODE_FLASH + FLASH_RESERVE
+    assert any("MEAN" in w for w in f["warnings"]) and "WARNING" in sk.summary()
+
+
+def test_budget_refuses_by_how_much_and_warns_within_the_estimates(case, tmp_path):
+    tfl, plan = case["tfl"], case["plan"]
+    f = export_sketch(tfl, tmp_path / "Plain", plan=plan).figures
+    assert not [w for w in f["warnings"] if w.startswith(("SRAM", "flash"))], f["warnings"]
+    fits = SRAM_BYTES - (f["ram_bytes"] - SRAM_RESERVE)  # the largest reserve that fits
+    with pytest.raises(ExportError, match=r"SRAM: .* over the board's 262,144 B by 1 B"):
+        export_sketch(tfl, tmp_path / "Over", plan=plan, sram_reserve=fits + 1)
+    sk = export_sketch(tfl, tmp_path / "Tight", plan=plan, sram_reserve=fits)
+    assert sk.figures["ram_bytes"] == SRAM_BYTES  # fits, but not with mbed-os's other RAM
+    assert [w for w in sk.figures["warnings"] if w.startswith("SRAM")], sk.figures["warnings"]
 
 
 def test_export_refuses_bad_input(case, tmp_path, mbv2_int8):
