@@ -52,6 +52,7 @@ Choices, and why:
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import io
 import numbers
 import os
@@ -598,6 +599,7 @@ class TFLMRunner:
         if pid == 0:  # the child: no Python locks, no cleanup, only an exit code
             status = 1
             try:
+                faulthandler.disable()  # a crash here is an answer, not a report (pytest's)
                 devnull = os.open(os.devnull, os.O_WRONLY)
                 os.dup2(devnull, 1)
                 os.dup2(devnull, 2)
