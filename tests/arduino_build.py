@@ -6,8 +6,12 @@ library's src/ on the include path and Arduino.h included first into the .ino. H
 files compile with the stand-ins of tests/arduino (Arduino.h, Arduino_LSM9DS1.h,
 Chirale_TensorFlowLite.h) and, when EDGEPLUS_TFLM_ROOT and its siblings are set, the TFLM
 headers of the pinned commit; without them only the TFLM-free parts (kernels, PatchStage,
-QCoreCalibrator, the exported data) are compiled. TFLM itself is never compiled here, so the
-programs that are linked (and run in QEMU) are the TFLM-free ones."""
+QCoreCalibrator, the exported data) are compiled, and the programs linked and run in QEMU with
+these stand-ins are the TFLM-free ones.
+
+The second half (the real core) builds with ArduinoCore-mbed's own recipes and the
+Chirale_TensorFLowLite library instead of stand-ins, and links that library's TFLM into a
+bare-metal M4 program; see the section comment below."""
 
 from __future__ import annotations
 
