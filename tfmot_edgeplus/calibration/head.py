@@ -244,6 +244,12 @@ def _head_ops(model, layers: int, schema):
             f"(its last ops: {tail}); choose layers <= {trailing}, or end the model with Dense layers"
         )
     head_ops = ops[len(ops) - layers :]
+    for op in head_ops:  # _head_layer reads input, weights and output
+        if len(op.inputs) < 2 or op.inputs[0] is None or op.inputs[1] is None or not op.outputs:
+            raise ValueError(
+                "a trailing FULLY_CONNECTED op lacks its input, weights or output tensor: the "
+                "model is damaged"
+            )
     for a, b in itertools.pairwise(head_ops):
         if b.inputs[0] is not a.outputs[0]:
             raise ValueError("the trailing FULLY_CONNECTED ops do not form a chain")

@@ -215,7 +215,13 @@ def _sites(model) -> list[_Site]:
             src = producer.get(id(weight))
             if src is not None and src.custom_code == _DECODE_OP:
                 k = next(i for i, t in enumerate(src.outputs) if t is weight)
-                pair = (src.inputs[2 * k], src.inputs[2 * k + 1])
+                pair = tuple(src.inputs[2 * k : 2 * k + 2])
+                if len(pair) < 2 or any(t is None or t.buffer is None for t in pair):
+                    raise LowBitStorageError(
+                        f"{op_name} {op_index} (subgraph {sg_index}) reads its weights from a "
+                        f"{_DECODE_OP} operator without its encoded data and table tensors: the "
+                        "model is damaged."
+                    )
                 found.append(_Site(sg_index, op_index, op_name, op, weight, src, pair))
             # else: a weight computed at run time (not a constant): nothing stored.
     return found
