@@ -61,8 +61,12 @@ def test_rows_have_the_documented_keys_and_types(tiny_run):
         for key in ("weight_bits", "activation_bits", "flatbuffer_bytes", "weight_bytes",
                     "arena_bytes"):
             assert isinstance(row[key], int) and row[key] > 0, (key, row)
+        # Accuracies on one test set: TFLM's and Keras's differ by at most their disagreement,
+        # and each is a count of the 200 test images.
+        assert abs(row["keras_acc"] - row["tflm_acc"]) <= 1 - row["agreement"] + 1e-9, row
         for key in ("keras_acc", "tflm_acc", "agreement"):
-            assert isinstance(row[key], float) and 0.0 <= row[key] <= 1.0, (key, row)
+            count = row[key] * 200
+            assert isinstance(row[key], float) and abs(count - round(count)) < 1e-4, (key, row)
         assert isinstance(row["storage"], str)
         assert row["weight_bytes"] < row["flatbuffer_bytes"]
         if row["scheme"] == "float":

@@ -41,7 +41,7 @@ def test_demo_writes_model_report_and_plot(tmp_path, capsys):
     assert result.weight_bytes * 2 <= result.int8_weight_bytes + 8  # 4 bits: half of int8
     # TFLM runs the QAT model: it agrees with Keras, so their accuracies differ by at most
     # the disagreement, and the arena reported is the model's.
-    assert result.tflm_keras_agreement >= 0.95
+    assert result.tflm_keras_agreement >= 0.9
     assert abs(result.tflm_acc - result.qat_acc) <= 1 - result.tflm_keras_agreement + 1e-6
     assert result.arena_bytes == TFLMRunner(model_path.read_bytes()).arena_bytes
     assert report["result"]["tflm_acc"] == result.tflm_acc

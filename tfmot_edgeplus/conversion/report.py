@@ -122,9 +122,11 @@ def _matches(pattern, op) -> bool:
 def _strip_adapters(model) -> tuple[int, int]:
     """Remove CoRa's operators, tensors and buffers from ``model`` (the wheel's model_editor
     tree), each consumer of an adapter Add reading the main branch instead; returns (operators
-    removed, bytes of the adapters' filter data)."""
+    removed, bytes of the adapters' filter weights). A Conv1D adapter's ops include the
+    EXPAND_DIMS / RESHAPE Keras puts around its CONV_2D."""
     from tflite_micro.tensorflow.lite.micro.compression import model_editor
 
+    names = lowbit._enum_names(lowbit._wheel()[5].BuiltinOperator)
     removed = params = 0
     for sg in model.subgraphs:
         filters = [op for op in sg.operators if _matches(_ADAPTER_FILTER, op)]
@@ -160,7 +162,9 @@ def _strip_adapters(model) -> tuple[int, int]:
         used |= {id(t) for op in kept for t in op.inputs + op.outputs if t is not None}
         sg.tensors = [t for t in sg.tensors if id(t) in used]
         removed += len(adapter_ops)
-        params += sum(len(op.inputs[1].buffer.data) for op in filters if op.inputs[1].buffer)
+        params += sum(len(op.inputs[1].buffer.data) for op in filters  # not reshapes' shapes
+                      if lowbit._builtin_name(model, op, names) in lowbit.FILTER_OPS
+                      and op.inputs[1].buffer)
     model_editor.prune_buffers(model)
     return removed, params
 
