@@ -23,8 +23,11 @@ record what produced them:
 
 - ``edgeplus_model.h/.cpp``: the flatbuffer the device's TFLM runs (with a plan: the stage
   rewritten into one ``EDGEPLUS_PATCH_STAGE`` op; with a QCore: the backbone, the head runs
-  in :class:`edgeplus::QCoreCalibrator`), its tensor arena size, input/output quantization, a
-  test input, and ``EdgePlusAddModelOps(resolver)`` for the model's builtin and custom ops;
+  in :class:`edgeplus::QCoreCalibrator`; each int8 MEAN over the spatial axes as
+  AVERAGE_POOL_2D, + QUANTIZE and RESHAPE where needed, because the Arduino TFLM's MEAN rounds
+  otherwise than the host's: :func:`rewrite_means`), its tensor arena size, input/output
+  quantization, a test input, and ``EdgePlusAddModelOps(resolver)`` for the model's builtin
+  and custom ops;
 - ``edgeplus_qcore.h/.cpp`` (with a QCore): the head layers, flip networks, QCore, settings and
   the RAM the calibrator needs, as an ``edgeplus::QCoreSpec``.
 
@@ -71,6 +74,7 @@ __all__ = [
     "export_sketch",
     "qcore_ram_bytes",
     "mean_ops",
+    "rewrite_means",
     "write_sketch_data",
 ]
 
@@ -225,6 +229,124 @@ def mean_ops(model_bytes: bytes) -> int:
     return sum(g.op_name(op) == "MEAN" for op in g.operators)
 
 
+# Why the export rewrites MEAN (the summary and the banner say it).
+MEAN_REWRITE_WHY = (
+    f"{TFLM_LIBRARY} {TFLM_LIBRARY_VERSION}'s int8 MEAN (an older TFLM's) rounds otherwise "
+    "than the host's, while AVERAGE_POOL_2D, QUANTIZE and RESHAPE are the same code in both: "
+    "the board's outputs match the host's bit for bit"
+)
+
+
+def _means_note(count: int) -> str:
+    return (
+        f"rewrote {count} int8 MEAN op(s) over the spatial axes as AVERAGE_POOL_2D (+ QUANTIZE, "
+        f"RESHAPE): {MEAN_REWRITE_WHY}"
+    )
+
+
+def _builtin_opcode(g, name: str) -> int:
+    """The index of builtin ``name``'s operator code in ``g``, added when the model has none."""
+    code = int(getattr(g.schema.BuiltinOperator, name))
+    for k, c in enumerate(g.model.operatorCodes):
+        if max(int(c.builtinCode or 0), int(c.deprecatedBuiltinCode or 0)) == code:
+            return k
+    c = g.schema.OperatorCodeT()
+    c.builtinCode, c.deprecatedBuiltinCode, c.version = code, min(code, 127), 1
+    g.model.operatorCodes.append(c)
+    return len(g.model.operatorCodes) - 1
+
+
+def _spatial_mean(g, op) -> tuple[int, ...] | None:
+    """The input as NHWC, (N, H, W, C), when ``op`` is an int8 MEAN over H and W of an NHWC
+    tensor (axes {1, 2}) or over L of an NLC one (axis 1: H = L, W = 1), with one scale and
+    zero point in and out; else None."""
+    if g.op_name(op) != "MEAN" or len(op.inputs) != 2:
+        return None
+    x, axes, y = int(op.inputs[0]), int(op.inputs[1]), int(op.outputs[0])
+    rank, data = len(g.shape(x)), g.data(axes)
+    if (g.type_name(x), g.type_name(y), g.type_name(axes)) != ("INT8", "INT8", "INT32"):
+        return None
+    if data is None or rank not in (3, 4) or any(len(g.quant(t)[0]) != 1 for t in (x, y)):
+        return None
+    axes = sorted({int(a) % rank for a in data.view(np.int32)})
+    if axes != list(range(1, rank - 1)) or len(data) // 4 != len(axes):
+        return None
+    nhwc = g.shape(x) if rank == 4 else (*g.shape(x)[:2], 1, g.shape(x)[2])
+    n, _, _, c = nhwc
+    if g.shape(y) not in ((n, 1, 1, c), (n, 1, c), (n, c)):
+        return None
+    return nhwc
+
+
+def rewrite_means(model_bytes: bytes) -> tuple[bytes, int]:
+    """(the model with each int8 MEAN over H x W of an NHWC tensor (or over L of an NLC one,
+    after a RESHAPE to N x L x 1 x C) as AVERAGE_POOL_2D over the whole H x W with the input's
+    quantization, then QUANTIZE to the MEAN's output scale and zero point when they differ,
+    then RESHAPE to the MEAN's output shape when it differs; how many were rewritten).
+    Why: :data:`MEAN_REWRITE_WHY`. Other MEANs stay (:func:`mean_ops` counts them)."""
+    from tfmot_edgeplus.conversion.patch_stage import _finish
+    from tfmot_edgeplus.patching.lower import TFLiteGraph
+
+    g = TFLiteGraph(model_bytes)
+    s, sg = g.schema, g.subgraph
+    ops, count = [], 0
+    for op in sg.operators:
+        nhwc = _spatial_mean(g, op)
+        if nhwc is None:
+            ops.append(op)
+            continue
+        count += 1
+        x, y = int(op.inputs[0]), int(op.outputs[0])
+        n, h, w, c = nhwc
+        (s_in, z_in), (s_out, z_out) = g.quant(x), g.quant(y)
+        pooled = (n, 1, 1, c)
+        steps = [] if g.shape(x) == nhwc else [("RESHAPE", nhwc, (s_in, z_in))]
+        steps.append(("AVERAGE_POOL_2D", pooled, (s_in, z_in)))
+        if (s_in[0], z_in[0]) != (s_out[0], z_out[0]):
+            steps.append(("QUANTIZE", pooled, (s_out, z_out)))
+        if g.shape(y) != pooled:
+            steps.append(("RESHAPE", g.shape(y), (s_out, z_out)))
+        src = x
+        for k, (name, shape, (scale, zp)) in enumerate(steps):
+            if k == len(steps) - 1:
+                dst = y
+            else:
+                t = s.TensorT()
+                t.shape, t.type = np.asarray(shape, np.int32), s.TensorType.INT8
+                t.name = f"{g.tensor_name(y)}/edgeplus_{k}_{name.lower()}"
+                t.quantization = s.QuantizationParametersT()
+                t.quantization.scale = [float(scale[0])]
+                t.quantization.zeroPoint = [int(zp[0])]
+                sg.tensors.append(t)
+                dst = len(sg.tensors) - 1
+            new = s.OperatorT()
+            new.opcodeIndex, new.inputs, new.outputs = _builtin_opcode(g, name), [src], [dst]
+            if name == "AVERAGE_POOL_2D":
+                o = s.Pool2DOptionsT()
+                o.padding, o.strideW, o.strideH = s.Padding.VALID, 1, 1
+                o.filterHeight, o.filterWidth = h, w
+                new.builtinOptionsType, new.builtinOptions = s.BuiltinOptions.Pool2DOptions, o
+            elif name == "RESHAPE":
+                b = s.BufferT()
+                b.data = np.asarray(shape, np.int32).view(np.uint8)
+                g.model.buffers.append(b)
+                t = s.TensorT()
+                t.shape, t.type = np.asarray([len(shape)], np.int32), s.TensorType.INT32
+                t.buffer = len(g.model.buffers) - 1
+                t.name = f"{g.tensor_name(y)}/edgeplus_{k}_shape"
+                sg.tensors.append(t)
+                new.inputs = [src, len(sg.tensors) - 1]
+                o = s.ReshapeOptionsT()
+                o.newShape = list(shape)
+                new.builtinOptionsType, new.builtinOptions = s.BuiltinOptions.ReshapeOptions, o
+            ops.append(new)
+            src = dst
+    if not count:
+        return bytes(model_bytes), 0
+    sg.operators = ops
+    return _finish(g), count
+
+
 def _io(runner, which: str) -> dict:
     d = (runner.input_details if which == "input" else runner.output_details)[0]
     scale, zp = d["quantization"]
@@ -248,6 +370,7 @@ class _Device:
     output: dict
     builtins: list
     customs: list
+    means_rewritten: int = 0
 
 
 def _device_model(model_bytes: bytes, lowered, head) -> _Device:
@@ -259,6 +382,7 @@ def _device_model(model_bytes: bytes, lowered, head) -> _Device:
     device = model_bytes if lowered is None else deploy_model(model_bytes, lowered)
     if head is not None:  # the backbone; check_model has cut the undeployed one already
         device = head.backbone if lowered is None else split_head(device, len(head.layers)).backbone
+    device, means = rewrite_means(device)
     builtins, customs = _model_ops(device)
     builtins += [_TFLM_CUSTOM[c] for c in customs if c in _TFLM_CUSTOM]  # e.g. 2/3-bit weights
     customs = [c for c in customs if c not in _TFLM_CUSTOM]
@@ -271,7 +395,7 @@ def _device_model(model_bytes: bytes, lowered, head) -> _Device:
     registerer = glue_registerer() if customs else None
     if customs and registerer is None:
         # no glue library on this host: the rest after the split, plus what the op adds
-        rest = TFLMRunner(rest_model(model_bytes, lowered))
+        rest = TFLMRunner(rewrite_means(rest_model(model_bytes, lowered))[0])
         t0 = lowered.program.tensors[0]
         stage = kernels.patch_stage_get_buffer_size(lowered.program)
         program = 4 * lowered.program.to_words().size + 8 * len(lowered.filters)
@@ -292,7 +416,7 @@ def _device_model(model_bytes: bytes, lowered, head) -> _Device:
             "full-integer with int8 input (tfmot_edgeplus.convert does)"
         )
     arena = -(-(int(arena) + ARENA_MARGIN) // 16) * 16
-    return _Device(device, arena, source, io_in, io_out, builtins, customs)
+    return _Device(device, arena, source, io_in, io_out, builtins, customs, means)
 
 
 # ----------------------------------------------------------------------------- QCore
@@ -502,6 +626,8 @@ class SketchExport:
             f"(~{MBED_ESTIMATES['flash']:,} B) and other RAM (~{MBED_ESTIMATES['ram']:,} B) are "
             "estimates"
         )
+        if f.get("means_rewritten"):
+            lines.append(f"  {_means_note(f['means_rewritten'])}")
         lines += [f"  WARNING {w}" for w in f["warnings"]]
         return "\n".join(lines)
 
@@ -607,6 +733,8 @@ def write_sketch_data(
     from tfmot_edgeplus import __version__
 
     banner_fields = {"tool": f"tfmot_edgeplus {__version__}", "date": C.utc_now(), **sources}
+    if dev.means_rewritten:
+        banner_fields["rewritten"] = _means_note(dev.means_rewritten)
     banner_fields.update(provenance or {})
     files = {}
     files["edgeplus_model.h"], files["edgeplus_model.cpp"] = _model_files(
@@ -629,6 +757,7 @@ def write_sketch_data(
         arena_bytes=dev.arena_bytes,
         arena_source=dev.arena_source,
         operators=dev.builtins + dev.customs,
+        means_rewritten=dev.means_rewritten,
     )
     figures["flash_data_bytes"] = (
         figures["model_bytes"] + figures["qcore_flash_bytes"] + figures["test_input_bytes"]
@@ -637,9 +766,10 @@ def write_sketch_data(
     figures["warnings"] = []
     if mean_ops(dev.model):
         figures["warnings"].append(
-            f"{TFLM_LIBRARY} {TFLM_LIBRARY_VERSION}'s int8 MEAN rounds otherwise than the host's "
-            "TFLM (float rescaling, or truncation): the board's outputs after it can differ "
-            "from the host's by 1 or 2"
+            f"{mean_ops(dev.model)} MEAN op(s) not over the spatial axes stay MEAN: "
+            f"{TFLM_LIBRARY} {TFLM_LIBRARY_VERSION}'s int8 MEAN rounds otherwise than the "
+            "host's TFLM (float rescaling, or truncation): the board's outputs after it can "
+            "differ from the host's by 1 or 2"
         )
     _check_budget(figures, flash_reserve, sram_reserve)
     for name, text in files.items():
