@@ -233,7 +233,9 @@ def test_means_become_average_pools_that_agree_with_the_model(case, capsys):
     example's (NLC, axis 1): no MEAN left, runs in the host TFLM, and predicts the classes
     the MEAN model predicts, logits within a few steps (AVERAGE_POOL_2D rounds the mean
     half away from zero, MEAN through its own multiplier)."""
+    from tfmot_edgeplus.conversion.patch_stage import _finish
     from tfmot_edgeplus.export.arduino import _model_ops, rewrite_means
+    from tfmot_edgeplus.patching.lower import TFLiteGraph
     from tfmot_edgeplus.runtime.tflm import TFLMRunner, quantize
 
     motion = ROOT / "arduino" / "EdgePlus" / "examples" / "MotionContinualCalibration"
@@ -262,6 +264,13 @@ def test_means_become_average_pools_that_agree_with_the_model(case, capsys):
         assert agree >= 0.95 and np.abs(want - got).max() <= 8, (name, rows[-1])
     with capsys.disabled():
         print("\n[arduino] MEAN -> AVERAGE_POOL_2D: " + "; ".join(rows))
+    # a MEAN over other axes stays a MEAN (the export warns about it)
+    g = TFLiteGraph(case["tfl"])
+    mean = next(op for op in g.operators if g.op_name(op) == "MEAN")
+    g.model.buffers[g.tensors[mean.inputs[1]].buffer].data = np.array([1, 3], np.int32).view(
+        np.uint8)  # fmt: skip
+    other = _finish(g)
+    assert rewrite_means(other) == (other, 0) and mean_ops(other) == 1
 
 
 def test_bundle_round_trip(case):
