@@ -136,14 +136,14 @@ class IntHead:
 
 def _scales(tensor) -> np.ndarray:
     q = tensor.quantization
-    if q is None or q.scales is None:
+    if q is None or q.scales is None or len(q.scales) == 0:
         raise ValueError(f"tensor {tensor.name!r} is not quantized; convert the model full-integer")
     return np.atleast_1d(np.asarray(q.scales, np.float32))
 
 
 def _zero_point(tensor) -> int:
     zp = tensor.quantization.zero_points
-    return int(np.atleast_1d(zp)[0]) if zp is not None else 0
+    return int(np.atleast_1d(zp)[0]) if zp is not None and np.size(zp) else 0
 
 
 def _fc_options(op) -> tuple[int, bool]:
