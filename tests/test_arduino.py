@@ -228,34 +228,67 @@ def test_export_refuses_bad_input(case, tmp_path, mbv2_int8):
         export_sketch(tfl, tmp_path / "T", test_input=np.zeros(5))
 
 
-def test_means_become_average_pools_that_agree_with_the_model(case, capsys):
-    """rewrite_means on the test model (NHWC, axes {1, 2}, keep_dims false) and on the motion
-    example's (NLC, axis 1): no MEAN left, runs in the host TFLM, and predicts the classes
-    the MEAN model predicts, logits within a few steps (AVERAGE_POOL_2D rounds the mean
-    half away from zero, MEAN through its own multiplier)."""
+@pytest.fixture(scope="module")
+def imu_int8():
+    """A small imu_cnn (its GlobalAveragePooling1D converts to a MEAN over axis 1 of an NLC
+    tensor) fitted briefly on random windows, EdgePlus 8-bit, int8 .tflite; and the windows."""
+    from tfmot_edgeplus import EdgePlusQuantizeScheme, quantize_model
+    from tfmot_edgeplus._compat import keras
+    from tfmot_edgeplus.conversion.converter import convert
+    from tfmot_edgeplus.models import imu_cnn
+
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).normal(size=(96, 25, 6)).astype(np.float32)
+    y = (x[:, :, 0].mean(1) > 0).astype(np.int32) + 2 * (x[:, :, 1].mean(1) > 0)
+    m = imu_cnn(window=25, channels=6, classes=4, width=4)
+    m.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    m.fit(x, y, epochs=2, batch_size=32, verbose=0)
+    return convert(quantize_model(m, EdgePlusQuantizeScheme(8, 8)), x[:32]), x[32:]
+
+
+def _edit_mean(model: bytes, edit) -> bytes:
+    """``model`` after ``edit(graph, its first MEAN)``."""
     from tfmot_edgeplus.conversion.patch_stage import _finish
-    from tfmot_edgeplus.export.arduino import _model_ops, rewrite_means
     from tfmot_edgeplus.patching.lower import TFLiteGraph
+
+    g = TFLiteGraph(model)
+    edit(g, next(op for op in g.operators if g.op_name(op) == "MEAN"))
+    return _finish(g)
+
+
+def _shift_output_zero_point(g, op):  # the FC after keeps its scales (TFLM checks them)
+    zp = int(g.quant(op.outputs[0])[1][0])
+    g.tensors[op.outputs[0]].quantization.zeroPoint = [zp + 1 if zp < 127 else zp - 1]
+
+
+def _axes_1_3(g, op):
+    g.model.buffers[g.tensors[op.inputs[1]].buffer].data = np.array([1, 3], np.int32).view(
+        np.uint8)  # fmt: skip
+
+
+def test_means_become_average_pools_that_agree_with_the_model(case, imu_int8, capsys):
+    """rewrite_means on the test model (NHWC, axes {1, 2}, keep_dims false; as converted, and
+    with the MEAN's output zero point moved: + QUANTIZE) and on a 1-D CNN's (NLC, axis 1): no
+    MEAN left, runs in the host TFLM, and predicts the classes the MEAN model predicts, logits
+    within a few steps (AVERAGE_POOL_2D rounds the mean half away from zero, MEAN through its
+    own multiplier). A MEAN over other axes stays (the export warns about it)."""
+    from tfmot_edgeplus.export.arduino import _model_ops, rewrite_means
     from tfmot_edgeplus.runtime.tflm import TFLMRunner, quantize
 
-    motion = ROOT / "arduino" / "EdgePlus" / "examples" / "MotionContinualCalibration"
-    motion = _array_bytes((motion / "edgeplus_model.cpp").read_text(), "edgeplus_model")
     rows = []
-    # mbv2's MEAN keeps its input's scale and drops the axes; the motion model's changes the
-    # scale, and its RESHAPEs (to N x L x 1 x C and back) were in the model already
-    for name, model, added in (("mbv2", case["tfl"], {"AVERAGE_POOL_2D", "RESHAPE"}),
-                               ("motion", motion, {"AVERAGE_POOL_2D", "QUANTIZE"})):  # fmt: skip
+    for name, model, xf, added in (
+        ("mbv2", case["tfl"], case["x"], {"AVERAGE_POOL_2D", "RESHAPE"}),
+        ("mbv2 zp+1", _edit_mean(case["tfl"], _shift_output_zero_point), case["x"],
+         {"AVERAGE_POOL_2D", "QUANTIZE", "RESHAPE"}),
+        ("imu", *imu_int8, {"AVERAGE_POOL_2D"}),  # its RESHAPEs to N x L x 1 x C and back
+    ):  # fmt: skip
         new, count = rewrite_means(model)
         assert count == mean_ops(model) == 1 and mean_ops(new) == 0, name
         assert rewrite_means(new) == (new, 0)
         was, now = set(_model_ops(model)[0]), set(_model_ops(new)[0])
         assert (now - was, was - now) == (added, {"MEAN"}), (name, was, now)
         a, b = TFLMRunner(model), TFLMRunner(new)
-        d = a.input_details[0]
-        if name == "mbv2":
-            x = quantize(case["x"], *d["quantization"], np.int8)
-        else:  # int8 values across the whole range
-            x = np.random.default_rng(0).integers(-128, 128, (48, *d["shape"][1:]), np.int8)
+        x = quantize(xf, *a.input_details[0]["quantization"], np.int8)
         want = a.predict(x, dequantize=False).astype(int)
         got = b.predict(x, dequantize=False).astype(int)
         agree = np.mean(want.argmax(-1) == got.argmax(-1))
@@ -264,12 +297,7 @@ def test_means_become_average_pools_that_agree_with_the_model(case, capsys):
         assert agree >= 0.95 and np.abs(want - got).max() <= 8, (name, rows[-1])
     with capsys.disabled():
         print("\n[arduino] MEAN -> AVERAGE_POOL_2D: " + "; ".join(rows))
-    # a MEAN over other axes stays a MEAN (the export warns about it)
-    g = TFLiteGraph(case["tfl"])
-    mean = next(op for op in g.operators if g.op_name(op) == "MEAN")
-    g.model.buffers[g.tensors[mean.inputs[1]].buffer].data = np.array([1, 3], np.int32).view(
-        np.uint8)  # fmt: skip
-    other = _finish(g)
+    other = _edit_mean(case["tfl"], _axes_1_3)
     assert rewrite_means(other) == (other, 0) and mean_ops(other) == 1
 
 
