@@ -181,7 +181,8 @@ def test_regression_inputs_are_read_cleanly(path):
     data = path.read_bytes()
     read_as_tflm_runner(data)
     read_lowbit(data)
-    read_split_head(data, 1)
+    for layers in (1, 2):
+        read_split_head(data, layers)
 
 
 def test_tflm_runner_validation(models, capsys):

@@ -138,7 +138,10 @@ def _scales(tensor) -> np.ndarray:
     q = tensor.quantization
     if q is None or q.scales is None or len(q.scales) == 0:
         raise ValueError(f"tensor {tensor.name!r} is not quantized; convert the model full-integer")
-    return np.atleast_1d(np.asarray(q.scales, np.float32))
+    scales = np.atleast_1d(np.asarray(q.scales, np.float32))
+    if not np.all(np.isfinite(scales) & (scales > 0)):
+        raise ValueError(f"tensor {tensor.name!r} has a scale <= 0 or not finite: {scales[:4]}")
+    return scales
 
 
 def _zero_point(tensor) -> int:
