@@ -7,7 +7,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 APT_PACKAGES := dataset-fashion-mnist gcc-arm-none-eabi libnewlib-arm-none-eabi \
-                libstdc++-arm-none-eabi-newlib qemu-system-arm g++ make clang-14 libclang-rt-14-dev
+                libstdc++-arm-none-eabi-newlib qemu-system-arm g++ make clang-14 libclang-rt-14-dev \
+                libflatbuffers-dev
 
 # Python 3.13: on PATH, or a pyenv install whose shim is not active.
 PYTHON313 ?= $(shell for p in python3.13 $$HOME/.pyenv/versions/3.13*/bin/python3.13 \
@@ -33,7 +34,7 @@ bench: setup
 
 # Coverage-guided fuzzing (tflm_ops/fuzz, libFuzzer + ASan/UBSan; tests/test_fuzz_python.py,
 # hypothesis): each target for FUZZ_SECONDS, printing the inputs it executed. The custom-op
-# options target runs only with EDGEPLUS_FLATBUFFERS_ROOT set. Crashes: build/fuzz/artifacts.
+# options target takes EDGEPLUS_FLATBUFFERS_ROOT, else Debian's libflatbuffers-dev. Crashes: build/fuzz/artifacts.
 # E.g. the issue's run: EDGEPLUS_FUZZ_EXAMPLES=100000 make fuzz FUZZ_SECONDS=3600
 # FUZZ_FLAGS=-runs=10000000 (each C target stops at 10^7 inputs, each Python one runs >= 10^5).
 FUZZ_SECONDS ?= 60

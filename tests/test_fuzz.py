@@ -21,7 +21,10 @@ FUZZ = ROOT / "tflm_ops" / "fuzz"
 BUILD = ROOT / "build" / "fuzz-test"  # not build/fuzz: a `make fuzz` may be running there
 FUZZ_TEST_SECONDS = 4
 C_TARGETS = ("patch_stage", "conv", "qcore")
-FLATBUFFERS = os.environ.get("EDGEPLUS_FLATBUFFERS_ROOT", "")
+# The options parser against a flatbuffers checkout (v25.9.23, the glue's) when one is named,
+# else against Debian's libflatbuffers-dev (2.0.8), which the Makefile installs.
+FLATBUFFERS = os.environ.get("EDGEPLUS_FLATBUFFERS_ROOT") or (
+    "/usr" if Path("/usr/include/flatbuffers/flexbuffers.h").is_file() else "")
 
 
 def _libfuzzer_missing() -> str | None:
@@ -40,13 +43,14 @@ pytestmark = pytest.mark.skipif(_libfuzzer_missing() is not None,
 TARGETS = [*C_TARGETS, pytest.param("options", marks=pytest.mark.skipif(
     not FLATBUFFERS,
     reason="fuzz_options needs the flatbuffers headers: EDGEPLUS_FLATBUFFERS_ROOT is unset "
-           "(a flatbuffers v25.9.23 checkout)"))]  # fmt: skip
+           "and Debian's libflatbuffers-dev is not installed"))]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def binaries() -> Path:
     proc = subprocess.run(
-        ["make", "-s", "-C", str(FUZZ), "-j2", "build", f"BUILD={BUILD}", "FUZZ_OPT=-O1"],
+        ["make", "-s", "-C", str(FUZZ), "-j2", "build", f"BUILD={BUILD}", "FUZZ_OPT=-O1",
+         f"EDGEPLUS_FLATBUFFERS_ROOT={FLATBUFFERS}"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, f"building the fuzz targets failed:\n{proc.stdout}{proc.stderr}"
