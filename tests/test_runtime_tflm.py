@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
@@ -456,3 +457,25 @@ def test_per_channel_dense_differs_by_at_most_one_lsb(models):
     diff = np.abs(got - want)
     assert diff.max() <= 1
     assert (diff > 0).mean() < 0.01
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the arena probe forks (POSIX only)")
+def test_a_stuck_probe_child_is_killed_not_waited_for():
+    """probe_arena_size waits for its child with a deadline: a child that never exits (as a
+    fork of a threaded process can deadlock) is killed and reported, the parent goes on."""
+    from tfmot_edgeplus.runtime.tflm import _wait_child
+
+    pid = os.fork()
+    if pid == 0:  # the child: sleeps far past the deadline
+        time.sleep(30)
+        os._exit(0)
+    start = time.monotonic()
+    assert _wait_child(pid, 0.2) is None
+    assert time.monotonic() - start < 10
+    with pytest.raises(ChildProcessError):  # killed and reaped
+        os.waitpid(pid, os.WNOHANG)
+    pid = os.fork()
+    if pid == 0:
+        os._exit(3)
+    status = _wait_child(pid, 10)
+    assert status is not None and os.WEXITSTATUS(status) == 3

@@ -57,9 +57,11 @@ import io
 import numbers
 import os
 import re
+import signal
 import sys
 import tempfile
 import threading
+import time
 import warnings
 
 import numpy as np
@@ -377,6 +379,27 @@ def _broadcast_params(details: dict, ndim: int):
     return scales.reshape(shape), zps.reshape(shape)
 
 
+# A probe (one interpreter construction in a forked child) takes well under a second; a child
+# still running after this long is stuck (fork in a process with threads) and is killed.
+PROBE_TIMEOUT_S = 120
+
+
+def _wait_child(pid: int, timeout: float) -> int | None:
+    """The wait status of child ``pid``, or None after killing it when ``timeout`` s pass."""
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        done, wait_status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return wait_status
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return None
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
 class TFLMRunner:
     """A TFLite flatbuffer loaded in the TFLite-Micro interpreter on the host.
 
@@ -609,7 +632,13 @@ class TFLMRunner:
                 status = 0
             finally:
                 os._exit(status)
-        _, wait_status = os.waitpid(pid, 0)
+        wait_status = _wait_child(pid, PROBE_TIMEOUT_S)
+        if wait_status is None:
+            raise TFLMError(
+                f"probing arena_size={arena_size}: the child process did not finish in "
+                f"{PROBE_TIMEOUT_S} s (killed). A forked child of a process with threads can "
+                "deadlock; pass an explicit, generous arena_size to skip the probe."
+            )
         if os.WIFSIGNALED(wait_status):
             return "crashed"
         return "ok" if os.WEXITSTATUS(wait_status) == 0 else "too small"
