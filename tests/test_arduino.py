@@ -248,12 +248,12 @@ def imu_int8():
 
 def _edit_mean(model: bytes, edit) -> bytes:
     """``model`` after ``edit(graph, its first MEAN)``."""
-    from tfmot_edgeplus.conversion.patch_stage import _finish
+    from tfmot_edgeplus.conversion.patch_stage import finish_model
     from tfmot_edgeplus.patching.lower import TFLiteGraph
 
     g = TFLiteGraph(model)
     edit(g, next(op for op in g.operators if g.op_name(op) == "MEAN"))
-    return _finish(g)
+    return finish_model(g)
 
 
 def _shift_output_zero_point(g, op):  # the FC after keeps its scales (TFLM checks them)

@@ -45,8 +45,9 @@ def _opcode(g: TFLiteGraph, custom_code: str) -> int:
     return len(g.model.operatorCodes) - 1
 
 
-def _finish(g: TFLiteGraph) -> bytes:
-    """Drop unused tensors/buffers/opcodes, serialize and align."""
+def finish_model(g: TFLiteGraph) -> bytes:
+    """An edited :class:`TFLiteGraph` as .tflite bytes: unused tensors, buffers and opcodes
+    dropped, buffers aligned. The one way the rewrites here and in the export serialize."""
     import flatbuffers
 
     sg = g.subgraph
@@ -101,7 +102,7 @@ def deploy_model(model_bytes, lowered: Lowered) -> bytes:
     position = sum(1 for k in range(first) if k not in drop)
     ops.insert(position, op)
     sg.operators = ops
-    return _finish(g)
+    return finish_model(g)
 
 
 def rest_model(model_bytes, lowered: Lowered) -> bytes:
@@ -127,4 +128,4 @@ def rest_model(model_bytes, lowered: Lowered) -> bytes:
         raise ValueError("the split tensor is the model output: there is no rest to run")
     sg.operators = [op for k, op in enumerate(sg.operators) if k in needed]
     sg.inputs = [split]
-    return _finish(g)
+    return finish_model(g)

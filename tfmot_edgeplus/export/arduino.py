@@ -284,7 +284,7 @@ def rewrite_means(model_bytes: bytes) -> tuple[bytes, int]:
     quantization, then QUANTIZE to the MEAN's output scale and zero point when they differ,
     then RESHAPE to the MEAN's output shape when it differs; how many were rewritten).
     Why: :data:`MEAN_REWRITE_WHY`. Other MEANs stay (:func:`mean_ops` counts them)."""
-    from tfmot_edgeplus.conversion.patch_stage import _finish
+    from tfmot_edgeplus.conversion.patch_stage import finish_model
     from tfmot_edgeplus.patching.lower import TFLiteGraph
 
     g = TFLiteGraph(model_bytes)
@@ -344,7 +344,7 @@ def rewrite_means(model_bytes: bytes) -> tuple[bytes, int]:
     if not count:
         return bytes(model_bytes), 0
     sg.operators = ops
-    return _finish(g), count
+    return finish_model(g), count
 
 
 def _io(runner, which: str) -> dict:
