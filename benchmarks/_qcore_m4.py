@@ -56,9 +56,9 @@ import numpy as np
 
 from benchmarks.kernels_m4 import (
     INSTR_PER_TICK,
-    M4Flags,
     M4_DIR,
     BenchmarkError,
+    M4Flags,
     _run,
     _text_bytes,
     _tool,
@@ -98,7 +98,7 @@ def _fnv1a(data: bytes) -> int:
 
 
 def _packed(weights, head) -> bytes:
-    from tfmot_edgeplus.conversion.packing import pack
+    from tfmot_edgeplus.core.packing import pack
 
     return b"".join(
         pack(np.asarray(w, np.int8), layer.bits).tobytes() for w, layer in zip(weights, head.layers)
@@ -134,7 +134,7 @@ def write_case_header(
     bp_learning_rate: float,
 ) -> str:
     """The text of ``qcore_case.h`` for ``qcore_bench_main.c`` (see its header comment)."""
-    from tfmot_edgeplus.conversion.packing import pack
+    from tfmot_edgeplus.core.packing import pack
 
     n, inp = x.shape
     widths = [head.input_size] + [layer.shape[0] for layer in head.layers]

@@ -5,7 +5,7 @@
     cost = m4_stage_cost({"layer": p1, "patch8": p2, "mixed": p3}, filters, x_int8)
     cost["mixed"]["instructions"]
 
-The programs (:class:`~tfmot_edgeplus.patching.program.StageProgram`) share one set of
+The programs (:class:`~tfmot_edgeplus.core.program.StageProgram`) share one set of
 filters (the same model's weight slots, unpacked integers) and run on one int8 input
 ``(H, W, C)``. What runs: ``tflm_ops/m4/stage_bench_main.c`` on a generated
 ``stage_case.h`` (the programs, the filters packed at their ``w_bits``, the input, the
@@ -34,9 +34,9 @@ import numpy as np
 from benchmarks._qcore_m4 import _array, _fnv1a
 from benchmarks.kernels_m4 import (
     INSTR_PER_TICK,
-    M4Flags,
     M4_DIR,
     BenchmarkError,
+    M4Flags,
     _run,
     _text_bytes,
     _tool,
@@ -50,7 +50,7 @@ _LINE = re.compile(r"^(STAGE|SBENCH_ERROR|SBENCH_DONE|CALIB)\b(.*)$")
 
 
 def _check(programs, filters, x):
-    from tfmot_edgeplus.patching.program import StageProgram
+    from tfmot_edgeplus.core.program import StageProgram
 
     if not programs:
         raise ValueError("programs is empty")
@@ -77,7 +77,7 @@ def _check(programs, filters, x):
 
 def write_case_header(programs: dict, filters, x) -> str:
     """The ``stage_case.h`` text (see the module docstring)."""
-    from tfmot_edgeplus.conversion.packing import pack
+    from tfmot_edgeplus.core.packing import pack
     from tfmot_edgeplus.patching.simulate import run_stage
     from tfmot_edgeplus.runtime import kernels
 

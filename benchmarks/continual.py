@@ -3,7 +3,7 @@ fine-tuning vs experience replay vs nothing, on the deployed integer IMU model.
 
     python -m benchmarks.continual [--quick] [--out FILE.json]
 
-Data and recipe: :func:`tfmot_edgeplus.qcore.qcore_continual` (its module doc has every
+Data and recipe: :func:`tfmot_edgeplus.recipes.qcore.qcore_continual` (its module doc has every
 detail). The IMU watch set (2 s windows, 50 % overlap); the model (``imu_cnn(hidden=32)``:
 a 32 -> 32 -> 7 head) trains on subjects 1-4 with a ``QuantMissTracker``, is quantized
 (PTQ, W4 or W8 weights, 8-bit activations) and converted full-integer; the flip network of
@@ -105,7 +105,7 @@ def _m4_cost(run) -> dict | None:
 
 def run(config: Config) -> tuple[list[dict], dict]:
     from tfmot_edgeplus.calibration import METHODS
-    from tfmot_edgeplus.qcore import QCoreConfig, qcore_continual, recovery
+    from tfmot_edgeplus.recipes.qcore import QCoreConfig, qcore_continual, recovery
 
     rows, env = [], {"seeds": list(config.seeds), "curves": {}, "m4": {}}
     for bits in config.weight_bits:
@@ -158,7 +158,7 @@ def plot(env: dict, path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from tfmot_edgeplus.qcore import plot_curves
+    from tfmot_edgeplus.recipes.qcore import plot_curves
 
     panels = env["curves"]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False)

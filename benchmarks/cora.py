@@ -27,7 +27,7 @@ Method:
      optimizer steps (batch 64, data reshuffled and repeated); every weight and LSQ step
      trains. ``qat_lr`` = 5e-4, chosen once on Fashion-MNIST W4 quick (test accuracy
      1e-4: 0.798, 5e-4: 0.815; PTQ 0.807);
-   - ``cora``: ``tfmot_edgeplus.cora.cora_ptq`` on the calibration set: the same PTQ, then
+   - ``cora``: ``tfmot_edgeplus.recipes.cora.cora_ptq`` on the calibration set: the same PTQ, then
      ``add_residual_adapters(qat, fp, budget=B)`` with ranks from ``rank_method``
      (``"greedy"``: ``adapters.allocate_ranks`` from the residuals' singular values;
      ``"butterworth"``: the paper's learned cutoffs, ``adapters.search_ranks``, 100 steps,
@@ -202,7 +202,7 @@ def measure(fp_model, data, calib, dataset: str, method: str, bits: int, budget,
     """Build, train, convert and score one row (without ``time_vs_full``)."""
     from tfmot_edgeplus import QuaRCConfig, convert, quarc_qat
     from tfmot_edgeplus._compat import tf
-    from tfmot_edgeplus.cora import CoRaConfig, cora_ptq, ptq_model
+    from tfmot_edgeplus.recipes.cora import CoRaConfig, cora_ptq, ptq_model
     from tfmot_edgeplus.runtime import TFLMRunner
 
     x_calib, y_calib = calib

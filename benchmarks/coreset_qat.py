@@ -7,7 +7,7 @@ class-stratified training pool, the whole 10k test set) and the IMU watch set (s
 and 10 held out for test, the other 8 subjects' windows to train on). Models:
 ``tfmot_edgeplus.models.reference_model`` (``small_cnn`` / ``imu_cnn``).
 
-Method (every QAT run goes through ``tfmot_edgeplus.quarc.quarc_qat``):
+Method (every QAT run goes through ``tfmot_edgeplus.recipes.quarc.quarc_qat``):
 
 1. Per dataset one float model is trained once (seed 0, Adam 1e-3) and shared by every row.
 2. For each weight bit-width (activations 8) and fraction, each method fine-tunes a fresh
@@ -100,7 +100,7 @@ def _accuracy(model, data) -> float:
 
 
 def quarc_config(method: str, bits: int, fraction: float, seed: int, config: Config):
-    from tfmot_edgeplus.quarc import QuaRCConfig
+    from tfmot_edgeplus.recipes.quarc import QuaRCConfig
 
     coreset = {"random": "random", "res": "res", "res_clc": "res", "full_kd": "full"}[method]
     return QuaRCConfig(
@@ -113,7 +113,7 @@ def measure(fp_model, data, method, bits, fraction, config: Config) -> dict:
     """Run ``method`` for every seed; the row without ``time_vs_full``."""
     import warnings
 
-    from tfmot_edgeplus.quarc import quarc_qat
+    from tfmot_edgeplus.recipes.quarc import quarc_qat
 
     accs, walls, samples = [], [], 0
     for seed in config.seeds:

@@ -3,7 +3,7 @@ the VDPC + VDQS mixed-precision patch plan, on a MobileNetV2-style model and rea
 
     python -m benchmarks.patching [--quick] [--out FILE.json]
 
-Model and data: :func:`tfmot_edgeplus.quantmcu.quantmcu_pipeline` (its module doc has every
+Model and data: :func:`tfmot_edgeplus.recipes.quantmcu.quantmcu_pipeline` (its module doc has every
 detail): ``keras.applications.MobileNetV2(alpha=0.35)`` on Fashion-MNIST upsampled to
 96x96x1, trained, TF-MOT 8-bit QAT, converted full-integer; the plans are made from the
 .tflite within a 256 KB SRAM budget. The mixed plan's VDPC/VDQS settings are *tuned on the
@@ -50,7 +50,7 @@ import numpy as np
 
 from benchmarks._report import save_figure, write_report
 from benchmarks._tasks import say
-from tfmot_edgeplus.quantmcu import SEARCH, top1_predictions
+from tfmot_edgeplus.recipes.quantmcu import SEARCH, top1_predictions
 
 NAME = "patching"
 CONFIGS = ("layer_int8", "patch_int8", "patch_vdpc_vdqs")
@@ -86,7 +86,7 @@ class Config:
 
 def tune(result, config: Config):
     """The search of the module docstring: ``(chosen plan, [candidate dicts])``."""
-    from tfmot_edgeplus.quantmcu import tune_plan
+    from tfmot_edgeplus.recipes.quantmcu import tune_plan
 
     return tune_plan(result.tflite, result.x_calib, result.plan8, config.search,
                      config.min_agreement, say)  # fmt: skip
@@ -103,12 +103,12 @@ def _m4(programs, filters, x_int8) -> dict | None:
 
 
 def run(config: Config) -> tuple[list[dict], dict]:
-    from tfmot_edgeplus.conversion.patch_stage import deploy_model
     from tfmot_edgeplus.patching import PatchPlanner, lower
+    from tfmot_edgeplus.patching.deploy import deploy_model
     from tfmot_edgeplus.patching.patch_plan import layer_plan
+    from tfmot_edgeplus.patching.patch_runner import PatchStageRunner
     from tfmot_edgeplus.patching.tflite_graph import read_tflite_graph
-    from tfmot_edgeplus.quantmcu import QuantMCUConfig, quantmcu_pipeline
-    from tfmot_edgeplus.runtime.patch_runner import PatchStageRunner
+    from tfmot_edgeplus.recipes.quantmcu import QuantMCUConfig, quantmcu_pipeline
     from tfmot_edgeplus.runtime.tflm import TFLMRunner
 
     qc = QuantMCUConfig(

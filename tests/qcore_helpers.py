@@ -13,7 +13,7 @@ def converted_mlp(bits: int, seed: int = 0) -> tuple[bytes, np.ndarray, np.ndarr
     briefly, PTQ-quantized at ``bits`` and converted full-integer: ``(bytes, x, y)``."""
     from tfmot_edgeplus._compat import keras, tf
     from tfmot_edgeplus.conversion import convert
-    from tfmot_edgeplus.cora import ptq_model
+    from tfmot_edgeplus.recipes.cora import ptq_model
 
     rng = np.random.default_rng(seed)
     centers = rng.normal(0, 1, (5, 16)).astype(np.float32)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfmot_edgeplus.conversion.packing import int_range, narrow_range
-from tfmot_edgeplus.patching.program import (
+from tfmot_edgeplus.core.intmath import int_range, narrow_range
+from tfmot_edgeplus.core.program import (
     KIND_ADD,
     KIND_CONV,
     KIND_DEPTHWISE,

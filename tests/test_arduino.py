@@ -248,8 +248,7 @@ def imu_int8():
 
 def _edit_mean(model: bytes, edit) -> bytes:
     """``model`` after ``edit(graph, its first MEAN)``."""
-    from tfmot_edgeplus.conversion.patch_stage import finish_model
-    from tfmot_edgeplus.patching.lower import TFLiteGraph
+    from tfmot_edgeplus.core.tflite import TFLiteGraph, finish_model
 
     g = TFLiteGraph(model)
     edit(g, next(op for op in g.operators if g.op_name(op) == "MEAN"))
@@ -272,8 +271,9 @@ def test_means_become_average_pools_that_agree_with_the_model(case, imu_int8, ca
     MEAN left, runs in the host TFLM, and predicts the classes the MEAN model predicts, logits
     within a few steps (AVERAGE_POOL_2D rounds the mean half away from zero, MEAN through its
     own multiplier). A MEAN over other axes stays (the export warns about it)."""
+    from tfmot_edgeplus.core.intmath import quantize
     from tfmot_edgeplus.export.arduino import _model_ops, rewrite_means
-    from tfmot_edgeplus.runtime.tflm import TFLMRunner, quantize
+    from tfmot_edgeplus.runtime.tflm import TFLMRunner
 
     rows = []
     for name, model, xf, added in (
@@ -358,8 +358,9 @@ def _h(a) -> str:
 
 @needs_m4
 def test_sketch_paths_run_on_the_m4_like_the_host(case, library, tmp_path, capsys):
-    from tfmot_edgeplus.conversion.packing import pack
-    from tfmot_edgeplus.runtime.tflm import TFLMRunner, quantize
+    from tfmot_edgeplus.core.intmath import quantize
+    from tfmot_edgeplus.core.packing import pack
+    from tfmot_edgeplus.runtime.tflm import TFLMRunner
 
     tfl, plan, cal, sk = case["tfl"], case["plan"], case["cal"], case["sketch"]
     low = lower.lower(tfl, plan)
@@ -540,7 +541,7 @@ def test_exported_models_run_in_the_arduino_tflm_on_the_m4_like_the_host(core_bu
     with the core's recipes, on the emulated M4: the host TFLM's output bit for bit (the
     export rewrote the sketches' MEANs, which Chirale rounds otherwise: rewrite_means), within
     the exported arena, and its code within the export's SKETCH_CODE_FLASH."""
-    from tfmot_edgeplus.runtime.patch_runner import glue_registerer
+    from tfmot_edgeplus.patching.patch_runner import glue_registerer
     from tfmot_edgeplus.runtime.tflm import TFLMRunner
 
     b, out = core_build, core_build["out"]

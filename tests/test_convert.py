@@ -209,7 +209,7 @@ def imu_bn():
 
 
 def _op_names(model_bytes) -> list[str]:
-    from tfmot_edgeplus.patching.lower import TFLiteGraph
+    from tfmot_edgeplus.core.tflite import TFLiteGraph
 
     g = TFLiteGraph(model_bytes)
     return [g.op_name(op) for op in g.operators]
@@ -254,13 +254,13 @@ def test_conv1d_batchnorm_folds_into_one_conv_2d_and_qcore_calibrates_it(imu_bn)
 def test_conv1d_batchnorm_model_goes_through_quarc_and_cora(entry, imu_bn):
     fp, x, y = imu_bn
     if entry == "quarc":
-        from tfmot_edgeplus.quarc import QuaRCConfig, quarc_qat
+        from tfmot_edgeplus.recipes.quarc import QuaRCConfig, quarc_qat
 
         run = quarc_qat(fp, x[:800], y[:800], QuaRCConfig(epochs=1, fraction=0.25, batch_size=64))
         assert min(run.summary()["history"]["clc_loss"]) > 0  # the Conv1D features are corrected
         qat = run.qat_model
     else:
-        from tfmot_edgeplus.cora import CoRaConfig, cora_ptq
+        from tfmot_edgeplus.recipes.cora import CoRaConfig, cora_ptq
 
         run = cora_ptq(fp, x[:800], y[:800], CoRaConfig(budget=0.2, steps=5, calib_samples=128))
         assert {"conv1", "conv2", "conv3"} & set(run.model.adapter_ranks)  # Conv1D + BN adapted

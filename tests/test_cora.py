@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tfmot_edgeplus.cora import CoRaConfig, cora_ptq
+from tfmot_edgeplus.recipes.cora import CoRaConfig, cora_ptq
 
 
 @pytest.mark.parametrize("rank_search", ["greedy", "butterworth"])
@@ -56,7 +56,7 @@ def test_conversion_report_gives_the_adapters_flatbuffer_bytes(digits_fp, tmp_pa
 
     from tfmot_edgeplus import conversion_report, convert
     from tfmot_edgeplus.cli import main
-    from tfmot_edgeplus.cora import ptq_model
+    from tfmot_edgeplus.recipes.cora import ptq_model
 
     fp, data = digits_fp
     config = CoRaConfig(weight_bits=4, budget=0.05, steps=5, calib_samples=256)

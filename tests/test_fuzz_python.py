@@ -204,7 +204,7 @@ UNPACK = st.tuples(st.binary(max_size=64), st.sampled_from((2, 4, 8, 0, 1, 3, 16
 
 
 def test_unpack_any_bytes(capsys):
-    from tfmot_edgeplus.conversion.packing import pack, unpack
+    from tfmot_edgeplus.core.packing import pack, unpack
 
     def prop(case):
         raw, bits, count = case

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tfmot_edgeplus.patching.reference import ConvParams
+from tfmot_edgeplus.core.conv_reference import ConvParams
 from tfmot_edgeplus.runtime import kernels
 
 REPO = Path(__file__).resolve().parents[1]

@@ -20,9 +20,9 @@ import pytest
 from kernel_helpers import assert_same, run_c, window_of
 
 from tfmot_edgeplus.calibration import bitflip_reference as bfr
-from tfmot_edgeplus.conversion import packing
+from tfmot_edgeplus.core import conv_reference as ref
+from tfmot_edgeplus.core import intmath, packing
 from tfmot_edgeplus.patching import golden
-from tfmot_edgeplus.patching import reference as ref
 from tfmot_edgeplus.runtime import kernels
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,7 +32,7 @@ BITS = (2, 4, 8)
 
 @pytest.mark.parametrize("bits", BITS)
 def test_pack_roundtrip_and_size(bits, rng):
-    lo, hi = packing.int_range(bits)
+    lo, hi = intmath.int_range(bits)
     for n in list(range(17)) + [101, 1000]:
         v = rng.integers(lo, hi + 1, n)
         p = packing.pack(v, bits)
@@ -66,7 +66,7 @@ def test_pack_rejects_out_of_range_and_bad_bits():
 
 @pytest.mark.parametrize("bits", BITS)
 def test_c_pack_matches_python(k, bits, rng):
-    lo, hi = packing.int_range(bits)
+    lo, hi = intmath.int_range(bits)
     for n in (1, 2, 3, 5, 8, 13, 64, 255):
         v = rng.integers(lo, hi + 1, n)
         np.testing.assert_array_equal(k.pack(v, bits), packing.pack(v, bits))
@@ -101,18 +101,18 @@ def test_requant_reference_matches_tflite_formula(rng):
     accs = np.concatenate([rng.integers(-(2**31), 2**31, 3000), [-(2**31), 2**31 - 1, 0, 1, -1]])
     mults = rng.integers(1 << 30, 2**31, accs.size)
     shifts = rng.integers(-31, 10, accs.size)
-    got = ref.multiply_by_quantized_multiplier(accs, mults, shifts)
+    got = intmath.multiply_by_quantized_multiplier(accs, mults, shifts)
     want = [_tflite_mbqm_literal(int(a), int(m), int(s)) for a, m, s in zip(accs, mults, shifts)]
     np.testing.assert_array_equal(got, want)
     # gemmlowp's two roundings: the doubling high mul rounds halves up (-1.5 -> -1),
     # RoundingDivideByPOT rounds halves away from zero (-1.5 -> -2)
-    assert ref.multiply_by_quantized_multiplier([3, -3, 5, -5], 1 << 30, 0).tolist() == [
+    assert intmath.multiply_by_quantized_multiplier([3, -3, 5, -5], 1 << 30, 0).tolist() == [
         2,
         -1,
         3,
         -2,
     ]
-    assert ref.rounding_divide_by_pot([3, -3, 5, -5], 1).tolist() == [2, -2, 3, -3]
+    assert intmath.rounding_divide_by_pot([3, -3, 5, -5], 1).tolist() == [2, -2, 3, -3]
 
 
 def test_c_requantize_matches_reference(k, rng):
@@ -121,14 +121,14 @@ def test_c_requantize_matches_reference(k, rng):
     shifts = rng.integers(-31, 31, accs.size)
     assert_same(
         k.requantize(accs, mults, shifts),
-        ref.multiply_by_quantized_multiplier(accs, mults, shifts).astype(np.int32),
+        intmath.multiply_by_quantized_multiplier(accs, mults, shifts).astype(np.int32),
         "requantize",
     )
 
 
 def test_quantize_multiplier_tflite_semantics():
     for real in (0.5, 0.75, 1.0, 1e-3, 3.999, 2.0**-40, 123.0):
-        m, s = ref.quantize_multiplier(real)
+        m, s = intmath.quantize_multiplier(real)
         if real < 2.0**-32:
             assert (m, s) == (0, 0)
             continue
@@ -136,7 +136,7 @@ def test_quantize_multiplier_tflite_semantics():
         assert abs(m * 2.0 ** (s - 31) - real) <= real * 2.0**-30
     # half-way mantissa rounds up (TfLiteRound), not to even
     real = (2**30 + 0.5) / 2**31
-    assert ref.quantize_multiplier(real) == (2**30 + 1, 0)
+    assert intmath.quantize_multiplier(real) == (2**30 + 1, 0)
 
 
 # ----------------------------------------------------------------------------- reference properties
@@ -317,7 +317,7 @@ def test_c_patch_windows_at_every_border(k, in_bits, w_bits, out_bits, depthwise
             np.testing.assert_array_equal(
                 want, full_ref[:, win[0] : win[0] + win[2], win[1] : win[1] + win[3], :]
             )
-            lo, hi = packing.int_range(out_bits)
+            lo, hi = intmath.int_range(out_bits)
             reg_hw = case.output_region[2:] if case.output_region else case.output_hw
             sentinel = rng.integers(lo, hi + 1, (1, *reg_hw, full_ref.shape[3])).astype(np.int8)
             got = run_c(k, case, out=sentinel)
@@ -499,13 +499,13 @@ def test_c_error_classes(k):
 
 @pytest.mark.parametrize("bits", BITS)
 def test_bitflip_reference_and_c(k, bits, rng):
-    lo, hi = packing.int_range(bits)
+    lo, hi = intmath.int_range(bits)
     for n in (1, 7, 64, 333):
         w = rng.integers(lo, hi + 1, n)
         w[0] = lo
         u = rng.integers(-1, 2, n)
         new, changed = bfr.bitflip_apply(w, u, bits)
-        nlo, nhi = packing.narrow_range(bits)
+        nlo, nhi = intmath.narrow_range(bits)
         assert new.min() >= nlo and new.max() <= nhi
         np.testing.assert_array_equal(new, np.clip(w + u, nlo, nhi))
         assert changed == int(np.count_nonzero(new != w))

@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tfmot_edgeplus.patching import reference as ref
+from tfmot_edgeplus.core import conv_reference as ref
+from tfmot_edgeplus.core import intmath
 from tfmot_edgeplus.runtime import kernels
 
 runtime = pytest.importorskip("tflite_micro.python.tflite_micro.runtime")
@@ -153,7 +154,7 @@ def _extract(model_bytes):
     # double(output_scale) -> QuantizeMultiplier
     mult, shift = zip(
         *(
-            ref.quantize_multiplier(float(np.float32(s_in)) * float(sc) / float(np.float32(s_out)))
+            intmath.quantize_multiplier(float(np.float32(s_in)) * float(sc) / float(np.float32(s_out)))
             for sc in s_w
         )
     )

@@ -12,10 +12,11 @@ import pytest
 
 from tfmot_edgeplus import patching
 from tfmot_edgeplus._compat import keras
-from tfmot_edgeplus.conversion import patch_stage
+from tfmot_edgeplus.core.program import ProgramError, StageProgram
+from tfmot_edgeplus.core.tflite import TFLiteGraph
 from tfmot_edgeplus.patching import PlanMismatchError, lower, simulate
-from tfmot_edgeplus.patching.program import ProgramError, StageProgram
-from tfmot_edgeplus.runtime.patch_runner import PatchStageRunner
+from tfmot_edgeplus.patching import deploy as patch_stage
+from tfmot_edgeplus.patching.patch_runner import PatchStageRunner
 from tfmot_edgeplus.runtime.tflm import TFLMRunner
 
 L = keras.layers
@@ -28,7 +29,7 @@ def full(mbv2_int8):
 
 def _int8(full, x):
     scale, zp = full.input_details[0]["quantization"]
-    from tfmot_edgeplus.runtime.tflm import quantize
+    from tfmot_edgeplus.core.intmath import quantize
 
     return quantize(x, scale, zp, np.int8)
 
@@ -86,10 +87,10 @@ def test_deploy_model_has_one_stage_op_with_the_program(mbv2_int8):
     p = patching.plan(tfl, None, grid=2)
     low = lower.lower(tfl, p)
     dep = patch_stage.deploy_model(tfl, low)
-    g = lower.TFLiteGraph(dep)
+    g = TFLiteGraph(dep)
     names = [g.op_name(op) for op in g.operators]
     assert names[0] == "EDGEPLUS_PATCH_STAGE" and names.count("EDGEPLUS_PATCH_STAGE") == 1
-    assert len(names) == len(lower.TFLiteGraph(tfl).operators) - len(low.op_indices) + 1
+    assert len(names) == len(TFLiteGraph(tfl).operators) - len(low.op_indices) + 1
     op = g.operators[0]
     assert len(op.inputs) == 1 + low.program.num_slots
     opts = flexbuffers.Loads(bytes(op.customOptions))

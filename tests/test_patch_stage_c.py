@@ -17,10 +17,9 @@ import numpy as np
 import pytest
 from stage_helpers import random_input, random_program
 
-from tfmot_edgeplus.conversion.packing import narrow_range
-from tfmot_edgeplus.patching import golden, simulate
-from tfmot_edgeplus.patching.reference import ConvParams
-from tfmot_edgeplus.patching.program import (
+from tfmot_edgeplus.core.conv_reference import ConvParams
+from tfmot_edgeplus.core.intmath import narrow_range
+from tfmot_edgeplus.core.program import (
     HEADER_WORDS,
     KIND_CONV,
     KIND_DEPTHWISE,
@@ -30,6 +29,7 @@ from tfmot_edgeplus.patching.program import (
     ProgramError,
     StageProgram,
 )
+from tfmot_edgeplus.patching import golden, simulate
 from tfmot_edgeplus.runtime import kernels
 
 _I32P = ctypes.POINTER(ctypes.c_int32)

@@ -18,10 +18,10 @@ from tfmot_edgeplus.conversion.custom_ops import (
     patch_stage_options,
 )
 from tfmot_edgeplus.conversion.op_schema import PATCH_STAGE
+from tfmot_edgeplus.core.program import HEADER_WORDS, STEP_WORDS, TENSOR_WORDS
 from tfmot_edgeplus.patching import lower, simulate
-from tfmot_edgeplus.patching.program import HEADER_WORDS, STEP_WORDS, TENSOR_WORDS
+from tfmot_edgeplus.patching.patch_runner import PatchStageRunner
 from tfmot_edgeplus.runtime import tflm_ops
-from tfmot_edgeplus.runtime.patch_runner import PatchStageRunner
 from tfmot_edgeplus.runtime.tflm import TFLMError, TFLMRunner
 
 needs_tflm = pytest.mark.skipif(

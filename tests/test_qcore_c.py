@@ -19,7 +19,7 @@ from qcore_helpers import converted_mlp, random_flipnet
 
 from tfmot_edgeplus.calibration.head import HeadLayer, IntHead
 from tfmot_edgeplus.calibration.step import FlipNet, qcore_refresh, qcore_step
-from tfmot_edgeplus.patching import reference as _ref
+from tfmot_edgeplus.core import intmath
 from tfmot_edgeplus.runtime import kernels
 
 _FIELDS = (
@@ -77,7 +77,7 @@ def _layer(rng, out, inp, bits, relu, x, extreme=False) -> HeadLayer:
         bias = rng.integers(-int(std), int(std) + 1, out)
         mult, shift = np.empty(out, np.int64), np.empty(out, np.int64)
         for o in range(out):
-            mult[o], shift[o] = _ref.quantize_multiplier(40.0 / std * rng.uniform(0.5, 2.0))
+            mult[o], shift[o] = intmath.quantize_multiplier(40.0 / std * rng.uniform(0.5, 2.0))
         zp_out = int(rng.integers(-30, 31))
         a, b = (zp_out if relu else -128), 127
     return HeadLayer(

@@ -37,7 +37,7 @@ def _synthetic_case(seed: int = 11, dims=(20, 16, 10, 6), bits: int = 4, n: int 
     scales, so the baseline's float head means the same), random flip nets on layers 0
     and 2, a stand-in for the fitted calibrator with the attributes the driver reads."""
     from tfmot_edgeplus.calibration.head import HeadLayer, IntHead
-    from tfmot_edgeplus.patching.reference import quantize_multiplier
+    from tfmot_edgeplus.core.intmath import quantize_multiplier
 
     rng = np.random.default_rng(seed)
     layers, s_in, zp_in = [], 0.05, -20

@@ -9,11 +9,11 @@ from tfmot_edgeplus import EdgePlusQuantizeScheme, quantize_model, quantize_scop
 from tfmot_edgeplus._compat import KerasVersionError, keras, tf, tfmot
 from tfmot_edgeplus.quantization import (
     ActivationRangeQuantizer,
-    calibrate_activation_ranges,
     EdgePlusOutputQuantizeConfig,
     EdgePlusQuantizeRegistry,
     EdgePlusWeightQuantizeConfig,
     LearnedScaleWeightQuantizer,
+    calibrate_activation_ranges,
 )
 from tfmot_edgeplus.quantization.quantizers import q_max
 

@@ -16,7 +16,7 @@ from tfmot_edgeplus.quantization import (
     quantize_model,
 )
 from tfmot_edgeplus.quantization.calibrate import uncalibrated_ranges
-from tfmot_edgeplus.quarc import QuaRCConfig, quarc_qat
+from tfmot_edgeplus.recipes.quarc import QuaRCConfig, quarc_qat
 
 
 @pytest.fixture(scope="module")

@@ -26,13 +26,8 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import numpy as np
 import pytest
 
-from tfmot_edgeplus.runtime.tflm import (
-    MIN_ARENA_SIZE,
-    TFLMError,
-    TFLMRunner,
-    dequantize,
-    quantize,
-)
+from tfmot_edgeplus.core.intmath import dequantize, quantize
+from tfmot_edgeplus.runtime.tflm import MIN_ARENA_SIZE, TFLMError, TFLMRunner
 
 pytest.importorskip("tflite_micro", reason="needs the tflite-micro wheel (see setup.cfg)")
 

@@ -38,8 +38,9 @@ from tfmot_edgeplus.conversion.custom_ops import (
     pack_activations,
     unpack_activations,
 )
-from tfmot_edgeplus.conversion.packing import int_range, narrow_range
-from tfmot_edgeplus.patching import reference as ref
+from tfmot_edgeplus.core import conv_reference as ref
+from tfmot_edgeplus.core import intmath
+from tfmot_edgeplus.core.intmath import int_range, narrow_range
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +129,7 @@ def _reference(spec: ConvMPSpec, x: np.ndarray) -> np.ndarray:
     )
     mult, shift = zip(
         *(
-            ref.quantize_multiplier(f32(spec.input_scale) * f32(s) / f32(spec.output_scale))
+            intmath.quantize_multiplier(f32(spec.input_scale) * f32(s) / f32(spec.output_scale))
             for s in scales
         )
     )

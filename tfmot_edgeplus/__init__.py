@@ -35,9 +35,9 @@ from tfmot_edgeplus.quantization import (
 )
 from tfmot_edgeplus.conversion import ConversionReport, conversion_report, convert
 from tfmot_edgeplus.distillation import CLCTrainer
-from tfmot_edgeplus.quarc import QuaRCConfig, quarc_qat
-from tfmot_edgeplus.cora import CoRaConfig, cora_ptq
-from tfmot_edgeplus.qcore import QCoreConfig, qcore_continual
+from tfmot_edgeplus.recipes.quarc import QuaRCConfig, quarc_qat
+from tfmot_edgeplus.recipes.cora import CoRaConfig, cora_ptq
+from tfmot_edgeplus.recipes.qcore import QCoreConfig, qcore_continual
 from tfmot_edgeplus import adapters, calibration, coreset, datasets, distillation, runtime
 
 __version__ = "0.1.0"

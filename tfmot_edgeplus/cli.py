@@ -162,7 +162,7 @@ def qcore(weight_bits, train_subjects, offline_subjects, stream_subjects, chunk_
 
     Example: edgeplus qcore --bits 4 --stream-subjects 7,8 --out out/qcore
     """
-    from tfmot_edgeplus.qcore import QCoreConfig, qcore_continual, summary_table, write_run
+    from tfmot_edgeplus.recipes.qcore import QCoreConfig, qcore_continual, summary_table, write_run
 
     try:
         config = QCoreConfig(
@@ -199,7 +199,7 @@ def _calib_data(spec: str, input_shape, samples: int):
 
     if spec == "fashion_mnist":
         from tfmot_edgeplus import datasets
-        from tfmot_edgeplus.quantmcu import upsample
+        from tfmot_edgeplus.recipes.quantmcu import upsample
 
         h, w, c = input_shape
         if h != w or c != 1:
@@ -249,8 +249,8 @@ def plan(model, calib, calib_samples, sram, phi, lam, outlier_sample_fraction, l
     import os
 
     from tfmot_edgeplus import patching
-    from tfmot_edgeplus.conversion.patch_stage import deploy_model
     from tfmot_edgeplus.patching import lower
+    from tfmot_edgeplus.patching.deploy import deploy_model
 
     with open(model, "rb") as f:
         tfl = f.read()

@@ -6,16 +6,16 @@ with real low-bit weights, run it in the TFLM interpreter, and report. The quant
 stage is one of
 
 * ``method="quarc"`` (default): little-data QAT with QuaRC (a RES coreset of 10 % of the
-  data, KD + cascaded layer correction, :func:`tfmot_edgeplus.quarc.quarc_qat`);
+  data, KD + cascaded layer correction, :func:`tfmot_edgeplus.recipes.quarc.quarc_qat`);
 * ``method="cora"``: PTQ + CoRa residual adapters calibrated for a few hundred steps on
-  1,600 samples (:func:`tfmot_edgeplus.cora.cora_ptq`); the adapters deploy as builtin
+  1,600 samples (:func:`tfmot_edgeplus.recipes.cora.cora_ptq`); the adapters deploy as builtin
   int8 ops beside the low-bit layers.
 
 Then (``calibration=True``, the default of ``edgeplus demo``) the on-device calibration
 part on the IMU watch data: a model trained on four subjects meets new ones, loses
 accuracy (the shift), and its deployed integer head recalibrates on each chunk of labeled
 windows with QCore bit flips, next to no calibration and back-propagation fine-tuning
-(:func:`tfmot_edgeplus.qcore.qcore_continual`, as ``edgeplus qcore``). Its files go to
+(:func:`tfmot_edgeplus.recipes.qcore.qcore_continual`, as ``edgeplus qcore``). Its files go to
 ``<out>/qcore``, and a sketch that goes on calibrating on an Arduino Nano 33 BLE to
 ``<out>/arduino/ImuQCoreSketch`` (``edgeplus export arduino``).
 
@@ -24,8 +24,8 @@ Then (``patching=True``, the default of ``edgeplus demo``) patch-based inference
 QAT-converted to int8 and planned within the Nano's 256 KB (the lowest-peak 8-bit patch
 plan, then VDPC + VDQS mixed precision on calibration images); the deployed model, its
 patch stage one ``EDGEPLUS_PATCH_STAGE`` operator, runs on the host
-(:class:`~tfmot_edgeplus.runtime.patch_runner.PatchStageRunner`) and its peak SRAM and
-accuracy are compared with layer-by-layer TFLM (:mod:`tfmot_edgeplus.quantmcu`, as
+(:class:`~tfmot_edgeplus.patching.patch_runner.PatchStageRunner`) and its peak SRAM and
+accuracy are compared with layer-by-layer TFLM (:mod:`tfmot_edgeplus.recipes.quantmcu`, as
 ``edgeplus plan``). Its files go to ``<out>/patching``, its sketch to
 ``<out>/arduino/FashionPatchSketch``.
 
@@ -45,9 +45,9 @@ import numpy as np
 from tfmot_edgeplus import datasets
 from tfmot_edgeplus._compat import keras, tf
 from tfmot_edgeplus.conversion import conversion_report, convert
-from tfmot_edgeplus.cora import CoRaConfig, cora_ptq
 from tfmot_edgeplus.models import compile_classifier, reference_model
-from tfmot_edgeplus.quarc import QuaRCConfig, quarc_qat
+from tfmot_edgeplus.recipes.cora import CoRaConfig, cora_ptq
+from tfmot_edgeplus.recipes.quarc import QuaRCConfig, quarc_qat
 from tfmot_edgeplus.runtime import TFLMRunner
 
 
@@ -56,8 +56,8 @@ class DemoConfig:
     """Settings of :func:`run_demo`. ``model_path`` loads a trained float model instead of
     training the reference one. ``method`` picks the quantization stage: ``"quarc"``
     (``coreset``/``fraction``/``beta``/``qat_epochs``, see
-    :class:`tfmot_edgeplus.quarc.QuaRCConfig`) or ``"cora"`` (``budget``/``rank_search``/
-    ``cora_steps``/``calib_samples``, see :class:`tfmot_edgeplus.cora.CoRaConfig`)."""
+    :class:`tfmot_edgeplus.recipes.quarc.QuaRCConfig`) or ``"cora"`` (``budget``/``rank_search``/
+    ``cora_steps``/``calib_samples``, see :class:`tfmot_edgeplus.recipes.cora.CoRaConfig`)."""
 
     task: str = "fashion_mnist"
     method: str = "quarc"
@@ -92,7 +92,7 @@ class DemoConfig:
 
     def quantmcu(self):
         """The patch-based inference part's settings (MobileNetV2-style, Fashion-MNIST)."""
-        from tfmot_edgeplus.quantmcu import QuantMCUConfig
+        from tfmot_edgeplus.recipes.quantmcu import QuantMCUConfig
 
         return QuantMCUConfig(
             input_size=self.patching_input_size, train_samples=self.patching_train_samples,
@@ -101,7 +101,7 @@ class DemoConfig:
 
     def qcore(self):
         """The on-device calibration part's settings (IMU watch, W4 head)."""
-        from tfmot_edgeplus.qcore import QCoreConfig
+        from tfmot_edgeplus.recipes.qcore import QCoreConfig
 
         return QCoreConfig(weight_bits=4, fp_epochs=self.qcore_fp_epochs, seed=self.seed,
                            methods=("none", "qcore_bitflip", "bp_finetune"))
@@ -232,7 +232,7 @@ def run_demo(out_dir: str | None = None, config: DemoConfig | None = None, verbo
 
 
 def _qcore_stage(config: DemoConfig, out_dir: str | None) -> dict:
-    from tfmot_edgeplus.qcore import qcore_continual, summary_table, write_run
+    from tfmot_edgeplus.recipes.qcore import qcore_continual, summary_table, write_run
 
     qc = config.qcore()
     _say(f"{_step(config, 'qcore')} on-device calibration (QCore): the IMU watch model trained on subjects "
@@ -272,10 +272,10 @@ def _arduino_sketch(out_dir: str, name: str, model, **kwargs) -> None:
 
 
 def _patching_stage(config: DemoConfig, out_dir: str | None) -> dict:
-    from tfmot_edgeplus.conversion.patch_stage import deploy_model
     from tfmot_edgeplus.patching import lower
-    from tfmot_edgeplus.quantmcu import accuracy, quantmcu_pipeline
-    from tfmot_edgeplus.runtime.patch_runner import PatchStageRunner
+    from tfmot_edgeplus.patching.deploy import deploy_model
+    from tfmot_edgeplus.patching.patch_runner import PatchStageRunner
+    from tfmot_edgeplus.recipes.quantmcu import accuracy, quantmcu_pipeline
 
     qc = config.quantmcu()
     _say(f"{_step(config, 'patching')} patch-based inference (QuantMCU): MobileNetV2 (alpha "

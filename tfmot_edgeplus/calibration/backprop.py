@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfmot_edgeplus.conversion.packing import narrow_range
+from tfmot_edgeplus.core.intmath import narrow_range
 
 __all__ = ["bp_finetune", "bp_flip_target", "bp_memory_bytes"]
 

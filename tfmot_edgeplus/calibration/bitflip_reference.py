@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfmot_edgeplus.conversion.packing import check_bits, narrow_range, pack, unpack
+from tfmot_edgeplus.core.intmath import check_bits, narrow_range
+from tfmot_edgeplus.core.packing import pack, unpack
 
 __all__ = ["bitflip_apply", "bitflip_apply_packed"]
 

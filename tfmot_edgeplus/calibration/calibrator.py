@@ -50,8 +50,7 @@ from tfmot_edgeplus.calibration.step import (
     qcore_step,
     score,
 )
-from tfmot_edgeplus.conversion.packing import narrow_range
-from tfmot_edgeplus.patching.reference import quantize_multiplier
+from tfmot_edgeplus.core.intmath import narrow_range, quantize_multiplier
 
 __all__ = ["BitFlipCalibrator", "ChunkReport"]
 

@@ -30,8 +30,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tfmot_edgeplus.conversion import lowbit
-from tfmot_edgeplus.conversion.packing import pack_int4
-from tfmot_edgeplus.patching import reference as _ref
+from tfmot_edgeplus.core import conv_reference as _ref
+from tfmot_edgeplus.core import intmath
+from tfmot_edgeplus.core.packing import pack_int4
 
 __all__ = ["HeadLayer", "IntHead", "split_head", "write_head"]
 
@@ -193,7 +194,7 @@ def _head_layer(op, type_names, name: str) -> HeadLayer:
     for o in range(out):
         # TFLite: double(float(s_in * s_w)) / double(s_out), then QuantizeMultiplier
         real = float(np.float32(s_in) * np.float32(s_w[o])) / float(s_out)
-        mult[o], shift[o] = _ref.quantize_multiplier(real)
+        mult[o], shift[o] = intmath.quantize_multiplier(real)
     lo, hi = -128, 127
     if _RELU[act] is not None:
         lo = max(lo, zp_out)

@@ -63,8 +63,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tfmot_edgeplus.conversion.packing import narrow_range
-from tfmot_edgeplus.patching import reference as _ref
+from tfmot_edgeplus.core import intmath
+from tfmot_edgeplus.core.intmath import narrow_range
 
 __all__ = [
     "FEATURES",
@@ -170,8 +170,8 @@ def flip_features(layer, x: np.ndarray, e: np.ndarray, weights: np.ndarray) -> n
     _check_error_range(xt, e)
     out, inp = weights.shape
     shift = np.asarray(layer.shift, np.int64)
-    g = _ref.saturating_rounding_doubling_high_mul(e.T @ xt, layer.multiplier[:, None])
-    g = _ref.rounding_divide_by_pot(g, (shift.max() - shift)[:, None])
+    g = intmath.saturating_rounding_doubling_high_mul(e.T @ xt, layer.multiplier[:, None])
+    g = intmath.rounding_divide_by_pot(g, (shift.max() - shift)[:, None])
     qmax = narrow_range(layer.bits)[1]
     w = np.asarray(weights, np.int64)
     f = np.empty((out, inp, 4), np.int8)
@@ -236,7 +236,7 @@ class FlipNet:
         """int32 ``acc2`` for int8 ``features`` (..., 4)."""
         f = np.asarray(features, np.int64)
         acc1 = f @ self.w1.astype(np.int64).T + self.b1
-        hid = np.clip(_ref.multiply_by_quantized_multiplier(acc1, self.m1, self.s1), 0, 127)
+        hid = np.clip(intmath.multiply_by_quantized_multiplier(acc1, self.m1, self.s1), 0, 127)
         return hid @ self.w2.astype(np.int64) + int(self.b2)
 
     def decide(self, features: np.ndarray, level: int = 0) -> np.ndarray:

@@ -9,7 +9,7 @@ QuantMCU patch stage, see ``tflm_ops/tflm/edgeplus_patch_stage_op.cc``) from a s
 and its filters; :func:`patch_stage_options` is that op's flexbuffer.
 
 Storage is real low-bit storage: activations and weights at 2/4 bits are packed
-(:mod:`tfmot_edgeplus.conversion.packing`, flat over the NHWC / OHWI / 1HWO index) into
+(:mod:`tfmot_edgeplus.core.packing`, flat over the NHWC / OHWI / 1HWO index) into
 ``INT8`` tensors of shape ``[N, H, W, ceil(C * bits / 8)]`` (filter
 ``[O, KH, KW, ceil(I * bits / 8)]``, depthwise ``[1, KH, KW, ceil(C * bits / 8)]``);
 when ``C * bits`` is not a multiple of 8 the packed data starts at byte 0 and the
@@ -32,14 +32,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from tfmot_edgeplus.conversion import op_schema
-from tfmot_edgeplus.conversion.packing import (
-    check_bits,
-    int_range,
-    narrow_range,
-    pack,
-    packed_nbytes,
-    unpack,
-)
+from tfmot_edgeplus.core.intmath import check_bits, int_range, narrow_range
+from tfmot_edgeplus.core.packing import pack, packed_nbytes, unpack
 
 __all__ = [
     "ConvMPSpec",
@@ -97,7 +91,7 @@ class ConvMPSpec:
     ``weights``: integer filter, OHWI (conv) or 1HWO (depthwise), within the symmetric
     ``w_bits`` range. ``weight_scales``: one per output channel (or one for all).
     ``padding``: "SAME", "VALID" or explicit ``(pad_h, pad_w)`` (top/left; TFLite's
-    output size rule, via :func:`tfmot_edgeplus.patching.reference.conv_geometry`).
+    output size rule, via :func:`tfmot_edgeplus.core.conv_reference.conv_geometry`).
     ``act_min``/``act_max`` default to the full ``out_bits`` range.
     """
 
@@ -187,7 +181,7 @@ class ConvMPSpec:
 
     def geometry(self) -> tuple[tuple[int, int], tuple[int, int]]:
         """``((out_h, out_w), (pad_h, pad_w))``, TFLite's rule."""
-        from tfmot_edgeplus.patching.reference import conv_geometry
+        from tfmot_edgeplus.core.conv_reference import conv_geometry
 
         return conv_geometry(
             self.input_shape[1:3], self.weights.shape[1:3], self.stride, self.padding, self.dilation
@@ -384,9 +378,9 @@ def _one_op_model(schema, custom_code, custom, tensors, buffers, inputs, output,
 
 def patch_stage_options(program) -> bytes:
     """The ``EDGEPLUS_PATCH_STAGE`` custom options of a
-    :class:`~tfmot_edgeplus.patching.program.StageProgram` (or its int32 words): the
+    :class:`~tfmot_edgeplus.core.program.StageProgram` (or its int32 words): the
     flexbuffer map ``{"version": 1, "program": <blob of little-endian int32 words>}``."""
-    from tfmot_edgeplus.patching.program import StageProgram
+    from tfmot_edgeplus.core.program import StageProgram
 
     words = program.to_words() if isinstance(program, StageProgram) else np.asarray(program)
     return op_schema.PATCH_STAGE.encode(
@@ -404,7 +398,7 @@ def build_patch_stage_model(
 ) -> bytes:
     """A .tflite flatbuffer holding one ``EDGEPLUS_PATCH_STAGE`` node running ``program``.
 
-    ``program``: a :class:`~tfmot_edgeplus.patching.program.StageProgram`. ``filters[slot]``:
+    ``program``: a :class:`~tfmot_edgeplus.core.program.StageProgram`. ``filters[slot]``:
     the UNPACKED integer filter of each weight slot (shape ``program.filter_shape(step)``,
     OHWI / 1HWO, values in the step's ``w_bits`` range), as
     :func:`~tfmot_edgeplus.patching.simulate.run_stage` takes them. Node inputs: the stage
@@ -423,7 +417,7 @@ def build_patch_stage_model(
     """
     from flatbuffers import flexbuffers
 
-    from tfmot_edgeplus.patching.program import StageProgram
+    from tfmot_edgeplus.core.program import StageProgram
 
     if not isinstance(program, StageProgram):
         raise TypeError(f"program must be a StageProgram, got {type(program).__name__}")

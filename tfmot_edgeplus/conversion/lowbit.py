@@ -79,14 +79,13 @@ from __future__ import annotations
 import contextlib
 import io
 import math
-import os
-import tempfile
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from tfmot_edgeplus.conversion.packing import pack_int4
+from tfmot_edgeplus.core.packing import pack_int4
+from tfmot_edgeplus.core.tflite import align
 
 __all__ = [
     "FILTER_OPS",
@@ -561,21 +560,7 @@ def restore_int4_levels(model_bytes: bytes, top_levels: Mapping[str, Any]) -> by
         restored = restored[0] if axis is None else np.moveaxis(restored, 0, axis)
         site.weight.buffer = _wheel()[0].Buffer(data=pack_int4(restored.reshape(-1)).tobytes())
         changed = True
-    return _align(bytes(model.build())) if changed else bytes(model_bytes)
-
-
-def _align(model_bytes: bytes) -> bytes:
-    """Re-lay the flatbuffer with the schema's buffer alignment (the wheel's C++ aligner;
-    the Python flatbuffers builder ignores ``force_align``)."""
-    aligner = _wheel()[4]
-    with tempfile.TemporaryDirectory(prefix="edgeplus_lowbit_") as tmp:
-        src = os.path.join(tmp, "in.tflite")
-        dst = os.path.join(tmp, "out.tflite")
-        with open(src, "wb") as f:
-            f.write(model_bytes)
-        aligner.align_tflite_model(src, dst)
-        with open(dst, "rb") as f:
-            return f.read()
+    return align(bytes(model.build())) if changed else bytes(model_bytes)
 
 
 def pack_lowbit_weights(
@@ -681,7 +666,7 @@ def pack_lowbit_weights(
                     if id(t) not in decoded_ids:
                         decoded_ids.add(id(t))
                         t.name = None
-    packed = _align(bytes(model.build()))
+    packed = align(bytes(model.build()))
 
     # Verify the result says what was asked (the inserter skips, with only a warning, a
     # tensor it cannot rewrite).

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 
 from tfmot_edgeplus.conversion import lowbit
+from tfmot_edgeplus.core.tflite import align
 
 # Tensor names of CoRa's layers (tfmot_edgeplus.adapters.insert): <layer>_cora_a / _cora_b
 # (the two filters), _cora_main_quant (a requantization of the main output). The Add of main
@@ -173,10 +174,10 @@ def adapter_overhead(model_bytes: bytes) -> AdapterOverhead | None:
     """The bytes CoRa adapters take in ``model_bytes`` (see :class:`AdapterOverhead`), or
     None when it has none."""
     model = lowbit._read(model_bytes)
-    whole = len(lowbit._align(bytes(model.build())))  # laid out as the stripped model is
+    whole = len(align(bytes(model.build())))  # laid out as the stripped model is
     operators, params = _strip_adapters(model)
     if not operators:
         return None
-    rest = len(lowbit._align(bytes(model.build())))
+    rest = len(align(bytes(model.build())))
     return AdapterOverhead(operators=operators, bytes=whole - rest, parameter_bytes=params,
                            rest_bytes=rest)

@@ -209,7 +209,7 @@ def _camel(builtin: str) -> str:
 
 def _model_ops(model_bytes: bytes) -> tuple[list[str], list[str]]:
     """(builtin operator names, custom codes) the model uses."""
-    from tfmot_edgeplus.patching.lower import TFLiteGraph
+    from tfmot_edgeplus.core.tflite import TFLiteGraph
 
     g = TFLiteGraph(model_bytes)
     known = set(g.op_names.values())
@@ -223,7 +223,7 @@ def mean_ops(model_bytes: bytes) -> int:
     quantization are equal, where the pinned TFLM of the host uses an integer multiplier
     (QuantizedMeanOrSum): the board's outputs after a MEAN can differ from the host's by 1, and
     by more after the layers that follow (tests/test_arduino.py measures it)."""
-    from tfmot_edgeplus.patching.lower import TFLiteGraph
+    from tfmot_edgeplus.core.tflite import TFLiteGraph
 
     g = TFLiteGraph(model_bytes)
     return sum(g.op_name(op) == "MEAN" for op in g.operators)
@@ -284,8 +284,7 @@ def rewrite_means(model_bytes: bytes) -> tuple[bytes, int]:
     quantization, then QUANTIZE to the MEAN's output scale and zero point when they differ,
     then RESHAPE to the MEAN's output shape when it differs; how many were rewritten).
     Why: :data:`MEAN_REWRITE_WHY`. Other MEANs stay (:func:`mean_ops` counts them)."""
-    from tfmot_edgeplus.conversion.patch_stage import finish_model
-    from tfmot_edgeplus.patching.lower import TFLiteGraph
+    from tfmot_edgeplus.core.tflite import TFLiteGraph, finish_model
 
     g = TFLiteGraph(model_bytes)
     s, sg = g.schema, g.subgraph
@@ -375,9 +374,9 @@ class _Device:
 
 def _device_model(model_bytes: bytes, lowered, head) -> _Device:
     from tfmot_edgeplus.calibration.head import split_head
-    from tfmot_edgeplus.conversion.patch_stage import deploy_model, rest_model
+    from tfmot_edgeplus.patching.deploy import deploy_model, rest_model
+    from tfmot_edgeplus.patching.patch_runner import glue_registerer
     from tfmot_edgeplus.runtime import TFLMRunner, kernels
-    from tfmot_edgeplus.runtime.patch_runner import glue_registerer
 
     device = model_bytes if lowered is None else deploy_model(model_bytes, lowered)
     if head is not None:  # the backbone; check_model has cut the undeployed one already
@@ -456,7 +455,7 @@ def qcore_ram_bytes(head, nets: dict, core_size: int, max_steps: int, chunk: int
 
 def _qcore_files(bundle, head, chunk: int, banner: str) -> tuple[str, str, dict]:
     """(edgeplus_qcore.h, edgeplus_qcore.cpp, figures)."""
-    from tfmot_edgeplus.conversion.packing import pack
+    from tfmot_edgeplus.core.packing import pack
 
     n = len(head.layers)
     ram = qcore_ram_bytes(head, bundle.nets, bundle.core_size, bundle.max_steps, chunk)
@@ -683,8 +682,8 @@ def write_sketch_data(
 ) -> tuple[list[str], dict]:
     """Write ``edgeplus_model.h/.cpp`` (and ``edgeplus_qcore.h/.cpp`` with a QCore) into the
     existing ``folder``; return (file names, figures). See :func:`export_sketch`."""
+    from tfmot_edgeplus.core.intmath import quantize
     from tfmot_edgeplus.patching.lower import lower
-    from tfmot_edgeplus.runtime.tflm import quantize
 
     model, plan, bundle = _load_inputs(model, plan, qcore)
     head = None

@@ -11,7 +11,7 @@ the sources' hashes and the accuracies measured here. Real data, small models, a
   Fashion-MNIST (``train`` training images upsampled as the QuantMCU recipe does, ``epochs``
   of Adam, one epoch of TF-MOT's 8-bit QAT, full-integer conversion), planned with VDPC/VDQS
   on 128 calibration images, the settings chosen by
-  :func:`~tfmot_edgeplus.quantmcu.tune_plan` (fewest BitOPs with ``agreement`` top-1
+  :func:`~tfmot_edgeplus.recipes.quantmcu.tune_plan` (fewest BitOPs with ``agreement`` top-1
   agreement with the int8 model on those images); the test input is the first test image.
   The deployed model (stage as one EDGEPLUS_PATCH_STAGE op) is scored on ``test`` test
   images through the split runner (bit-exact with the op), next to the int8 model.
@@ -46,8 +46,8 @@ def patch_inference(
     from tfmot_edgeplus import datasets, models, patching
     from tfmot_edgeplus._compat import keras
     from tfmot_edgeplus.conversion.converter import convert
-    from tfmot_edgeplus.quantmcu import accuracy, tune_plan, upsample
-    from tfmot_edgeplus.runtime.patch_runner import PatchStageRunner
+    from tfmot_edgeplus.patching.patch_runner import PatchStageRunner
+    from tfmot_edgeplus.recipes.quantmcu import accuracy, tune_plan, upsample
     from tfmot_edgeplus.runtime.tflm import TFLMRunner
 
     data = datasets.fashion_mnist(limit_train=train + 128, limit_test=test, seed=0)
@@ -78,7 +78,7 @@ def patch_inference(
 
 def motion_calibration(folder: Path) -> dict:
     from tfmot_edgeplus.calibration import save_qcore
-    from tfmot_edgeplus.qcore import QCoreConfig, qcore_continual
+    from tfmot_edgeplus.recipes.qcore import QCoreConfig, qcore_continual
 
     run = qcore_continual(QCoreConfig(weight_bits=4, methods=("none",)), verbose=1)
     bundle = folder.parent / ".qcore_bundle.npz"

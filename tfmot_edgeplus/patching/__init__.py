@@ -12,14 +12,24 @@ Building blocks: :func:`read_graph` (the spatial prefix of a model), :func:`rece
 ``model`` may also be the bytes of the full-integer .tflite (:func:`read_tflite_graph`).
 
 Deployment: :mod:`~tfmot_edgeplus.patching.lower` turns a plan and its .tflite into a stage
-program (:mod:`~tfmot_edgeplus.patching.program`, the words the C executor and the
+program (:mod:`~tfmot_edgeplus.core.program`, the words the C executor and the
 ``EDGEPLUS_PATCH_STAGE`` op run), :mod:`~tfmot_edgeplus.patching.simulate` runs it in NumPy;
-``conversion.patch_stage`` rewrites the model, ``runtime.patch_runner`` runs it.
+:mod:`~tfmot_edgeplus.patching.deploy` rewrites the model, :mod:`~tfmot_edgeplus.patching.patch_runner` runs it.
 
 Kernels: the NumPy reference of the tflm_ops conv kernels (bit-exact with the C), on whole
 tensors and on patch windows.
 """
 
+from tfmot_edgeplus.core.conv_reference import (
+    ConvArgumentError,
+    ConvParams,
+    conv2d,
+    conv_geometry,
+    conv_input_region,
+    depthwise_conv2d,
+    make_conv_params,
+)
+from tfmot_edgeplus.core.intmath import quantize_multiplier
 from tfmot_edgeplus.patching.graph import (
     GraphError,
     ModelGraph,
@@ -41,16 +51,6 @@ from tfmot_edgeplus.patching.planner import (
     Step,
     build_steps,
     receptive_fields,
-)
-from tfmot_edgeplus.patching.reference import (
-    ConvArgumentError,
-    ConvParams,
-    conv2d,
-    conv_geometry,
-    conv_input_region,
-    depthwise_conv2d,
-    make_conv_params,
-    quantize_multiplier,
 )
 from tfmot_edgeplus.patching.tflite_graph import TFLiteStageRunner, read_tflite_graph
 from tfmot_edgeplus.patching.vdq import StageRunner, VDPCResult, VDQSResult, vdpc, vdqs

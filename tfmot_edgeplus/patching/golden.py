@@ -18,8 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from tfmot_edgeplus.calibration.bitflip_reference import bitflip_apply
-from tfmot_edgeplus.conversion.packing import int_range, pack
-from tfmot_edgeplus.patching import reference as ref
+from tfmot_edgeplus.core import conv_reference as ref
+from tfmot_edgeplus.core import intmath
+from tfmot_edgeplus.core.intmath import int_range
+from tfmot_edgeplus.core.packing import pack
 
 __all__ = [
     "ConvCase",
@@ -90,7 +92,7 @@ def calibrate_requant(
     mult, shift = [], []
     for c in range(oc):
         real = half / float(span[c]) * float(rng.uniform(0.7, 1.6))
-        m, s = ref.quantize_multiplier(real)
+        m, s = intmath.quantize_multiplier(real)
         mult.append(m)
         shift.append(s)
     return np.array(mult, np.int64), np.array(shift, np.int64)
@@ -297,8 +299,7 @@ def golden_stage_case(seed: int = 20240601):
     input 12x12x3 -> conv 3x3 SAME (W4) -> pad (1, 1) top/left -> depthwise 3x3 stride 2
     VALID (W8) -> conv 1x1 (W2) -> add -> conv 3x3 dilation 2 SAME (W4) -> 6x6x6.
     ``filters`` unpacked, ``x`` (12, 12, 3) int8, ``expected`` the split tensor (6, 6, 6)."""
-    from tfmot_edgeplus.patching import simulate
-    from tfmot_edgeplus.patching.program import (
+    from tfmot_edgeplus.core.program import (
         KIND_ADD,
         KIND_CONV,
         KIND_DEPTHWISE,
@@ -309,6 +310,7 @@ def golden_stage_case(seed: int = 20240601):
         input_need,
         region_bytes,
     )
+    from tfmot_edgeplus.patching import simulate
 
     rng = np.random.default_rng(seed + 2)
     shapes = [(12, 12, 3), (12, 12, 4), (13, 13, 4), (6, 6, 4), (6, 6, 4), (6, 6, 4), (6, 6, 6)]
@@ -328,7 +330,7 @@ def golden_stage_case(seed: int = 20240601):
         # outputs spread over the out range: acc std ~ sqrt(K) * std(x) * std(w)
         acc_std = np.sqrt(k_values) * (2**in_bits / 3.5) * (2 ** (w_bits - 1) / 1.7)
         real = (2**out_bits / 5) / acc_std * rng.uniform(0.7, 1.4, cout)
-        m, sh = zip(*(ref.quantize_multiplier(float(r)) for r in real), strict=True)
+        m, sh = zip(*(intmath.quantize_multiplier(float(r)) for r in real), strict=True)
         bias = rng.integers(-(2**in_bits) * 2 ** (w_bits - 1), 2**in_bits * 2 ** (w_bits - 1), cout)
         return np.concatenate([m, sh, bias]).astype(np.int32)
 
@@ -414,7 +416,7 @@ def _packed_output(case: ConvCase, prefill: int) -> np.ndarray:
     per = 8 // p.out_bits
     count = n * reg[2] * reg[3] * oc
     raw = np.full((count * p.out_bits + 7) // 8, prefill, np.uint8)
-    from tfmot_edgeplus.conversion.packing import unpack
+    from tfmot_edgeplus.core.packing import unpack
 
     buf = unpack(raw, p.out_bits, count).reshape(n, reg[2], reg[3], oc)
     win = case.window or (0, 0, *case.output_hw)
@@ -460,7 +462,7 @@ def _requant_cases(rng):
         )
     out = []
     for acc, m, s in edge:
-        e = int(ref.multiply_by_quantized_multiplier(acc, m, s))
+        e = int(intmath.multiply_by_quantized_multiplier(acc, m, s))
         out.append((acc, m, s, e))
     return out
 

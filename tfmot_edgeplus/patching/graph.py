@@ -41,7 +41,7 @@ import math
 from dataclasses import dataclass, field
 
 from tfmot_edgeplus._compat import check_keras2_model, keras
-from tfmot_edgeplus.patching.reference import conv_geometry
+from tfmot_edgeplus.core.conv_reference import conv_geometry
 
 __all__ = [
     "SPATIAL_KINDS",

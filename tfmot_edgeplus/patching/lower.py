@@ -49,9 +49,9 @@ import math
 
 import numpy as np
 
-from tfmot_edgeplus.conversion.packing import int_range, unpack
-from tfmot_edgeplus.patching.patch_plan import PatchPlan, PlanMismatchError
-from tfmot_edgeplus.patching.program import (
+from tfmot_edgeplus.core.intmath import int_range, quantize_multiplier
+from tfmot_edgeplus.core.packing import unpack
+from tfmot_edgeplus.core.program import (
     KIND_ADD,
     KIND_CONV,
     KIND_DEPTHWISE,
@@ -62,9 +62,10 @@ from tfmot_edgeplus.patching.program import (
     live_steps,
     region_bytes,
 )
-from tfmot_edgeplus.patching.reference import quantize_multiplier
+from tfmot_edgeplus.core.tflite import TFLiteGraph, schema_py_generated
+from tfmot_edgeplus.patching.patch_plan import PatchPlan, PlanMismatchError
 
-__all__ = ["Lowered", "TFLiteGraph", "act_range", "low_bit_params", "lower"]
+__all__ = ["Lowered", "act_range", "low_bit_params", "lower"]
 
 _STEP_OPS = {
     "conv": ("CONV_2D", KIND_CONV),
@@ -73,86 +74,6 @@ _STEP_OPS = {
     "add": ("ADD", KIND_ADD),
 }
 _ADD_LEFT_SHIFT = 20
-
-
-def _schema():
-    from tflite_micro.tensorflow.lite.python import schema_py_generated as schema
-
-    return schema
-
-
-def _names(enum_cls) -> dict[int, str]:
-    return {v: k for k, v in vars(enum_cls).items() if not k.startswith("_")}
-
-
-class TFLiteGraph:
-    """The first subgraph of a .tflite flatbuffer as an object tree (the wheel's schema)."""
-
-    def __init__(self, model_bytes):
-        if not isinstance(model_bytes, (bytes, bytearray, memoryview)):
-            raise TypeError(
-                f"model must be the bytes of a .tflite flatbuffer, got {type(model_bytes).__name__}"
-            )
-        data = bytes(model_bytes)
-        if len(data) < 8 or data[4:8] != b"TFL3":
-            raise ValueError(
-                f"the model ({len(data)} bytes) is not a TFLite flatbuffer (no 'TFL3' at byte 4)"
-            )
-        schema = _schema()
-        self.schema = schema
-        self.model = schema.ModelT.InitFromPackedBuf(data, 0)
-        self.subgraph = self.model.subgraphs[0]
-        self.op_names = _names(schema.BuiltinOperator)
-        self.type_names = _names(schema.TensorType)
-
-    @property
-    def tensors(self):
-        return self.subgraph.tensors
-
-    @property
-    def operators(self):
-        return self.subgraph.operators
-
-    def op_name(self, op) -> str:
-        code = self.model.operatorCodes[op.opcodeIndex]
-        builtin = max(int(code.builtinCode or 0), int(code.deprecatedBuiltinCode or 0))
-        name = self.op_names.get(builtin, str(builtin))
-        if name == "CUSTOM" and code.customCode:
-            c = code.customCode
-            return c.decode() if isinstance(c, bytes) else str(c)
-        return name
-
-    def shape(self, t: int) -> tuple[int, ...]:
-        return tuple(int(d) for d in self.tensors[t].shape)
-
-    def type_name(self, t: int) -> str:
-        return self.type_names.get(self.tensors[t].type, str(self.tensors[t].type))
-
-    def quant(self, t: int) -> tuple[np.ndarray, np.ndarray]:
-        q = self.tensors[t].quantization
-        if q is None or q.scale is None or len(q.scale) == 0:
-            raise PlanMismatchError(
-                f"tensor {self.tensor_name(t)!r} has no quantization parameters; lower needs a "
-                "full-integer model (TFLiteConverter with a representative dataset, int8 ops)."
-            )
-        return np.asarray(q.scale, dtype=np.float32), np.asarray(q.zeroPoint, dtype=np.int64)
-
-    def tensor_name(self, t: int) -> str:
-        n = self.tensors[t].name
-        return n.decode() if isinstance(n, bytes) else str(n)
-
-    def data(self, t: int) -> np.ndarray | None:
-        b = self.model.buffers[self.tensors[t].buffer]
-        return None if b.data is None or len(b.data) == 0 else np.asarray(b.data, dtype=np.uint8)
-
-    def consumers(self, t: int) -> list[int]:
-        return [k for k, op in enumerate(self.operators) if t in list(op.inputs)]
-
-    def producer(self, t: int) -> int | None:
-        for k, op in enumerate(self.operators):
-            if t in list(op.outputs):
-                return k
-        return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,7 +121,7 @@ def act_range(activation: int, scale: float, zp: int, bits: int) -> tuple[int, i
     def q(f):
         return int(zp) + _round_away(np.float32(f) / s)
 
-    schema = _schema().ActivationFunctionType
+    schema = schema_py_generated().ActivationFunctionType
     if activation == schema.RELU:
         return max(qmin, q(0.0)), qmax
     if activation == schema.RELU6:

@@ -13,7 +13,7 @@ memory and only those are feature maps for VDPC/VDQS. ``ZeroPadding2D`` stays it
 Receptive fields
 ----------------
 :func:`receptive_fields` maps a window of a tensor back to the window each earlier tensor
-must provide: convs and pools through :func:`~tfmot_edgeplus.patching.reference.conv_input_region`
+must provide: convs and pools through :func:`~tfmot_edgeplus.core.conv_reference.conv_input_region`
 (stride, dilation, SAME/VALID padding as TFLite lays them out, clipped to the tensor),
 ``ZeroPadding2D`` by shifting (a window that lies entirely in the padding needs nothing),
 ``Add`` asks the same window of both inputs, BN and activations pass it through. A tensor
@@ -73,6 +73,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from tfmot_edgeplus.core.conv_reference import Window, conv_input_region, make_conv_params
 from tfmot_edgeplus.patching.graph import (
     POINTWISE_KINDS,
     WINDOWED_KINDS,
@@ -80,7 +81,6 @@ from tfmot_edgeplus.patching.graph import (
     SpatialOp,
     read_graph,
 )
-from tfmot_edgeplus.patching.reference import Window, conv_input_region, make_conv_params
 
 __all__ = [
     "COPY_KINDS",

@@ -7,10 +7,10 @@
 ``filters[slot]`` are the *unpacked* integer filters of the program's weight slots (OHWI
 for conv, 1HWO for depthwise; biases are in the program, per variant). It runs
 every patch of the program in order exactly as the spec in
-:mod:`~tfmot_edgeplus.patching.program` says, on a batch of ``N`` inputs at once (each
+:mod:`~tfmot_edgeplus.core.program` says, on a batch of ``N`` inputs at once (each
 sample runs the same program), and returns the split tensor (``(N, H_T, W_T, C_T)`` int8).
 Region buffers hold unpacked integers here; packing is lossless, so the values match the
-C's packed buffers. Convs use :mod:`~tfmot_edgeplus.patching.reference` (written after
+C's packed buffers. Convs use :mod:`~tfmot_edgeplus.core.conv_reference` (written after
 TFLite's formulas); add is TFLite's int8 ADD arithmetic at the variant's bits.
 """
 
@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfmot_edgeplus.patching import reference
-from tfmot_edgeplus.patching.program import (
+from tfmot_edgeplus.core import conv_reference as reference
+from tfmot_edgeplus.core import intmath
+from tfmot_edgeplus.core.program import (
     KIND_ADD,
     KIND_CONV,
     KIND_DEPTHWISE,
@@ -33,10 +34,10 @@ __all__ = ["add", "run_stage"]
 def add(a, b, zp_a, zp_b, zp_out, quant, act) -> np.ndarray:
     """TFLite's quantized ADD: ``quant = (left_shift, m1, s1, m2, s2, m_out, s_out)``."""
     left, m1, s1, m2, s2, mo, so = (int(v) for v in quant)
-    mq = reference.multiply_by_quantized_multiplier
+    mq = intmath.multiply_by_quantized_multiplier
     xa = mq((np.asarray(a, np.int64) - zp_a) << left, m1, s1)
     xb = mq((np.asarray(b, np.int64) - zp_b) << left, m2, s2)
-    y = mq(reference._wrap32(xa + xb), mo, so) + zp_out
+    y = mq(intmath.wrap32(xa + xb), mo, so) + zp_out
     return np.clip(y, act[0], act[1]).astype(np.int8)
 
 

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tfmot_edgeplus.core.conv_reference import conv_geometry
 from tfmot_edgeplus.patching.graph import GraphError, ModelGraph, NoSpatialStageError, SpatialOp
-from tfmot_edgeplus.patching.reference import conv_geometry
 from tfmot_edgeplus.patching.vdq import check_calib_data
 
 __all__ = ["TFLiteStageRunner", "read_tflite_graph"]
@@ -48,7 +48,8 @@ def _layer_name(raw: str) -> str:
 
 def read_tflite_graph(model_bytes, name: str = "tflite") -> ModelGraph:
     """The planner graph of a full-integer .tflite (see the module docstring)."""
-    from tfmot_edgeplus.patching.lower import TFLiteGraph, _stage_input
+    from tfmot_edgeplus.core.tflite import TFLiteGraph
+    from tfmot_edgeplus.patching.lower import _stage_input
 
     g = TFLiteGraph(model_bytes)
     start = _stage_input(g)
@@ -185,8 +186,8 @@ class TFLiteStageRunner:
         self._names = [planner.graph.input_name, *self.maps]
 
     def batches(self):
+        from tfmot_edgeplus.core.intmath import quantize
         from tfmot_edgeplus.patching.simulate import run_stage
-        from tfmot_edgeplus.runtime.tflm import quantize
 
         L = self.lowered
         zp_in = L.program.tensors[0].zp[1]

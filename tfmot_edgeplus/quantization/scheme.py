@@ -22,15 +22,15 @@ from tensorflow_model_optimization.python.core.quantization.keras.graph_transfor
 from tfmot_edgeplus._compat import check_keras2_model, keras, tfmot
 from tfmot_edgeplus.quantization import configs, quantizers, transforms
 from tfmot_edgeplus.quantization.quantizers import ACTIVATION_BITS, WEIGHT_BITS, check_bits
-from tfmot_edgeplus.quantization.transforms import (
-    BATCHNORM_FOLDS_INTO,
-    conv1d_batchnorm_transforms,
-    conv1d_unfoldable,
-)
 from tfmot_edgeplus.quantization.registry import (
     SUPPORTED_WEIGHTED_LAYERS,
     EdgePlusQuantizeRegistry,
     validate_per_layer,
+)
+from tfmot_edgeplus.quantization.transforms import (
+    BATCHNORM_FOLDS_INTO,
+    conv1d_batchnorm_transforms,
+    conv1d_unfoldable,
 )
 
 _QuantizeScheme = tfmot.quantization.keras.QuantizeScheme

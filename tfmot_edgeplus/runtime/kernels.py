@@ -6,7 +6,7 @@ clearly what to install when there is no compiler. ``EDGEPLUS_OPS_LIB`` points a
 prebuilt library instead.
 
 Functions take and return *unpacked* NumPy integer arrays (packing to 2/4 bits happens
-inside, with the C packer) and mirror :mod:`tfmot_edgeplus.patching.reference`::
+inside, with the C packer) and mirror :mod:`tfmot_edgeplus.core.conv_reference`::
 
     params, out_hw = reference.make_conv_params((16, 16), (3, 3), stride=1, padding="SAME",
                                                 in_bits=4, w_bits=4, out_bits=8)
@@ -28,8 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tfmot_edgeplus.conversion.packing import check_bits, int_range, packed_nbytes
-from tfmot_edgeplus.patching import reference as _ref
+from tfmot_edgeplus.core import conv_reference as _ref
+from tfmot_edgeplus.core.intmath import check_bits, int_range
+from tfmot_edgeplus.core.packing import packed_nbytes
 
 __all__ = [
     "KernelArgumentError",
@@ -856,7 +857,7 @@ class Kernels:
         scratch_bytes=None,
     ) -> np.ndarray:
         """``edgeplus_conv2d_window`` on unpacked arrays; same arguments as
-        :func:`tfmot_edgeplus.patching.reference.conv2d`, plus ``output_region`` (the
+        :func:`tfmot_edgeplus.core.conv_reference.conv2d`, plus ``output_region`` (the
         output buffer holds only that region), ``out`` (initial output buffer: values
         outside the window are kept) and ``scratch_bytes`` (default: the C's
         ``_get_buffer_size`` for the window; see also ``conv2d_get_buffer_size_fast``).
@@ -1251,7 +1252,7 @@ class Kernels:
 
     @staticmethod
     def _program_words(program) -> np.ndarray:
-        from tfmot_edgeplus.patching.program import StageProgram
+        from tfmot_edgeplus.core.program import StageProgram
 
         words = program.to_words() if isinstance(program, StageProgram) else program
         words = np.ascontiguousarray(np.asarray(words), dtype=np.int32)
@@ -1288,7 +1289,7 @@ class Kernels:
         """``edgeplus_patch_stage`` over a batch: ``x`` int8 ``(N, H, W, C)`` or ``(H, W, C)``,
         ``filters`` the unpacked integer filters per weight slot (packed here at each step's
         ``w_bits``). Returns the split tensors like ``simulate.run_stage``."""
-        from tfmot_edgeplus.patching.program import StageProgram
+        from tfmot_edgeplus.core.program import StageProgram
 
         fname = "edgeplus_patch_stage"
         prog = program if isinstance(program, StageProgram) else StageProgram.from_words(program)

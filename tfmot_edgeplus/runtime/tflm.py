@@ -66,13 +66,13 @@ import warnings
 
 import numpy as np
 
+from tfmot_edgeplus.core.intmath import dequantize, quantize
+
 __all__ = [
     "MIN_ARENA_SIZE",
     "TFLITE_FILE_IDENTIFIER",
     "TFLMError",
     "TFLMRunner",
-    "dequantize",
-    "quantize",
 ]
 
 TFLITE_FILE_IDENTIFIER = b"TFL3"
@@ -142,42 +142,6 @@ def _log_tail(text: str, limit: int = 2000) -> str:
     if len(text) > limit:
         text = "..." + text[-limit:]
     return "\nTFLM log:\n" + text
-
-
-# --------------------------------------------------------------------------- quantization
-
-
-def quantize(x, scale, zero_point, dtype) -> np.ndarray:
-    """Quantize float ``x`` to integer ``dtype`` exactly like TFLite's QUANTIZE kernel.
-
-    ``q = clamp(round(float32(x) / float32(scale)) + zero_point, dtype min, dtype max)`` with
-    rounding half away from zero (``std::round``). ``scale``/``zero_point`` are scalars, or
-    arrays broadcastable against ``x`` for per-channel parameters.
-    """
-    dtype = np.dtype(dtype)
-    if dtype.kind not in "iu":
-        raise ValueError(f"quantize: dtype must be an integer type, got {dtype}")
-    x = np.asarray(x, dtype=np.float32)
-    if not np.isfinite(x).all():
-        bad = np.argwhere(~np.isfinite(x))[0]
-        raise ValueError(
-            f"quantize: input has a non-finite value ({x[tuple(bad)]}) at index {tuple(bad)}"
-        )
-    scale = np.asarray(scale, dtype=np.float32)
-    if (scale <= 0).any() or not np.isfinite(scale).all():
-        raise ValueError(f"quantize: scale must be positive and finite, got {scale}")
-    ratio = (x / scale).astype(np.float64)  # float32 division as in C, then exact rounding
-    rounded = np.trunc(ratio + np.copysign(0.5, ratio))
-    info = np.iinfo(dtype)
-    q = np.clip(rounded + np.asarray(zero_point, dtype=np.float64), info.min, info.max)
-    return q.astype(dtype)
-
-
-def dequantize(q, scale, zero_point) -> np.ndarray:
-    """``(q - zero_point) * scale`` in float32 (TFLite's DEQUANTIZE)."""
-    q = np.asarray(q)
-    diff = q.astype(np.int32) - np.asarray(zero_point, dtype=np.int32)
-    return (diff.astype(np.float32) * np.asarray(scale, dtype=np.float32)).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- model checks

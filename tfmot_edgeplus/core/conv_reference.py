@@ -8,7 +8,7 @@ reference kernels' double rounding), a fused clamp, output at any bit-width, and
 the input. The arithmetic below is written after TFLite's own formulas (nudge and
 truncating division), independently of the C's shortcuts, so agreement is a real check.
 
-All arrays here are *unpacked* integers (use :mod:`tfmot_edgeplus.conversion.packing` for
+All arrays here are *unpacked* integers (use :mod:`tfmot_edgeplus.core.packing` for
 the packed storage). Argument errors raise :class:`ConvArgumentError`, which carries the C
 status the kernel returns for the same arguments and the name of the offending argument.
 """
@@ -21,10 +21,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tfmot_edgeplus.conversion.packing import SUPPORTED_BITS, int_range
-
-INT32_MIN = -(1 << 31)
-INT32_MAX = (1 << 31) - 1
+from tfmot_edgeplus.core.intmath import (
+    INT32_MAX,
+    SUPPORTED_BITS,
+    int_range,
+    multiply_by_quantized_multiplier,
+    wrap32,
+)
 
 __all__ = [
     "ConvArgumentError",
@@ -38,11 +41,7 @@ __all__ = [
     "depthwise_conv2d",
     "make_conv_params",
     "max_kc",
-    "multiply_by_quantized_multiplier",
-    "quantize_multiplier",
     "requantize",
-    "rounding_divide_by_pot",
-    "saturating_rounding_doubling_high_mul",
 ]
 
 Window = tuple[int, int, int, int]
@@ -88,72 +87,11 @@ def max_kc(in_bits: int, w_bits: int) -> int:
 # ----------------------------------------------------------------------------- requant
 
 
-def _wrap32(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.int64)
-    return ((x + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
-
-
-def saturating_rounding_doubling_high_mul(a, b) -> np.ndarray:
-    """gemmlowp/TFLite ``SaturatingRoundingDoublingHighMul`` on int32 values."""
-    a = np.asarray(a, dtype=np.int64)
-    b = np.asarray(b, dtype=np.int64)
-    overflow = (a == b) & (a == INT32_MIN)
-    ab = a * b
-    nudge = np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
-    s = ab + nudge
-    # C integer division truncates toward zero.
-    q = np.where(s >= 0, s // (1 << 31), -((-s) // (1 << 31)))
-    return np.where(overflow, INT32_MAX, q).astype(np.int64)
-
-
-def rounding_divide_by_pot(x, exponent) -> np.ndarray:
-    """gemmlowp/TFLite ``RoundingDivideByPOT`` (round half away from zero)."""
-    x = np.asarray(x, dtype=np.int64)
-    exponent = np.asarray(exponent, dtype=np.int64)
-    mask = (np.int64(1) << exponent) - 1
-    remainder = x & mask
-    threshold = (mask >> 1) + (x < 0)
-    return (x >> exponent) + (remainder > threshold)
-
-
-def multiply_by_quantized_multiplier(acc, multiplier, shift) -> np.ndarray:
-    """TFLite ``MultiplyByQuantizedMultiplier`` (reference kernels, double rounding).
-
-    The left shift wraps at 32 bits like the hardware (TFLite leaves it undefined).
-    """
-    acc = np.asarray(acc, dtype=np.int64)
-    shift = np.asarray(shift, dtype=np.int64)
-    left = np.maximum(shift, 0)
-    right = np.maximum(-shift, 0)
-    x = _wrap32(acc << left)
-    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x, multiplier), right)
-
-
-def quantize_multiplier(real_multiplier: float) -> tuple[int, int]:
-    """TFLite ``QuantizeMultiplier``: ``real = multiplier * 2**(shift - 31)``."""
-    if real_multiplier < 0:
-        raise ValueError(f"real_multiplier must be >= 0, got {real_multiplier}")
-    if real_multiplier == 0.0:
-        return 0, 0
-    q, shift = math.frexp(real_multiplier)
-    # TfLiteRound rounds half away from zero (Python's round() would round half to even);
-    # q * 2**31 is exact in binary64.
-    q_fixed = math.floor(q * (1 << 31) + 0.5)
-    if q_fixed == (1 << 31):
-        q_fixed //= 2
-        shift += 1
-    if shift < -31:
-        return 0, 0
-    if shift > 30:
-        shift, q_fixed = 30, (1 << 31) - 1
-    return q_fixed, shift
-
-
 def requantize(acc, bias, multiplier, shift, params: ConvParams) -> np.ndarray:
     """int32 accumulators (channels last) -> output integers at ``params.out_bits``."""
     acc = np.asarray(acc, dtype=np.int64)
     if bias is not None:
-        acc = _wrap32(acc + np.asarray(bias, dtype=np.int64))
+        acc = wrap32(acc + np.asarray(bias, dtype=np.int64))
     y = multiply_by_quantized_multiplier(acc, multiplier, shift) + params.output_zero_point
     return np.clip(y, params.act_min, params.act_max).astype(np.int8)
 

@@ -88,7 +88,8 @@ import math
 
 import numpy as np
 
-from tfmot_edgeplus.conversion.packing import SUPPORTED_BITS, int_range, packed_nbytes
+from tfmot_edgeplus.core.intmath import SUPPORTED_BITS, int_range
+from tfmot_edgeplus.core.packing import packed_nbytes
 
 __all__ = [
     "KIND_ADD",

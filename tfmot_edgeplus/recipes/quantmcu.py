@@ -189,7 +189,7 @@ def tune_plan(tflite, x_calib, plan8, search=SEARCH, min_agreement: float = 0.95
     one dict per candidate. Calibration images only: the test set stays unseen.
     """
     from tfmot_edgeplus import patching
-    from tfmot_edgeplus.runtime.patch_runner import PatchStageRunner
+    from tfmot_edgeplus.patching.patch_runner import PatchStageRunner
     from tfmot_edgeplus.runtime.tflm import TFLMRunner
 
     ref = top1_predictions(TFLMRunner(tflite).predict, x_calib)

@@ -9,7 +9,7 @@
 Backends:
 
 ``"tflm"``
-    the deployed model (:func:`~tfmot_edgeplus.conversion.patch_stage.deploy_model`: one
+    the deployed model (:func:`~tfmot_edgeplus.patching.deploy.deploy_model`: one
     ``EDGEPLUS_PATCH_STAGE`` operator + the rest as builtins) in the TFLM interpreter with
     our registerer (``libedgeplus_tflm.so``, built from ``tflm_ops/tflm`` against the TFLM
     sources in ``EDGEPLUS_TFLM_ROOT``). ``peak_sram_bytes`` is TFLM's arena use, which
@@ -17,7 +17,7 @@ Backends:
 ``"split"``
     the split runner, when the TFLM sources are absent: the patch stage in our C kernels
     (``kernels.patch_stage``, ctypes) and the rest
-    (:func:`~tfmot_edgeplus.conversion.patch_stage.rest_model`) in TFLM. Outputs are
+    (:func:`~tfmot_edgeplus.patching.deploy.rest_model`) in TFLM. Outputs are
     identical to ``"tflm"``'s. ``peak_sram_bytes`` = the rest's TFLM arena (which holds the
     split tensor) + the model input + the stage's scratch: the two halves do not share
     memory here, so it is an upper bound of the single-arena figure.
@@ -34,10 +34,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfmot_edgeplus.conversion.patch_stage import deploy_model, rest_model
+from tfmot_edgeplus.core.intmath import dequantize, quantize
+from tfmot_edgeplus.patching.deploy import deploy_model, rest_model
 from tfmot_edgeplus.patching.lower import Lowered, lower
 from tfmot_edgeplus.patching.simulate import run_stage
-from tfmot_edgeplus.runtime.tflm import TFLMRunner, dequantize, quantize
+from tfmot_edgeplus.runtime.tflm import TFLMRunner
 
 __all__ = ["BACKENDS", "PatchStageRunner", "glue_registerer"]
 

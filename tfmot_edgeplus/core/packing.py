@@ -17,13 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
-SUPPORTED_BITS = (2, 4, 8)
+from tfmot_edgeplus.core.intmath import check_bits, int_range
 
 __all__ = [
-    "SUPPORTED_BITS",
-    "check_bits",
-    "int_range",
-    "narrow_range",
     "pack",
     "pack_int2",
     "pack_int4",
@@ -32,25 +28,6 @@ __all__ = [
     "unpack_int2",
     "unpack_int4",
 ]
-
-
-def check_bits(bits: int, name: str = "bits") -> int:
-    """Return ``bits`` as int, or raise ValueError naming the argument."""
-    if isinstance(bits, bool) or int(bits) != bits or int(bits) not in SUPPORTED_BITS:
-        raise ValueError(f"{name} must be one of {SUPPORTED_BITS}, got {bits!r}")
-    return int(bits)
-
-
-def int_range(bits: int) -> tuple[int, int]:
-    """Full signed range ``(-2**(b-1), 2**(b-1)-1)``."""
-    bits = check_bits(bits)
-    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-
-
-def narrow_range(bits: int) -> tuple[int, int]:
-    """Symmetric (narrow) range ``(-(2**(b-1)-1), 2**(b-1)-1)`` used for weights."""
-    lo, hi = int_range(bits)
-    return lo + 1, hi
 
 
 def packed_nbytes(count: int, bits: int) -> int:

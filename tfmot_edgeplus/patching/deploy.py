@@ -13,7 +13,7 @@ variant are in the program; output: the split tensor; custom
 options: the stage program as a flexbuffer, see ``op_schema.PATCH_STAGE``). Everything else
 runs as the builtins it was. :func:`rest_model` keeps only what runs after the split, with
 the split tensor as the model input: the TFLM half of the split runner
-(:class:`~tfmot_edgeplus.runtime.patch_runner.PatchStageRunner`). Both drop the tensors and
+(:class:`~tfmot_edgeplus.patching.patch_runner.PatchStageRunner`). Both drop the tensors and
 buffers no operator uses any more, and re-lay the buffers with the schema's alignment.
 """
 
@@ -23,66 +23,10 @@ import numpy as np
 
 from tfmot_edgeplus.conversion import op_schema
 from tfmot_edgeplus.conversion.custom_ops import patch_stage_options
-from tfmot_edgeplus.conversion.lowbit import _align
-from tfmot_edgeplus.patching.lower import Lowered, TFLiteGraph
+from tfmot_edgeplus.core.tflite import TFLiteGraph, custom_opcode, finish_model
+from tfmot_edgeplus.patching.lower import Lowered
 
 __all__ = ["deploy_model", "rest_model"]
-
-
-def _opcode(g: TFLiteGraph, custom_code: str) -> int:
-    schema = g.schema
-    for k, code in enumerate(g.model.operatorCodes):
-        c = code.customCode
-        c = c.decode() if isinstance(c, bytes) else c
-        if c == custom_code:
-            return k
-    code = schema.OperatorCodeT()
-    code.builtinCode = schema.BuiltinOperator.CUSTOM
-    code.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
-    code.customCode = custom_code
-    code.version = 1
-    g.model.operatorCodes.append(code)
-    return len(g.model.operatorCodes) - 1
-
-
-def finish_model(g: TFLiteGraph) -> bytes:
-    """An edited :class:`TFLiteGraph` as .tflite bytes: unused tensors, buffers and opcodes
-    dropped, buffers aligned. The one way the rewrites here and in the export serialize."""
-    import flatbuffers
-
-    sg = g.subgraph
-    used = {int(t) for t in sg.inputs} | {int(t) for t in sg.outputs}
-    for op in sg.operators:
-        used |= {int(t) for t in op.inputs if t >= 0} | {int(t) for t in op.outputs}
-        if op.intermediates is not None:
-            used |= {int(t) for t in op.intermediates}
-    keep = sorted(used)
-    remap = {old: new for new, old in enumerate(keep)}
-
-    def m(seq):
-        return [remap[int(t)] if t >= 0 else -1 for t in seq]
-
-    sg.tensors = [sg.tensors[t] for t in keep]
-    sg.inputs = m(sg.inputs)
-    sg.outputs = m(sg.outputs)
-    for op in sg.operators:
-        op.inputs = m(op.inputs)
-        op.outputs = m(op.outputs)
-        if op.intermediates is not None:
-            op.intermediates = m(op.intermediates)
-    # buffers: 0 stays the empty sentinel; keep those still referenced
-    refs = sorted({t.buffer for t in sg.tensors} | {0})
-    bmap = {old: new for new, old in enumerate(refs)}
-    g.model.buffers = [g.model.buffers[b] for b in refs]
-    for t in sg.tensors:
-        t.buffer = bmap[t.buffer]
-    g.model.metadata = [md for md in (g.model.metadata or []) if md.buffer in bmap]
-    for md in g.model.metadata:
-        md.buffer = bmap[md.buffer]
-    g.model.signatureDefs = None
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(g.model.Pack(builder), file_identifier=b"TFL3")
-    return _align(bytes(builder.Output()))
 
 
 def deploy_model(model_bytes, lowered: Lowered) -> bytes:
@@ -91,7 +35,7 @@ def deploy_model(model_bytes, lowered: Lowered) -> bytes:
     schema = g.schema
     sg = g.subgraph
     op = schema.OperatorT()
-    op.opcodeIndex = _opcode(g, op_schema.PATCH_STAGE.custom_code)
+    op.opcodeIndex = custom_opcode(g, op_schema.PATCH_STAGE.custom_code)
     op.inputs = [lowered.input_tensor, *lowered.filter_tensors]
     op.outputs = [lowered.split_tensor]
     op.customOptions = np.frombuffer(patch_stage_options(lowered.program), dtype=np.uint8)

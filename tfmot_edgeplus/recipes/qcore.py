@@ -198,9 +198,9 @@ def qcore_continual(config: QCoreConfig | None = None, verbose: int = 1) -> QCor
     from tfmot_edgeplus import models
     from tfmot_edgeplus._compat import keras, tf
     from tfmot_edgeplus.conversion import convert
-    from tfmot_edgeplus.cora import ptq_model
     from tfmot_edgeplus.coreset import QuantMissTracker
     from tfmot_edgeplus.datasets.imu_watch import channel_stats, imu_watch
+    from tfmot_edgeplus.recipes.cora import ptq_model
 
     config = config or QCoreConfig()
     seconds = {}
