@@ -45,8 +45,15 @@ import numpy as np
 from tfmot_edgeplus import datasets
 from tfmot_edgeplus._compat import keras, tf
 from tfmot_edgeplus.conversion import conversion_report, convert
+from tfmot_edgeplus.export.arduino import ExportError, export_sketch
 from tfmot_edgeplus.models import compile_classifier, reference_model
+from tfmot_edgeplus.patching import lower
+from tfmot_edgeplus.patching.deploy import deploy_model
+from tfmot_edgeplus.patching.patch_runner import PatchStageRunner
 from tfmot_edgeplus.recipes.cora import CoRaConfig, cora_ptq
+from tfmot_edgeplus.recipes.qcore import QCoreConfig, qcore_continual, write_run
+from tfmot_edgeplus.recipes.qcore import summary_table as qcore_summary_table
+from tfmot_edgeplus.recipes.quantmcu import QuantMCUConfig, accuracy, quantmcu_pipeline
 from tfmot_edgeplus.recipes.quarc import QuaRCConfig, quarc_qat
 from tfmot_edgeplus.runtime import TFLMRunner
 
@@ -92,7 +99,6 @@ class DemoConfig:
 
     def quantmcu(self):
         """The patch-based inference part's settings (MobileNetV2-style, Fashion-MNIST)."""
-        from tfmot_edgeplus.recipes.quantmcu import QuantMCUConfig
 
         return QuantMCUConfig(
             input_size=self.patching_input_size, train_samples=self.patching_train_samples,
@@ -101,7 +107,6 @@ class DemoConfig:
 
     def qcore(self):
         """The on-device calibration part's settings (IMU watch, W4 head)."""
-        from tfmot_edgeplus.recipes.qcore import QCoreConfig
 
         return QCoreConfig(weight_bits=4, fp_epochs=self.qcore_fp_epochs, seed=self.seed,
                            methods=("none", "qcore_bitflip", "bp_finetune"))
@@ -232,7 +237,6 @@ def run_demo(out_dir: str | None = None, config: DemoConfig | None = None, verbo
 
 
 def _qcore_stage(config: DemoConfig, out_dir: str | None) -> dict:
-    from tfmot_edgeplus.recipes.qcore import qcore_continual, summary_table, write_run
 
     qc = config.qcore()
     _say(f"{_step(config, 'qcore')} on-device calibration (QCore): the IMU watch model trained on subjects "
@@ -247,7 +251,7 @@ def _qcore_stage(config: DemoConfig, out_dir: str | None) -> dict:
          f"{m['none']['adapted_acc']:.3f} uncalibrated -> {m['qcore_bitflip']['adapted_acc']:.3f} "
          f"with QCore bit flips ({run.calibrator.memory(qc.chunk_size)['total_bytes']} B on "
          f"the device), {m['bp_finetune']['adapted_acc']:.3f} with back-propagation")
-    _say(summary_table(run))
+    _say(qcore_summary_table(run))
     if out_dir:
         folder = os.path.join(out_dir, "qcore")
         names = write_run(run, folder)
@@ -261,7 +265,6 @@ def _qcore_stage(config: DemoConfig, out_dir: str | None) -> dict:
 def _arduino_sketch(out_dir: str, name: str, model, **kwargs) -> None:
     """Export a sketch folder for the Nano 33 BLE into ``<out>/arduino/<name>`` (replacing the
     one an earlier demo run wrote) and print its budget; a model too large is reported."""
-    from tfmot_edgeplus.export.arduino import ExportError, export_sketch
 
     try:
         sk = export_sketch(model, os.path.join(out_dir, "arduino", name), force=True, **kwargs)
@@ -272,10 +275,6 @@ def _arduino_sketch(out_dir: str, name: str, model, **kwargs) -> None:
 
 
 def _patching_stage(config: DemoConfig, out_dir: str | None) -> dict:
-    from tfmot_edgeplus.patching import lower
-    from tfmot_edgeplus.patching.deploy import deploy_model
-    from tfmot_edgeplus.patching.patch_runner import PatchStageRunner
-    from tfmot_edgeplus.recipes.quantmcu import accuracy, quantmcu_pipeline
 
     qc = config.quantmcu()
     _say(f"{_step(config, 'patching')} patch-based inference (QuantMCU): MobileNetV2 (alpha "

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tfmot_edgeplus.calibration.step import score
 from tfmot_edgeplus.core.intmath import narrow_range
 
 __all__ = ["bp_finetune", "bp_flip_target", "bp_memory_bytes"]
@@ -100,7 +101,6 @@ def bp_flip_target(
 ) -> dict[int, np.ndarray]:
     """Per layer in ``layers``, the int8 -1/0/+1 update of the best integer gradient step
     on (``x`` head inputs, ``y``), see the module doc."""
-    from tfmot_edgeplus.calibration.step import score
 
     weights = head.weights() if weights is None else [np.array(w, np.int8) for w in weights]
     layers = sorted({int(l) for l in layers})

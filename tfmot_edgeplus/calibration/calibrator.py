@@ -51,6 +51,7 @@ from tfmot_edgeplus.calibration.step import (
     score,
 )
 from tfmot_edgeplus.core.intmath import narrow_range, quantize_multiplier
+from tfmot_edgeplus.runtime import TFLMRunner, kernels
 
 __all__ = ["BitFlipCalibrator", "ChunkReport"]
 
@@ -160,7 +161,6 @@ class BitFlipCalibrator:
         memory_budget: int | None = 32 * 1024,
         seed: int = 1,
     ):
-        from tfmot_edgeplus.runtime import TFLMRunner
 
         self.head: IntHead = split_head(model_bytes, head_layers)
         n = len(self.head.layers)
@@ -358,7 +358,6 @@ class BitFlipCalibrator:
         inputs int8 + a label byte + a 16-bit miss count each), the flip networks, and the
         scratch of ``edgeplus_qcore_step`` on QCore U chunk (from the C library's
         ``_get_buffer_size``)."""
-        from tfmot_edgeplus.runtime import kernels
 
         k = self.core_size
         core = k * (self.head.input_size + 1 + 2)

@@ -27,7 +27,15 @@ from pathlib import Path
 
 import numpy as np
 
+from tfmot_edgeplus import datasets, models, patching
+from tfmot_edgeplus._compat import keras
+from tfmot_edgeplus.calibration import save_qcore
+from tfmot_edgeplus.conversion.converter import convert
 from tfmot_edgeplus.export.arduino import write_sketch_data
+from tfmot_edgeplus.patching.patch_runner import PatchStageRunner
+from tfmot_edgeplus.recipes.qcore import QCoreConfig, qcore_continual
+from tfmot_edgeplus.recipes.quantmcu import accuracy, tune_plan, upsample
+from tfmot_edgeplus.runtime.tflm import TFLMRunner
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "arduino" / "EdgePlus" / "examples"
 COMMAND = "python -m tfmot_edgeplus.export.examples"
@@ -43,12 +51,6 @@ def patch_inference(
 ) -> dict:
     import tensorflow_model_optimization as tfmot
 
-    from tfmot_edgeplus import datasets, models, patching
-    from tfmot_edgeplus._compat import keras
-    from tfmot_edgeplus.conversion.converter import convert
-    from tfmot_edgeplus.patching.patch_runner import PatchStageRunner
-    from tfmot_edgeplus.recipes.quantmcu import accuracy, tune_plan, upsample
-    from tfmot_edgeplus.runtime.tflm import TFLMRunner
 
     data = datasets.fashion_mnist(limit_train=train + 128, limit_test=test, seed=0)
     x = upsample(data.x_train, 48)
@@ -77,8 +79,6 @@ def patch_inference(
 
 
 def motion_calibration(folder: Path) -> dict:
-    from tfmot_edgeplus.calibration import save_qcore
-    from tfmot_edgeplus.recipes.qcore import QCoreConfig, qcore_continual
 
     run = qcore_continual(QCoreConfig(weight_bits=4, methods=("none",)), verbose=1)
     bundle = folder.parent / ".qcore_bundle.npz"

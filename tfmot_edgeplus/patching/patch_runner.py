@@ -38,6 +38,7 @@ from tfmot_edgeplus.core.intmath import dequantize, quantize
 from tfmot_edgeplus.patching.deploy import deploy_model, rest_model
 from tfmot_edgeplus.patching.lower import Lowered, lower
 from tfmot_edgeplus.patching.simulate import run_stage
+from tfmot_edgeplus.runtime import kernels, tflm_ops
 from tfmot_edgeplus.runtime.tflm import TFLMRunner
 
 __all__ = ["BACKENDS", "PatchStageRunner", "glue_registerer"]
@@ -66,7 +67,6 @@ class PatchStageRunner:
         if backend == "tflm":
             name = glue_registerer()
             if name is None:
-                from tfmot_edgeplus.runtime import tflm_ops
 
                 raise RuntimeError(
                     "backend='tflm' needs the TFLM glue library; missing: "
@@ -85,7 +85,6 @@ class PatchStageRunner:
 
     @property
     def stage_scratch_bytes(self) -> int:
-        from tfmot_edgeplus.runtime import kernels
 
         return int(kernels.patch_stage_get_buffer_size(self.lowered.program))
 
@@ -127,7 +126,6 @@ class PatchStageRunner:
         L = self.lowered
         if self.backend == "numpy":
             return run_stage(L.program, L.filters, xq)
-        from tfmot_edgeplus.runtime import kernels
 
         return kernels.patch_stage(L.program, L.filters, xq)
 
@@ -146,7 +144,6 @@ class PatchStageRunner:
 
 def glue_registerer() -> str | None:
     """The registerer name if libedgeplus_tflm.so loads (built on demand), else None."""
-    from tfmot_edgeplus.runtime import tflm_ops
 
     if tflm_ops.missing_env():
         return None

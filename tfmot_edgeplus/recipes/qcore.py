@@ -39,7 +39,20 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from tfmot_edgeplus.calibration import METHODS, BitFlipCalibrator, Chunk, StreamResult, run_stream
+from tfmot_edgeplus import models
+from tfmot_edgeplus._compat import keras, tf
+from tfmot_edgeplus.calibration import (
+    METHODS,
+    BitFlipCalibrator,
+    Chunk,
+    StreamResult,
+    run_stream,
+    save_qcore,
+)
+from tfmot_edgeplus.conversion import convert
+from tfmot_edgeplus.coreset import QuantMissTracker
+from tfmot_edgeplus.datasets.imu_watch import channel_stats, imu_watch
+from tfmot_edgeplus.recipes.cora import ptq_model
 
 __all__ = [
     "QCoreConfig",
@@ -195,12 +208,6 @@ def _say(verbose: int, text: str) -> None:
 
 def qcore_continual(config: QCoreConfig | None = None, verbose: int = 1) -> QCoreRun:
     """Run the QCore recipe (see the module doc) and every method of ``config.methods``."""
-    from tfmot_edgeplus import models
-    from tfmot_edgeplus._compat import keras, tf
-    from tfmot_edgeplus.conversion import convert
-    from tfmot_edgeplus.coreset import QuantMissTracker
-    from tfmot_edgeplus.datasets.imu_watch import channel_stats, imu_watch
-    from tfmot_edgeplus.recipes.cora import ptq_model
 
     config = config or QCoreConfig()
     seconds = {}
@@ -360,7 +367,6 @@ def write_run(run: QCoreRun, out_dir: str) -> list[str]:
         m: {"eval_sets": r.eval_names, "rows": r.accuracy.tolist()} for m, r in run.results.items()
     }
     if "qcore_bitflip" in run.results:  # the device's state after the stream, for the sketch
-        from tfmot_edgeplus.calibration import save_qcore
 
         names.append("qcore.npz")
         save_qcore(run.calibrator, os.path.join(out_dir, names[-1]), run.input_stats)

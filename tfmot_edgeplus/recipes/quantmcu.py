@@ -32,6 +32,12 @@ import dataclasses
 
 import numpy as np
 
+from tfmot_edgeplus import datasets, patching
+from tfmot_edgeplus._compat import keras
+from tfmot_edgeplus.conversion.converter import convert
+from tfmot_edgeplus.patching.patch_runner import PatchStageRunner
+from tfmot_edgeplus.runtime.tflm import TFLMRunner
+
 __all__ = [
     "SEARCH",
     "QuantMCUConfig",
@@ -87,7 +93,6 @@ def upsample(x, size: int, batch: int = 500) -> np.ndarray:
 
 def mobilenet_v2(input_shape=(96, 96, 1), alpha: float = 0.35, classes: int = 10):
     """Keras' MobileNetV2 (random init, logits out), BatchNormalization momentum 0.9."""
-    from tfmot_edgeplus._compat import keras
 
     m = keras.applications.MobileNetV2(
         alpha=alpha,
@@ -124,9 +129,6 @@ def quantmcu_pipeline(config: QuantMCUConfig = QuantMCUConfig(), verbose: int = 
     """Steps 1-3 of the module docstring; returns a :class:`QuantMCUResult`."""
     import tensorflow_model_optimization as tfmot
 
-    from tfmot_edgeplus import datasets, patching
-    from tfmot_edgeplus._compat import keras
-    from tfmot_edgeplus.conversion.converter import convert
 
     c = config
     data = datasets.fashion_mnist(
@@ -188,9 +190,6 @@ def tune_plan(tflite, x_calib, plan8, search=SEARCH, min_agreement: float = 0.95
     the int8 model's (TFLM) on at least ``min_agreement`` is returned (``plan8`` if none does), with
     one dict per candidate. Calibration images only: the test set stays unseen.
     """
-    from tfmot_edgeplus import patching
-    from tfmot_edgeplus.patching.patch_runner import PatchStageRunner
-    from tfmot_edgeplus.runtime.tflm import TFLMRunner
 
     ref = top1_predictions(TFLMRunner(tflite).predict, x_calib)
     best, tried = None, []
