@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from tfmot_edgeplus.patching import golden
+from builders import golden
 
 
 def assert_same(got: np.ndarray, want: np.ndarray, what: str = "") -> None:

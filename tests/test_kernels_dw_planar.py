@@ -14,9 +14,8 @@ import dataclasses
 
 import numpy as np
 import pytest
+from builders import golden
 from kernel_helpers import assert_same, run_c, window_of
-
-from tfmot_edgeplus.patching import golden
 
 
 def _run(k, case):

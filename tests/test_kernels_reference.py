@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from builders import golden
 from kernel_helpers import assert_same, run_c, window_of
 
 from tfmot_edgeplus.calibration import bitflip_reference as bfr
 from tfmot_edgeplus.core import conv_reference as ref
 from tfmot_edgeplus.core import intmath, packing
-from tfmot_edgeplus.patching import golden
 from tfmot_edgeplus.runtime import kernels
 
 REPO = Path(__file__).resolve().parents[1]
@@ -537,7 +537,7 @@ def test_golden_header_is_up_to_date():
     path = REPO / "tflm_ops/tests/golden_cases.h"
     assert path.read_text() == golden.render_header(), (
         "tflm_ops/tests/golden_cases.h is stale: regenerate it with "
-        "`python -m tfmot_edgeplus.patching.golden --out tflm_ops/tests/golden_cases.h`"
+        "`python -m tests.builders.golden --out tflm_ops/tests/golden_cases.h`"
     )
     assert path.stat().st_size < 32_000
 

@@ -15,6 +15,7 @@ import re
 
 import numpy as np
 import pytest
+from builders import golden
 from stage_helpers import random_input, random_program
 
 from tfmot_edgeplus.core.conv_reference import ConvParams
@@ -29,7 +30,7 @@ from tfmot_edgeplus.core.program import (
     ProgramError,
     StageProgram,
 )
-from tfmot_edgeplus.patching import golden, simulate
+from tfmot_edgeplus.patching import simulate
 from tfmot_edgeplus.runtime import kernels
 
 _I32P = ctypes.POINTER(ctypes.c_int32)

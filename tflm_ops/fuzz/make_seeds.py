@@ -30,9 +30,8 @@ def enc(*values: int) -> bytes:
 
 def stage_seeds() -> dict[str, bytes]:
     sys.path.insert(0, str(ROOT / "tests"))
+    from builders.golden import golden_stage_case
     from stage_helpers import random_program
-
-    from tfmot_edgeplus.patching.golden import golden_stage_case
 
     seeds = {"golden": golden_stage_case()[0].to_words().tobytes()}
     for i in range(8):

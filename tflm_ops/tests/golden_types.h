@@ -1,6 +1,6 @@
 /*
  * golden_types.h - record types of the golden vectors in golden_cases.h, which
- * `python -m tfmot_edgeplus.patching.golden --out tflm_ops/tests/golden_cases.h`
+ * `python -m tests.builders.golden --out tflm_ops/tests/golden_cases.h`
  * generates from the NumPy reference (tfmot_edgeplus/patching/reference.py).
  */
 #ifndef EDGEPLUS_GOLDEN_TYPES_H
@@ -58,7 +58,7 @@ typedef struct {
     int32_t changed;
 } golden_bitflip_case;
 
-/* One patch-stage program (tfmot_edgeplus/patching/golden.py golden_stage_case): its
+/* One patch-stage program (tests/builders/golden.py golden_stage_case): its
  * words, the packed filters of its weight slots, tensor 0 whole and the expected split
  * tensor whole (int8). */
 typedef struct {

@@ -3,7 +3,7 @@
  * host (also under ASan/UBSan: make test-asan) and on the Cortex-M4 in QEMU. Called from
  * edgeplus_run_tests (test_edgeplus.c); static buffers only.
  *
- * - the golden program of golden_cases.h (tfmot_edgeplus/patching/golden.py, from the
+ * - the golden program of golden_cases.h (tests/builders/golden.py, from the
  *   NumPy simulator) byte for byte at exactly the scratch it asks for; weight sizes; 9 and
  *   1 bytes less scratch and every NULL argument refused with the output untouched;
  * - every truncation of the program refused (with and without its word count fixed);
