@@ -21,6 +21,13 @@ On-device continual calibration (QCore): ``coreset.QuantMissTracker`` during flo
 steps on the device); ``qcore_continual(QCoreConfig(...))`` runs the whole recipe on a
 stream of new subjects.
 
+Patch-based inference (QuantMCU): ``patching.plan(tflite_bytes, x_calib)`` plans the patch
+stage (VDPC + VDQS); ``quantmcu_pipeline(QuantMCUConfig(...))`` runs the whole recipe.
+
+Every recipe has one shape: a frozen ``<Method>Config`` validated on construction, one function
+taking it (``config=None`` means the defaults) and ``verbose``, and a ``<Method>Run`` result with
+``.config``, ``.seconds`` and ``.summary()`` (see :mod:`tfmot_edgeplus.recipes`).
+
 Conversion (wraps tf.lite.TFLiteConverter) and the host TFLM runner::
 
     tflite_bytes = tfmot_edgeplus.convert(qat, representative_data)
@@ -35,10 +42,28 @@ from tfmot_edgeplus.quantization import (
 )
 from tfmot_edgeplus.conversion import ConversionReport, conversion_report, convert
 from tfmot_edgeplus.distillation import CLCTrainer
-from tfmot_edgeplus.recipes.quarc import QuaRCConfig, quarc_qat
-from tfmot_edgeplus.recipes.cora import CoRaConfig, cora_ptq
-from tfmot_edgeplus.recipes.qcore import QCoreConfig, qcore_continual
-from tfmot_edgeplus import adapters, calibration, coreset, datasets, distillation, runtime
+from tfmot_edgeplus.recipes import (
+    CoRaConfig,
+    QCoreConfig,
+    QuantMCUConfig,
+    QuaRCConfig,
+    cora_ptq,
+    qcore_continual,
+    quantmcu_pipeline,
+    quarc_qat,
+)
+from tfmot_edgeplus import (
+    adapters,
+    calibration,
+    conversion,
+    core,
+    coreset,
+    datasets,
+    distillation,
+    patching,
+    recipes,
+    runtime,
+)
 
 __version__ = "0.1.0"
 
@@ -63,11 +88,18 @@ __all__ = [  # noqa: RUF022  (grouped by use, not sorted)
     # on-device continual calibration (QCore)
     "QCoreConfig",
     "qcore_continual",
+    # patch-based inference on the MCU (QuantMCU)
+    "QuantMCUConfig",
+    "quantmcu_pipeline",
     # subpackages
     "adapters",
     "calibration",
+    "conversion",
+    "core",
     "coreset",
     "datasets",
     "distillation",
+    "patching",
+    "recipes",
     "runtime",
 ]

@@ -104,3 +104,19 @@ def compile_classifier(model, learning_rate: float = 1e-3):
         metrics=["accuracy"],
     )
     return model
+
+
+def mobilenet_v2(input_shape=(96, 96, 1), alpha: float = 0.35, classes: int = 10):
+    """Keras' MobileNetV2 (random init, logits out), BatchNormalization momentum 0.9."""
+
+    m = keras.applications.MobileNetV2(
+        alpha=alpha,
+        input_shape=tuple(input_shape),
+        weights=None,
+        classes=classes,
+        classifier_activation=None,
+    )
+    for layer in m.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.9
+    return m

@@ -3,8 +3,8 @@ deployed patch by patch, and measured.
 
 ::
 
-    result = quantmcu_pipeline(QuantMCUConfig(), verbose=1)
-    result.plan.summary(); result.rows()
+    run = quantmcu_pipeline(QuantMCUConfig(), verbose=1)
+    run.plan.summary(); run.summary()
 
 The recipe (what ``benchmarks/patching.py`` and the demo run):
 
@@ -13,7 +13,7 @@ The recipe (what ``benchmarks/patching.py`` and the demo run):
    and scaled to [-1, 1], one channel. The calibration set is ``calib_samples`` training
    images the model never trained on.
 2. **Model.** ``keras.applications.MobileNetV2(alpha=alpha, weights=None)`` on that input,
-   logits out (:func:`mobilenet_v2`; BatchNormalization momentum 0.9 instead of 0.999 so its
+   logits out (:func:`tfmot_edgeplus.models.mobilenet_v2`; BatchNormalization momentum 0.9 instead of 0.999 so its
    statistics follow a short training). ``epochs`` of Adam, then TF-MOT's default 8-bit
    QAT for ``qat_epochs`` and full-integer conversion
    (:func:`tfmot_edgeplus.conversion.converter.convert`): the ``layer_int8`` model.
@@ -29,20 +29,22 @@ The recipe (what ``benchmarks/patching.py`` and the demo run):
 from __future__ import annotations
 
 import dataclasses
+import numbers
+import time
 
 import numpy as np
 
 from tfmot_edgeplus import datasets, patching
 from tfmot_edgeplus._compat import keras
 from tfmot_edgeplus.conversion.converter import convert
+from tfmot_edgeplus.models import mobilenet_v2
 from tfmot_edgeplus.patching.patch_runner import PatchStageRunner
 from tfmot_edgeplus.runtime.tflm import TFLMRunner
 
 __all__ = [
     "SEARCH",
     "QuantMCUConfig",
-    "QuantMCUResult",
-    "mobilenet_v2",
+    "QuantMCURun",
     "quantmcu_pipeline",
     "top1_predictions",
     "tune_plan",
@@ -65,6 +67,9 @@ SEARCH = (
 
 @dataclasses.dataclass(frozen=True)
 class QuantMCUConfig:
+    """Settings of :func:`quantmcu_pipeline`, validated at construction (the module docstring
+    says what each step does with them)."""
+
     input_size: int = 96
     alpha: float = 0.35
     train_samples: int = 10000
@@ -79,6 +84,19 @@ class QuantMCUConfig:
     outlier_sample_fraction: float = 0.1
     seed: int = 0
 
+    def __post_init__(self):
+        for name in ("input_size", "train_samples", "test_samples", "calib_samples", "epochs",
+                     "batch_size", "sram_budget"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        if isinstance(self.qat_epochs, bool) or not isinstance(self.qat_epochs, numbers.Integral) \
+                or self.qat_epochs < 0:
+            raise ValueError(f"qat_epochs must be an int >= 0, got {self.qat_epochs!r}")
+        if not 0 < self.alpha:
+            raise ValueError(f"alpha must be > 0 (MobileNetV2's width), got {self.alpha!r}")
+        # phi, lam and outlier_sample_fraction are checked by patching.plan with its messages
+
 
 def upsample(x, size: int, batch: int = 500) -> np.ndarray:
     """(N, 28, 28, 1) images in [0, 1] -> (N, size, size, 1) float32 in [-1, 1] (bilinear)."""
@@ -91,24 +109,11 @@ def upsample(x, size: int, batch: int = 500) -> np.ndarray:
     return (np.concatenate(out) * 2.0 - 1.0).astype(np.float32)
 
 
-def mobilenet_v2(input_shape=(96, 96, 1), alpha: float = 0.35, classes: int = 10):
-    """Keras' MobileNetV2 (random init, logits out), BatchNormalization momentum 0.9."""
-
-    m = keras.applications.MobileNetV2(
-        alpha=alpha,
-        input_shape=tuple(input_shape),
-        weights=None,
-        classes=classes,
-        classifier_activation=None,
-    )
-    for layer in m.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = 0.9
-    return m
-
-
 @dataclasses.dataclass
-class QuantMCUResult:
+class QuantMCURun:
+    """What :func:`quantmcu_pipeline` returns: the int8 model, its 8-bit and VDPC/VDQS plans,
+    the data they were made on, and the float and QAT accuracies."""
+
     config: QuantMCUConfig
     tflite: bytes
     plan8: object
@@ -118,6 +123,20 @@ class QuantMCUResult:
     y_test: np.ndarray
     float_acc: float
     qat_acc: float
+    seconds: dict = dataclasses.field(default_factory=dict)
+
+    def summary(self) -> dict:
+        return {
+            "config": dataclasses.asdict(self.config),
+            "float_acc": self.float_acc,
+            "qat_acc": self.qat_acc,
+            "tflite_bytes": len(self.tflite),
+            "plan8": {"split": self.plan8.split, "grid": self.plan8.grid,
+                      "peak_bytes": self.plan8.peak_planned},
+            "plan": {"bits": dict(self.plan.bits), "bitops_ratio": self.plan.bitops_ratio,
+                     "outlier_patches": len(self.plan.outlier_patches)},
+            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+        }
 
 
 def _say(verbose, text):
@@ -125,12 +144,15 @@ def _say(verbose, text):
         print(text, flush=True)
 
 
-def quantmcu_pipeline(config: QuantMCUConfig = QuantMCUConfig(), verbose: int = 1):
-    """Steps 1-3 of the module docstring; returns a :class:`QuantMCUResult`."""
+def quantmcu_pipeline(config: QuantMCUConfig | None = None, verbose: int = 1) -> QuantMCURun:
+    """Steps 1-3 of the module docstring; returns a :class:`QuantMCURun`."""
     import tensorflow_model_optimization as tfmot
 
 
-    c = config
+    c = QuantMCUConfig() if config is None else config
+    if not isinstance(c, QuantMCUConfig):
+        raise TypeError(f"config must be a QuantMCUConfig or None, got {type(c).__name__}")
+    seconds, t0 = {}, time.perf_counter()
     data = datasets.fashion_mnist(
         limit_train=c.train_samples + c.calib_samples, limit_test=c.test_samples, seed=c.seed
     )
@@ -151,6 +173,8 @@ def quantmcu_pipeline(config: QuantMCUConfig = QuantMCUConfig(), verbose: int = 
     qat.fit(x_train, y_train, epochs=c.qat_epochs, batch_size=c.batch_size, verbose=verbose)
     qat_acc = float(qat.evaluate(x_test, data.y_test, verbose=0)[1])
     tflite = convert(qat, x_calib)
+    seconds["train_qat_convert"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     _say(verbose, f"[quantmcu] float {float_acc:.4f}, QAT {qat_acc:.4f}; planning")
     plan8 = patching.plan(tflite, None, sram_budget=c.sram_budget)
     plan = patching.plan(
@@ -163,7 +187,8 @@ def quantmcu_pipeline(config: QuantMCUConfig = QuantMCUConfig(), verbose: int = 
         split=plan8.split,
         grid=plan8.grid,
     )
-    return QuantMCUResult(
+    seconds["plan"] = time.perf_counter() - t0
+    return QuantMCURun(
         config=c,
         tflite=tflite,
         plan8=plan8,
@@ -173,6 +198,7 @@ def quantmcu_pipeline(config: QuantMCUConfig = QuantMCUConfig(), verbose: int = 
         y_test=np.asarray(data.y_test),
         float_acc=float_acc,
         qat_acc=qat_acc,
+        seconds=seconds,
     )
 
 
