@@ -31,6 +31,7 @@ import warnings
 
 import numpy as np
 
+from tfmot_edgeplus import _tfmot
 from tfmot_edgeplus._compat import keras, tf
 from tfmot_edgeplus.adapters.insert import adapter_record
 from tfmot_edgeplus.distillation import CLCTrainer
@@ -121,14 +122,11 @@ def _prepare_data(data, model, batch_size, seed, eval_samples):
 
 def _trained_variables(model, record, train_scales):
     adapter_layers = [model.get_layer(name) for name in record.adapter_layers]
-    # A built wrapper's ``layer.kernel`` is the fake-quantized tensor; its variable is the
-    # first entry of ``_weight_vars``.
-    variables = [layer._weight_vars[0][0] if hasattr(layer, "_weight_vars") else layer.kernel
-                 for layer in adapter_layers]
+    variables = [_tfmot.kernel_variable(layer) for layer in adapter_layers]
     if train_scales:
         scales = []
         for layer in model.layers:
-            for _, quantizer, quantizer_vars in getattr(layer, "_weight_vars", []):
+            for _, quantizer, quantizer_vars in _tfmot.weight_vars(layer):
                 if isinstance(quantizer, LearnedScaleWeightQuantizer) and layer.name not in record.adapter_layers:
                     scales.append(quantizer_vars["scale"])
         if not scales:

@@ -51,12 +51,12 @@ Design choices (the paper is silent on them; they are ours):
 
 from __future__ import annotations
 
-import importlib
 import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from tfmot_edgeplus import _tfmot
 from tfmot_edgeplus._compat import check_keras2_model, keras, tf, tfmot
 from tfmot_edgeplus.adapters import svd as svd_lib
 from tfmot_edgeplus.quantization.configs import (
@@ -72,12 +72,6 @@ from tfmot_edgeplus.quantization.quantizers import (
 
 _QuantizeWrapper = tfmot.quantization.keras.QuantizeWrapperV2
 _AnyQuantizeWrapper = tfmot.quantization.keras.QuantizeWrapper
-_QuantizeLayer = importlib.import_module(
-    "tensorflow_model_optimization.python.core.quantization.keras.quantize_layer"
-).QuantizeLayer
-_NoOpActivation = importlib.import_module(
-    "tensorflow_model_optimization.python.core.quantization.keras.quantize_aware_activation"
-).NoOpActivation
 
 #: Layer types the adapter supports, with the channel axis our scheme quantizes them on
 #: (same table as ``quantization/registry.py``).
@@ -209,7 +203,7 @@ def _consumers(nodes):
 def _activation_name(inner) -> str:
     act = inner.activation
     act = getattr(act, "activation", act)  # TF-MOT's QuantizeAwareActivation keeps the original
-    if isinstance(act, _NoOpActivation):
+    if isinstance(act, _tfmot.NoOpActivation):
         return "noop"
     return keras.activations.serialize(act) if not isinstance(act, str) else act
 
@@ -232,7 +226,7 @@ def _fusable_consumer(consumers) -> bool:
 
 def _quantized_kernel(wrapper) -> tuple[np.ndarray, np.ndarray]:
     """(latent kernel, Q(kernel)) of a wrapper, with its weight ranges set from the kernel."""
-    weight, quantizer, quantizer_vars = wrapper._weight_vars[0]
+    weight, quantizer, quantizer_vars = _tfmot.weight_vars(wrapper)[0]
     if isinstance(quantizer, LearnedScaleWeightQuantizer):
         if float(quantizer_vars["initialized"].numpy()) < 0.5:
             quantizer.initialize(weight, quantizer_vars)
@@ -278,9 +272,7 @@ def _make_branch_layers(name, inner, rank, out, adapter_bits, activation_bits):
 
 
 def _set_kernel(layer, value):
-    # Inside a built wrapper, ``inner.kernel`` is the fake-quantized tensor; the variable is
-    # the first entry of ``_weight_vars``.
-    kernel = layer._weight_vars[0][0] if isinstance(layer, _AnyQuantizeWrapper) else layer.kernel
+    kernel = _tfmot.kernel_variable(layer)
     kernel.assign(np.reshape(value, kernel.shape))
     if isinstance(layer, _AnyQuantizeWrapper):
         _quantized_kernel(layer)  # ranges from the new kernel
@@ -440,7 +432,7 @@ def _adapted_model(qat_model, fp_model, budget, rank, layers, adapter_bits, gate
 
     def quantize_main(name, tensor):
         quantizer = ActivationRangeQuantizer(_activation_bits(supported[name]))
-        return _QuantizeLayer(quantizer, name=f"{name}_cora_main_quant")(tensor)
+        return _tfmot.QuantizeLayer(quantizer, name=f"{name}_cora_main_quant")(tensor)
 
     for node in nodes:
         if node.is_input:
@@ -458,12 +450,14 @@ def _adapted_model(qat_model, fp_model, budget, rank, layers, adapter_bits, gate
             new_wrapper = _QuantizeWrapper(new_inner, type(old_config).from_config(old_config.get_config()))
             main = new_wrapper(x)
             # A wrapped layer's ``kernel`` attribute is the quantized tensor (its ``weights``
-            # lose the kernel): copy the kernel variable from ``_weight_vars``, the bias apart.
-            new_wrapper._weight_vars[0][0].assign(layer._weight_vars[0][0])
+            # lose the kernel): copy the kernel variable and its quantizer's, the bias apart.
+            old_kernel, _, old_vars = _tfmot.weight_vars(layer)[0]
+            new_kernel, _, new_vars = _tfmot.weight_vars(new_wrapper)[0]
+            new_kernel.assign(old_kernel)
             if getattr(layer.layer, "use_bias", False):
                 new_inner.bias.assign(layer.layer.bias)
-            for key, variable in layer._weight_vars[0][2].items():
-                new_wrapper._weight_vars[0][2][key].assign(variable)
+            for key, variable in old_vars.items():
+                new_vars[key].assign(variable)
             summed = add(inner_name, main, branch(inner_name, x), fused=True)
             act_config = EdgePlusOutputQuantizeConfig((), True, _activation_bits(layer))
             act = keras.layers.Activation(_activation_name(layer.layer), name=f"{inner_name}_cora_act")

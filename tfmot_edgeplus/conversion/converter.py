@@ -18,6 +18,7 @@ import contextlib
 
 import numpy as np
 
+from tfmot_edgeplus import _tfmot
 from tfmot_edgeplus._compat import check_keras2_model, tf, tfmot
 from tfmot_edgeplus.conversion import lowbit
 from tfmot_edgeplus.quantization.quantizers import q_max
@@ -65,8 +66,7 @@ def layer_weight_bits(qat_model) -> dict[str, int]:
     for layer in qat_model.layers:
         if not isinstance(layer, _QuantizeWrapper):
             continue
-        # (weight, quantizer, quantizer variables) for each weight the wrapper quantizes.
-        for _, quantizer, _ in getattr(layer, "_weight_vars", []):
+        for _, quantizer, _ in _tfmot.weight_vars(layer):
             num_bits = getattr(quantizer, "num_bits", None)
             if num_bits is not None:
                 bits[layer.layer.name] = int(num_bits)
@@ -104,9 +104,7 @@ def _activation_quantizers(qat_model) -> list:
     """Every quantizer of an activation, output or model input (not of a weight)."""
     found = []
     for layer in qat_model.layers:
-        found.append(getattr(layer, "quantizer", None))  # TF-MOT's QuantizeLayer (input)
-        found.extend(qa.quantizer for qa in getattr(layer, "_quantize_activations", []))
-        found.extend(getattr(layer, "_output_quantizers", None) or [])
+        found.extend(_tfmot.activation_quantizers(layer))
     unique = {id(q): q for q in found if q is not None and hasattr(q, "num_bits")}
     return list(unique.values())
 

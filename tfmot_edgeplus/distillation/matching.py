@@ -15,16 +15,12 @@ name the ReLU (e.g. ``layers=["relu1", ...]``).
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 
+from tfmot_edgeplus import _tfmot
 from tfmot_edgeplus._compat import keras, tfmot
 
 _QuantizeWrapper = tfmot.quantization.keras.QuantizeWrapper
-# Not in TF-MOT's public API; imported by name once _compat has selected Keras 2.
-_QuantizeLayer = importlib.import_module(
-    "tensorflow_model_optimization.python.core.quantization.keras.quantize_layer"
-).QuantizeLayer
 
 #: Layer types that ``layers="all"`` corrects (all but the model's last such layer).
 CORRECTED_TYPES = (
@@ -69,7 +65,7 @@ def _candidates(student):
     """Student layers that can be corrected, by original name, in graph order."""
     out = {}
     for layer in student.layers:
-        if isinstance(layer, (keras.layers.InputLayer, _QuantizeLayer)):
+        if isinstance(layer, (keras.layers.InputLayer, _tfmot.QuantizeLayer)):
             continue
         out[original_name(layer)] = layer
     return out

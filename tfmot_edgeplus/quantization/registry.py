@@ -4,13 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# TF-MOT's experimental n-bit registry says which layers without weights are supported
-# (ReLU, pooling, Add, Concatenate, Reshape, ...) and which of their tensors to quantize;
-# we quantize those tensors with our own activation quantizer.
-from tensorflow_model_optimization.python.core.quantization.keras.experimental.default_n_bit import (
-    default_n_bit_quantize_registry as _n_bit_registry,
-)
-
+from tfmot_edgeplus import _tfmot
 from tfmot_edgeplus._compat import keras, tfmot
 from tfmot_edgeplus.quantization.configs import (
     EdgePlusOutputQuantizeConfig,
@@ -104,8 +98,11 @@ class EdgePlusQuantizeRegistry(_QuantizeRegistry):
         )
 
     def _weightless_registry(self, activation_bits):
+        # TF-MOT's n-bit registry says which layers without weights are supported (ReLU,
+        # pooling, Add, Concatenate, Reshape, ...) and which of their tensors to quantize;
+        # we quantize those tensors with our own activation quantizer.
         if activation_bits not in self._weightless:
-            self._weightless[activation_bits] = _n_bit_registry.DefaultNBitQuantizeRegistry(
+            self._weightless[activation_bits] = _tfmot.NBitQuantizeRegistry(
                 num_bits_weight=8, num_bits_activation=activation_bits
             )
         return self._weightless[activation_bits]
@@ -127,12 +124,10 @@ class EdgePlusQuantizeRegistry(_QuantizeRegistry):
                 channel_axis=info.channel_axis,
             )
         registry = self._weightless_registry(activation_bits)
-        if registry.supports(layer) and type(layer) in registry._layer_quantize_map:
-            info = registry._layer_quantize_map[type(layer)]
-            if isinstance(info, _n_bit_registry._QuantizeInfo):
-                return EdgePlusOutputQuantizeConfig(
-                    info.activation_attrs, info.quantize_output, activation_bits
-                )
+        info = _tfmot.weightless_quantize_info(registry, layer) if registry.supports(layer) else None
+        if info is not None:
+            activation_attrs, quantize_output = info
+            return EdgePlusOutputQuantizeConfig(activation_attrs, quantize_output, activation_bits)
         if not registry.supports(layer):
             raise ValueError(
                 f"Layer {layer.name!r} ({type(layer).__name__}) is not supported by the edgeplus "

@@ -6,19 +6,7 @@ accepts it like TF-MOT's own schemes; :func:`quantize_model` is the one-call con
 
 from __future__ import annotations
 
-from tensorflow_model_optimization.python.core.quantization.keras.experimental.default_n_bit import (
-    default_n_bit_quantize_configs as _n_bit_configs,
-)
-from tensorflow_model_optimization.python.core.quantization.keras.experimental.default_n_bit import (
-    default_n_bit_quantize_layout_transform as _n_bit_layout,
-)
-from tensorflow_model_optimization.python.core.quantization.keras.experimental.default_n_bit import (
-    default_n_bit_quantize_registry as _n_bit_registry,
-)
-from tensorflow_model_optimization.python.core.quantization.keras.graph_transformations import (
-    model_transformer as _model_transformer,
-)
-
+from tfmot_edgeplus import _tfmot
 from tfmot_edgeplus._compat import check_keras2_model, keras, tfmot
 from tfmot_edgeplus.quantization import configs, quantizers, transforms
 from tfmot_edgeplus.quantization.quantizers import ACTIVATION_BITS, WEIGHT_BITS, check_bits
@@ -36,7 +24,7 @@ from tfmot_edgeplus.quantization.transforms import (
 _QuantizeScheme = tfmot.quantization.keras.QuantizeScheme
 
 
-class EdgePlusLayoutTransform(_n_bit_layout.DefaultNBitQuantizeLayoutTransform):
+class EdgePlusLayoutTransform(_tfmot.NBitLayoutTransform):
     """TF-MOT's n-bit graph transforms (Conv/Dense + BatchNorm folding, as TF-MOT does it;
     Conv1D + BatchNorm first rewritten as a Conv2D + BatchNorm by
     :mod:`~tfmot_edgeplus.quantization.transforms`), with the output quantizer they put on
@@ -49,13 +37,13 @@ class EdgePlusLayoutTransform(_n_bit_layout.DefaultNBitQuantizeLayoutTransform):
         self._per_layer = per_layer
 
     def apply(self, model, layer_quantize_map):
-        model, layer_quantize_map = _model_transformer.ModelTransformer(
+        model, layer_quantize_map = _tfmot.ModelTransformer(
             model, conv1d_batchnorm_transforms(), set(layer_quantize_map), layer_quantize_map
         ).transform()
         model, layer_quantize_map = super().apply(model, layer_quantize_map)
         for name, metadata in layer_quantize_map.items():
             config = metadata.get("quantize_config")
-            if isinstance(config, _n_bit_configs.DefaultNBitOutputQuantizeConfig):
+            if isinstance(config, _tfmot.NBitOutputQuantizeConfig):
                 bits = self._override_bits(model, name) or self._activation_bits
                 metadata["quantize_config"] = configs.EdgePlusOutputQuantizeConfig(
                     (), quantize_output=True, activation_bits=bits
@@ -222,7 +210,7 @@ def initialize_learned_scales(qat_model) -> int:
         quantizer = getattr(config, "weight_quantizer", None)
         if not isinstance(quantizer, quantizers.LearnedScaleWeightQuantizer):
             continue
-        for weight, quantizer_, quantizer_vars in layer._weight_vars:
+        for weight, quantizer_, quantizer_vars in _tfmot.weight_vars(layer):
             if quantizer_ is quantizer and float(quantizer_vars["initialized"].numpy()) < 0.5:
                 quantizer.initialize(weight, quantizer_vars)
                 count += 1
@@ -236,7 +224,7 @@ def quantize_scope(*args):
     objects.update(quantizers.custom_objects())
     objects.update(configs.custom_objects())
     objects.update(transforms.custom_objects())
-    objects.update(_n_bit_registry._types_dict())
+    objects.update(_tfmot.n_bit_custom_objects())
     objects["EdgePlusQuantizeScheme"] = EdgePlusQuantizeScheme
     for extra in args:
         objects.update(extra)

@@ -20,16 +20,8 @@ from __future__ import annotations
 import collections
 
 import numpy as np
-from tensorflow_model_optimization.python.core.quantization.keras import (
-    utils as _quantize_utils,
-)
-from tensorflow_model_optimization.python.core.quantization.keras.experimental.default_n_bit import (
-    default_n_bit_quantize_configs as _n_bit_configs,
-)
-from tensorflow_model_optimization.python.core.quantization.keras.graph_transformations import (
-    transforms as _transforms,
-)
 
+from tfmot_edgeplus import _tfmot
 from tfmot_edgeplus._compat import keras, tf
 
 _BATCHNORM = "BatchNormalization|SyncBatchNormalization"
@@ -71,7 +63,7 @@ def conv1d_unfoldable(config: dict, bn_config: dict) -> str | None:
 
 
 def _serialize(layer) -> dict:
-    config = _quantize_utils.serialize_layer(layer, use_legacy_format=True)
+    config = _tfmot.serialize_layer(layer, use_legacy_format=True)
     config["name"] = layer.name
     return config
 
@@ -80,15 +72,15 @@ def _tuple(value) -> tuple:
     return (value,) if isinstance(value, int) else tuple(value)
 
 
-def _reshape_node(name: str, inverse: bool, inputs: list) -> _transforms.LayerNode:
-    return _transforms.LayerNode(
+def _reshape_node(name: str, inverse: bool, inputs: list) -> _tfmot.LayerNode:
+    return _tfmot.LayerNode(
         _serialize(StepsAsRows(inverse, name=name)),
         input_layers=inputs,
-        metadata={"quantize_config": _n_bit_configs.NoOpQuantizeConfig()},
+        metadata={"quantize_config": _tfmot.NoOpQuantizeConfig()},
     )
 
 
-class Conv1DBatchNormToConv2D(_transforms.Transform):
+class Conv1DBatchNormToConv2D(_tfmot.Transform):
     """``Conv1D -> BatchNorm [-> tail]`` to ``StepsAsRows -> Conv2D -> BatchNorm [-> tail] ->
     StepsAsRows(inverse)``; ``tail`` is ``"ReLU"`` or ``"Activation"`` (relu) or None."""
 
@@ -96,13 +88,13 @@ class Conv1DBatchNormToConv2D(_transforms.Transform):
         self._tail = tail
 
     def pattern(self):
-        bn = _transforms.LayerPattern(
-            _BATCHNORM, inputs=[_transforms.LayerPattern("Conv1D", config={"activation": "linear"})]
+        bn = _tfmot.LayerPattern(
+            _BATCHNORM, inputs=[_tfmot.LayerPattern("Conv1D", config={"activation": "linear"})]
         )
         if self._tail is None:
             return bn
         config = {"activation": "relu"} if self._tail == "Activation" else {}
-        return _transforms.LayerPattern(self._tail, config=config, inputs=[bn])
+        return _tfmot.LayerPattern(self._tail, config=config, inputs=[bn])
 
     def replacement(self, match_layer):
         tail = match_layer if self._tail else None
@@ -132,15 +124,15 @@ class Conv1DBatchNormToConv2D(_transforms.Transform):
         if bias:
             weights["bias:0"] = bias[0]
         node = _reshape_node(f"{name}_as_2d", False, [])
-        node = _transforms.LayerNode(
+        node = _tfmot.LayerNode(
             _serialize(conv2d), weights=weights, input_layers=[node],
             metadata={"quantize_config": None},
         )
         bn_layer = dict(bn.layer, config=dict(bn.layer["config"], axis=-1))  # now of a 4-D tensor
-        node = _transforms.LayerNode(bn_layer, bn.weights, [node], bn.metadata,
+        node = _tfmot.LayerNode(bn_layer, bn.weights, [node], bn.metadata,
                                      bn.names_and_weights)
         if tail is not None:
-            node = _transforms.LayerNode(tail.layer, tail.weights, [node], tail.metadata)
+            node = _tfmot.LayerNode(tail.layer, tail.weights, [node], tail.metadata)
         return _reshape_node(f"{match_layer.layer['config']['name']}_as_1d", True, [node])
 
 
