@@ -8,10 +8,15 @@ imports TensorFlow, ``tf_keras`` and TF-MOT. Every other module gets ``tf``, ``k
 If TensorFlow was already imported with Keras 3 (the variable was unset at the time), the
 legacy switch can no longer take effect; we raise :class:`KerasVersionError` saying so
 instead of failing later inside TF-MOT with an obscure message.
+
+TF-MOT's internals (what it does not export) are named in :mod:`tfmot_edgeplus._tfmot`.
+Optional dependencies (the extras of setup.cfg) are imported where they are needed through
+:func:`optional_import` / :func:`agg_pyplot`, which name the extra to install.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
@@ -50,7 +55,34 @@ import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 import tf_keras as keras
 
-__all__ = ["KerasVersionError", "check_keras2_model", "keras", "tf", "tfmot"]
+__all__ = [
+    "KerasVersionError",
+    "agg_pyplot",
+    "check_keras2_model",
+    "keras",
+    "optional_import",
+    "tf",
+    "tfmot",
+]
+
+
+def optional_import(module: str, extra: str):
+    """Import ``module``, an optional dependency installed by the extra ``extra`` of
+    setup.cfg, or raise an ImportError that names the extra to install."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(
+            f"{module} cannot be imported ({exc}); it is an optional dependency of "
+            f"tfmot_edgeplus, installed by `pip install 'tfmot_edgeplus[{extra}]'`."
+        ) from exc
+
+
+def agg_pyplot():
+    """``matplotlib.pyplot`` on the Agg backend (figures to files, no display needed), from
+    the ``plots`` extra."""
+    optional_import("matplotlib", "plots").use("Agg")
+    return importlib.import_module("matplotlib.pyplot")
 
 
 def check_keras2_model(model, what: str = "model") -> None:

@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from tfmot_edgeplus import datasets
-from tfmot_edgeplus._compat import keras, tf
+from tfmot_edgeplus._compat import agg_pyplot, keras, tf
 from tfmot_edgeplus.conversion import conversion_report, convert
 from tfmot_edgeplus.export.arduino import ExportError, export_sketch
 from tfmot_edgeplus.models import compile_classifier, reference_model
@@ -373,11 +373,7 @@ def _write(out_dir: str, model_bytes: bytes, result: DemoResult, config: DemoCon
 
 
 def _plot(path: str, result: DemoResult, config: DemoConfig) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = agg_pyplot()
     fig, (acc_ax, bytes_ax) = plt.subplots(1, 2, figsize=(10, 3.8))
     stage = "CoRa" if config.method == "cora" else "QAT"
     labels = ["float", f"{stage} W{config.weight_bits}", "TFLM"]

@@ -43,7 +43,8 @@ def digits(test_fraction: float = 0.25, seed: int = 0) -> ImageClassificationDat
         from sklearn.datasets import load_digits
     except ImportError as exc:
         raise DatasetNotFoundError(
-            "digits needs scikit-learn, which is not installed: `pip install scikit-learn` "
+            "digits needs scikit-learn, which is not installed: "
+            "`pip install 'tfmot_edgeplus[datasets]'` (or `pip install scikit-learn`) "
             f"(import failed: {exc})."
         ) from exc
     bunch = load_digits()

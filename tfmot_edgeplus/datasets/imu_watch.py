@@ -47,7 +47,8 @@ __all__ = [
 ]
 
 SAMPLE_RATE_HZ = 50.0
-_INSTALL = "Install it with `pip install seglearn` (the data file ships inside the package)."
+_INSTALL = ("Install it with `pip install 'tfmot_edgeplus[datasets]'` (or `pip install seglearn`; "
+            "the data file ships inside the package).")
 _REINSTALL = "Reinstall it with `pip install --force-reinstall --no-deps seglearn`."
 _KEYS = ("X", "y", "subject", "side", "X_labels", "y_labels")
 

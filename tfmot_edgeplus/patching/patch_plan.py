@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
+from tfmot_edgeplus._compat import optional_import
 from tfmot_edgeplus.patching.graph import read_graph
 from tfmot_edgeplus.patching.planner import PatchPlanner, _check_int
 from tfmot_edgeplus.patching.tflite_graph import TFLiteStageRunner, read_tflite_graph
@@ -260,6 +261,7 @@ class PatchPlan:
     def plot(self, path) -> None:
         """Write a figure: memory per step both ways, bits per stage map, the patch grid
         over the split tensor with the outlier patches hatched (matplotlib, Agg)."""
+        optional_import("matplotlib", "plots")
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
         from matplotlib.patches import Rectangle

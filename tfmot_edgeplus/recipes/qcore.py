@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from tfmot_edgeplus import models
-from tfmot_edgeplus._compat import keras, tf
+from tfmot_edgeplus._compat import agg_pyplot, keras, tf
 from tfmot_edgeplus.calibration import (
     METHODS,
     BitFlipCalibrator,
@@ -379,11 +379,7 @@ def write_run(run: QCoreRun, out_dir: str) -> list[str]:
 
 
 def _plot(run: QCoreRun, path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = agg_pyplot()
     fig, (curve_ax, bar_ax) = plt.subplots(1, 2, figsize=(11, 3.8))
     plot_curves(curve_ax, {m: r.seen_accuracy() for m, r in run.results.items()})
     curve_ax.set_xticks(
