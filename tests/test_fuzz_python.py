@@ -145,9 +145,10 @@ def read_as_tflm_runner(data: bytes):
     model, or None if refused. (Not the interpreter itself: the pinned wheel aborts on
     crafted models no check of ours foresees, e.g. an ADD whose scales make TFLM's
     QuantizeMultiplierSmallerThanOneExp assert.)"""
+    from tfmot_edgeplus.core.tflite import check_model
     from tfmot_edgeplus.runtime import tflm
 
-    model = _expect(lambda: tflm._check_model(tflm._as_model_bytes(data)), (ValueError,), data)
+    model = _expect(lambda: check_model(tflm._as_model_bytes(data)), (ValueError,), data)
     if model is not None:  # TFLMRunner's next reader of the decoded model
         assert tflm._runtime().count_resource_variables(model) >= 0
     return model

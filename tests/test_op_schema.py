@@ -138,7 +138,7 @@ def test_schema_definitions_are_checked():
 
 
 def _spec(**changes):
-    from tfmot_edgeplus.conversion.custom_ops import ConvMPSpec
+    from builders.tflite_models import ConvMPSpec
 
     rng = np.random.default_rng(0)
     kwargs = {
@@ -160,9 +160,8 @@ def _spec(**changes):
 
 
 def test_model_builder_stores_packed_tensors_and_schema_options():
+    from builders.tflite_models import build_conv_mp_model
     from tflite_micro.tensorflow.lite.python import schema_py_generated as schema
-
-    from tfmot_edgeplus.conversion.custom_ops import build_conv_mp_model
 
     spec = _spec()
     model = schema.ModelT.InitFromPackedBuf(bytearray(build_conv_mp_model(spec)), 0)
@@ -187,7 +186,7 @@ def test_model_builder_stores_packed_tensors_and_schema_options():
 
 
 def test_activation_packing_round_trips_with_spare_bytes():
-    from tfmot_edgeplus.conversion.custom_ops import pack_activations, unpack_activations
+    from builders.tflite_models import pack_activations, unpack_activations
 
     x = np.random.default_rng(1).integers(-2, 2, size=(2, 3, 3, 5))
     t = pack_activations(x, 2)

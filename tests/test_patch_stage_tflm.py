@@ -1,6 +1,6 @@
 """EDGEPLUS_PATCH_STAGE in the real TFLM interpreter (tflm_ops/tflm/edgeplus_patch_stage_op.cc):
 the deployed model equals the int8 model (8-bit plan) and the split runner (mixed plan);
-one-op models (conversion.custom_ops.build_patch_stage_model) of random programs with INT8,
+one-op models (tests/builders/tflite_models.build_patch_stage_model) of random programs with INT8,
 INT4 and packed 2-bit filters and per-variant low-bit tensors equal the NumPy spec
 (patching.simulate.run_stage) bit for bit; malformed options, programs and tensors are refused
 with the op's message (the M4 build of the glue: test_tflm_glue.py)."""
@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from builders.tflite_models import build_patch_stage_model
 from stage_helpers import random_input, random_program
 
 from tfmot_edgeplus import patching
-from tfmot_edgeplus.conversion.custom_ops import (
-    _schema,
-    build_patch_stage_model,
-    patch_stage_options,
-)
 from tfmot_edgeplus.conversion.op_schema import PATCH_STAGE
 from tfmot_edgeplus.core.program import HEADER_WORDS, STEP_WORDS, TENSOR_WORDS
+from tfmot_edgeplus.core.tflite import schema_py_generated
 from tfmot_edgeplus.patching import lower, simulate
+from tfmot_edgeplus.patching.deploy import patch_stage_options
 from tfmot_edgeplus.patching.patch_runner import PatchStageRunner
 from tfmot_edgeplus.runtime import tflm_ops
 from tfmot_edgeplus.runtime.tflm import TFLMError, TFLMRunner
@@ -97,7 +95,7 @@ def test_eight_bit_programs_match_numpy(registerer):
 
 def test_builder_stores_filters_at_their_bits():
     program, filters = random_program(np.random.default_rng(1), w_bits=None, steps=5)
-    schema = _schema()
+    schema = schema_py_generated()
     model = schema.ModelT.InitFromPackedBuf(_model(program, filters), 0)
     (sg,) = model.subgraphs
     (op,) = sg.operators
@@ -128,7 +126,7 @@ def _edit(model_bytes, fn):
     """Decode a model, let ``fn(schema, model, subgraph, op)`` change it, encode it again."""
     import flatbuffers
 
-    schema = _schema()
+    schema = schema_py_generated()
     model = schema.ModelT.InitFromPackedBuf(model_bytes, 0)
     sg = model.subgraphs[0]
     fn(schema, model, sg, sg.operators[0])

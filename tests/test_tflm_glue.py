@@ -29,15 +29,15 @@ pytestmark = pytest.mark.skipif(
 
 runtime = pytest.importorskip("tflite_micro.python.tflite_micro.runtime")
 
-from flatbuffers import flexbuffers
-
-from tfmot_edgeplus.conversion import op_schema
-from tfmot_edgeplus.conversion.custom_ops import (
+from builders.tflite_models import (
     ConvMPSpec,
     build_conv_mp_model,
     pack_activations,
     unpack_activations,
 )
+from flatbuffers import flexbuffers
+
+from tfmot_edgeplus.conversion import op_schema
 from tfmot_edgeplus.core import conv_reference as ref
 from tfmot_edgeplus.core import intmath
 from tfmot_edgeplus.core.intmath import int_range, narrow_range

@@ -29,9 +29,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tfmot_edgeplus.conversion import lowbit
 from tfmot_edgeplus.core import conv_reference as _ref
-from tfmot_edgeplus.core import intmath
+from tfmot_edgeplus.core import intmath, tflite
 from tfmot_edgeplus.core.packing import pack_int4
 
 __all__ = ["HeadLayer", "IntHead", "split_head", "write_head"]
@@ -136,18 +135,18 @@ class IntHead:
 
 
 def _scales(tensor) -> np.ndarray:
-    q = tensor.quantization
-    if q is None or q.scales is None or len(q.scales) == 0:
+    q = tflite.quantization(tensor)
+    if q is None:
         raise ValueError(f"tensor {tensor.name!r} is not quantized; convert the model full-integer")
-    scales = np.atleast_1d(np.asarray(q.scales, np.float32))
+    scales = q.scales
     if not np.all(np.isfinite(scales) & (scales > 0)):
         raise ValueError(f"tensor {tensor.name!r} has a scale <= 0 or not finite: {scales[:4]}")
     return scales
 
 
 def _zero_point(tensor) -> int:
-    zp = tensor.quantization.zero_points
-    return int(np.atleast_1d(zp)[0]) if zp is not None and np.size(zp) else 0
+    zp = tflite.quantization(tensor).zero_points
+    return int(zp[0]) if zp.size else 0
 
 
 def _fc_options(op) -> tuple[int, bool]:
@@ -157,14 +156,14 @@ def _fc_options(op) -> tuple[int, bool]:
     return act, keep
 
 
-def _head_layer(op, type_names, name: str) -> HeadLayer:
+def _head_layer(op, name: str) -> HeadLayer:
     x, w = op.inputs[0], op.inputs[1]
     b = op.inputs[2] if len(op.inputs) > 2 else None
     y = op.outputs[0]
     for t, what in ((x, "input"), (y, "output")):
-        if type_names.get(t.dtype) != "INT8":
+        if tflite.type_name(t) != "INT8":
             raise ValueError(
-                f"head layer {name!r}: {what} is {type_names.get(t.dtype, t.dtype)}; QCore "
+                f"head layer {name!r}: {what} is {tflite.type_name(t)}; QCore "
                 "calibrates full-integer models (int8 activations)"
             )
     if w.buffer is None or len(w.buffer.data) == 0:
@@ -173,13 +172,13 @@ def _head_layer(op, type_names, name: str) -> HeadLayer:
             "weights?); on-device calibration needs INT8 or INT4 weights. Convert with "
             "convert(..., lowbit_storage=False) or calibrate a 4/8-bit head."
         )
-    wtype = type_names.get(w.dtype, str(w.dtype))
+    wtype = tflite.type_name(w)
     if wtype not in ("INT8", "INT4"):
         raise ValueError(
             f"head layer {name!r}: weights are {wtype}; only INT8 and INT4 are supported"
         )
-    site = lowbit._Site(0, 0, "FULLY_CONNECTED", op, w)
-    levels = lowbit._int8_values(site, type_names).reshape(int(w.shape[0]), -1)
+    levels = tflite.int_values(w.buffer.data, wtype, w.shape, f"head layer {name!r}")
+    levels = levels.reshape(int(w.shape[0]), -1)
     bits = 4 if wtype == "INT4" else 8
     act, _ = _fc_options(op)
     if act not in _RELU:
@@ -230,14 +229,13 @@ def _layer_name(op, index: int) -> str:
     return match.group(1) if match else f"fc{index}"
 
 
-def _head_ops(model, layers: int, schema):
+def _head_ops(model, layers: int):
     """The last ``layers`` FULLY_CONNECTED ops of ``model``'s single subgraph, checked."""
-    names = lowbit._enum_names(schema.BuiltinOperator)
     if len(model.subgraphs) != 1:
         raise ValueError(f"the model has {len(model.subgraphs)} subgraphs; QCore needs one")
     sg = model.subgraphs[0]
     ops = list(sg.operators)
-    kinds = [lowbit._builtin_name(model, op, names) for op in ops]
+    kinds = [tflite.editor_op_name(model, op) for op in ops]
     trailing = 0
     while trailing < len(ops) and kinds[len(ops) - 1 - trailing] == "FULLY_CONNECTED":
         trailing += 1
@@ -259,38 +257,31 @@ def _head_ops(model, layers: int, schema):
             raise ValueError("the trailing FULLY_CONNECTED ops do not form a chain")
     if sg.outputs != [head_ops[-1].outputs[0]]:
         raise ValueError("the model's single output must be the last FULLY_CONNECTED op's output")
-    return sg, ops, head_ops
+    return sg, head_ops
 
 
 def split_head(model_bytes: bytes, layers: int = 1) -> IntHead:
     """Split a converted full-integer model into its last ``layers`` FULLY_CONNECTED ops
     (the head QCore calibrates) and the backbone before them (see the module doc)."""
-    model_editor, _, _, _, _, schema = lowbit._wheel()
     if not isinstance(layers, int) or layers < 1:
         raise ValueError(
             f"layers must be an int >= 1 (how many trailing FC layers), got {layers!r}"
         )
-    model = lowbit._read(model_bytes)
-    type_names = lowbit._enum_names(schema.TensorType)
-    sg, ops, head_ops = _head_ops(model, layers, schema)
-    head = [_head_layer(op, type_names, _layer_name(op, i)) for i, op in enumerate(head_ops)]
-    sg.operators[:] = ops[: len(ops) - layers]
-    sg.outputs[:] = [head_ops[0].inputs[0]]
-    used = {id(t) for op in sg.operators for t in [*op.inputs, *op.outputs] if t is not None}
-    used |= {id(t) for t in [*sg.inputs, *sg.outputs]}
-    sg.tensors[:] = [t for t in sg.tensors if id(t) in used]
-    model_editor.prune_buffers(model)
-    return IntHead(head, lowbit._align(bytes(model.build())))
+    model = tflite.read(model_bytes)
+    sg, head_ops = _head_ops(model, layers)
+    head = [_head_layer(op, _layer_name(op, i)) for i, op in enumerate(head_ops)]
+    tflite.cut(sg, outputs=[head_ops[0].inputs[0]])
+    tflite.prune(model)
+    return IntHead(head, tflite.build(model))
 
 
 def write_head(model_bytes: bytes, head: IntHead, weights) -> bytes:
     """``model_bytes`` with the head's weights replaced by ``weights`` (one int8 array per
     head layer, shaped like it, in its narrow range); each keeps its storage type."""
-    model_editor, _, _, _, _, schema = lowbit._wheel()
     if len(weights) != len(head.layers):
         raise ValueError(f"{len(weights)} weight arrays for a head of {len(head.layers)} layers")
-    model = lowbit._read(model_bytes)
-    _, _, head_ops = _head_ops(model, len(head.layers), schema)
+    model = tflite.read(model_bytes)
+    _, head_ops = _head_ops(model, len(head.layers))
     for op, layer, w in zip(head_ops, head.layers, weights):
         w = np.asarray(w)
         qmax = 2 ** (layer.bits - 1) - 1
@@ -313,5 +304,5 @@ def write_head(model_bytes: bytes, head: IntHead, weights) -> bytes:
         ]
         if shared:
             raise ValueError(f"head layer {layer.name!r} shares its weights with another op")
-        t.buffer = model_editor.Buffer(data=np.asarray(data).tobytes())
-    return lowbit._align(bytes(model.build()))
+        t.buffer = tflite.new_buffer(np.asarray(data).tobytes())
+    return tflite.build(model)

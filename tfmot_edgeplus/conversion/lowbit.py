@@ -84,8 +84,8 @@ from typing import Any
 
 import numpy as np
 
+from tfmot_edgeplus.core import tflite
 from tfmot_edgeplus.core.packing import pack_int4
-from tfmot_edgeplus.core.tflite import align
 
 __all__ = [
     "FILTER_OPS",
@@ -115,61 +115,30 @@ class LowBitStorageError(ValueError):
     """A model or a request cannot be stored in low-bit LUT form; the message says why."""
 
 
-def _wheel():
-    """Import the pinned tflite-micro wheel's compression modules (lazily: they pull numpy
-    and bitarray only; TensorFlow is never imported by this module)."""
+def _compression():
+    """The pinned TFLM wheel's LUT compressor, DECODE inserter and compression spec (lazily:
+    they pull numpy and bitarray only; TensorFlow is never imported by this module)."""
     try:
-        from tflite_micro.tensorflow.lite.micro.compression import (
-            decode_insert,
-            lut,
-            model_editor,
-            spec,
-        )
-        from tflite_micro.tensorflow.lite.micro.tools import tflite_flatbuffer_align_wrapper
-        from tflite_micro.tensorflow.lite.python import schema_py_generated as schema
+        from tflite_micro.tensorflow.lite.micro.compression import decode_insert, lut, spec
     except ImportError as err:  # pragma: no cover - depends on the install
         raise ImportError(
             "tfmot_edgeplus.conversion.lowbit needs the pinned TFLM wheel "
             "(pip install --pre 'tflite-micro==0.dev20260820164721'); importing it failed: "
             f"{err}"
         ) from err
-    return model_editor, lut, decode_insert, spec, tflite_flatbuffer_align_wrapper, schema
-
-
-def _enum_names(enum_cls) -> dict[int, str]:
-    return {v: k for k, v in vars(enum_cls).items() if not k.startswith("_")}
+    return lut, decode_insert, spec
 
 
 # ----------------------------------------------------------------------------- reading
 
 
 def _read(model_bytes: bytes):
-    model_editor = _wheel()[0]
-    if not isinstance(model_bytes, (bytes, bytearray, memoryview)):
-        raise TypeError(
-            f"model_bytes must be the bytes of a .tflite flatbuffer, got "
-            f"{type(model_bytes).__name__}. Pass converter.convert() or open(path, 'rb').read()."
-        )
-    data = bytes(model_bytes)
-    if len(data) < 8 or data[4:8] != b"TFL3":
-        raise LowBitStorageError(
-            f"model_bytes ({len(data)} bytes, starting {data[:8]!r}) is not a TFLite flatbuffer "
-            "(no 'TFL3' identifier at byte 4). Pass the output of TFLiteConverter.convert()."
-        )
-    from tfmot_edgeplus.runtime.tflm import _check_model
-
-    try:  # decodable, every index in range: model_editor.read trusts the bytes
-        _check_model(data)
-    except ValueError as err:
-        raise LowBitStorageError(f"model_bytes: {err}") from None
-    return model_editor.read(data)
-
-
-def _builtin_name(model, op, names: dict[int, str]) -> str:
-    """Operator name; honours ``deprecated_builtin_code`` of old flatbuffers."""
-    code = model.operator_codes[op.opcode_index]._fb
-    builtin = max(int(code.builtinCode or 0), int(code.deprecatedBuiltinCode or 0))
-    return names.get(builtin, str(builtin))
+    """``model_bytes`` as a checked ``model_editor`` model; a bad model is a
+    :class:`LowBitStorageError`."""
+    try:
+        return tflite.read(model_bytes)
+    except tflite.TFLiteModelError as err:
+        raise LowBitStorageError(str(err)) from None
 
 
 class _Site:
@@ -196,7 +165,6 @@ class _Site:
 
 def _sites(model) -> list[_Site]:
     """Constant weight inputs of the filter ops, following TFLM_DECODE back to its inputs."""
-    names = _enum_names(_wheel()[5].BuiltinOperator)
     found = []
     for sg_index, sg in enumerate(model.subgraphs):
         producer = {}
@@ -204,7 +172,7 @@ def _sites(model) -> list[_Site]:
             for out in op.outputs:
                 producer[id(out)] = op
         for op_index, op in enumerate(sg.operators):
-            op_name = _builtin_name(model, op, names)
+            op_name = tflite.editor_op_name(model, op)
             if op_name not in FILTER_OPS or len(op.inputs) < 2 or op.inputs[1] is None:
                 continue
             weight = op.inputs[1]
@@ -235,10 +203,10 @@ def _type_bits(type_name: str) -> int:
     return int(digits) if digits else 8
 
 
-def _describe_site(site: _Site, type_names: dict[int, str]) -> dict[str, Any]:
+def _describe_site(site: _Site) -> dict[str, Any]:
     shape = tuple(int(d) for d in site.weight.shape)
     n = int(np.prod(shape)) if shape else 1
-    type_name = type_names.get(site.weight.dtype, str(site.weight.dtype))
+    type_name = tflite.type_name(site.weight)
     channels = _channels(site.weight)
     row = {
         "subgraph": site.sg_index,
@@ -276,10 +244,8 @@ def _describe_site(site: _Site, type_names: dict[int, str]) -> dict[str, Any]:
 
 
 def _channels(tensor) -> int:
-    q = tensor.quantization
-    if q is None:
-        return 1
-    return len(q.scales) if isinstance(q.scales, (list, tuple)) else 1
+    q = tflite.quantization(tensor)
+    return 1 if q is None else len(q.scales)
 
 
 def describe_weights(model_bytes: bytes) -> list[dict[str, Any]]:
@@ -295,8 +261,7 @@ def describe_weights(model_bytes: bytes) -> list[dict[str, Any]]:
     dense) and, for LUT, ``table_stride`` (values per channel table).
     """
     model = _read(model_bytes)
-    type_names = _enum_names(_wheel()[5].TensorType)
-    return [_describe_site(s, type_names) for s in _sites(model)]
+    return [_describe_site(s) for s in _sites(model)]
 
 
 def weight_bytes(model_bytes: bytes) -> int:
@@ -382,35 +347,20 @@ def _check_bits(key: str, bits: Any) -> int:
     return bits
 
 
-def _int8_values(site: _Site, type_names: dict[int, str]) -> np.ndarray:
+def _int8_values(site: _Site) -> np.ndarray:
     """The weight values as int8 in the tensor's shape (INT4 unpacked low nibble first)."""
     t = site.weight
-    shape = tuple(int(d) for d in t.shape)
-    n = int(np.prod(shape)) if shape else 1
-    type_name = type_names.get(t.dtype, str(t.dtype))
-    raw = np.frombuffer(t.buffer.data, dtype=np.int8)
-    if type_name == "INT8":
-        if raw.size != n:
-            raise LowBitStorageError(
-                f"tensor {site.name!r}: INT8 buffer has {raw.size} bytes for shape {shape} "
-                f"({n} weights); the flatbuffer is corrupt."
-            )
-        return raw.reshape(shape)
-    if type_name == "INT4":
-        if raw.size != (n + 1) // 2:
-            raise LowBitStorageError(
-                f"tensor {site.name!r}: INT4 buffer has {raw.size} bytes for shape {shape} "
-                f"({n} weights, expected {(n + 1) // 2}); the flatbuffer is corrupt."
-            )
-        out = np.empty(raw.size * 2, dtype=np.int8)
-        out[0::2] = (raw << 4).astype(np.int8) >> 4  # low nibble, sign-extended
-        out[1::2] = raw >> 4  # high nibble (arithmetic shift sign-extends)
-        return out[:n].reshape(shape)
-    raise LowBitStorageError(
-        f"tensor {site.name!r} of {site.op_name} is {type_name}; only INT8 and INT4 weights of "
-        "a full-integer model can be packed. Convert with a representative dataset and "
-        "target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]."
-    )
+    type_name = tflite.type_name(t)
+    if type_name not in ("INT8", "INT4"):
+        raise LowBitStorageError(
+            f"tensor {site.name!r} of {site.op_name} is {type_name}; only INT8 and INT4 weights "
+            "of a full-integer model can be packed. Convert with a representative dataset and "
+            "target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]."
+        )
+    try:
+        return tflite.int_values(t.buffer.data, type_name, t.shape, f"tensor {site.name!r}")
+    except tflite.TFLiteModelError as err:
+        raise LowBitStorageError(str(err)) from None
 
 
 def _axis(site: _Site, values: np.ndarray) -> int | None:
@@ -465,14 +415,9 @@ def _channel_top_levels(key: str, top_levels, channels: int) -> np.ndarray:
     return top
 
 
-def _apply_levels(model, sites, site: _Site, factors: np.ndarray, type_names) -> bool:
+def _apply_levels(model, sites, site: _Site, factors: np.ndarray) -> bool:
     """Rescale ``site``'s filter (scale / f) and the int32 bias of every operator reading it
     (bias * f, rounded) by the per-channel ``factors`` f; False if a bias cannot be rescaled."""
-    model_editor = _wheel()[0]
-
-    def type_of(tensor):
-        return type_names.get(tensor.dtype, str(tensor.dtype))
-
     t = site.weight
     q = t.quantization
     scales = np.asarray(q.scales if isinstance(q.scales, (list, tuple)) else [q.scales], np.float64)
@@ -481,9 +426,9 @@ def _apply_levels(model, sites, site: _Site, factors: np.ndarray, type_names) ->
         if other.weight is not t or len(other.op.inputs) < 3 or other.op.inputs[2] is None:
             continue
         b = other.op.inputs[2]
-        if b.buffer is None or type_of(b) not in ("INT32", "INT64"):
+        if b.buffer is None or tflite.type_name(b) not in ("INT32", "INT64"):
             return False
-        dtype = np.int32 if type_of(b) == "INT32" else np.int64
+        dtype = np.int32 if tflite.type_name(b) == "INT32" else np.int64
         data = np.frombuffer(b.buffer.data, dtype=dtype).astype(np.int64)
         f = factors if data.size == factors.size else np.full(data.size, factors.max())
         if data.size != factors.size and not np.all(factors == factors.max()):
@@ -505,7 +450,7 @@ def _apply_levels(model, sites, site: _Site, factors: np.ndarray, type_names) ->
             nb = b.copy()
             sg.tensors.append(nb)
             other.op.inputs = [nb if x is b else x for x in other.op.inputs]
-        nb.buffer = model_editor.Buffer(data=new.tobytes())
+        nb.buffer = tflite.new_buffer(new.tobytes())
         bq = b.quantization
         if bq is not None:
             bs = np.asarray(bq.scales if isinstance(bq.scales, (list, tuple)) else [bq.scales])
@@ -536,17 +481,16 @@ def restore_int4_levels(model_bytes: bytes, top_levels: Mapping[str, Any]) -> by
     ``7 / L`` and its biases times ``L / 7``. Channels with ``L = 7`` are unchanged.
     """
     model = _read(model_bytes)
-    type_names = _enum_names(_wheel()[5].TensorType)
     sites = _sites(model)
     changed = False
     for key, top in top_levels.items():
         site = _match(sites, key)
-        if site.pair is not None or type_names.get(site.weight.dtype) != "INT4":
+        if site.pair is not None or tflite.type_name(site.weight) != "INT4":
             raise LowBitStorageError(
                 f"{key!r} ({site.name!r}) is not an INT4 filter; restore levels right after "
                 "conversion, before packing."
             )
-        values = _int8_values(site, type_names)
+        values = _int8_values(site)
         axis = _axis(site, values)
         moved = values[None] if axis is None else np.moveaxis(values, axis, 0)
         top = _channel_top_levels(key, top, moved.shape[0])
@@ -554,13 +498,13 @@ def restore_int4_levels(model_bytes: bytes, top_levels: Mapping[str, Any]) -> by
             continue
         flat = moved.reshape(moved.shape[0], -1).astype(np.float64)
         levels = np.clip(np.round(flat * top[:, None] / 7.0), -top[:, None], top[:, None])
-        if not _apply_levels(model, sites, site, top / 7.0, type_names):
+        if not _apply_levels(model, sites, site, top / 7.0):
             continue  # a bias we cannot rescale: keep the converter's values
         restored = levels.astype(np.int8).reshape(moved.shape)
         restored = restored[0] if axis is None else np.moveaxis(restored, 0, axis)
-        site.weight.buffer = _wheel()[0].Buffer(data=pack_int4(restored.reshape(-1)).tobytes())
+        site.weight.buffer = tflite.new_buffer(pack_int4(restored.reshape(-1)).tobytes())
         changed = True
-    return align(bytes(model.build())) if changed else bytes(model_bytes)
+    return tflite.build(model) if changed else bytes(model_bytes)
 
 
 def pack_lowbit_weights(
@@ -604,8 +548,8 @@ def pack_lowbit_weights(
     model = _read(model_bytes)
     if not bits_by_tensor:
         return bytes(model_bytes)
-    model_editor, lut, decode_insert, spec, _, schema = _wheel()
-    type_names = _enum_names(schema.TensorType)
+    lut, decode_insert, spec = _compression()
+    schema = tflite.schema_py_generated()
     sites = _sites(model)
 
     # Resolve and validate everything before touching the model.
@@ -627,7 +571,7 @@ def pack_lowbit_weights(
                 "list it once."
             )
         chosen[id(site.weight)] = key
-        values = _int8_values(site, type_names)
+        values = _int8_values(site)
         axis = _axis(site, values)
         levels = _check_levels(key, site, values, axis, bits)
         if skip_if_not_smaller:
@@ -649,7 +593,7 @@ def pack_lowbit_weights(
         # the converter's buffer with a tensor we are not packing (which TFLM's inserter
         # would otherwise refuse to compress).
         t.dtype = schema.TensorType.INT8
-        t.buffer = model_editor.Buffer(data=np.ascontiguousarray(values).tobytes())
+        t.buffer = tflite.new_buffer(np.ascontiguousarray(values).tobytes())
         with contextlib.redirect_stderr(io.StringIO()):  # "index_bitwidth larger than necessary"
             results[(site.sg_index, t.index)] = compressor.compress(
                 t, spec.LookUpTableCompression(index_bitwidth=bits)
@@ -666,7 +610,7 @@ def pack_lowbit_weights(
                     if id(t) not in decoded_ids:
                         decoded_ids.add(id(t))
                         t.name = None
-    packed = align(bytes(model.build()))
+    packed = tflite.build(model)
 
     # Verify the result says what was asked (the inserter skips, with only a warning, a
     # tensor it cannot rewrite).

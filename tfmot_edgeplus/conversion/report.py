@@ -7,7 +7,8 @@ import re
 from dataclasses import dataclass, field
 
 from tfmot_edgeplus.conversion import lowbit
-from tfmot_edgeplus.core.tflite import align
+from tfmot_edgeplus.conversion.converter import layer_activation_bits, layer_weight_bits
+from tfmot_edgeplus.core import tflite
 
 # Tensor names of CoRa's layers (tfmot_edgeplus.adapters.insert): <layer>_cora_a / _cora_b
 # (the two filters), _cora_main_quant (a requantization of the main output). The Add of main
@@ -93,8 +94,6 @@ class ConversionReport:
 
 def conversion_report(model_bytes: bytes, qat_model=None) -> ConversionReport:
     """Describe ``model_bytes``; with ``qat_model``, also say what its bits became."""
-    from tfmot_edgeplus.conversion.converter import layer_activation_bits, layer_weight_bits
-
     report = ConversionReport(
         flatbuffer_bytes=len(model_bytes),
         weight_bytes=lowbit.weight_bytes(model_bytes),
@@ -125,9 +124,6 @@ def _strip_adapters(model) -> tuple[int, int]:
     tree), each consumer of an adapter Add reading the main branch instead; returns (operators
     removed, bytes of the adapters' filter weights). A Conv1D adapter's ops include the
     EXPAND_DIMS / RESHAPE Keras puts around its CONV_2D."""
-    from tflite_micro.tensorflow.lite.micro.compression import model_editor
-
-    names = lowbit._enum_names(lowbit._wheel()[5].BuiltinOperator)
     removed = params = 0
     for sg in model.subgraphs:
         filters = [op for op in sg.operators if _matches(_ADAPTER_FILTER, op)]
@@ -159,25 +155,25 @@ def _strip_adapters(model) -> tuple[int, int]:
             op.inputs = [resolve(t) for t in op.inputs]
         sg.outputs = [resolve(t) for t in sg.outputs]
         sg.operators = kept
-        used = {id(t) for t in sg.inputs + sg.outputs}
-        used |= {id(t) for op in kept for t in op.inputs + op.outputs if t is not None}
-        sg.tensors = [t for t in sg.tensors if id(t) in used]
         removed += len(adapter_ops)
         params += sum(len(op.inputs[1].buffer.data) for op in filters  # not reshapes' shapes
-                      if lowbit._builtin_name(model, op, names) in lowbit.FILTER_OPS
+                      if tflite.editor_op_name(model, op) in lowbit.FILTER_OPS
                       and op.inputs[1].buffer)
-    model_editor.prune_buffers(model)
+    tflite.prune(model)
     return removed, params
 
 
 def adapter_overhead(model_bytes: bytes) -> AdapterOverhead | None:
     """The bytes CoRa adapters take in ``model_bytes`` (see :class:`AdapterOverhead`), or
     None when it has none."""
-    model = lowbit._read(model_bytes)
-    whole = len(align(bytes(model.build())))  # laid out as the stripped model is
+    try:
+        model = tflite.read(model_bytes)
+    except tflite.TFLiteModelError as err:
+        raise lowbit.LowBitStorageError(str(err)) from None
+    whole = len(tflite.build(model))  # laid out as the stripped model is
     operators, params = _strip_adapters(model)
     if not operators:
         return None
-    rest = len(align(bytes(model.build())))
+    rest = len(tflite.build(model))
     return AdapterOverhead(operators=operators, bytes=whole - rest, parameter_bytes=params,
                            rest_bytes=rest)

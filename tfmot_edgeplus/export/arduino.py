@@ -59,8 +59,18 @@ from pathlib import Path
 
 import numpy as np
 
-from tfmot_edgeplus.calibration.bundle import sha256
+from tfmot_edgeplus import __version__
+from tfmot_edgeplus.calibration.bundle import QCoreBundle, load_qcore, sha256
+from tfmot_edgeplus.calibration.head import split_head
+from tfmot_edgeplus.core.intmath import quantize
+from tfmot_edgeplus.core.packing import pack
+from tfmot_edgeplus.core.tflite import TFLiteGraph, builtin_names, finish_model
 from tfmot_edgeplus.export import c_arrays as C
+from tfmot_edgeplus.patching import PatchPlan
+from tfmot_edgeplus.patching.deploy import deploy_model, rest_model
+from tfmot_edgeplus.patching.lower import lower
+from tfmot_edgeplus.patching.patch_runner import glue_registerer
+from tfmot_edgeplus.runtime import TFLMRunner, kernels
 
 __all__ = [
     "BOARD_FQBN",
@@ -209,10 +219,8 @@ def _camel(builtin: str) -> str:
 
 def _model_ops(model_bytes: bytes) -> tuple[list[str], list[str]]:
     """(builtin operator names, custom codes) the model uses."""
-    from tfmot_edgeplus.core.tflite import TFLiteGraph
-
     g = TFLiteGraph(model_bytes)
-    known = set(g.op_names.values())
+    known = set(builtin_names().values())
     names = {g.op_name(op) for op in g.operators}
     return sorted(names & known), sorted(names - known)
 
@@ -223,8 +231,6 @@ def mean_ops(model_bytes: bytes) -> int:
     quantization are equal, where the pinned TFLM of the host uses an integer multiplier
     (QuantizedMeanOrSum): the board's outputs after a MEAN can differ from the host's by 1, and
     by more after the layers that follow (tests/test_arduino.py measures it)."""
-    from tfmot_edgeplus.core.tflite import TFLiteGraph
-
     g = TFLiteGraph(model_bytes)
     return sum(g.op_name(op) == "MEAN" for op in g.operators)
 
@@ -284,8 +290,6 @@ def rewrite_means(model_bytes: bytes) -> tuple[bytes, int]:
     quantization, then QUANTIZE to the MEAN's output scale and zero point when they differ,
     then RESHAPE to the MEAN's output shape when it differs; how many were rewritten).
     Why: :data:`MEAN_REWRITE_WHY`. Other MEANs stay (:func:`mean_ops` counts them)."""
-    from tfmot_edgeplus.core.tflite import TFLiteGraph, finish_model
-
     g = TFLiteGraph(model_bytes)
     s, sg = g.schema, g.subgraph
     ops, count = [], 0
@@ -373,11 +377,6 @@ class _Device:
 
 
 def _device_model(model_bytes: bytes, lowered, head) -> _Device:
-    from tfmot_edgeplus.calibration.head import split_head
-    from tfmot_edgeplus.patching.deploy import deploy_model, rest_model
-    from tfmot_edgeplus.patching.patch_runner import glue_registerer
-    from tfmot_edgeplus.runtime import TFLMRunner, kernels
-
     device = model_bytes if lowered is None else deploy_model(model_bytes, lowered)
     if head is not None:  # the backbone; check_model has cut the undeployed one already
         device = head.backbone if lowered is None else split_head(device, len(head.layers)).backbone
@@ -396,7 +395,7 @@ def _device_model(model_bytes: bytes, lowered, head) -> _Device:
         # no glue library on this host: the rest after the split, plus what the op adds
         rest = TFLMRunner(rewrite_means(rest_model(model_bytes, lowered))[0])
         t0 = lowered.program.tensors[0]
-        stage = kernels.patch_stage_get_buffer_size(lowered.program)
+        stage = kernels.get_kernels().patch_stage_get_buffer_size(lowered.program)
         program = 4 * lowered.program.to_words().size + 8 * len(lowered.filters)
         arena = rest.min_arena_size() + t0.h * t0.w * t0.c + stage + program
         source = (
@@ -428,7 +427,6 @@ def qcore_ram_bytes(head, nets: dict, core_size: int, max_steps: int, chunk: int
     count), the correctness history, the refresh's outputs and staging, predict()'s two
     activation rows, and the kernels' shared scratch; each part 4-aligned, + 4 bytes of
     alignment slack."""
-    from tfmot_edgeplus.runtime import kernels
 
     def a4(v):
         return (int(v) + 3) // 4 * 4
@@ -442,11 +440,11 @@ def qcore_ram_bytes(head, nets: dict, core_size: int, max_steps: int, chunk: int
         widest = max(widest, out)
         conv = max(
             conv,
-            kernels.conv2d_get_buffer_size(
+            kernels.get_kernels().conv2d_get_buffer_size(
                 layer.params(), (1, 1, 1, fan_in), (out, 1, 1, fan_in), (1, 1, 1, out)
             ),
         )
-    step = kernels.qcore_step_get_buffer_size(head, nets, cap)
+    step = kernels.get_kernels().qcore_step_get_buffer_size(head, nets, cap)
     ctx = max(step, 4 + 4 * cap, conv)
     total += a4(cap * inp) + 8 * cap + a4((max_steps + 1) * cap) + 8 * core_size
     total += a4(core_size * inp) + 4 * core_size + a4(2 * widest)
@@ -455,8 +453,6 @@ def qcore_ram_bytes(head, nets: dict, core_size: int, max_steps: int, chunk: int
 
 def _qcore_files(bundle, head, chunk: int, banner: str) -> tuple[str, str, dict]:
     """(edgeplus_qcore.h, edgeplus_qcore.cpp, figures)."""
-    from tfmot_edgeplus.core.packing import pack
-
     n = len(head.layers)
     ram = qcore_ram_bytes(head, bundle.nets, bundle.core_size, bundle.max_steps, chunk)
     flash = 0
@@ -646,9 +642,6 @@ def _commands(folder: Path) -> str:
 
 
 def _load_inputs(model, plan, qcore):
-    from tfmot_edgeplus.calibration.bundle import QCoreBundle, load_qcore
-    from tfmot_edgeplus.patching import PatchPlan
-
     if isinstance(model, (str, os.PathLike)):
         if not os.path.isfile(model):
             raise ExportError(f"model file {os.fspath(model)!r} not found")
@@ -682,9 +675,6 @@ def write_sketch_data(
 ) -> tuple[list[str], dict]:
     """Write ``edgeplus_model.h/.cpp`` (and ``edgeplus_qcore.h/.cpp`` with a QCore) into the
     existing ``folder``; return (file names, figures). See :func:`export_sketch`."""
-    from tfmot_edgeplus.core.intmath import quantize
-    from tfmot_edgeplus.patching.lower import lower
-
     model, plan, bundle = _load_inputs(model, plan, qcore)
     head = None
     if bundle is not None:
@@ -729,8 +719,6 @@ def write_sketch_data(
             f"{os.path.basename(bundle.path) or '(in memory)'}, backbone sha256 "
             f"{bundle.backbone_sha256}"
         )
-    from tfmot_edgeplus import __version__
-
     banner_fields = {"tool": f"tfmot_edgeplus {__version__}", "date": C.utc_now(), **sources}
     if dev.means_rewritten:
         banner_fields["rewritten"] = _means_note(dev.means_rewritten)

@@ -3,8 +3,8 @@
 ::
 
     lowered = patching.lower(tflite_bytes, plan)
-    deployed = patch_stage.deploy_model(tflite_bytes, lowered)   # one custom op + the rest
-    rest = patch_stage.rest_model(tflite_bytes, lowered)         # the ops after the split
+    deployed = deploy.deploy_model(tflite_bytes, lowered)   # one custom op + the rest
+    rest = deploy.rest_model(tflite_bytes, lowered)         # the ops after the split
 
 :func:`deploy_model` replaces the stage's operators by ONE ``EDGEPLUS_PATCH_STAGE`` operator
 (inputs: the stage input, then the filter of each weight slot, the model's own weight
@@ -22,11 +22,21 @@ from __future__ import annotations
 import numpy as np
 
 from tfmot_edgeplus.conversion import op_schema
-from tfmot_edgeplus.conversion.custom_ops import patch_stage_options
-from tfmot_edgeplus.core.tflite import TFLiteGraph, custom_opcode, finish_model
+from tfmot_edgeplus.core.program import StageProgram
+from tfmot_edgeplus.core.tflite import TFLiteGraph, custom_opcode, cut, finish_model
 from tfmot_edgeplus.patching.lower import Lowered
 
-__all__ = ["deploy_model", "rest_model"]
+__all__ = ["deploy_model", "patch_stage_options", "rest_model"]
+
+
+def patch_stage_options(program) -> bytes:
+    """The ``EDGEPLUS_PATCH_STAGE`` custom options of a
+    :class:`~tfmot_edgeplus.core.program.StageProgram` (or its int32 words): the
+    flexbuffer map ``{"version": 1, "program": <blob of little-endian int32 words>}``."""
+    words = program.to_words() if isinstance(program, StageProgram) else np.asarray(program)
+    return op_schema.PATCH_STAGE.encode(
+        {"version": 1, "program": np.asarray(words, dtype="<i4").tobytes()}
+    )
 
 
 def deploy_model(model_bytes, lowered: Lowered) -> bytes:
@@ -52,24 +62,7 @@ def deploy_model(model_bytes, lowered: Lowered) -> bytes:
 def rest_model(model_bytes, lowered: Lowered) -> bytes:
     """The operators after the split, reading the split tensor as the model input."""
     g = TFLiteGraph(model_bytes)
-    sg = g.subgraph
-    split = lowered.split_tensor
-    needed: set[int] = set()
-    frontier = [int(t) for t in sg.outputs]
-    producers = {int(t): k for k, op in enumerate(sg.operators) for t in op.outputs}
-    seen = set()
-    while frontier:
-        t = frontier.pop()
-        if t in seen or t == split:
-            continue
-        seen.add(t)
-        k = producers.get(t)
-        if k is None:
-            continue
-        needed.add(k)
-        frontier += [int(i) for i in sg.operators[k].inputs if i >= 0]
-    if not needed:
+    cut(g.subgraph, inputs=[lowered.split_tensor])
+    if not g.subgraph.operators:
         raise ValueError("the split tensor is the model output: there is no rest to run")
-    sg.operators = [op for k, op in enumerate(sg.operators) if k in needed]
-    sg.inputs = [split]
     return finish_model(g)

@@ -62,7 +62,7 @@ from tfmot_edgeplus.core.program import (
     live_steps,
     region_bytes,
 )
-from tfmot_edgeplus.core.tflite import TFLiteGraph, schema_py_generated
+from tfmot_edgeplus.core.tflite import TFLiteGraph, TFLiteModelError, schema_py_generated
 from tfmot_edgeplus.patching.patch_plan import PatchPlan, PlanMismatchError
 
 __all__ = ["Lowered", "act_range", "low_bit_params", "lower"]
@@ -177,26 +177,15 @@ def _add_quant(s1: float, s2: float, s_out: float) -> np.ndarray:
 # ----------------------------------------------------------------------------- matching
 
 
-def _stage_input(g: TFLiteGraph) -> int:
-    t = int(g.subgraph.inputs[0])
-    if g.type_name(t) == "INT8":
-        return t
-    for k in g.consumers(t):
-        op = g.operators[k]
-        if g.op_name(op) == "QUANTIZE" and g.type_name(op.outputs[0]) == "INT8":
-            return int(op.outputs[0])
-    raise PlanMismatchError(
-        f"the model input {g.tensor_name(t)!r} is {g.type_name(t)} and no QUANTIZE turns it "
-        "into int8; lower needs a full-integer model."
-    )
-
-
 def _match_ops(g: TFLiteGraph, plan: PatchPlan):
     if len(g.model.subgraphs) != 1:
         raise PlanMismatchError(
             f"the model has {len(g.model.subgraphs)} subgraphs; lower reads one"
         )
-    start = _stage_input(g)
+    try:
+        start = g.int8_input()
+    except TFLiteModelError as err:
+        raise PlanMismatchError(str(err)) from None
     in_shape = g.shape(start)[1:]
     if tuple(in_shape) != tuple(plan.input_shape) or g.shape(start)[0] != 1:
         raise PlanMismatchError(

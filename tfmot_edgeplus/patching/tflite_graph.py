@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfmot_edgeplus.core.conv_reference import conv_geometry
+from tfmot_edgeplus.core.tflite import TFLiteGraph
 from tfmot_edgeplus.patching.graph import GraphError, ModelGraph, NoSpatialStageError, SpatialOp
 from tfmot_edgeplus.patching.vdq import check_calib_data
 
@@ -48,11 +49,8 @@ def _layer_name(raw: str) -> str:
 
 def read_tflite_graph(model_bytes, name: str = "tflite") -> ModelGraph:
     """The planner graph of a full-integer .tflite (see the module docstring)."""
-    from tfmot_edgeplus.core.tflite import TFLiteGraph
-    from tfmot_edgeplus.patching.lower import _stage_input
-
     g = TFLiteGraph(model_bytes)
-    start = _stage_input(g)
+    start = g.int8_input()
     shape = g.shape(start)
     if len(shape) != 4 or shape[0] != 1:
         raise NoSpatialStageError(

@@ -67,6 +67,7 @@ import warnings
 import numpy as np
 
 from tfmot_edgeplus.core.intmath import dequantize, quantize
+from tfmot_edgeplus.core.tflite import TFLITE_FILE_IDENTIFIER, check_model, describe_received
 
 __all__ = [
     "MIN_ARENA_SIZE",
@@ -75,7 +76,6 @@ __all__ = [
     "TFLMRunner",
 ]
 
-TFLITE_FILE_IDENTIFIER = b"TFL3"
 MIN_ARENA_SIZE = 2048
 _ARENA_PER_RESOURCE_VARIABLE = 128
 _AUTO_ARENA_START = 64 * 1024
@@ -147,13 +147,6 @@ def _log_tail(text: str, limit: int = 2000) -> str:
 # --------------------------------------------------------------------------- model checks
 
 
-def _received(obj) -> str:
-    if isinstance(obj, (bytes, bytearray, memoryview)):
-        head = bytes(obj[:16])
-        return f"{len(obj)} bytes ({type(obj).__name__}, starting {head!r})"
-    return f"{type(obj).__name__} {obj!r:.80}"
-
-
 def _as_model_bytes(model) -> bytes:
     if isinstance(model, (str, os.PathLike)):
         raise TypeError(
@@ -162,110 +155,11 @@ def _as_model_bytes(model) -> bytes:
         )
     if not isinstance(model, (bytes, bytearray, memoryview)):
         raise TypeError(
-            f"TFLMRunner takes a TFLite flatbuffer as bytes, received {_received(model)}. Pass "
-            "the bytes returned by tf.lite.TFLiteConverter.convert()."
+            "TFLMRunner takes a TFLite flatbuffer as bytes, received "
+            f"{describe_received(model)}. Pass the bytes returned by "
+            "tf.lite.TFLiteConverter.convert()."
         )
     return bytes(model)
-
-
-def _check_model(data: bytes):
-    """Validate a TFLite flatbuffer; return the decoded ``ModelT``. Raise ValueError if bad."""
-    fix = (
-        "Pass the bytes returned by tf.lite.TFLiteConverter.convert() or read from a .tflite "
-        "file opened in binary mode."
-    )
-    if len(data) < 8:
-        raise ValueError(
-            f"Not a TFLite model: received {_received(data)}, too short for a flatbuffer "
-            f"header (8 bytes). {fix}"
-        )
-    if data[4:8] != TFLITE_FILE_IDENTIFIER:
-        raise ValueError(
-            f"Not a TFLite model: received {_received(data)}, whose bytes 4..8 are "
-            f"{data[4:8]!r} instead of the TFLite identifier {TFLITE_FILE_IDENTIFIER!r}. {fix}"
-        )
-    root = int.from_bytes(data[:4], "little")
-    if root + 4 > len(data):
-        raise ValueError(
-            f"Damaged TFLite model: received {len(data)} bytes but its root table offset is "
-            f"{root} (truncated file?). {fix}"
-        )
-    from tflite_micro.tensorflow.lite.python import schema_py_generated as schema_fb
-
-    try:
-        model = schema_fb.ModelT.InitFromObj(schema_fb.Model.GetRootAsModel(data, 0))
-    except Exception as exc:
-        raise ValueError(
-            f"Damaged TFLite model: received {len(data)} bytes with the TFL3 identifier that "
-            f"cannot be decoded ({type(exc).__name__}: {exc}); the file is probably truncated "
-            f"or corrupted. {fix}"
-        ) from exc
-    problems = _structure_problems(model, len(data))
-    if problems:
-        raise ValueError(
-            f"Damaged TFLite model ({len(data)} bytes): " + "; ".join(problems[:5]) + f". {fix}"
-        )
-    return model
-
-
-_VAR_HANDLE = 142  # schema BuiltinOperator.VAR_HANDLE
-
-
-def _structure_problems(model, size: int) -> list[str]:
-    problems = []
-    if model.version != 3:
-        problems.append(f"schema version {model.version}, expected 3")
-    if not model.subgraphs:
-        return problems + ["no subgraph"]
-    n_buffers = len(model.buffers or [])
-    n_codes = len(model.operatorCodes or [])
-    for b, buf in enumerate(model.buffers or []):
-        if buf.offset and buf.offset + buf.size > size:
-            problems.append(f"buffer {b} lies outside the file")
-    for m, entry in enumerate(model.metadata or []):
-        if not 0 <= entry.buffer < n_buffers:
-            problems.append(f"metadata {m} points at missing buffer {entry.buffer}")
-    for g, sub in enumerate(model.subgraphs):
-        n_t = len(sub.tensors or [])
-        if sub.operators is None:
-            problems.append(f"subgraph {g} has no operator list")
-        for t, tensor in enumerate(sub.tensors or []):
-            if not 0 <= tensor.buffer < max(n_buffers, 1):
-                problems.append(f"subgraph {g} tensor {t} points at missing buffer {tensor.buffer}")
-            q = tensor.quantization
-            if q is not None and q.detailsType and q.details is None:
-                problems.append(f"subgraph {g} tensor {t} has quantization details of type "
-                                f"{q.detailsType} but none stored")  # fmt: skip
-        io_lists = (("input", sub.inputs), ("output", sub.outputs))
-        for kind, idx in io_lists:
-            for t in [] if idx is None else list(idx):
-                if not 0 <= t < n_t:
-                    problems.append(f"subgraph {g} {kind} tensor {t} out of range [0, {n_t})")
-        for o, op in enumerate(sub.operators or []):
-            if not 0 <= op.opcodeIndex < n_codes:
-                problems.append(f"subgraph {g} operator {o} has opcode index {op.opcodeIndex}")
-            if op.inputs is None or op.outputs is None:  # TFLM reads both without a check
-                problems.append(f"subgraph {g} operator {o} has no input or output list")
-            if op.builtinOptionsType and op.builtinOptions is None:
-                problems.append(f"subgraph {g} operator {o} has options of type "
-                                f"{op.builtinOptionsType} but none stored")  # fmt: skip
-            code = model.operatorCodes[op.opcodeIndex] if 0 <= op.opcodeIndex < n_codes else None
-            if (  # the wheel's count_resource_variables reads VAR_HANDLE's options
-                code is not None
-                and max(code.builtinCode, code.deprecatedBuiltinCode) == _VAR_HANDLE
-                and not hasattr(op.builtinOptions, "sharedName")
-            ):
-                problems.append(f"subgraph {g} operator {o} is a VAR_HANDLE without its options")
-            for t in list(op.inputs if op.inputs is not None else []) + list(
-                op.outputs if op.outputs is not None else []
-            ):
-                if not -1 <= t < n_t:
-                    problems.append(f"subgraph {g} operator {o} uses tensor {t} of {n_t}")
-    if model.subgraphs[0].inputs is None or len(model.subgraphs[0].inputs) == 0:
-        problems.append("the main subgraph has no input")
-    if model.subgraphs[0].outputs is None or len(model.subgraphs[0].outputs) == 0:
-        problems.append("the main subgraph has no output")
-    return problems
 
 
 def _check_arena_size(arena_size, floor: int) -> int | None:
@@ -384,7 +278,7 @@ class TFLMRunner:
 
     def __init__(self, model_bytes, arena_size=None, custom_op_registerers=()):
         self._model = _as_model_bytes(model_bytes)
-        self._model_t = _check_model(self._model)
+        self._model_t = check_model(self._model)
         self._registerers = _check_registerers(custom_op_registerers)
         n_vars = _runtime().count_resource_variables(self._model_t)
         self._arena_floor = MIN_ARENA_SIZE + _ARENA_PER_RESOURCE_VARIABLE * n_vars

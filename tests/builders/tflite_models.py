@@ -1,4 +1,4 @@
-"""Build .tflite models containing the edgeplus custom ops.
+"""Test models holding the edgeplus custom ops (test data: not part of the installed package).
 
 :func:`build_conv_mp_model` writes a one-op model whose single operator is the custom
 ``EDGEPLUS_CONV_MP`` (mixed-precision conv, see ``tflm_ops/tflm/edgeplus_conv_mp.cc``):
@@ -6,7 +6,7 @@ opcode CUSTOM with ``customCode="EDGEPLUS_CONV_MP"`` and ``customOptions`` = the
 flexbuffer map of :data:`tfmot_edgeplus.conversion.op_schema.CONV_MP`.
 :func:`build_patch_stage_model` writes a one-op model of ``EDGEPLUS_PATCH_STAGE`` (a whole
 QuantMCU patch stage, see ``tflm_ops/tflm/edgeplus_patch_stage_op.cc``) from a stage program
-and its filters; :func:`patch_stage_options` is that op's flexbuffer.
+and its filters, with :func:`tfmot_edgeplus.patching.deploy.patch_stage_options`.
 
 Storage is real low-bit storage: activations and weights at 2/4 bits are packed
 (:mod:`tfmot_edgeplus.core.packing`, flat over the NHWC / OHWI / 1HWO index) into
@@ -19,9 +19,8 @@ Scales and zero points are stored as the tensors' quantization parameters, exact
 as the converter does for builtin ops (per-channel filter scales on dimension 0, or
 3 for depthwise, as TFLite).
 
-The flatbuffer is written with the TFLite schema objects that ship with the
-``tflite-micro`` wheel (the same schema the interpreter reads), so building a model does
-not import TensorFlow.
+The flatbuffer is written with the TFLite schema objects of the ``tflite-micro`` wheel and
+serialized (buffers aligned) by :func:`tfmot_edgeplus.core.tflite.serialize`.
 """
 
 from __future__ import annotations
@@ -30,10 +29,15 @@ import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
+from flatbuffers import flexbuffers
 
 from tfmot_edgeplus.conversion import op_schema
+from tfmot_edgeplus.core.conv_reference import conv_geometry
 from tfmot_edgeplus.core.intmath import check_bits, int_range, narrow_range
 from tfmot_edgeplus.core.packing import pack, packed_nbytes, unpack
+from tfmot_edgeplus.core.program import StageProgram
+from tfmot_edgeplus.core.tflite import schema_py_generated, serialize
+from tfmot_edgeplus.patching.deploy import patch_stage_options
 
 __all__ = [
     "ConvMPSpec",
@@ -41,15 +45,8 @@ __all__ = [
     "build_patch_stage_model",
     "pack_activations",
     "packed_activation_shape",
-    "patch_stage_options",
     "unpack_activations",
 ]
-
-
-def _schema():
-    from tflite_micro.tensorflow.lite.python import schema_py_generated as schema
-
-    return schema
 
 
 def packed_activation_shape(shape: Sequence[int], bits: int) -> tuple[int, ...]:
@@ -181,8 +178,6 @@ class ConvMPSpec:
 
     def geometry(self) -> tuple[tuple[int, int], tuple[int, int]]:
         """``((out_h, out_w), (pad_h, pad_w))``, TFLite's rule."""
-        from tfmot_edgeplus.core.conv_reference import conv_geometry
-
         return conv_geometry(
             self.input_shape[1:3], self.weights.shape[1:3], self.stride, self.padding, self.dilation
         )
@@ -257,9 +252,7 @@ def build_conv_mp_model(
     ``with_bias`` defaults to ``spec.bias is not None``; with no bias the node has
     two inputs.
     """
-    from flatbuffers import flexbuffers
-
-    schema = _schema()
+    schema = schema_py_generated()
     if options is None:
         custom = op_schema.CONV_MP.encode(spec.options())
     elif isinstance(options, dict):
@@ -342,8 +335,6 @@ def build_conv_mp_model(
 
 def _one_op_model(schema, custom_code, custom, tensors, buffers, inputs, output, description):
     """Serialize a model whose one subgraph runs one custom operator (input = tensor 0)."""
-    import flatbuffers
-
     opcode = schema.OperatorCodeT()
     opcode.builtinCode = schema.BuiltinOperator.CUSTOM
     opcode.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
@@ -371,21 +362,7 @@ def _one_op_model(schema, custom_code, custom, tensors, buffers, inputs, output,
     model.subgraphs = [subgraph]
     model.buffers = buffers
 
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
-
-
-def patch_stage_options(program) -> bytes:
-    """The ``EDGEPLUS_PATCH_STAGE`` custom options of a
-    :class:`~tfmot_edgeplus.core.program.StageProgram` (or its int32 words): the
-    flexbuffer map ``{"version": 1, "program": <blob of little-endian int32 words>}``."""
-    from tfmot_edgeplus.core.program import StageProgram
-
-    words = program.to_words() if isinstance(program, StageProgram) else np.asarray(program)
-    return op_schema.PATCH_STAGE.encode(
-        {"version": 1, "program": np.asarray(words, dtype="<i4").tobytes()}
-    )
+    return serialize(model)
 
 
 def build_patch_stage_model(
@@ -415,10 +392,6 @@ def build_patch_stage_model(
     encoded WITHOUT schema validation, bytes are stored as they are: tests of the C glue's
     refusals); the default is :func:`patch_stage_options`.
     """
-    from flatbuffers import flexbuffers
-
-    from tfmot_edgeplus.core.program import StageProgram
-
     if not isinstance(program, StageProgram):
         raise TypeError(f"program must be a StageProgram, got {type(program).__name__}")
     for name, v in (("input_scale", input_scale), ("output_scale", output_scale)):
@@ -427,7 +400,7 @@ def build_patch_stage_model(
     slots = program.slot_steps()
     if len(filters) != len(slots):
         raise ValueError(f"the program has {len(slots)} weight slots, got {len(filters)} filters")
-    schema = _schema()
+    schema = schema_py_generated()
     if options is None:
         custom = patch_stage_options(program)
     elif isinstance(options, dict):
