@@ -92,7 +92,7 @@ def write_case_header(programs: dict, filters, x) -> str:
         words = programs[name].to_words()
         out.append(_array("int32_t", f"stage_program_{i}", words).replace(
             "static const", "static const __attribute__((aligned(4)))"))  # fmt: skip
-        need = max(need, kernels.patch_stage_get_buffer_size(words))
+        need = max(need, kernels.get_kernels().patch_stage_get_buffer_size(words))
     for s, f in enumerate(filters):
         packed = pack(np.asarray(f, np.int8).reshape(-1), bits[s])
         out.append(_array("int8_t", f"stage_filter_{s}", packed))

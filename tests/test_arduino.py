@@ -321,7 +321,8 @@ def _case_header(low, x_int8, fx, y) -> str:
              f"#define CASE_CHUNK_N {len(y)}\n"]  # fmt: skip
     from tfmot_edgeplus.runtime import kernels
 
-    parts.append(f"#define CASE_STAGE_SCRATCH_BYTES {kernels.patch_stage_get_buffer_size(words)}\n")
+    scratch = kernels.get_kernels().patch_stage_get_buffer_size(words)
+    parts.append(f"#define CASE_STAGE_SCRATCH_BYTES {scratch}\n")
     parts.append(C.definition("int32_t", "case_program", words, static=True))
     for s, f in enumerate(low.filters):
         parts.append(C.definition("int8_t", f"case_filter{s}", np.asarray(f).view(np.int8),

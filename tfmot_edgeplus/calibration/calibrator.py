@@ -362,7 +362,9 @@ class BitFlipCalibrator:
         k = self.core_size
         core = k * (self.head.input_size + 1 + 2)
         nets = sum(net.nbytes for net in self.nets.values())
-        scratch = kernels.qcore_step_get_buffer_size(self.head, self.nets, k + chunk_size)
+        scratch = kernels.get_kernels().qcore_step_get_buffer_size(
+            self.head, self.nets, k + chunk_size
+        )
         return {
             "core_bytes": core,
             "flipnet_bytes": nets,

@@ -86,7 +86,7 @@ class PatchStageRunner:
     @property
     def stage_scratch_bytes(self) -> int:
 
-        return int(kernels.patch_stage_get_buffer_size(self.lowered.program))
+        return int(kernels.get_kernels().patch_stage_get_buffer_size(self.lowered.program))
 
     @property
     def peak_sram_bytes(self) -> int:
@@ -127,7 +127,7 @@ class PatchStageRunner:
         if self.backend == "numpy":
             return run_stage(L.program, L.filters, xq)
 
-        return kernels.patch_stage(L.program, L.filters, xq)
+        return kernels.get_kernels().patch_stage(L.program, L.filters, xq)
 
     def predict(self, x, batch_size=None, dequantize_output: bool = True) -> np.ndarray:
         """Model outputs for inputs ``x`` (float or int8), dequantized unless asked not to."""
