@@ -28,6 +28,19 @@
         }                                                                       \
     } while (0)
 
+/* Every refusal names what it refused (edgeplus_last_error): a negative status (or size)
+ * `rc` must come with a record of that status and an argument. Clears the record. */
+#define FUZZ_RECORDED(rc)                                                                  \
+    do {                                                                                   \
+        const edgeplus_error *fuzz_e = edgeplus_last_error();                              \
+        if ((rc) < 0) {                                                                    \
+            FUZZ_CHECK(fuzz_e->status == (edgeplus_status)(rc) && fuzz_e->argument != NULL, \
+                       "refused with %s but recorded %s", edgeplus_status_str((rc)),       \
+                       edgeplus_status_str(fuzz_e->status));                              \
+        }                                                                                  \
+        edgeplus_clear_error();                                                            \
+    } while (0)
+
 /* Caps on the work one input may ask for: larger requests are still checked (the check
  * functions run on every input) but not executed. */
 #define FUZZ_MAX_BYTES (1 << 16) /* any one buffer (the scratch: 4 times that) */

@@ -94,9 +94,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ep_rd_case(&r, &c);
     if (c.depthwise) {
         need = edgeplus_depthwise_conv2d_get_buffer_size(&c.p, &c.di, &c.df, &c.dout);
+        FUZZ_RECORDED(need);
     } else {
         need = edgeplus_conv2d_get_buffer_size(&c.p, &c.di, &c.df, &c.dout);
+        FUZZ_RECORDED(need);
         fast = edgeplus_conv2d_get_buffer_size_fast(&c.p, &c.di, &c.df, &c.dout);
+        FUZZ_RECORDED(fast);
         FUZZ_CHECK((need < 0) == (fast < 0) && (need < 0 ? fast == need : fast >= need),
                    "_get_buffer_size %d but _fast %d", need, fast);
     }
@@ -148,6 +151,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     {
         int8_t *z = (int8_t *)ep_xmalloc(0);
         rc = ep_call(&c, &none, &q, z, z, c.no_bias ? NULL : bias, z);
+        FUZZ_RECORDED(rc);
         FUZZ_CHECK(rc != EDGEPLUS_OK, "no scratch, but the kernel returned EDGEPLUS_OK");
         free(z);
     }
@@ -168,6 +172,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         ep_scratch_alloc(&s, need, 0);
         memset(o1, FUZZ_CANARY_A, (size_t)out_bytes);
         rc = ep_call(&c, &s.ctx, &q, in, f, c.no_bias ? NULL : bias, o1);
+        FUZZ_RECORDED(rc);
         ep_scratch_free(&s);
     }
     if (rc != EDGEPLUS_OK) {

@@ -92,7 +92,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         seed = (seed ^ data[i]) * 16777619u;
     }
     rc = edgeplus_patch_stage_check(program, words);
+    FUZZ_RECORDED(rc);
     need = edgeplus_patch_stage_get_buffer_size(program, words);
+    FUZZ_RECORDED(need);
     FUZZ_CHECK(rc == EDGEPLUS_OK ? (need >= 0 || need == EDGEPLUS_ERR_DIMS) : need == (int32_t)rc,
                "check %s but _get_buffer_size %d", edgeplus_status_str(rc), need);
     if (rc != EDGEPLUS_OK || need < 0) {

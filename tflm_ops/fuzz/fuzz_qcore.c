@@ -140,6 +140,7 @@ static void ep_step_run(const edgeplus_qcore_head *h, ep_head_mem *m, int32_t la
     ep_scratch_alloc(&s, size, mis);
     o->rc = edgeplus_qcore_step(&s.ctx, h, x, y, n, with_correct ? o->before : NULL,
                                 with_correct ? o->after : NULL, &o->res);
+    FUZZ_RECORDED(o->rc);
     ep_scratch_free(&s);
     for (l = 0; l < layers; ++l) {
         memcpy(o->weights[l], m->layers[l].weights, (size_t)m->wbytes[l]);
@@ -197,6 +198,7 @@ static void ep_fuzz_step(ep_reader *r)
     h.nets = (const edgeplus_flipnet *const *)ep_xmalloc((size_t)layers * sizeof(nets[0]));
     memcpy((void *)(uintptr_t)h.nets, nets, (size_t)layers * sizeof(nets[0]));
     need = edgeplus_qcore_step_get_buffer_size(&h, n);
+    FUZZ_RECORDED(need);
     FUZZ_CHECK(need >= 4 || (need >= EDGEPLUS_ERR_ARG && need <= EDGEPLUS_ERR_NULL),
                "_get_buffer_size returned %d", need);
     work = ep_mul(ep_mul(n > 0 ? n : 0, wsum), h.tries > 0 ? (int64_t)h.tries + 1 : 0);
@@ -307,6 +309,7 @@ static void ep_fuzz_refresh(ep_reader *r)
     const int32_t prior0 = ep_rd_int(r), hist0 = ep_rd_int(r);
     const uint32_t seed = (uint32_t)ep_rd_int(r);
     const int32_t need = edgeplus_qcore_refresh_get_buffer_size(n);
+    FUZZ_RECORDED(need);
     int32_t *prior, *chosen[3], *counts[3], i, k;
     uint8_t *hist;
     uint32_t state[3];
@@ -349,6 +352,7 @@ static void ep_fuzz_refresh(ep_reader *r)
         ep_scratch_alloc(&s, k == 2 ? need - 5 : need, k == 1 ? 1 + (int)(seed % 3u) : 0);
         rc[k] = edgeplus_qcore_refresh(&s.ctx, prior, hist, steps, n, size, &state[k], chosen[k],
                                        counts[k]);
+        FUZZ_RECORDED(rc[k]);
         ep_scratch_free(&s);
         if (rc[0] != EDGEPLUS_OK) {
             FUZZ_CHECK(state[0] == rng && ep_all(chosen[0], (size_t)d * 4, FUZZ_CANARY_A) &&

@@ -8,18 +8,19 @@ edgeplus_status edgeplus_bitflip_apply(int8_t *weights, const int8_t *update, in
     int32_t n_changed = 0;
     int32_t qmax;
     if (!ep_bits_ok(bits)) {
-        return EDGEPLUS_ERR_BITS;
+        return EP_FAIL(EDGEPLUS_ERR_BITS, "bits", -1, bits, "2, 4 or 8");
     }
     if (count < 0) {
-        return EDGEPLUS_ERR_DIMS;
+        return EP_FAIL_RANGE(EDGEPLUS_ERR_DIMS, "count", -1, count, 0, INT32_MAX);
     }
-    if (count > 0 && (weights == NULL || update == NULL)) {
-        return EDGEPLUS_ERR_NULL;
+    if (count > 0) {
+        EP_CHECK_NULL(weights, "weights");
+        EP_CHECK_NULL(update, "update");
     }
     /* Validate everything first: on error nothing is changed. */
     for (i = 0; i < count; i++) {
         if (update[i] < -1 || update[i] > 1) {
-            return EDGEPLUS_ERR_ARG;
+            return EP_FAIL_RANGE(EDGEPLUS_ERR_ARG, "update[]", i, update[i], -1, 1);
         }
     }
     qmax = ep_qmax(bits);

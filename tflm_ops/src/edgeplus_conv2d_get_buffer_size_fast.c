@@ -15,7 +15,8 @@ int32_t edgeplus_conv2d_get_buffer_size_fast(const edgeplus_conv_params *params,
     }
     cache = edgeplus__conv_wcache_bytes(params, input_dims, filter_dims);
     if (cache < 0 || (int64_t)lean + cache > INT32_MAX) {
-        return (int32_t)EDGEPLUS_ERR_DIMS;
+        return (int32_t)EP_FAIL(EDGEPLUS_ERR_DIMS, "filter_dims", -1, filter_dims->n,
+                                "the weight cache's bytes must fit int32");
     }
     return lean + cache;
 }

@@ -13,6 +13,8 @@ edgeplus_status edgeplus_conv2d_window(const edgeplus_context *ctx,
                                        const edgeplus_window *output_region, int8_t *output,
                                        const edgeplus_window *window)
 {
-    return edgeplus__conv_core(ctx, params, quant, input_dims, input_region, input, filter_dims,
-                               filter, bias, output_dims, output_region, output, window, 0);
+    const ep_conv_args a = {ctx,    params, quant,         input_dims, input_region,
+                             input,  filter_dims, filter, bias,
+                             output_dims, output_region, output, window};
+    return edgeplus__conv_core(&a);
 }

@@ -10,13 +10,12 @@ edgeplus_status edgeplus_depthwise_conv2d(const edgeplus_context *ctx,
                                           const edgeplus_dims *output_dims, int8_t *output)
 {
     edgeplus_window all;
-    if (output_dims == NULL) {
-        return EDGEPLUS_ERR_NULL;
-    }
+    EP_CHECK_NULL(output_dims, "output_dims");
     all.y = 0;
     all.x = 0;
     all.h = output_dims->h;
     all.w = output_dims->w;
-    return edgeplus__conv_core(ctx, params, quant, input_dims, NULL, input, filter_dims, filter,
-                               bias, output_dims, NULL, output, &all, 1);
+    const ep_conv_args a = {ctx,  params, quant,  input_dims,  NULL, input, filter_dims,
+                             filter, bias, output_dims, NULL, output, &all};
+    return edgeplus__depthwise_core(&a);
 }

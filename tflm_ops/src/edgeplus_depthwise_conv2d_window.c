@@ -15,6 +15,8 @@ edgeplus_status edgeplus_depthwise_conv2d_window(const edgeplus_context *ctx,
                                                  int8_t *output,
                                                  const edgeplus_window *window)
 {
-    return edgeplus__conv_core(ctx, params, quant, input_dims, input_region, input, filter_dims,
-                               filter, bias, output_dims, output_region, output, window, 1);
+    const ep_conv_args a = {ctx,    params, quant,         input_dims, input_region,
+                             input,  filter_dims, filter, bias,
+                             output_dims, output_region, output, window};
+    return edgeplus__depthwise_core(&a);
 }

@@ -28,7 +28,7 @@
  * MAC: W8A8 2.28, W4A4 2.56, W2A2 2.55 (was about 13.4 with the per-pixel im2col):
  * MACs 1.04, requantization 0.70, unpacking 0.37, the rest per-channel overhead.
  */
-#include "edgeplus_internal.h"
+#include "edgeplus_conv_helpers.h"
 
 static int32_t ep_gcd(int32_t a, int32_t b)
 {
@@ -82,7 +82,11 @@ int32_t edgeplus__dw_scratch_bytes(const edgeplus_conv_params *params,
     int64_t bytes;
     edgeplus__dw_geom(params, input_dims, filter_dims, &d);
     bytes = 8 + (int64_t)input_dims->c * (int64_t)sizeof(ep_rq) + d.bytes;
-    return bytes > INT32_MAX ? (int32_t)EDGEPLUS_ERR_DIMS : (int32_t)bytes;
+    if (bytes > INT32_MAX) {
+        return (int32_t)EP_FAIL(EDGEPLUS_ERR_DIMS, "input_dims", -1, input_dims->c,
+                                "the scratch bytes must fit int32");
+    }
+    return (int32_t)bytes;
 }
 
 #if EP_USE_WORDS
@@ -212,8 +216,8 @@ EP_NOINLINE static void ep_dw_fill_row(const ep_im2col *g, int32_t n, int32_t iy
         const int32_t sp = s & ~1;
         for (x = xa; x + 1 < xb; x += 2) {
             int16_t *d = dst + x;
-            edgeplus__unpack_s16(g->input, start + (x - xa) * c, s, g->in_bits, g->in_zp, ta);
-            edgeplus__unpack_s16(g->input, start + (x + 1 - xa) * c, s, g->in_bits, g->in_zp,
+            ep_unpack_s16(g->input, start + (x - xa) * c, s, g->in_bits, g->in_zp, ta);
+            ep_unpack_s16(g->input, start + (x + 1 - xa) * c, s, g->in_bits, g->in_zp,
                                  tb);
             for (j = 0; j < sp; j += 2) {
                 const uint32_t a = ep_ld32(ta + j), b = ep_ld32(tb + j);
@@ -227,7 +231,7 @@ EP_NOINLINE static void ep_dw_fill_row(const ep_im2col *g, int32_t n, int32_t iy
             }
         }
         if (x < xb) {
-            edgeplus__unpack_s16(g->input, start + (x - xa) * c, s, g->in_bits, g->in_zp, ta);
+            ep_unpack_s16(g->input, start + (x - xa) * c, s, g->in_bits, g->in_zp, ta);
             for (j = 0; j < s; j++) {
                 dst[j * rwp + x] = ta[j];
             }
@@ -399,18 +403,6 @@ EP_NOINLINE static void ep_dw_mac33_s1(const int16_t *r0, const int16_t *r1, con
 }
 #endif
 #endif
-
-/* SMMLAR: acc + SMMULR(a, b) (wrapping). */
-EP_INLINE int32_t ep_smmlar(int32_t a, int32_t b, int32_t acc)
-{
-#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__)
-    int32_t r;
-    __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
-    return r;
-#else
-    return (int32_t)((uint32_t)acc + (uint32_t)ep_smmulr(a, b));
-#endif
-}
 
 /* Depthwise fast channels: the ep_rq fast path (q->lshift >= 0) whose weights still fit
  * int16 after << lshift and whose right shift is at most 22. Their accumulators are
@@ -634,7 +626,7 @@ static void ep_dw_pack(int8_t *buf, int32_t start, const int8_t *v, int32_t coun
         }
     }
     if (i < count) {
-        edgeplus__pack_run(buf, start + i, v + i, count - i, bits);
+        ep_pack_run(buf, start + i, v + i, count - i, bits);
     }
 }
 
@@ -882,3 +874,80 @@ void edgeplus__dw_planar(const ep_im2col *g, const ep_out *o, const ep_rq *rq,
     }
 }
 
+/* ------------------------------------------------------------------ per-pixel fallback */
+
+/* Geometries whose planar scratch would exceed EDGEPLUS_DW_PLANAR_MAX (huge dilations):
+ * one im2col column per output pixel ([ky][kx][c], the filter unpacked once,
+ * SMLABB/SMLATT on channel pairs). */
+static void ep_depthwise_loop(const ep_im2col *g, const ep_out *o, const ep_rq *rq,
+                              const edgeplus_window *win, int32_t batches, const int8_t *filter,
+                              int32_t w_bits, int8_t *stage, int16_t *col)
+{
+    const int32_t c = g->in_c;
+    const int32_t kk = g->kh * g->kw;
+    int16_t *wbuf = col + g->kpad;
+    int32_t n, oy, ox, ch;
+    ep_unpack_s16(filter, 0, g->kc, w_bits, 0, wbuf);
+    for (n = 0; n < batches; n++) {
+        for (oy = win->y; oy < win->y + win->h; oy++) {
+            for (ox = win->x; ox < win->x + win->w; ox++) {
+                const int32_t base = ep_out_index(o, n, oy, ox);
+                int8_t *dst = o->bits == 8 ? o->output + base : stage;
+                ep_im2col_pixel(g, n, oy, ox, col);
+                ch = 0;
+#if EP_USE_WORDS
+                if ((c & 1) == 0) {
+                    /* channel pairs: col/weights at k*c + ch are 4-byte aligned */
+                    for (; ch < c; ch += 2) {
+                        int32_t s0 = 0, s1 = 0, k;
+                        for (k = 0; k < kk; k++) {
+                            const uint32_t x = ep_ld32(col + k * c + ch);
+                            const uint32_t y = ep_ld32(wbuf + k * c + ch);
+                            s0 = EP_SMLABB(x, y, s0);
+                            s1 = EP_SMLATT(x, y, s1);
+                        }
+                        dst[ch] = ep_out_value(o, rq + ch, s0);
+                        dst[ch + 1] = ep_out_value(o, rq + ch + 1, s1);
+                    }
+                }
+#endif
+                for (; ch < c; ch++) {
+                    int32_t s = 0, k;
+                    for (k = 0; k < kk; k++) {
+                        s += (int32_t)col[k * c + ch] * wbuf[k * c + ch];
+                    }
+                    dst[ch] = ep_out_value(o, rq + ch, s);
+                }
+                if (o->bits != 8) {
+                    ep_pack_run(o->output, base, stage, c, o->bits);
+                }
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ entry */
+
+edgeplus_status edgeplus__depthwise_core(const ep_conv_args *a)
+{
+    ep_conv_setup s;
+    ep_dw_geom d;
+    const edgeplus_status st = edgeplus__conv_setup(a, 1, &s);
+    if (st != EDGEPLUS_OK) {
+        return st;
+    }
+    edgeplus__dw_geom(a->params, a->input_dims, a->filter_dims, &d);
+    if (s.avail < d.bytes) {
+        return EP_FAIL_SCRATCH("ctx->size", a->ctx->size, a->ctx->size - s.avail + d.bytes);
+    }
+    edgeplus__rq_prepare(s.rq, a->quant, a->bias, s.o.oc, s.acc_bound);
+    if (d.planar) {
+        edgeplus__dw_planar(&s.g, &s.o, s.rq, a->window, a->input_dims->n, a->filter,
+                            a->params->w_bits, &d, (uint8_t *)s.stage);
+    } else {
+        const int32_t stage_bytes = (s.o.oc + 3) & ~3;
+        ep_depthwise_loop(&s.g, &s.o, s.rq, a->window, a->input_dims->n, a->filter,
+                          a->params->w_bits, s.stage, (int16_t *)(void *)(s.stage + stage_bytes));
+    }
+    return EDGEPLUS_OK;
+}

@@ -5,17 +5,16 @@ edgeplus_status edgeplus_pack_int4(const int8_t *src, int32_t count, int8_t *dst
 {
     int32_t i;
     if (count < 0) {
-        return EDGEPLUS_ERR_DIMS;
+        return EP_FAIL_RANGE(EDGEPLUS_ERR_DIMS, "count", -1, count, 0, INT32_MAX);
     }
     if (count == 0) {
         return EDGEPLUS_OK;
     }
-    if (src == NULL || dst == NULL) {
-        return EDGEPLUS_ERR_NULL;
-    }
+    EP_CHECK_NULL(src, "src");
+    EP_CHECK_NULL(dst, "dst");
     for (i = 0; i < count; i++) {
         if (src[i] < -8 || src[i] > 7) {
-            return EDGEPLUS_ERR_ARG;
+            return EP_FAIL_RANGE(EDGEPLUS_ERR_ARG, "src[]", i, src[i], -8, 7);
         }
     }
     for (i = 0; i + 1 < count; i += 2) {

@@ -44,9 +44,9 @@ static void ep_run_pad(const int32_t *s, const edgeplus_window *R, const ep_view
             const int32_t ix = x - s[EP_S_PW];
             const int inside = iy >= 0 && iy < in_h && ix >= 0 && ix < in_w;
             for (ch = 0; ch < out->c; ++ch) {
-                const int32_t val = inside ? ep_get_elem(in->buf, ep_index(in, iy, ix, ch), in->bits)
+                const int32_t val = inside ? ep_load(in->buf, ep_index(in, iy, ix, ch), in->bits)
                                            : out->zp;
-                ep_set_elem(out->buf, ep_index(out, y, x, ch), out->bits, val);
+                ep_store(out->buf, ep_index(out, y, x, ch), out->bits, val);
             }
         }
     }
@@ -60,14 +60,14 @@ static void ep_run_add(const int32_t *q, int32_t amin, int32_t amax, const edgep
     for (y = R->y; y < R->y + R->h; ++y) {
         for (x = R->x; x < R->x + R->w; ++x) {
             for (ch = 0; ch < out->c; ++ch) {
-                const int32_t va = ep_get_elem(a->buf, ep_index(a, y, x, ch), a->bits) - a->zp;
-                const int32_t vb = ep_get_elem(b->buf, ep_index(b, y, x, ch), b->bits) - b->zp;
+                const int32_t va = ep_load(a->buf, ep_index(a, y, x, ch), a->bits) - a->zp;
+                const int32_t vb = ep_load(b->buf, ep_index(b, y, x, ch), b->bits) - b->zp;
                 const int32_t sa = edgeplus_requantize((int32_t)((uint32_t)va << left), q[1], q[2]);
                 const int32_t sb = edgeplus_requantize((int32_t)((uint32_t)vb << left), q[3], q[4]);
                 int32_t r = edgeplus_requantize((int32_t)((uint32_t)sa + (uint32_t)sb), q[5], q[6]);
                 r += out->zp;
                 r = r < amin ? amin : (r > amax ? amax : r);
-                ep_set_elem(out->buf, ep_index(out, y, x, ch), out->bits, r);
+                ep_store(out->buf, ep_index(out, y, x, ch), out->bits, r);
             }
         }
     }
@@ -82,9 +82,11 @@ edgeplus_status edgeplus_patch_stage(const edgeplus_context *ctx, const int32_t 
     int8_t *arena;
     edgeplus_context kctx;
     edgeplus_status rc;
-    if (ctx == NULL || program == NULL || filters == NULL || input == NULL || output == NULL) {
-        return EDGEPLUS_ERR_NULL;
-    }
+    EP_CHECK_NULL(ctx, "ctx");
+    EP_CHECK_NULL(program, "program");
+    EP_CHECK_NULL(filters, "filters");
+    EP_CHECK_NULL(input, "input");
+    EP_CHECK_NULL(output, "output");
     need = edgeplus_patch_stage_get_buffer_size(program, words); /* checks the program */
     if (need < 0) {
         return (edgeplus_status)need;
@@ -94,11 +96,14 @@ edgeplus_status edgeplus_patch_stage(const edgeplus_context *ctx, const int32_t 
         const int32_t *s = ep_st_step(program, &st, k);
         if ((s[EP_S_KIND] == EP_ST_KIND_CONV || s[EP_S_KIND] == EP_ST_KIND_DW) &&
             filters[s[EP_S_SLOT]] == NULL) {
-            return EDGEPLUS_ERR_NULL;
+            return EP_FAIL(EDGEPLUS_ERR_NULL, "filters[]", s[EP_S_SLOT], 0, "must not be NULL");
         }
     }
-    if (ctx->buf == NULL || ctx->size < need) {
-        return EDGEPLUS_ERR_SCRATCH;
+    if (ctx->buf == NULL) {
+        return EP_FAIL(EDGEPLUS_ERR_SCRATCH, "ctx->buf", -1, 0, "must not be NULL");
+    }
+    if (ctx->size < need) {
+        return EP_FAIL_SCRATCH("ctx->size", ctx->size, need);
     }
     arena = (int8_t *)(((uintptr_t)ctx->buf + 3u) & ~(uintptr_t)3u);
     kctx.buf = arena + ((st.arena + 3) & ~3);

@@ -2,9 +2,10 @@
  * safety and the kernels depend on). */
 #include "edgeplus_stage_internal.h"
 
-#define EP_ST_MAX_ELEMS (1 << 27) /* packed element indices stay in int32 */
+/* A refusal of the program: which rule of the spec (tfmot_edgeplus/core/program.py) broke. */
+#define EP_FAIL_STAGE(st, rule) EP_FAIL((st), "program", -1, 0, (rule))
 
-static int ep_in_range(int32_t v, int32_t lo, int32_t hi) { return v >= lo && v <= hi; }
+#define EP_ST_MAX_ELEMS (1 << 27) /* packed element indices stay in int32 */
 
 /* 1 <= h, w, c and h * w * c <= EP_ST_MAX_ELEMS. Each factor is bounded before it is
  * multiplied (three int32 factors can overflow even an int64 product). */
@@ -24,25 +25,25 @@ static edgeplus_status ep_check_tensors(const int32_t *p, const ep_stage *st)
         const int32_t *t = ep_st_tensor(p, st, i);
         const int end = i == 0 || i == st->T - 1;
         if (!ep_elems_ok(t)) {
-            return EDGEPLUS_ERR_DIMS;
+            return EP_FAIL_STAGE(EDGEPLUS_ERR_DIMS, "a tensor record");
         }
         for (v = 0; v < 2; ++v) {
             const int32_t bits = t[EP_T_BITS0 + v];
             if (bits != 2 && bits != 4 && bits != 8) {
-                return EDGEPLUS_ERR_BITS;
+                return EP_FAIL_STAGE(EDGEPLUS_ERR_BITS, "a tensor record");
             }
             if (!ep_in_range(t[EP_T_ZP0 + v], -(1 << (bits - 1)), (1 << (bits - 1)) - 1)) {
-                return EDGEPLUS_ERR_ARG;
+                return EP_FAIL_STAGE(EDGEPLUS_ERR_ARG, "a tensor record");
             }
         }
         if (end) {
             if (t[EP_T_BITS0] != 8 || t[EP_T_BITS1] != 8 || t[EP_T_ZP0] != t[EP_T_ZP1] ||
                 t[EP_T_OFF] != -1 || t[EP_T_SIZE] != 0) {
-                return EDGEPLUS_ERR_ARG;
+                return EP_FAIL_STAGE(EDGEPLUS_ERR_ARG, "a tensor record");
             }
         } else if (t[EP_T_OFF] < 0 || t[EP_T_SIZE] < 0 ||
                    (int64_t)t[EP_T_OFF] + t[EP_T_SIZE] > st->arena) {
-            return EDGEPLUS_ERR_WINDOW;
+            return EP_FAIL_STAGE(EDGEPLUS_ERR_WINDOW, "a tensor record");
         }
     }
     return EDGEPLUS_OK;
@@ -54,22 +55,22 @@ static edgeplus_status ep_check_quant(const int32_t *p, int32_t words, const ep_
     int32_t j;
     const int64_t size = kind == EP_ST_KIND_ADD ? EP_ST_ADD_WORDS : 3 * (int64_t)c;
     if (off < st->quant || (int64_t)off + size > words) {
-        return EDGEPLUS_ERR_DIMS;
+        return EP_FAIL_STAGE(EDGEPLUS_ERR_DIMS, "a requantization block");
     }
     if (kind == EP_ST_KIND_ADD) {
         if (!ep_in_range(p[off], 0, 22)) {
-            return EDGEPLUS_ERR_ARG;
+            return EP_FAIL_STAGE(EDGEPLUS_ERR_ARG, "a requantization block");
         }
         for (j = 0; j < 3; ++j) {
             if (p[off + 1 + 2 * j] < 0 || !ep_in_range(p[off + 2 + 2 * j], -31, 30)) {
-                return EDGEPLUS_ERR_ARG;
+                return EP_FAIL_STAGE(EDGEPLUS_ERR_ARG, "a requantization block");
             }
         }
         return EDGEPLUS_OK;
     }
     for (j = 0; j < c; ++j) {
         if (p[off + j] < 0 || !ep_in_range(p[off + c + j], -31, 30)) {
-            return EDGEPLUS_ERR_ARG;
+            return EP_FAIL_STAGE(EDGEPLUS_ERR_ARG, "a requantization block");
         }
     }
     return EDGEPLUS_OK;
@@ -84,16 +85,16 @@ static edgeplus_status ep_check_step(const int32_t *p, int32_t words, const ep_s
     int32_t v, f;
     edgeplus_status rc;
     if (!ep_in_range(kind, EP_ST_KIND_CONV, EP_ST_KIND_ADD)) {
-        return EDGEPLUS_ERR_ARG;
+        return EP_FAIL_STAGE(EDGEPLUS_ERR_ARG, "a step record");
     }
     if (!ep_in_range(s[EP_S_IN0], 0, k) ||
         (kind == EP_ST_KIND_ADD ? !ep_in_range(s[EP_S_IN1], 0, k) : s[EP_S_IN1] != -1)) {
-        return EDGEPLUS_ERR_DIMS;
+        return EP_FAIL_STAGE(EDGEPLUS_ERR_DIMS, "a step record");
     }
     for (f = EP_S_KH; f <= EP_S_DW; ++f) {
         const int pad = f == EP_S_PH || f == EP_S_PW;
         if (!ep_in_range(s[f], pad ? 0 : 1, EP_ST_MAX_PAD)) {
-            return EDGEPLUS_ERR_ARG;
+            return EP_FAIL_STAGE(EDGEPLUS_ERR_ARG, "a step record");
         }
     }
     out = ep_st_tensor(p, st, k + 1);
@@ -103,16 +104,16 @@ static edgeplus_status ep_check_step(const int32_t *p, int32_t words, const ep_s
         const int32_t lo = -(1 << (bits - 1)), hi = (1 << (bits - 1)) - 1;
         const int32_t a = s[EP_S_AMIN0 + 2 * v], b = s[EP_S_AMAX0 + 2 * v];
         if (!ep_in_range(a, lo, hi) || !ep_in_range(b, a, hi)) {
-            return EDGEPLUS_ERR_ARG;
+            return EP_FAIL_STAGE(EDGEPLUS_ERR_ARG, "a step record");
         }
     }
     if (kind == EP_ST_KIND_CONV || kind == EP_ST_KIND_DW) {
         const int32_t w = s[EP_S_WBITS];
         if (w != 2 && w != 4 && w != 8) {
-            return EDGEPLUS_ERR_BITS;
+            return EP_FAIL_STAGE(EDGEPLUS_ERR_BITS, "a step record");
         }
         if (s[EP_S_SLOT] != (*slots)++) {
-            return EDGEPLUS_ERR_ARG;
+            return EP_FAIL_STAGE(EDGEPLUS_ERR_ARG, "a step record");
         }
         for (v = 0; v < 2; ++v) {
             edgeplus_conv_params cp;
@@ -127,7 +128,7 @@ static edgeplus_status ep_check_step(const int32_t *p, int32_t words, const ep_s
             edgeplus__stage_dims(p, st, k + 1, &dout);
             if ((int64_t)(dout.h - 1) * cp.stride_h - cp.pad_h > di.h - 1 ||
                 (int64_t)(dout.w - 1) * cp.stride_w - cp.pad_w > di.w - 1) {
-                return EDGEPLUS_ERR_DIMS;
+                return EP_FAIL_STAGE(EDGEPLUS_ERR_DIMS, "a step record");
             }
             /* the kernel's argument checks (its scratch size is edgeplus__stage_kernel_scratch's:
              * edgeplus_patch_stage_get_buffer_size refuses a program whose scratch passes
@@ -143,19 +144,19 @@ static edgeplus_status ep_check_step(const int32_t *p, int32_t words, const ep_s
     if (s[EP_S_WBITS] != 8 || s[EP_S_SLOT] != -1 || s[EP_S_KH] != 1 || s[EP_S_KW] != 1 ||
         s[EP_S_SH] != 1 || s[EP_S_SW] != 1 || s[EP_S_DH] != 1 || s[EP_S_DW] != 1 ||
         (kind == EP_ST_KIND_ADD && (s[EP_S_PH] != 0 || s[EP_S_PW] != 0))) {
-        return EDGEPLUS_ERR_ARG;
+        return EP_FAIL_STAGE(EDGEPLUS_ERR_ARG, "a step record");
     }
     if (kind == EP_ST_KIND_PAD) {
         if (s[EP_S_Q0] != -1 || s[EP_S_Q1] != -1) {
-            return EDGEPLUS_ERR_ARG;
+            return EP_FAIL_STAGE(EDGEPLUS_ERR_ARG, "a step record");
         }
         if (out[EP_T_C] != in[EP_T_C] || (int64_t)out[EP_T_H] < (int64_t)in[EP_T_H] + s[EP_S_PH] ||
             (int64_t)out[EP_T_W] < (int64_t)in[EP_T_W] + s[EP_S_PW]) {
-            return EDGEPLUS_ERR_DIMS;
+            return EP_FAIL_STAGE(EDGEPLUS_ERR_DIMS, "a step record");
         }
         for (v = 0; v < 2; ++v) {
             if (out[EP_T_BITS0 + v] != in[EP_T_BITS0 + v] || out[EP_T_ZP0 + v] != in[EP_T_ZP0 + v]) {
-                return EDGEPLUS_ERR_ARG;
+                return EP_FAIL_STAGE(EDGEPLUS_ERR_ARG, "a step record");
             }
         }
         return EDGEPLUS_OK;
@@ -164,7 +165,7 @@ static edgeplus_status ep_check_step(const int32_t *p, int32_t words, const ep_s
         const int32_t *in1 = ep_st_tensor(p, st, s[EP_S_IN1]);
         for (f = EP_T_H; f <= EP_T_C; ++f) {
             if (in[f] != out[f] || in1[f] != out[f]) {
-                return EDGEPLUS_ERR_DIMS;
+                return EP_FAIL_STAGE(EDGEPLUS_ERR_DIMS, "a step record");
             }
         }
     }
@@ -203,7 +204,8 @@ static edgeplus_status ep_check_overlap(const int32_t *p, const ep_stage *st)
             /* offset + size <= arena <= INT32_MAX (ep_check_tensors) */
             if (a[EP_T_SIZE] > 0 && b[EP_T_SIZE] > 0 && a[EP_T_OFF] < b[EP_T_OFF] + b[EP_T_SIZE] &&
                 b[EP_T_OFF] < a[EP_T_OFF] + a[EP_T_SIZE]) {
-                return EDGEPLUS_ERR_OVERLAP;
+                return EP_FAIL_STAGE(EDGEPLUS_ERR_OVERLAP,
+                                     "buffers of tensors alive at one step must not overlap");
             }
         }
     }
@@ -222,7 +224,7 @@ static edgeplus_status ep_check_patch(const int32_t *p, const ep_stage *st, int3
     int32_t i, k;
     int32_t v = rec[0];
     if (v != 0 && v != 1) {
-        return EDGEPLUS_ERR_ARG;
+        return EP_FAIL_STAGE(EDGEPLUS_ERR_ARG, "a patch record");
     }
     for (i = 0; i < st->T; ++i) {
         const int32_t *r = rec + 1 + 4 * i;
@@ -232,11 +234,11 @@ static edgeplus_status ep_check_patch(const int32_t *p, const ep_stage *st, int3
         }
         if (r[2] < 1 || r[3] < 1 || r[0] < 0 || r[1] < 0 || r[0] > t[EP_T_H] - r[2] ||
             r[1] > t[EP_T_W] - r[3]) {
-            return EDGEPLUS_ERR_WINDOW;
+            return EP_FAIL_STAGE(EDGEPLUS_ERR_WINDOW, "a patch record");
         }
         if (i > 0 && i < st->T - 1 &&
             edgeplus_packed_bytes(r[2] * r[3] * t[EP_T_C], t[EP_T_BITS0 + v]) > t[EP_T_SIZE]) {
-            return EDGEPLUS_ERR_WINDOW;
+            return EP_FAIL_STAGE(EDGEPLUS_ERR_WINDOW, "a patch record");
         }
     }
     for (k = 0; k < st->S; ++k) {
@@ -251,7 +253,7 @@ static edgeplus_status ep_check_patch(const int32_t *p, const ep_stage *st, int3
         }
         if (!ep_contains(rec + 1 + 4 * s[EP_S_IN0], &need) ||
             (s[EP_S_KIND] == EP_ST_KIND_ADD && !ep_contains(rec + 1 + 4 * s[EP_S_IN1], &need))) {
-            return EDGEPLUS_ERR_WINDOW;
+            return EP_FAIL_STAGE(EDGEPLUS_ERR_WINDOW, "a patch record");
         }
     }
     return EDGEPLUS_OK;
@@ -281,11 +283,11 @@ static edgeplus_status ep_check_coverage(const int32_t *p, const ep_stage *st)
         const int32_t y = r > 0 ? above[0] + above[2] : 0, x = c > 0 ? left[1] + left[3] : 0;
         if (w[2] < 1 || w[3] < 1 || w[0] != y || w[1] != x ||
             w[2] != ep_out_window(p, st, r * st->n)[2] || w[3] != ep_out_window(p, st, c)[3]) {
-            return EDGEPLUS_ERR_COVERAGE;
+            return EP_FAIL_STAGE(EDGEPLUS_ERR_COVERAGE, "the patches must tile the output");
         }
     }
     if (end[0] + end[2] != t[EP_T_H] || end[1] + end[3] != t[EP_T_W]) {
-        return EDGEPLUS_ERR_COVERAGE;
+        return EP_FAIL_STAGE(EDGEPLUS_ERR_COVERAGE, "the patches must tile the output");
     }
     return EDGEPLUS_OK;
 }

@@ -17,5 +17,9 @@ int32_t edgeplus_patch_stage_get_buffer_size(const int32_t *program, int32_t wor
     }
     /* 4 bytes of alignment slack for the arena, the arena rounded up to 4, the kernels' */
     total = 4 + (((int64_t)st.arena + 3) & ~(int64_t)3) + kernel;
-    return total > INT32_MAX ? (int32_t)EDGEPLUS_ERR_DIMS : (int32_t)total;
+    if (total > INT32_MAX) {
+        return (int32_t)EP_FAIL(EDGEPLUS_ERR_DIMS, "program", -1, 0,
+                                "the scratch bytes must fit int32");
+    }
+    return (int32_t)total;
 }

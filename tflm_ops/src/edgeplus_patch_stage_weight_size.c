@@ -7,9 +7,7 @@ edgeplus_status edgeplus_patch_stage_weight_size(const int32_t *program, int32_t
     ep_stage st;
     int32_t k;
     edgeplus_status rc;
-    if (filter_bytes == NULL) {
-        return EDGEPLUS_ERR_NULL;
-    }
+    EP_CHECK_NULL(filter_bytes, "filter_bytes");
     rc = edgeplus_patch_stage_check(program, words);
     if (rc != EDGEPLUS_OK) {
         return rc;
@@ -25,5 +23,5 @@ edgeplus_status edgeplus_patch_stage_weight_size(const int32_t *program, int32_t
             return EDGEPLUS_OK;
         }
     }
-    return EDGEPLUS_ERR_ARG;
+    return EP_FAIL(EDGEPLUS_ERR_ARG, "slot", -1, slot, "a weight slot of the program");
 }

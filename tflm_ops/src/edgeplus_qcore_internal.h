@@ -31,7 +31,7 @@ typedef struct {
 } ep_qcore_layout;
 
 /* The step's checks of the head (layers, nets, margin, tries) and n, in a fixed order
- * (the Python binding names the argument by repeating them). */
+ * (each refusal recorded for edgeplus_last_error). */
 edgeplus_status edgeplus__qcore_check(const edgeplus_qcore_head *head, int32_t n);
 
 /* The scratch layout of a checked head for n samples. */

@@ -21,33 +21,48 @@ edgeplus_status edgeplus_qcore_refresh(const edgeplus_context *ctx, const int32_
     uint32_t state;
     int32_t i, t, d;
 
-    if (ctx == NULL || prior_counts == NULL || history == NULL || rng_state == NULL ||
-        chosen == NULL || counts == NULL) {
-        return EDGEPLUS_ERR_NULL;
+    EP_CHECK_NULL(ctx, "ctx");
+    EP_CHECK_NULL(prior_counts, "prior_counts");
+    EP_CHECK_NULL(history, "history");
+    EP_CHECK_NULL(rng_state, "rng_state");
+    EP_CHECK_NULL(chosen, "chosen");
+    EP_CHECK_NULL(counts, "counts");
+    if (n < 1) {
+        return EP_FAIL_RANGE(EDGEPLUS_ERR_DIMS, "n", -1, n, 1, INT32_MAX);
     }
-    if (n < 1 || steps < 1 || (int64_t)steps * n > INT32_MAX || size < 1 || size > n) {
-        return EDGEPLUS_ERR_DIMS;
+    if (steps < 1 || (int64_t)steps * n > INT32_MAX) {
+        return EP_FAIL_RANGE(EDGEPLUS_ERR_DIMS, "steps", -1, steps, 1, INT32_MAX / n);
     }
-    if (*rng_state == 0u) {
-        return EDGEPLUS_ERR_ARG; /* xorshift32 never leaves 0 */
+    if (size < 1 || size > n) {
+        return EP_FAIL_RANGE(EDGEPLUS_ERR_DIMS, "size", -1, size, 1, n);
+    }
+    if (*rng_state == 0u) { /* xorshift32 never leaves 0 */
+        return EP_FAIL_RANGE(EDGEPLUS_ERR_ARG, "*rng_state", -1, 0, 1, UINT32_MAX);
     }
     for (i = 0; i < n; i++) {
         if (prior_counts[i] < 0 || prior_counts[i] > INT32_MAX - steps) {
-            return EDGEPLUS_ERR_ARG;
+            return EP_FAIL_RANGE(EDGEPLUS_ERR_ARG, "prior_counts[]", i, prior_counts[i], 0,
+                                 INT32_MAX - steps);
         }
     }
     for (i = 0; i < steps * n; i++) {
         if (history[i] > 1u) {
-            return EDGEPLUS_ERR_ARG;
+            return EP_FAIL_RANGE(EDGEPLUS_ERR_ARG, "history[]", i, history[i], 0, 1);
         }
     }
-    if (ctx->buf == NULL || ctx->size < 0 || n > (INT32_MAX - 4) / 4) {
-        return EDGEPLUS_ERR_SCRATCH;
+    if (ctx->buf == NULL) {
+        return EP_FAIL(EDGEPLUS_ERR_SCRATCH, "ctx->buf", -1, 0, "must not be NULL");
+    }
+    if (n > (INT32_MAX - 4) / 4) {
+        return EP_FAIL_RANGE(EDGEPLUS_ERR_SCRATCH, "n", -1, n, 1, (INT32_MAX - 4) / 4);
+    }
+    if (ctx->size < 0) {
+        return EP_FAIL_SCRATCH("ctx->size", ctx->size, 4 + 4 * (int64_t)n);
     }
     base = (uintptr_t)ctx->buf;
     aligned = (base + 3u) & ~(uintptr_t)3u;
     if ((int64_t)ctx->size - (int64_t)(aligned - base) < 4 * (int64_t)n) {
-        return EDGEPLUS_ERR_SCRATCH;
+        return EP_FAIL_SCRATCH("ctx->size", ctx->size, 4 + 4 * (int64_t)n);
     }
     count = (int32_t *)(void *)aligned;
 

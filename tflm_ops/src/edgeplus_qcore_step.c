@@ -74,19 +74,6 @@ EP_INLINE int32_t ep_sat8(int32_t v)
 #endif
 }
 
-/* acc + SMMULR(a, b) = (acc * 2^32 + a b + 2^31) >> 32: one SMMLAR on the DSP (the callers
- * keep the sum within int32). */
-EP_INLINE int32_t ep_smmlar(int32_t a, int32_t b, int32_t acc)
-{
-#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__)
-    int32_t r;
-    __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
-    return r;
-#else
-    return ep_smmulr(a, b) + acc;
-#endif
-}
-
 /* sum_i w[i] x0[i] and sum_i w[i] x1[i] of int8 vectors (|sum| <= len * 2^14 fits int32
  * for the layers the checks accept). */
 EP_INLINE void ep_dot8x2(const int8_t *w, const int8_t *x0, const int8_t *x1, int32_t len,
@@ -704,7 +691,9 @@ static edgeplus_status ep_layer_codes(const ep_qstep *q, int32_t l, int8_t *code
         esum_max = esum > esum_max ? esum : esum_max;
     }
     if ((int64_t)n * emax * 255 > INT32_MAX) {
-        return EDGEPLUS_ERR_DIMS;
+        return EP_FAIL(EDGEPLUS_ERR_DIMS, "n", -1, n,
+                       "n * max|error| * 255 could overflow the step's int32 sums: use fewer "
+                       "samples per step (or a smaller margin)");
     }
     /* from here every sum fits int32: E <= n * max|e| */
     for (o = 0; o < out_f; o++) {
@@ -957,30 +946,32 @@ edgeplus_status edgeplus_qcore_step(const edgeplus_context *ctx,
     uint8_t *mem;
     int32_t l, s, k;
 
-    if (ctx == NULL || head == NULL || x == NULL || y == NULL || result == NULL) {
-        return EDGEPLUS_ERR_NULL;
-    }
+    EP_CHECK_NULL(ctx, "ctx");
+    EP_CHECK_NULL(head, "head");
+    EP_CHECK_NULL(x, "x");
+    EP_CHECK_NULL(y, "y");
+    EP_CHECK_NULL(result, "result");
     st = edgeplus__qcore_check(head, n);
     if (st != EDGEPLUS_OK) {
         return st;
     }
     edgeplus__qcore_layout(head, n, &lay);
     if (lay.total + 4 > INT32_MAX) {
-        return EDGEPLUS_ERR_DIMS;
+        return EP_FAIL(EDGEPLUS_ERR_DIMS, "n", -1, n, "the scratch bytes must fit int32");
     }
     q.classes = head->layers[head->num_layers - 1].out_features;
     for (s = 0; s < n; s++) {
         if (y[s] < 0 || y[s] >= q.classes) {
-            return EDGEPLUS_ERR_ARG;
+            return EP_FAIL_RANGE(EDGEPLUS_ERR_ARG, "y[]", s, y[s], 0, q.classes - 1);
         }
     }
-    if (ctx->buf == NULL || ctx->size < 0) {
-        return EDGEPLUS_ERR_SCRATCH;
+    if (ctx->buf == NULL) {
+        return EP_FAIL(EDGEPLUS_ERR_SCRATCH, "ctx->buf", -1, 0, "must not be NULL");
     }
     base = (uintptr_t)ctx->buf;
     aligned = (base + 3u) & ~(uintptr_t)3u;
-    if ((int64_t)ctx->size - (int64_t)(aligned - base) < lay.total) {
-        return EDGEPLUS_ERR_SCRATCH;
+    if (ctx->size < 0 || (int64_t)ctx->size - (int64_t)(aligned - base) < lay.total) {
+        return EP_FAIL_SCRATCH("ctx->size", ctx->size, lay.total + 4);
     }
     mem = (uint8_t *)aligned;
 

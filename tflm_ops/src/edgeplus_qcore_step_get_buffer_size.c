@@ -10,7 +10,8 @@ int32_t edgeplus_qcore_step_get_buffer_size(const edgeplus_qcore_head *head, int
     }
     edgeplus__qcore_layout(head, n, &lay);
     if (lay.total + 4 > INT32_MAX) {
-        return (int32_t)EDGEPLUS_ERR_DIMS;
+        return (int32_t)EP_FAIL(EDGEPLUS_ERR_DIMS, "n", -1, n,
+                                "the scratch bytes must fit int32");
     }
     return (int32_t)(lay.total + 4); /* + alignment slack */
 }

@@ -5,22 +5,38 @@
 edgeplus_status edgeplus__stage_layout(const int32_t *p, int32_t words, ep_stage *st)
 {
     int64_t need;
-    if (p == NULL) {
-        return EDGEPLUS_ERR_NULL;
-    }
+    EP_CHECK_NULL(p, "program");
     if (words < EP_ST_HEADER) {
-        return EDGEPLUS_ERR_DIMS;
+        return EP_FAIL_RANGE(EDGEPLUS_ERR_DIMS, "words", -1, words, EP_ST_HEADER, INT32_MAX);
     }
-    if (p[0] != EDGEPLUS_STAGE_MAGIC || p[1] != EDGEPLUS_STAGE_VERSION) {
-        return EDGEPLUS_ERR_ARG;
+    if (p[0] != EDGEPLUS_STAGE_MAGIC) {
+        return EP_FAIL_RANGE(EDGEPLUS_ERR_ARG, "program[]", 0, p[0], EDGEPLUS_STAGE_MAGIC,
+                             EDGEPLUS_STAGE_MAGIC);
+    }
+    if (p[1] != EDGEPLUS_STAGE_VERSION) {
+        return EP_FAIL_RANGE(EDGEPLUS_ERR_ARG, "program[]", 1, p[1], EDGEPLUS_STAGE_VERSION,
+                             EDGEPLUS_STAGE_VERSION);
     }
     st->T = p[2];
     st->S = p[3];
     st->n = p[4];
     st->arena = p[5];
-    if (st->T < 2 || st->T > EDGEPLUS_STAGE_MAX_TENSORS || st->S != st->T - 1 || st->n < 1 ||
-        st->n > EDGEPLUS_STAGE_MAX_GRID || p[6] != words || st->arena < 0) {
-        return EDGEPLUS_ERR_DIMS;
+    if (st->T < 2 || st->T > EDGEPLUS_STAGE_MAX_TENSORS) {
+        return EP_FAIL_RANGE(EDGEPLUS_ERR_DIMS, "program[]", 2, st->T, 2,
+                             EDGEPLUS_STAGE_MAX_TENSORS);
+    }
+    if (st->S != st->T - 1) {
+        return EP_FAIL_RANGE(EDGEPLUS_ERR_DIMS, "program[]", 3, st->S, st->T - 1, st->T - 1);
+    }
+    if (st->n < 1 || st->n > EDGEPLUS_STAGE_MAX_GRID) {
+        return EP_FAIL_RANGE(EDGEPLUS_ERR_DIMS, "program[]", 4, st->n, 1,
+                             EDGEPLUS_STAGE_MAX_GRID);
+    }
+    if (st->arena < 0) {
+        return EP_FAIL_RANGE(EDGEPLUS_ERR_DIMS, "program[]", 5, st->arena, 0, INT32_MAX);
+    }
+    if (p[6] != words) {
+        return EP_FAIL_RANGE(EDGEPLUS_ERR_DIMS, "program[]", 6, p[6], words, words);
     }
     st->P = st->n * st->n;
     st->patch_words = 1 + 4 * st->T;
@@ -29,29 +45,10 @@ edgeplus_status edgeplus__stage_layout(const int32_t *p, int32_t words, ep_stage
     st->patches = st->steps + st->S * EP_ST_STEP;
     need = (int64_t)st->patches + (int64_t)st->P * st->patch_words;
     if (need > words) {
-        return EDGEPLUS_ERR_DIMS;
+        return EP_FAIL_RANGE(EDGEPLUS_ERR_DIMS, "words", -1, words, need, INT32_MAX);
     }
     st->quant = (int32_t)need;
     return EDGEPLUS_OK;
-}
-
-static int ep_span(int32_t o0, int32_t count, int32_t stride, int32_t pad, int32_t k,
-                   int32_t dil, int32_t size, int32_t *start, int32_t *len)
-{
-    int64_t a = (int64_t)o0 * stride - pad;
-    int64_t b = (int64_t)(o0 + count - 1) * stride - pad + (int64_t)(k - 1) * dil;
-    if (a < 0) {
-        a = 0;
-    }
-    if (b > size - 1) {
-        b = size - 1;
-    }
-    if (b < a) {
-        return 0;
-    }
-    *start = (int32_t)a;
-    *len = (int32_t)(b - a + 1);
-    return 1;
 }
 
 int edgeplus__stage_input_need(const int32_t *p, const ep_stage *st, int32_t k,

@@ -66,41 +66,6 @@ EP_INLINE edgeplus_window ep_st_window(const int32_t *r)
 int edgeplus__stage_input_need(const int32_t *p, const ep_stage *st, int32_t k,
                                const edgeplus_window *out, edgeplus_window *need);
 
-/* Packed element access (flat index, bits 2/4/8, sign-extended). */
-EP_INLINE int32_t ep_get_elem(const int8_t *buf, int32_t idx, int32_t bits)
-{
-    if (bits == 8) {
-        return buf[idx];
-    }
-    if (bits == 4) {
-        const int32_t b = (uint8_t)buf[idx >> 1];
-        const int32_t v = (idx & 1) ? (b >> 4) : (b & 15);
-        return v >= 8 ? v - 16 : v;
-    }
-    {
-        const int32_t b = (uint8_t)buf[idx >> 2];
-        const int32_t v = (b >> ((idx & 3) * 2)) & 3;
-        return v >= 2 ? v - 4 : v;
-    }
-}
-
-EP_INLINE void ep_set_elem(int8_t *buf, int32_t idx, int32_t bits, int32_t v)
-{
-    if (bits == 8) {
-        buf[idx] = (int8_t)v;
-    } else if (bits == 4) {
-        const int32_t sh = (idx & 1) * 4;
-        uint8_t b = (uint8_t)buf[idx >> 1];
-        b = (uint8_t)((b & ~(15u << sh)) | (((uint32_t)v & 15u) << sh));
-        buf[idx >> 1] = (int8_t)b;
-    } else {
-        const int32_t sh = (idx & 3) * 2;
-        uint8_t b = (uint8_t)buf[idx >> 2];
-        b = (uint8_t)((b & ~(3u << sh)) | (((uint32_t)v & 3u) << sh));
-        buf[idx >> 2] = (int8_t)b;
-    }
-}
-
 /* Fill the conv params of step k in variant v. */
 void edgeplus__stage_conv_params(const int32_t *p, const ep_stage *st, int32_t k, int32_t v,
                                  edgeplus_conv_params *cp);

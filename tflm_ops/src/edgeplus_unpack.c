@@ -5,7 +5,7 @@ edgeplus_status edgeplus_unpack(const int8_t *src, int32_t count, int32_t bits, 
 {
     int32_t i;
     if (!ep_bits_ok(bits)) {
-        return EDGEPLUS_ERR_BITS;
+        return EP_FAIL(EDGEPLUS_ERR_BITS, "bits", -1, bits, "2, 4 or 8");
     }
     if (bits == 4) {
         return edgeplus_unpack_int4(src, count, dst);
@@ -14,14 +14,13 @@ edgeplus_status edgeplus_unpack(const int8_t *src, int32_t count, int32_t bits, 
         return edgeplus_unpack_int2(src, count, dst);
     }
     if (count < 0) {
-        return EDGEPLUS_ERR_DIMS;
+        return EP_FAIL_RANGE(EDGEPLUS_ERR_DIMS, "count", -1, count, 0, INT32_MAX);
     }
     if (count == 0) {
         return EDGEPLUS_OK;
     }
-    if (src == NULL || dst == NULL) {
-        return EDGEPLUS_ERR_NULL;
-    }
+    EP_CHECK_NULL(src, "src");
+    EP_CHECK_NULL(dst, "dst");
     for (i = 0; i < count; i++) {
         dst[i] = src[i];
     }

@@ -5,14 +5,13 @@ edgeplus_status edgeplus_unpack_int2(const int8_t *src, int32_t count, int8_t *d
 {
     int32_t i;
     if (count < 0) {
-        return EDGEPLUS_ERR_DIMS;
+        return EP_FAIL_RANGE(EDGEPLUS_ERR_DIMS, "count", -1, count, 0, INT32_MAX);
     }
     if (count == 0) {
         return EDGEPLUS_OK;
     }
-    if (src == NULL || dst == NULL) {
-        return EDGEPLUS_ERR_NULL;
-    }
+    EP_CHECK_NULL(src, "src");
+    EP_CHECK_NULL(dst, "dst");
     for (i = 0; i < count; i++) {
         dst[i] = (int8_t)ep_load(src, i, 2);
     }

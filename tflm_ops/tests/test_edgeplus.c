@@ -151,6 +151,19 @@ static void test_packing(void)
     CHECK(edgeplus_packed_bytes(-1, 4) == -1, "packed_bytes negative count");
     /* bad input */
     CHECK_STATUS(edgeplus_pack_int4(bad4, 3, small), EDGEPLUS_ERR_ARG);
+    {
+        /* the refusal is recorded: argument, element, value and range; cleared on demand */
+        const edgeplus_error *e = edgeplus_last_error();
+        CHECK(e->status == EDGEPLUS_ERR_ARG && e->argument != NULL &&
+                  strcmp(e->argument, "src[]") == 0 && e->index == 1 && e->value == 8 &&
+                  e->min == -8 && e->max == 7,
+              "pack_int4 record: %s [%ld] = %ld", e->argument ? e->argument : "(null)",
+              (long)e->index, (long)e->value);
+        CHECK(edgeplus_packed_bytes(3, 4) == 2 && e->status == EDGEPLUS_ERR_ARG,
+              "a success keeps the record");
+        edgeplus_clear_error();
+        CHECK(e->status == EDGEPLUS_OK && e->index == -1, "cleared record");
+    }
     CHECK_STATUS(edgeplus_pack_int2(bad2, 3, small), EDGEPLUS_ERR_ARG);
     CHECK_STATUS(edgeplus_pack_int4(NULL, 3, small), EDGEPLUS_ERR_NULL);
     CHECK_STATUS(edgeplus_pack_int2(bad2, 3, NULL), EDGEPLUS_ERR_NULL);

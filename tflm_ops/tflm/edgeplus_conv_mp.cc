@@ -39,6 +39,7 @@
 #include "edgeplus/edgeplus_ops.h"
 #include "edgeplus_op_schema.h"
 #include "edgeplus_options.h"
+#include "edgeplus_refusal.h"
 #include "tensorflow/lite/c/common.h"
 #include "tensorflow/lite/kernels/internal/quantization_util.h"
 #include "tensorflow/lite/kernels/kernel_util.h"
@@ -269,6 +270,7 @@ TfLiteStatus PrepareWithTensors(TfLiteContext* context, TfLiteNode* node, OpData
                 static_cast<int>(o.stride_h), static_cast<int>(o.stride_w),
                 static_cast<int>(o.pad_h), static_cast<int>(o.pad_w),
                 static_cast<int>(o.dilation_h), static_cast<int>(o.dilation_w));
+    PrintRefusal(kOp);
     return kTfLiteError;
   }
 
@@ -387,6 +389,7 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
                             &data->output_dims, micro::GetTensorData<int8_t>(output));
   if (st != EDGEPLUS_OK) {
     MicroPrintf("%s: kernel returned %s.", kOp, edgeplus_status_str(st));
+    PrintRefusal(kOp);
     return kTfLiteError;
   }
   return kTfLiteOk;

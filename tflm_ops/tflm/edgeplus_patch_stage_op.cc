@@ -38,6 +38,7 @@
 #include "edgeplus/edgeplus_ops.h"
 #include "edgeplus_op_schema.h"
 #include "edgeplus_options.h"
+#include "edgeplus_refusal.h"
 #include "tensorflow/lite/c/common.h"
 #include "tensorflow/lite/kernels/kernel_util.h"
 #include "tensorflow/lite/micro/kernels/kernel_util.h"
@@ -187,6 +188,7 @@ TfLiteStatus PrepareTensors(TfLiteContext* context, TfLiteNode* node, OpData* da
     if (st != EDGEPLUS_OK) {
       MicroPrintf("%s: weight slot %d has no size (%s).", kOp, static_cast<int>(s),
                   edgeplus_status_str(st));
+      PrintRefusal(kOp);
       status = kTfLiteError;
     } else if (f == nullptr) {
       MicroPrintf("%s: input %d, the filter of weight slot %d, is missing.", kOp,
@@ -231,6 +233,7 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   const edgeplus_status st = edgeplus_patch_stage_check(data->program, data->words);
   if (st != EDGEPLUS_OK) {
     MicroPrintf("%s: the stage program is invalid (%s).", kOp, edgeplus_status_str(st));
+    PrintRefusal(kOp);
     return kTfLiteError;
   }
   int32_t slots = 0;
@@ -256,6 +259,7 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   if (data->scratch_bytes < 0) {
     MicroPrintf("%s: the program's scratch cannot be sized (%s).", kOp,
                 edgeplus_status_str(static_cast<edgeplus_status>(data->scratch_bytes)));
+    PrintRefusal(kOp);
     return kTfLiteError;
   }
   return context->RequestScratchBufferInArena(context, data->scratch_bytes,
@@ -282,6 +286,7 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
       micro::GetTensorData<int8_t>(output));
   if (st != EDGEPLUS_OK) {
     MicroPrintf("%s: the patch stage returned %s.", kOp, edgeplus_status_str(st));
+    PrintRefusal(kOp);
     return kTfLiteError;
   }
   return kTfLiteOk;

@@ -4,7 +4,9 @@
  * Like CMSIS-NN's arm_nnfunctions.h: raw pointers and small structs, no TFLite
  * types, no malloc, caller-owned scratch with a _get_buffer_size companion, every
  * kernel returns an edgeplus_status and validates its arguments at entry (it never
- * aborts). One public function per source file in tflm_ops/src.
+ * aborts); a refusal also records which argument broke which rule (edgeplus_last_error).
+ * One public function per source file in tflm_ops/src (edgeplus_last_error.c: the record's
+ * two); their shared inline helpers are src/edgeplus_support.h.
  *
  * A plain-C path always exists; with __ARM_FEATURE_DSP (Cortex-M4/M7/M33 with DSP)
  * the conv inner loops use SMLAD (two 16-bit MACs, or four 2-bit x 2-bit MACs in
@@ -87,10 +89,26 @@ extern "C" {
  * values give "EDGEPLUS_ERR_UNKNOWN". Never NULL. */
 const char *edgeplus_status_str(edgeplus_status status);
 
+/* Which argument the last refused call of the calling thread refused: every function that
+ * returns an error status (or a negative size) first records the argument, its value and
+ * the range or rule it breaks. The record stays until the next refusal or
+ * edgeplus_clear_error; calls that succeed do not touch it. Thread-local on hosted builds
+ * (Linux, macOS, Windows), one static record on bare metal (about 40 bytes, no malloc).
+ * -DEDGEPLUS_ERROR_DETAIL=0 builds the library without the records and their strings
+ * (the status alone; the record then keeps status EDGEPLUS_OK and a NULL argument). Never
+ * NULL. */
+const edgeplus_error *edgeplus_last_error(void);
+void edgeplus_clear_error(void);
+
 /* TFLite's MultiplyByQuantizedMultiplier (reference kernels, double rounding):
  * RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(acc << max(shift,0), m),
  * max(-shift,0)). The left shift wraps like the 32-bit hardware. */
 int32_t edgeplus_requantize(int32_t acc, int32_t multiplier, int32_t shift);
+
+/* out[i] = edgeplus_requantize(acc[i], multiplier[i], shift[i]) for i < count (count == 0
+ * is a no-op; EDGEPLUS_ERR_DIMS for count < 0, EDGEPLUS_ERR_NULL for a NULL array). */
+edgeplus_status edgeplus_requantize_array(const int32_t *acc, const int32_t *multiplier,
+                                          const int32_t *shift, int32_t count, int32_t *out);
 
 /* ------------------------------------------------------------------ packing */
 

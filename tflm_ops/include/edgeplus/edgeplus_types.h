@@ -29,6 +29,18 @@ typedef enum {
                                    same step share bytes */
 } edgeplus_status;
 
+/* What a refused call refused (edgeplus_last_error): the argument, its value and the rule
+ * it breaks. Static strings; no allocation. */
+typedef struct {
+    edgeplus_status status; /* the refusal's status; EDGEPLUS_OK: no refusal recorded */
+    const char *argument;   /* the C argument or field, e.g. "params->stride_h", "ctx->size",
+                               "head->layers[].act_min": "[]" stands for [index] */
+    int32_t index;          /* the element, layer, tensor, step or word; -1: none */
+    int64_t value;          /* the value refused (0 for a NULL pointer) */
+    int64_t min, max;       /* the range it must lie in; min > max: no range, see expected */
+    const char *expected;   /* the rule in words when it is not a range ("" otherwise) */
+} edgeplus_error;
+
 /* Caller-owned scratch memory. Any alignment: kernels align internally (the
  * _get_buffer_size companions include the slack). */
 typedef struct {
