@@ -22,6 +22,7 @@ import pytest
 
 from tfmot_edgeplus.core.conv_reference import ConvParams
 from tfmot_edgeplus.runtime import kernels
+from tfmot_edgeplus.runtime.kernel_abi import load_abi
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -72,13 +73,16 @@ def test_conv_scratch_split_with_huge_channel_counts():
     k = kernels.get_kernels()
     oc = 3 << 26
     mult, shift = np.zeros(oc, np.int32), np.zeros(oc, np.int32)
-    params = kernels._Params(**dataclasses.asdict(ConvParams()))  # 8-bit, stride 1, no pad
-    quant = kernels._Quant(mult.ctypes.data_as(kernels._i32p), shift.ctypes.data_as(kernels._i32p))
+    abi = load_abi()
+    i32p, i8p = ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(ctypes.c_int8)
+    dims = abi.struct("edgeplus_dims")
+    params = abi.struct("edgeplus_conv_params")(**dataclasses.asdict(ConvParams()))  # 8-bit
+    quant = abi.struct("edgeplus_quant_params")(mult.ctypes.data_as(i32p), shift.ctypes.data_as(i32p))
     small = np.zeros(64, np.int8)
-    ctx = kernels._Context(small.ctypes.data, small.size)
-    one = kernels._Dims(1, 1, 1, 1)
-    filt, out = kernels._Dims(oc, 1, 1, 1), kernels._Dims(1, 1, 1, oc)
-    ptr = small.ctypes.data_as(kernels._i8p)  # never read or written: the call is refused
+    ctx = abi.struct("edgeplus_context")(small.ctypes.data, small.size)
+    one = dims(1, 1, 1, 1)
+    filt, out = dims(oc, 1, 1, 1), dims(1, 1, 1, oc)
+    ptr = small.ctypes.data_as(i8p)  # never read or written: the call is refused
     st = k.lib.edgeplus_conv2d(ctypes.byref(ctx), ctypes.byref(params), ctypes.byref(quant),
                                ctypes.byref(one), ptr, ctypes.byref(filt), ptr, None,
                                ctypes.byref(out), ptr)  # fmt: skip

@@ -11,8 +11,12 @@ the argument).
 
 from __future__ import annotations
 
+import ctypes
+import dataclasses
 import itertools
 import math
+import re
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +27,9 @@ from kernel_helpers import assert_same, run_c, window_of
 from tfmot_edgeplus.calibration import bitflip_reference as bfr
 from tfmot_edgeplus.core import conv_reference as ref
 from tfmot_edgeplus.core import intmath, packing
-from tfmot_edgeplus.runtime import kernels
+from tfmot_edgeplus.runtime import kernel_abi, kernels
+from tfmot_edgeplus.runtime.kernel_abi import load_abi
+from tfmot_edgeplus.runtime.qcore_step_result import StepResult
 
 REPO = Path(__file__).resolve().parents[1]
 BITS = (2, 4, 8)
@@ -440,7 +446,7 @@ def test_c_errors_name_status_and_argument(k, arg, mutation, status):
     assert e.status == status, str(e)
     assert e.argument == arg, str(e)
     assert status in str(e) and repr(arg) in str(e)
-    # the reference's own check (the one the binding uses to name the argument) agrees
+    # the reference's own check agrees with what the C named
     with pytest.raises(ref.ConvArgumentError) as er:
         ref.check_conv_args(
             params,
@@ -553,7 +559,7 @@ def test_golden_cases_pass_through_ctypes(k):
 def test_missing_compiler_gives_a_clear_error(monkeypatch):
     monkeypatch.setenv("CC", "no-such-cc-for-edgeplus")
     with pytest.raises(kernels.KernelBuildError, match="needs `make` and a C compiler"):
-        kernels._build()
+        kernels.build()
 
 
 def test_library_path_env_override(monkeypatch, tmp_path):
@@ -564,7 +570,38 @@ def test_library_path_env_override(monkeypatch, tmp_path):
         kernels.library_path("avx")
 
 
+def test_binding_is_read_from_the_headers(k):
+    """The ctypes structs and signatures come from the C headers (kernel_abi): the Python
+    mirrors of the C structs hold the same fields, every prototype is bound, and a C type
+    the parser does not know is refused, not guessed."""
+    abi = load_abi()
+    assert abi.field_names("edgeplus_conv_params") == tuple(
+        f.name for f in dataclasses.fields(ref.ConvParams)
+    )
+    result_fields = abi.field_names("edgeplus_qcore_step_result")
+    assert set(result_fields) <= {f.name for f in dataclasses.fields(StepResult)}
+    exported = subprocess.run(
+        ["nm", "-D", "--defined-only", str(kernels.library_path(k.variant))],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    public = set(re.findall(r" T (edgeplus_[a-z0-9]\w*)", exported))
+    assert public == set(abi.parsed.functions), public ^ set(abi.parsed.functions)
+    for name, (ret, args) in abi.parsed.functions.items():
+        fn = getattr(k.lib, name)
+        assert fn.argtypes == [abi.ctype(a.base, a.depth) for a in args], name
+    ret, args = abi.parsed.functions["edgeplus_patch_stage"]
+    assert [a.ctype for a in args] == [
+        "edgeplus_context*", "int32_t*", "int32_t", "int8_t**", "int8_t*", "int8_t*"
+    ] and ret.ctype == "edgeplus_status"  # fmt: skip
+    assert ctypes.sizeof(abi.struct("edgeplus_conv_params")) == 13 * 4
+    odd = kernel_abi.parse_headers(["typedef struct { float scale; } odd_t;"])
+    with pytest.raises(kernel_abi.AbiError, match="float"):
+        kernel_abi.Abi(odd)
+
+
 def test_status_names_match_c(k):
-    for code, name in kernels.STATUS_NAMES.items():
+    statuses = load_abi().parsed.enums["edgeplus_status"]
+    assert len(statuses) == 9
+    for name, code in statuses.items():
         assert k.status_str(code) == name
     assert k.status_str(-42) == "EDGEPLUS_ERR_UNKNOWN"

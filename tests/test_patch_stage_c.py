@@ -80,12 +80,12 @@ def test_patching_is_exact_at_8_bits():
     for seed in range(6):
         program, filters = random_program(np.random.default_rng(seed), eight_bit=True, grid=1)
         x = random_input(rng, program)
-        whole = kernels.patch_stage(program, filters, x)
+        whole = kernels.get_kernels().patch_stage(program, filters, x)
         for grid in (2, 3):
             patched, f2 = random_program(np.random.default_rng(seed), eight_bit=True, grid=grid)
             assert [s.kind for s in patched.steps] == [s.kind for s in program.steps]
             assert patched.grid == min(grid, *patched.tensors[-1].shape[:2])
-            np.testing.assert_array_equal(kernels.patch_stage(patched, f2, x), whole)
+            np.testing.assert_array_equal(kernels.get_kernels().patch_stage(patched, f2, x), whole)
 
 
 def _words():
@@ -114,7 +114,7 @@ def test_malformed_programs_get_a_status(what, edit, error):
     bad = words.copy()
     edit(bad)
     with pytest.raises(error):
-        kernels.patch_stage_check(bad)
+        kernels.get_kernels().patch_stage_check(bad)
     with pytest.raises(ProgramError):
         StageProgram.from_words(bad)
 
@@ -143,7 +143,7 @@ def test_malformed_regions_steps_and_quant_offsets():
         bad = words.copy()
         bad[index] = value
         with pytest.raises(error):
-            kernels.patch_stage_check(bad)
+            kernels.get_kernels().patch_stage_check(bad)
         with pytest.raises(ProgramError):
             StageProgram.from_words(bad)
         assert what
@@ -153,8 +153,8 @@ def test_malformed_regions_steps_and_quant_offsets():
     assert bad[r0 + 2] > 1
     bad[r0 + 2] -= 1
     with pytest.raises(kernels.KernelWindowError):
-        kernels.patch_stage_check(bad)
-    kernels.patch_stage_check(words)  # the original is fine
+        kernels.get_kernels().patch_stage_check(bad)
+    kernels.get_kernels().patch_stage_check(words)  # the original is fine
 
 
 def _check_status(k, words: np.ndarray) -> int:
@@ -341,7 +341,7 @@ def test_c_check_agrees_with_the_spec_on_corrupted_programs(k):
 def test_scratch_size_is_the_minimum():
     program, filters, words = _words()
     x = random_input(np.random.default_rng(0), program, 1)
-    need = kernels.patch_stage_get_buffer_size(words)
+    need = kernels.get_kernels().patch_stage_get_buffer_size(words)
     ref = simulate.run_stage(program, filters, x)
     for extra in (0, 1, 1 << 16):  # more scratch: the convs take bigger pixel blocks
         got = kernels.get_kernels().patch_stage(program, filters, x, scratch_bytes=need + extra)
@@ -355,11 +355,11 @@ def test_binding_rejects_bad_filters_and_inputs():
     program, filters, words = _words()
     x = random_input(np.random.default_rng(0), program, 1)
     with pytest.raises(kernels.KernelDimsError, match="filters"):
-        kernels.patch_stage(program, filters[:-1], x)
+        kernels.get_kernels().patch_stage(program, filters[:-1], x)
     with pytest.raises(kernels.KernelDimsError, match="'x'"):
-        kernels.patch_stage(program, filters, x.astype(np.int16))
+        kernels.get_kernels().patch_stage(program, filters, x.astype(np.int16))
     with pytest.raises(kernels.KernelArgumentError):
         kernels.get_kernels().patch_stage_weight_size(words, program.num_slots)
     np.testing.assert_array_equal(  # words work as well as a StageProgram, (H, W, C) too
-        kernels.patch_stage(words, filters, x[0]), simulate.run_stage(program, filters, x)[0]
+        kernels.get_kernels().patch_stage(words, filters, x[0]), simulate.run_stage(program, filters, x)[0]
     )

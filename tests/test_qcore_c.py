@@ -290,7 +290,7 @@ def test_step_errors_name_the_argument(k):
     bad_y = y.copy()
     bad_y[2] = classes
     err = _raises(A, "y", step, head, nets, x, bad_y)
-    assert f"label {classes} is outside the head's class range [0, {classes})" in str(err)
+    assert f"y[2] = {classes}: must lie in [0, {classes - 1}]" in str(err)
     _raises(D, "x", step, head, nets, x[:0], y[:0])
     _raises(D, "x", step, head, nets, x[:, 1:], y)
     _raises(D, "y", step, head, nets, x, y[1:])
@@ -334,8 +334,6 @@ def test_step_errors_name_the_argument(k):
         for name, value in changes.items():  # past FlipNet's own checks
             setattr(net, name, value)
         _raises(cls, argument, step, head, {**nets, l: net}, x, y)
-    # the module-level wrapper is the same call
-    assert kernels.qcore_step(head, nets, x, y).margin_after == step(head, nets, x, y).margin_after
 
 
 # ----------------------------------------------------------------------------- refresh
@@ -358,7 +356,6 @@ def test_refresh_matches_the_reference(k):
         np.testing.assert_array_equal(got[0], ref[0])
         np.testing.assert_array_equal(got[1], ref[1])
         assert got[2] == ref[2]
-    assert kernels.qcore_refresh([0, 2, 0, 0], history, 3, 1)[2] == 2647435461
 
 
 def test_refresh_errors_name_the_argument(k):
@@ -389,8 +386,7 @@ def test_refresh_errors_name_the_argument(k):
 def test_step_scratch_size_follows_the_documented_formula(bits):
     """edgeplus_ops.h: 4 + n*S + 4*n*(F+2) + 6*T + Wc + max(4*Wm, Bc) + R, here one calibrated
     32 -> 7 layer (F = 7, Wm = Wc, R = 32 at W4, 0 at W8); 4 + n*S without flip networks."""
-    from tfmot_edgeplus.runtime.kernels import qcore_step_get_buffer_size
-
+    qcore_step_get_buffer_size = kernels.get_kernels().qcore_step_get_buffer_size
     rng = np.random.default_rng(0)
     head, _ = _head(rng, [32, 7], bits, 4)
     n, s, c, t, wc = 60, 7, 7, 32, 7 * 32

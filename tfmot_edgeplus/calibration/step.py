@@ -65,6 +65,7 @@ import numpy as np
 
 from tfmot_edgeplus.core import intmath
 from tfmot_edgeplus.core.intmath import narrow_range
+from tfmot_edgeplus.runtime.qcore_step_result import StepResult
 
 __all__ = [
     "FEATURES",
@@ -250,34 +251,6 @@ def _updates(acc2: np.ndarray, threshold: int, level: int) -> np.ndarray:
     up[acc2 >= t] = 1
     up[acc2 <= -t] = -1
     return up
-
-
-@dataclass
-class StepResult:
-    """What one step did. ``weights`` are the head's weights after it (new if kept);
-    ``level`` is the confidence level kept (or the last one tried); ``changed`` and the
-    ``*_after`` fields describe that level's candidate."""
-
-    kept: bool
-    changed: int
-    level: int
-    correct_before: int
-    correct_after: int
-    margin_before: int
-    margin_after: int
-    n: int
-    weights: list[np.ndarray]
-    correct_mask_before: np.ndarray
-    correct_mask_after: np.ndarray
-
-    @property
-    def accuracy_before(self) -> float:
-        return self.correct_before / self.n
-
-    @property
-    def accuracy_after(self) -> float:
-        """Accuracy of the weights the step leaves (the old ones when rolled back)."""
-        return (self.correct_after if self.kept else self.correct_before) / self.n
 
 
 def _check_samples(head, x, y) -> tuple[np.ndarray, np.ndarray]:

@@ -1,36 +1,40 @@
-"""ctypes binding of the tflm_ops C kernels (``build/host/libedgeplus_ops.so``) for the host.
+"""The Kernels API: the tflm_ops C kernels on NumPy arrays, through ctypes.
 
-The library is built from ``tflm_ops/src`` with ``make -C tflm_ops host``; on first use the
-binding runs that itself when the library is missing or older than the sources, and says
-clearly what to install when there is no compiler. ``EDGEPLUS_OPS_LIB`` points at a
-prebuilt library instead.
-
-Functions take and return *unpacked* NumPy integer arrays (packing to 2/4 bits happens
-inside, with the C packer) and mirror :mod:`tfmot_edgeplus.core.conv_reference`::
+:func:`get_kernels` loads (building it first when needed, see
+:mod:`~tfmot_edgeplus.runtime.kernel_library`) the host library and binds it from the C
+headers (:mod:`~tfmot_edgeplus.runtime.kernel_abi`). Methods take and return *unpacked*
+NumPy integer arrays (packing to 2/4 bits happens inside, with the C packer) and mirror
+:mod:`tfmot_edgeplus.core.conv_reference`::
 
     params, out_hw = reference.make_conv_params((16, 16), (3, 3), stride=1, padding="SAME",
                                                 in_bits=4, w_bits=4, out_bits=8)
-    y = kernels.conv2d(x, w, bias, multiplier, shift, params, output_hw=out_hw)
+    y = kernels.get_kernels().conv2d(x, w, bias, multiplier, shift, params, output_hw=out_hw)
 
-A non-OK status becomes a :class:`KernelError` subclass (``KernelBitsError`` ...) whose
-message names the C status and the offending argument.
+A non-OK status becomes a :class:`KernelError` subclass (``KernelBitsError`` ...) naming
+the argument the C refused, its value and the rule it breaks, as the C recorded them
+(``edgeplus_last_error``); the binding only renames the C's argument to its own
+(``filter_dims`` -> ``'filter shape'``, ``ctx->size`` -> ``'scratch_bytes'`` ...).
 """
 
 from __future__ import annotations
 
 import ctypes
-import dataclasses
-import os
-import shutil
-import subprocess
+import re
 import threading
-from pathlib import Path
 
 import numpy as np
 
-from tfmot_edgeplus.core import conv_reference as _ref
 from tfmot_edgeplus.core.intmath import check_bits, int_range
 from tfmot_edgeplus.core.packing import packed_nbytes
+from tfmot_edgeplus.core.program import StageProgram
+from tfmot_edgeplus.runtime.kernel_abi import load_abi, status_name
+from tfmot_edgeplus.runtime.kernel_library import (
+    KernelBuildError,
+    build,
+    library_path,
+    load_library,
+)
+from tfmot_edgeplus.runtime.qcore_step_result import StepResult
 
 __all__ = [
     "KernelArgumentError",
@@ -42,49 +46,13 @@ __all__ = [
     "KernelScratchError",
     "KernelWindowError",
     "Kernels",
-    "bitflip_apply",
-    "bitflip_apply_packed",
-    "conv2d",
-    "conv2d_get_buffer_size",
-    "conv2d_get_buffer_size_fast",
-    "conv_input_region",
-    "depthwise_conv2d",
-    "depthwise_conv2d_get_buffer_size",
+    "StepResult",
+    "build",
     "get_kernels",
     "library_path",
-    "pack",
-    "patch_stage",
-    "patch_stage_check",
-    "patch_stage_get_buffer_size",
-    "qcore_refresh",
-    "qcore_step",
-    "qcore_step_get_buffer_size",
-    "requantize",
-    "status_str",
-    "unpack",
 ]
 
-_REPO = Path(__file__).resolve().parents[2]
-_OPS_DIR = _REPO / "tflm_ops"
-_LIB_NAMES = {"plain": "libedgeplus_ops.so", "emudsp": "libedgeplus_ops_emudsp.so"}
-
 # ----------------------------------------------------------------------------- errors
-
-STATUS_NAMES = {
-    0: "EDGEPLUS_OK",
-    -1: "EDGEPLUS_ERR_NULL",
-    -2: "EDGEPLUS_ERR_DIMS",
-    -3: "EDGEPLUS_ERR_BITS",
-    -4: "EDGEPLUS_ERR_WINDOW",
-    -5: "EDGEPLUS_ERR_SCRATCH",
-    -6: "EDGEPLUS_ERR_ARG",
-    -7: "EDGEPLUS_ERR_COVERAGE",
-    -8: "EDGEPLUS_ERR_OVERLAP",
-}
-
-
-class KernelBuildError(RuntimeError):
-    """The C library is missing and could not be built."""
 
 
 class KernelError(ValueError):
@@ -96,7 +64,7 @@ class KernelError(ValueError):
 
     def __init__(self, function: str, code: int, argument: str, detail: str):
         self.code = code
-        self.status = STATUS_NAMES.get(code, f"EDGEPLUS_ERR_UNKNOWN({code})")
+        self.status = status_name(code)
         self.function = function
         self.argument = argument
         super().__init__(f"{function} returned {self.status}: argument {argument!r}: {detail}")
@@ -140,293 +108,97 @@ def _raise(function: str, code: int, argument: str, detail: str):
     raise _ERROR_CLASSES.get(code, KernelError)(function, code, argument, detail)
 
 
+# The binding's names of the C's arguments, per family of functions: (C name with the
+# prefixes params->, quant->, head-> and a trailing element index dropped, "->" read as
+# "." -> this binding's argument), first full match wins; unlisted names stay.
+_SCRATCH = [(r"ctx(\.size|\.buf)?", "scratch_bytes")]
+_RENAMES = {
+    "conv": _SCRATCH
+    + [
+        (r"input_dims", "input shape"),
+        (r"filter_dims", "filter shape"),
+        (r"output_dims", "output shape"),
+        (r"input", "x"),
+        (r"filter", "w"),
+    ],
+    "qcore_step": _SCRATCH
+    + [
+        (r"layers\[(\d+)\]\.w_bits", r"head.layers[\1].bits"),
+        (r"layers\[(\d+)\]\.(in|out)_features", r"head.layers[\1]"),
+        (r"layers\[(\d+)\]\.(.*)", r"head.layers[\1].\2"),
+        (r"nets\[(\d+)\]\.hidden", r"nets[\1].w1"),
+        (r"num_layers|layers", "head"),
+        (r"n", "x"),
+    ],
+    "qcore_refresh": _SCRATCH
+    + [(r"rng_state", "seed"), (r"n", "prior_counts"), (r"steps", "history")],
+    "patch_stage": _SCRATCH
+    + [(r"filters|slot", r"\g<0>"), (r"input", "x"), (r"output", "out"), (r".*", "program")],
+    "bitflip": [(r"count", "update")],
+}
+
+
+def _family(function: str) -> str:
+    for family in ("qcore_step", "qcore_refresh", "patch_stage", "bitflip"):
+        if family in function:
+            return family
+    return "conv" if "conv" in function else "pack"
+
+
+def _c_error(lib: ctypes.CDLL, function: str, code: int, names: dict[str, str] | None = None):
+    """Raise the KernelError of status ``code`` from what ``lib`` recorded
+    (edgeplus_last_error), naming the argument as this binding does; ``names`` renames
+    more (e.g. ``src`` -> the caller's argument)."""
+    live = lib.edgeplus_last_error().contents
+    rec = type(live).from_buffer_copy(live)  # the record, before the clear below
+    lib.edgeplus_clear_error()
+    c_arg = (rec.argument or b"").decode()
+    if rec.status != code or not c_arg:
+        _raise(function, code, "unknown", "the C recorded no argument for this refusal")
+    index = f"[{rec.index}]" if rec.index >= 0 else "[]"
+    shown = c_arg.replace("[]", index)
+    if rec.min <= rec.max:
+        if code == -5:
+            detail = f"{shown} = {rec.value}: the call needs at least {rec.min} bytes of scratch"
+        else:
+            detail = f"{shown} = {rec.value}: must lie in [{rec.min}, {rec.max}]"
+    else:
+        value = f" = {rec.value}" if rec.value else ""
+        detail = f"{shown}{value}: {(rec.expected or b'').decode()}"
+    name = (c_arg[:-2] if c_arg.endswith("[]") else c_arg).replace("[]", index)
+    name = re.sub(r"^(params->|quant->|head->|\*)", "", name).replace("->", ".")
+    if names and name in names:
+        _raise(function, code, names[name], detail)
+    for pattern, repl in _RENAMES.get(_family(function), []):
+        if re.fullmatch(pattern, name):
+            name = re.sub(pattern, repl, name)
+            break
+    _raise(function, code, name, detail)
+
+
 # ----------------------------------------------------------------------------- structs
 
 
-class _Dims(ctypes.Structure):
-    _fields_ = [
-        ("n", ctypes.c_int32),
-        ("h", ctypes.c_int32),
-        ("w", ctypes.c_int32),
-        ("c", ctypes.c_int32),
-    ]
-
-
-class _Window(ctypes.Structure):
-    _fields_ = [
-        ("y", ctypes.c_int32),
-        ("x", ctypes.c_int32),
-        ("h", ctypes.c_int32),
-        ("w", ctypes.c_int32),
-    ]
-
-
-_PARAM_FIELDS = [f.name for f in dataclasses.fields(_ref.ConvParams)]
-
-
-class _Params(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_int32) for name in _PARAM_FIELDS]
-
-
-class _Quant(ctypes.Structure):
-    _fields_ = [
-        ("multiplier", ctypes.POINTER(ctypes.c_int32)),
-        ("shift", ctypes.POINTER(ctypes.c_int32)),
-    ]
-
-
-class _Context(ctypes.Structure):
-    _fields_ = [("buf", ctypes.c_void_p), ("size", ctypes.c_int32)]
+def _struct(name: str):
+    return load_abi().struct(name)
 
 
 _P = ctypes.POINTER
 _i8p = _P(ctypes.c_int8)
 _i32p = _P(ctypes.c_int32)
 _u8p = _P(ctypes.c_uint8)
-_i32 = ctypes.c_int32
-
-
-class _FCLayer(ctypes.Structure):
-    _fields_ = [
-        ("out_features", _i32),
-        ("in_features", _i32),
-        ("w_bits", _i32),
-        ("weights", _i8p),
-        ("bias", _i32p),
-        ("multiplier", _i32p),
-        ("shift", _i32p),
-        ("input_zero_point", _i32),
-        ("output_zero_point", _i32),
-        ("act_min", _i32),
-        ("act_max", _i32),
-    ]
-
-
-class _FlipNet(ctypes.Structure):
-    _fields_ = [
-        ("hidden", _i32),
-        ("w1", _i8p),
-        ("b1", _i32p),
-        ("m1", _i32),
-        ("s1", _i32),
-        ("w2", _i8p),
-        ("b2", _i32),
-        ("threshold", _i32),
-    ]
-
-
-class _QCoreHead(ctypes.Structure):
-    _fields_ = [
-        ("num_layers", _i32),
-        ("layers", _P(_FCLayer)),
-        ("nets", _P(_P(_FlipNet))),
-        ("margin", _i32),
-        ("tries", _i32),
-    ]
-
-
-class _StepResult(ctypes.Structure):
-    _fields_ = [
-        (name, _i32)
-        for name in (
-            "kept",
-            "level",
-            "changed",
-            "correct_before",
-            "correct_after",
-            "margin_before",
-            "margin_after",
-        )
-    ]
-
-
-_SIGNATURES = {
-    "edgeplus_status_str": (ctypes.c_char_p, [ctypes.c_int]),
-    "edgeplus_requantize": (_i32, [_i32, _i32, _i32]),
-    "edgeplus_packed_bytes": (_i32, [_i32, _i32]),
-    "edgeplus_pack": (ctypes.c_int, [_i8p, _i32, _i32, _i8p]),
-    "edgeplus_unpack": (ctypes.c_int, [_i8p, _i32, _i32, _i8p]),
-    "edgeplus_pack_int4": (ctypes.c_int, [_i8p, _i32, _i8p]),
-    "edgeplus_pack_int2": (ctypes.c_int, [_i8p, _i32, _i8p]),
-    "edgeplus_unpack_int4": (ctypes.c_int, [_i8p, _i32, _i8p]),
-    "edgeplus_unpack_int2": (ctypes.c_int, [_i8p, _i32, _i8p]),
-    "edgeplus_conv2d_get_buffer_size": (_i32, [_P(_Params), _P(_Dims), _P(_Dims), _P(_Dims)]),
-    "edgeplus_conv2d_get_buffer_size_fast": (_i32, [_P(_Params), _P(_Dims), _P(_Dims), _P(_Dims)]),
-    "edgeplus_depthwise_conv2d_get_buffer_size": (
-        _i32,
-        [_P(_Params), _P(_Dims), _P(_Dims), _P(_Dims)],
-    ),
-    "edgeplus_conv2d_window": (
-        ctypes.c_int,
-        [
-            _P(_Context),
-            _P(_Params),
-            _P(_Quant),
-            _P(_Dims),
-            _P(_Window),
-            _i8p,
-            _P(_Dims),
-            _i8p,
-            _i32p,
-            _P(_Dims),
-            _P(_Window),
-            _i8p,
-            _P(_Window),
-        ],
-    ),
-    "edgeplus_depthwise_conv2d_window": (
-        ctypes.c_int,
-        [
-            _P(_Context),
-            _P(_Params),
-            _P(_Quant),
-            _P(_Dims),
-            _P(_Window),
-            _i8p,
-            _P(_Dims),
-            _i8p,
-            _i32p,
-            _P(_Dims),
-            _P(_Window),
-            _i8p,
-            _P(_Window),
-        ],
-    ),
-    "edgeplus_conv2d": (
-        ctypes.c_int,
-        [
-            _P(_Context),
-            _P(_Params),
-            _P(_Quant),
-            _P(_Dims),
-            _i8p,
-            _P(_Dims),
-            _i8p,
-            _i32p,
-            _P(_Dims),
-            _i8p,
-        ],
-    ),
-    "edgeplus_depthwise_conv2d": (
-        ctypes.c_int,
-        [
-            _P(_Context),
-            _P(_Params),
-            _P(_Quant),
-            _P(_Dims),
-            _i8p,
-            _P(_Dims),
-            _i8p,
-            _i32p,
-            _P(_Dims),
-            _i8p,
-        ],
-    ),
-    "edgeplus_conv_input_region": (
-        ctypes.c_int,
-        [_P(_Params), _P(_Dims), _P(_Dims), _P(_Window), _P(_Window)],
-    ),
-    "edgeplus_bitflip_apply": (ctypes.c_int, [_i8p, _i8p, _i32, _i32, _i32p]),
-    "edgeplus_qcore_step_get_buffer_size": (_i32, [_P(_QCoreHead), _i32]),
-    "edgeplus_qcore_step": (
-        ctypes.c_int,
-        [_P(_Context), _P(_QCoreHead), _i8p, _i32p, _i32, _u8p, _u8p, _P(_StepResult)],
-    ),
-    "edgeplus_qcore_refresh_get_buffer_size": (_i32, [_i32]),
-    "edgeplus_qcore_refresh": (
-        ctypes.c_int,
-        [
-            _P(_Context),
-            _i32p,
-            _u8p,
-            _i32,
-            _i32,
-            _i32,
-            _P(ctypes.c_uint32),
-            _i32p,
-            _i32p,
-        ],
-    ),
-    "edgeplus_patch_stage_check": (ctypes.c_int, [_i32p, _i32]),
-    "edgeplus_patch_stage_get_buffer_size": (_i32, [_i32p, _i32]),
-    "edgeplus_patch_stage_weight_size": (ctypes.c_int, [_i32p, _i32, _i32, _i32p]),
-    "edgeplus_patch_stage": (
-        ctypes.c_int,
-        [_P(_Context), _i32p, _i32, _P(_i8p), _i8p, _i8p],
-    ),
-}
 
 # ----------------------------------------------------------------------------- loading
 
-
-def library_path(variant: str = "plain") -> Path:
-    """Where the library is (``EDGEPLUS_OPS_LIB`` overrides the plain variant)."""
-    if variant not in _LIB_NAMES:
-        raise ValueError(f"variant must be one of {sorted(_LIB_NAMES)}, got {variant!r}")
-    env = os.environ.get("EDGEPLUS_OPS_LIB")
-    if env and variant == "plain":
-        return Path(env)
-    return _REPO / "build" / "host" / _LIB_NAMES[variant]
-
-
-def _sources_newer_than(lib: Path) -> bool:
-    if not _OPS_DIR.is_dir():
-        return False
-    t = lib.stat().st_mtime
-    for pattern in ("src/*.c", "src/*.h", "include/edgeplus/*.h", "Makefile"):
-        if any(p.stat().st_mtime > t for p in _OPS_DIR.glob(pattern)):
-            return True
-    return False
-
-
-def _build() -> None:
-    if not (_OPS_DIR / "Makefile").is_file():
-        raise KernelBuildError(
-            f"the tflm_ops sources are not at {_OPS_DIR}; build libedgeplus_ops.so there "
-            "and point EDGEPLUS_OPS_LIB at it"
-        )
-    make = shutil.which("make")
-    cc = os.environ.get("CC", "cc")
-    if make is None or shutil.which(cc.split()[0]) is None:
-        raise KernelBuildError(
-            "building the edgeplus C kernels needs `make` and a C compiler "
-            f"(looked for make and {cc!r}); install them (Debian: apt-get install make gcc) "
-            f"or build elsewhere with `make -C {_OPS_DIR} host` and set EDGEPLUS_OPS_LIB"
-        )
-    proc = subprocess.run(
-        [make, "-C", str(_OPS_DIR), "host"], check=False, capture_output=True, text=True
-    )
-    if proc.returncode != 0:
-        raise KernelBuildError(
-            f"`make -C {_OPS_DIR} host` failed (exit {proc.returncode}):\n"
-            + (proc.stderr or proc.stdout)[-3000:]
-        )
-
-
 _LOCK = threading.Lock()
 _CACHE: dict[str, Kernels] = {}
-
-
-def _load_cdll(variant: str) -> ctypes.CDLL:
-    path = library_path(variant)
-    from_env = variant == "plain" and os.environ.get("EDGEPLUS_OPS_LIB")
-    if not from_env and (not path.is_file() or _sources_newer_than(path)):
-        _build()
-    if not path.is_file():
-        raise KernelBuildError(f"no edgeplus kernel library at {path}")
-    lib = ctypes.CDLL(str(path))
-    for name, (restype, argtypes) in _SIGNATURES.items():
-        fn = getattr(lib, name)
-        fn.restype = restype
-        fn.argtypes = argtypes
-    return lib
 
 
 def get_kernels(variant: str = "plain") -> Kernels:
     """The (cached) binding of one library variant: ``"plain"`` or ``"emudsp"``."""
     with _LOCK:
         if variant not in _CACHE:
-            _CACHE[variant] = Kernels(_load_cdll(variant), variant)
+            _CACHE[variant] = Kernels(load_library(variant), variant)
         return _CACHE[variant]
 
 
@@ -437,25 +209,28 @@ def _i8(a: np.ndarray):
     return a.ctypes.data_as(_i8p)
 
 
-def _scratch(nbytes) -> _Context:
+def _scratch(nbytes):
     """An edgeplus_context of ``nbytes`` over a zeroed buffer (never zero-size) that the
     context keeps alive."""
     buf = np.zeros(max(int(nbytes), 1), np.uint8)
-    ctx = _Context(buf.ctypes.data_as(ctypes.c_void_p), int(nbytes))
+    ctx = _struct("edgeplus_context")(buf.ctypes.data_as(ctypes.c_void_p), int(nbytes))
     ctx.buffer = buf
     return ctx
 
 
-def _dims(shape) -> _Dims:
-    return _Dims(*(int(v) for v in shape))
+def _dims(shape):
+    return _struct("edgeplus_dims")(*(int(v) for v in shape))
 
 
-def _window(win) -> _Window | None:
-    return None if win is None else _Window(*(int(v) for v in win))
+def _window(win):
+    return None if win is None else _struct("edgeplus_window")(*(int(v) for v in win))
 
 
-def _ref_window(win):
-    return None if win is None else tuple(int(v) for v in win)
+def _params(params):
+    """The edgeplus_conv_params of a :class:`~tfmot_edgeplus.core.conv_reference.ConvParams`
+    (field by field, by the header's names)."""
+    cls = _struct("edgeplus_conv_params")
+    return cls(*(int(getattr(params, f)) for f in load_abi().field_names(cls.__name__)))
 
 
 _INT32_MIN, _INT32_MAX = -(1 << 31), (1 << 31) - 1
@@ -485,78 +260,6 @@ def _c_array(function: str, name: str, values, size: int, dtype) -> np.ndarray:
     return np.concatenate([a.astype(dtype), np.zeros(1, dtype)])
 
 
-def _qcore_first_error(layers, nets, margin: int, tries: int, n: int):
-    """The first of ``edgeplus_qcore_step``'s head checks that fails, in the C's order:
-    ``(status code, argument, detail)``, or None. ``layers``: the ``_FCLayer`` structs
-    with their ``multiplier``/``shift`` arrays; ``nets``: layer -> ``_FlipNet`` with its
-    ``b1`` array."""
-    count = len(layers)
-    if not 1 <= count <= 8:
-        return -2, "head", f"{count} layers; the C step takes 1 to 8"
-    if not 1 <= margin <= 255:
-        return -6, "margin", f"must be in [1, 255], got {margin}"
-    if not 1 <= tries <= 16:
-        return -6, "tries", f"must be in [1, 16] (confidence levels), got {tries}"
-    for l, (c, mult, shift) in enumerate(layers):
-        p = f"head.layers[{l}]"
-        if c.w_bits not in (4, 8):
-            return -3, f"{p}.bits", f"must be 4 or 8, got {c.w_bits}"
-        bound = _ref.max_kc(8, c.w_bits)
-        if (
-            c.out_features < 1
-            or c.in_features < 1
-            or c.in_features > bound
-            or c.out_features * c.in_features > _INT32_MAX
-        ):
-            return (
-                -2,
-                f"{p}.weights",
-                (
-                    f"shape ({c.out_features}, {c.in_features}): need >= 1 rows and 1 to {bound} "
-                    "columns (int32 accumulators)"
-                ),
-            )
-        if l > 0 and c.in_features != layers[l - 1][0].out_features:
-            return (
-                -2,
-                p,
-                (
-                    f"takes {c.in_features} inputs but layer {l - 1} gives "
-                    f"{layers[l - 1][0].out_features}"
-                ),
-            )
-        for f in ("input_zero_point", "output_zero_point", "act_min", "act_max"):
-            if not -128 <= getattr(c, f) <= 127:
-                return -6, f"{p}.{f}", f"must lie in [-128, 127], got {getattr(c, f)}"
-        if c.act_min > c.act_max:
-            return -6, f"{p}.act_min", f"act_min {c.act_min} > act_max {c.act_max}"
-        m, s = mult[: c.out_features], shift[: c.out_features]
-        if (m < 0).any():
-            return -6, f"{p}.multiplier", f"must be >= 0, got {int(m.min())}"
-        if (s < -31).any() or (s > 30).any():
-            return -6, f"{p}.shift", f"must lie in [-31, 30], got {s.min()}..{s.max()}"
-    classes = layers[-1][0].out_features
-    if not 2 <= classes <= 1 << 21:
-        return -2, f"head.layers[{count - 1}]", f"{classes} classes; need 2 to 2**21"
-    for l in sorted(nets):
-        c, b1 = nets[l]
-        if not 1 <= c.hidden <= 1024:
-            return -2, f"nets[{l}].w1", f"hidden size must be in [1, 1024], got {c.hidden}"
-        if c.hidden and int(np.abs(b1[: c.hidden].astype(np.int64)).max()) > 1 << 30:
-            return -6, f"nets[{l}].b1", "must lie in [-2**30, 2**30]"
-        if c.m1 < 0:
-            return -6, f"nets[{l}].m1", f"must be in [0, 2**31), got {c.m1}"
-        if not -31 <= c.s1 <= 30:
-            return -6, f"nets[{l}].s1", f"must be in [-31, 30], got {c.s1}"
-        if abs(c.b2) > 1 << 30:
-            return -6, f"nets[{l}].b2", f"must lie in [-2**30, 2**30], got {c.b2}"
-        if not 1 <= c.threshold <= 1 << 30:
-            return -6, f"nets[{l}].threshold", f"must be in [1, 2**30], got {c.threshold}"
-    if not 1 <= n <= 8421504:
-        return -2, "x", f"{n} samples; the step takes 1 to 8421504"
-    return None
-
-
 class Kernels:
     """NumPy-friendly wrappers of one loaded library."""
 
@@ -570,15 +273,27 @@ class Kernels:
         return self.lib.edgeplus_status_str(int(code)).decode()
 
     def requantize(self, acc, multiplier, shift) -> np.ndarray:
-        """Elementwise ``edgeplus_requantize`` (TFLite MultiplyByQuantizedMultiplier)."""
-        acc, multiplier, shift = np.broadcast_arrays(
+        """Elementwise ``edgeplus_requantize`` (TFLite MultiplyByQuantizedMultiplier) over
+        the broadcast arrays, in one ``edgeplus_requantize_array`` call. Values wrap to
+        int32 as the C's arguments do."""
+        arrays = np.broadcast_arrays(
             np.asarray(acc, np.int64), np.asarray(multiplier, np.int64), np.asarray(shift, np.int64)
         )
-        out = np.empty(acc.shape, np.int32)
-        f = self.lib.edgeplus_requantize
-        for idx in np.ndindex(acc.shape):
-            out[idx] = f(int(acc[idx]), int(multiplier[idx]), int(shift[idx]))
-        return out
+        acc, multiplier, shift = (
+            np.concatenate([a.reshape(-1).astype(np.int32), [0]]).astype(np.int32) for a in arrays
+        )  # never a zero-size buffer
+        out = np.zeros(acc.size, np.int32)
+        count = acc.size - 1
+        st = self.lib.edgeplus_requantize_array(
+            acc.ctypes.data_as(_i32p),
+            multiplier.ctypes.data_as(_i32p),
+            shift.ctypes.data_as(_i32p),
+            count,
+            out.ctypes.data_as(_i32p),
+        )
+        if st != 0:
+            _c_error(self.lib, "edgeplus_requantize_array", st)
+        return out[:count].reshape(arrays[0].shape)
 
     # -- packing ----------------------------------------------------------------------
 
@@ -588,22 +303,22 @@ class Kernels:
         v = np.asarray(values)
         if v.dtype.kind not in "iu":
             raise TypeError(f"{name} must be an integer array, got dtype {v.dtype}")
-        lo, hi = int_range(bits)
         flat = v.reshape(-1)
+        lo, hi = int_range(8)  # the C takes int8; it checks the narrower ranges itself
         if flat.size and (flat.min() < lo or flat.max() > hi):
             bad = int(np.flatnonzero((flat < lo) | (flat > hi))[0])
             _raise(
                 "edgeplus_pack",
                 -6,
                 name,
-                f"values must lie in [{lo}, {hi}] at {bits} bits; flat index {bad} holds "
-                f"{int(flat[bad])}",
+                f"values must fit int8 (and lie in {int_range(bits)} at {bits} bits); flat "
+                f"index {bad} holds {int(flat[bad])}",
             )
         src = np.ascontiguousarray(flat, dtype=np.int8)
         dst = np.zeros(max(packed_nbytes(src.size, bits), 1), np.int8)
         st = self.lib.edgeplus_pack(_i8(src), src.size, bits, _i8(dst))
         if st != 0:
-            _raise("edgeplus_pack", st, name, f"{src.size} values at {bits} bits")
+            _c_error(self.lib, "edgeplus_pack", st, {"src": name})
         return dst[: packed_nbytes(src.size, bits)]
 
     def unpack(self, packed, bits: int, count: int) -> np.ndarray:
@@ -621,29 +336,20 @@ class Kernels:
         dst = np.zeros(max(count, 1), np.int8)
         st = self.lib.edgeplus_unpack(_i8(src) if src.size else None, count, bits, _i8(dst))
         if st != 0:
-            _raise("edgeplus_unpack", st, "packed", f"{count} values at {bits} bits")
+            _c_error(self.lib, "edgeplus_unpack", st, {"src": "packed"})
         return dst[:count]
 
     # -- conv -------------------------------------------------------------------------
 
     def _buffer_size(self, fname, params, input_shape, filter_shape, output_shape) -> int:
-        p = _Params(*(int(getattr(params, f)) for f in _PARAM_FIELDS))
         size = getattr(self.lib, fname)(
-            ctypes.byref(p),
+            ctypes.byref(_params(params)),
             ctypes.byref(_dims(input_shape)),
             ctypes.byref(_dims(filter_shape)),
             ctypes.byref(_dims(output_shape)),
         )
         if size < 0:
-            self._explain(
-                fname,
-                size,
-                params,
-                input_shape,
-                filter_shape,
-                output_shape,
-                depthwise="depthwise" in fname,
-            )
+            _c_error(self.lib, fname, size)
         return int(size)
 
     def conv2d_get_buffer_size(self, params, input_shape, filter_shape, output_shape) -> int:
@@ -666,56 +372,6 @@ class Kernels:
             input_shape,
             filter_shape,
             output_shape,
-        )
-
-    def _explain(
-        self,
-        fname,
-        code,
-        params,
-        input_shape,
-        filter_shape,
-        output_shape,
-        *,
-        depthwise,
-        multiplier=None,
-        shift=None,
-        window=None,
-        input_region=None,
-        output_region=None,
-        scratch_bytes=None,
-    ):
-        """Raise the KernelError for ``code``, naming the argument the reference blames."""
-        if code == -5:
-            _raise(
-                fname,
-                code,
-                "scratch_bytes",
-                f"{scratch_bytes} bytes of scratch is below the kernel's minimum",
-            )
-        try:
-            _ref.check_conv_args(
-                params,
-                input_shape,
-                filter_shape,
-                output_shape,
-                depthwise=depthwise,
-                multiplier=multiplier,
-                shift=shift,
-                window=_ref_window(window),
-                input_region=_ref_window(input_region),
-                output_region=_ref_window(output_region),
-            )
-        except _ref.ConvArgumentError as e:
-            detail = str(e).split(": ", 2)[-1]
-            _raise(fname, code, e.argument, detail)
-        _raise(
-            fname,
-            code,
-            "unknown",
-            "the C kernel rejected the arguments "
-            f"(params={params}, input={tuple(input_shape)}, filter={tuple(filter_shape)}, "
-            f"output={tuple(output_shape)}, window={window})",
         )
 
     def _conv(
@@ -801,8 +457,8 @@ class Kernels:
                 sized,
             )
         ctx = _scratch(scratch_bytes)
-        p = _Params(*(int(getattr(params, f)) for f in _PARAM_FIELDS))
-        q = _Quant(mult.ctypes.data_as(_i32p), shf.ctypes.data_as(_i32p))
+        p = _params(params)
+        q = _struct("edgeplus_quant_params")(mult.ctypes.data_as(_i32p), shf.ctypes.data_as(_i32p))
         in_reg = _window(input_region)
         out_reg = _window(output_region)
         cwin = _window(win)
@@ -822,21 +478,7 @@ class Kernels:
             ctypes.byref(cwin),
         )
         if st != 0:
-            self._explain(
-                fname,
-                st,
-                params,
-                in_shape,
-                w.shape,
-                out_shape,
-                depthwise=depthwise,
-                multiplier=mult,
-                shift=shf,
-                window=win,
-                input_region=input_region,
-                output_region=output_region,
-                scratch_bytes=scratch_bytes,
-            )
+            _c_error(self.lib, fname, st)
         return self.unpack(op, params.out_bits, out_count).reshape(out_buf_shape)
 
     def conv2d(
@@ -916,17 +558,16 @@ class Kernels:
 
     def conv_input_region(self, params, input_shape, filter_shape, window):
         """``edgeplus_conv_input_region``: the input ``(y, x, h, w)`` a window reads."""
-        p = _Params(*(int(getattr(params, f)) for f in _PARAM_FIELDS))
-        res = _Window()
+        res = _struct("edgeplus_window")()
         st = self.lib.edgeplus_conv_input_region(
-            ctypes.byref(p),
+            ctypes.byref(_params(params)),
             ctypes.byref(_dims(input_shape)),
             ctypes.byref(_dims(filter_shape)),
             ctypes.byref(_window(window)),
             ctypes.byref(res),
         )
         if st != 0:
-            _raise("edgeplus_conv_input_region", st, "window", f"{tuple(window)}")
+            _c_error(self.lib, "edgeplus_conv_input_region", st)
         return res.y, res.x, res.h, res.w
 
     # -- bit-flip ---------------------------------------------------------------------
@@ -951,13 +592,7 @@ class Kernels:
             _i8(wbuf), _i8(ubuf), u.size, bits, ctypes.byref(changed)
         )
         if st != 0:
-            arg = {-3: "bits", -6: "update", -2: "update"}.get(st, "weights")
-            _raise(
-                "edgeplus_bitflip_apply",
-                st,
-                arg,
-                "update values must be -1, 0 or +1" if st == -6 else f"bits={bits}",
-            )
+            _c_error(self.lib, "edgeplus_bitflip_apply", st)
         return wbuf[: wp.size], int(changed.value)
 
     def bitflip_apply(self, weights, update, bits: int) -> tuple[np.ndarray, int]:
@@ -977,7 +612,7 @@ class Kernels:
 
     def _qcore_head(self, fname, head, nets, weights, margin, tries):
         """The C structs of a head and its nets (every buffer they point into is in
-        ``keep``), checked in the C's order where the C cannot name the argument."""
+        ``keep``); ``packed``: (buffer, bytes, bits, out, in) of each layer's weights."""
         layers = list(head.layers)
         count = len(layers)
         if count == 0:
@@ -997,8 +632,7 @@ class Kernels:
         margin = _c_int(fname, "margin", margin)
         tries = _c_int(fname, "tries", tries)
         keep = []  # every buffer the C structs point into
-        c_layers = (_FCLayer * max(count, 1))()
-        checks = []
+        c_layers = (_struct("edgeplus_fc_layer") * max(count, 1))()
         packed = []
         for l, (layer, w) in enumerate(zip(layers, weights)):
             p = f"head.layers[{l}]"
@@ -1026,10 +660,9 @@ class Kernels:
             for f in ("input_zero_point", "output_zero_point", "act_min", "act_max"):
                 setattr(c, f, _c_int(fname, f"{p}.{f}", getattr(layer, f)))
             keep += [wbuf, mult, shift, bias]
-            checks.append((c, mult, shift))
             packed.append((wbuf, wp.size, bits, out, inp))
-        c_nets = (_P(_FlipNet) * max(count, 1))()
-        net_checks = {}
+        flipnet = _struct("edgeplus_flipnet")
+        c_nets = (_P(flipnet) * max(count, 1))()
         for l, net in nets.items():
             w1 = np.asarray(net.w1)
             hidden = w1.shape[0] if w1.ndim == 2 else -1
@@ -1038,7 +671,7 @@ class Kernels:
             w1 = _c_array(fname, f"nets[{l}].w1", w1, hidden * 4, np.int8)
             b1 = _c_array(fname, f"nets[{l}].b1", net.b1, hidden, np.int32)
             w2 = _c_array(fname, f"nets[{l}].w2", net.w2, hidden, np.int8)
-            c = _FlipNet(
+            c = flipnet(
                 hidden,
                 _i8(w1),
                 b1.ctypes.data_as(_i32p),
@@ -1050,9 +683,8 @@ class Kernels:
             )
             keep += [w1, b1, w2, c]
             c_nets[int(l)] = ctypes.pointer(c)
-            net_checks[int(l)] = (c, b1)
-        chead = _QCoreHead(count, c_layers, c_nets, margin, tries)
-        return chead, c_layers, keep, checks, packed, net_checks
+        chead = _struct("edgeplus_qcore_head")(count, c_layers, c_nets, margin, tries)
+        return chead, c_layers, keep, packed
 
     def qcore_step_get_buffer_size(self, head, nets, n: int) -> int:
         """Scratch bytes of ``edgeplus_qcore_step`` for ``n`` samples (the C's
@@ -1061,7 +693,7 @@ class Kernels:
         chead, *_ = self._qcore_head(fname, head, nets, None, 16, 6)
         need = int(self.lib.edgeplus_qcore_step_get_buffer_size(ctypes.byref(chead), int(n)))
         if need < 0:
-            _raise(fname, need, "head", f"the C refuses this head or n = {n}")
+            _c_error(self.lib, fname, need)
         return need
 
     def qcore_step(self, head, nets, x, y, weights=None, margin=16, tries=6, scratch_bytes=None):
@@ -1071,10 +703,8 @@ class Kernels:
         ``nets`` a dict layer index -> ``FlipNet``, ``weights`` unpacked, default the
         head's own); the weights are packed with the C packer for the call and the result's
         unpacked. ``scratch_bytes`` defaults to ``edgeplus_qcore_step_get_buffer_size``."""
-        from tfmot_edgeplus.calibration.step import StepResult
-
         fname = "edgeplus_qcore_step"
-        chead, c_layers, _buffers, checks, packed, net_checks = self._qcore_head(
+        chead, c_layers, _buffers, packed = self._qcore_head(
             fname, head, nets, weights, margin, tries
         )
         x = np.asarray(x)
@@ -1102,7 +732,7 @@ class Kernels:
         ctx = _scratch(scratch_bytes)
         mask_b = np.zeros(max(n, 1), np.uint8)
         mask_a = np.zeros(max(n, 1), np.uint8)
-        res = _StepResult()
+        res = _struct("edgeplus_qcore_step_result")()
         st = self.lib.edgeplus_qcore_step(
             ctypes.byref(ctx),
             ctypes.byref(chead),
@@ -1114,32 +744,7 @@ class Kernels:
             ctypes.byref(res),
         )
         if st != 0:
-            first = _qcore_first_error(checks, net_checks, margin, tries, n)
-            classes = int(c_layers[len(head.layers) - 1].out_features)
-            if first is not None and first[0] == st:
-                _raise(fname, *first)
-            elif st == -6 and ((y < 0) | (y >= classes)).any():
-                bad = int(y[(y < 0) | (y >= classes)][0])
-                _raise(
-                    fname, st, "y", f"label {bad} is outside the head's class range [0, {classes})"
-                )
-            elif st == -5:
-                _raise(
-                    fname,
-                    st,
-                    "scratch_bytes",
-                    f"{scratch_bytes} bytes of scratch; the step needs {need}",
-                )
-            elif st == -2 and need > 0:
-                _raise(
-                    fname,
-                    st,
-                    "x",
-                    f"{n} samples could overflow the int32 gradient sums "
-                    "of the step (n * max|error| * 255 > 2**31 - 1); calibrate on fewer "
-                    "samples per step (or a smaller margin)",
-                )
-            _raise(fname, st, "unknown", "the C step rejected the arguments")
+            _c_error(self.lib, fname, st)
         new_weights = [
             self.unpack(wbuf[:nbytes], bits, out * inp).reshape(out, inp)
             for wbuf, nbytes, bits, out, inp in packed
@@ -1210,50 +815,17 @@ class Kernels:
             counts.ctypes.data_as(_i32p),
         )
         if st != 0:
-            if st == -2:
-                if n < 1:
-                    _raise(fname, st, "prior_counts", "no items to choose from")
-                if steps * n > _INT32_MAX:
-                    _raise(fname, st, "history", f"{steps} vectors of {n} items exceed int32")
-                _raise(
-                    fname, st, "size", f"must be in [1, {n}] (items in QCore U chunk), got {size}"
-                )
-            if st == -6:
-                if state.value == 0:
-                    _raise(
-                        fname,
-                        st,
-                        "seed",
-                        "must be a nonzero 32-bit value (xorshift32 never leaves 0)",
-                    )
-                _raise(
-                    fname,
-                    st,
-                    "prior_counts",
-                    f"counts must lie in [0, 2**31 - 1 - "
-                    f"{steps}], got {prior.min()}..{prior.max()}",
-                )
-            if st == -5:
-                _raise(
-                    fname,
-                    st,
-                    "scratch_bytes",
-                    f"{scratch_bytes} bytes of scratch; the refresh needs {need}",
-                )
-            _raise(fname, st, "unknown", "the C refresh rejected the arguments")
+            _c_error(self.lib, fname, st)
         return (
             chosen[:size].astype(np.int64),
             counts[:size].astype(np.int64),
             int(state.value),
         )
 
-
     # ------------------------------------------------------------------ patch stage
 
     @staticmethod
     def _program_words(program) -> np.ndarray:
-        from tfmot_edgeplus.core.program import StageProgram
-
         words = program.to_words() if isinstance(program, StageProgram) else program
         words = np.ascontiguousarray(np.asarray(words), dtype=np.int32)
         if words.ndim != 1:
@@ -1265,14 +837,14 @@ class Kernels:
         words = self._program_words(program)
         st = self.lib.edgeplus_patch_stage_check(words.ctypes.data_as(_i32p), words.size)
         if st != 0:
-            _raise("edgeplus_patch_stage_check", st, "program", "the C check rejected it")
+            _c_error(self.lib, "edgeplus_patch_stage_check", st)
 
     def patch_stage_get_buffer_size(self, program) -> int:
         words = self._program_words(program)
         n = int(self.lib.edgeplus_patch_stage_get_buffer_size(words.ctypes.data_as(_i32p),
                                                               words.size))  # fmt: skip
         if n < 0:
-            _raise("edgeplus_patch_stage_get_buffer_size", n, "program", "invalid program")
+            _c_error(self.lib, "edgeplus_patch_stage_get_buffer_size", n)
         return n
 
     def patch_stage_weight_size(self, program, slot: int) -> int:
@@ -1282,15 +854,13 @@ class Kernels:
             words.ctypes.data_as(_i32p), words.size, int(slot), ctypes.byref(out)
         )
         if st != 0:
-            _raise("edgeplus_patch_stage_weight_size", st, "slot", f"slot {slot}")
+            _c_error(self.lib, "edgeplus_patch_stage_weight_size", st)
         return int(out.value)
 
     def patch_stage(self, program, filters, x, scratch_bytes=None) -> np.ndarray:
         """``edgeplus_patch_stage`` over a batch: ``x`` int8 ``(N, H, W, C)`` or ``(H, W, C)``,
         ``filters`` the unpacked integer filters per weight slot (packed here at each step's
         ``w_bits``). Returns the split tensors like ``simulate.run_stage``."""
-        from tfmot_edgeplus.core.program import StageProgram
-
         fname = "edgeplus_patch_stage"
         prog = program if isinstance(program, StageProgram) else StageProgram.from_words(program)
         words = self._program_words(prog)
@@ -1323,86 +893,6 @@ class Kernels:
                 _i8(oi),
             )  # fmt: skip
             if st != 0:
-                _raise(fname, st, "scratch_bytes" if st == -5 else "program",
-                       f"status {st} (scratch {ctx.size} bytes, needs {need})")  # fmt: skip
+                _c_error(self.lib, fname, st)
             out[i] = oi
         return out[0] if single else out
-
-
-# ----------------------------------------------------------------------------- module API
-
-
-def status_str(code: int) -> str:
-    return get_kernels().status_str(code)
-
-
-def requantize(acc, multiplier, shift) -> np.ndarray:
-    return get_kernels().requantize(acc, multiplier, shift)
-
-
-def pack(values, bits: int) -> np.ndarray:
-    return get_kernels().pack(values, bits)
-
-
-def unpack(packed, bits: int, count: int) -> np.ndarray:
-    return get_kernels().unpack(packed, bits, count)
-
-
-def conv2d(x, w, bias, multiplier, shift, params, **kwargs) -> np.ndarray:
-    return get_kernels().conv2d(x, w, bias, multiplier, shift, params, **kwargs)
-
-
-def depthwise_conv2d(x, w, bias, multiplier, shift, params, **kwargs) -> np.ndarray:
-    return get_kernels().depthwise_conv2d(x, w, bias, multiplier, shift, params, **kwargs)
-
-
-def conv2d_get_buffer_size(params, input_shape, filter_shape, output_shape) -> int:
-    return get_kernels().conv2d_get_buffer_size(params, input_shape, filter_shape, output_shape)
-
-
-def conv2d_get_buffer_size_fast(params, input_shape, filter_shape, output_shape) -> int:
-    return get_kernels().conv2d_get_buffer_size_fast(
-        params, input_shape, filter_shape, output_shape
-    )
-
-
-def depthwise_conv2d_get_buffer_size(params, input_shape, filter_shape, output_shape) -> int:
-    return get_kernels().depthwise_conv2d_get_buffer_size(
-        params, input_shape, filter_shape, output_shape
-    )
-
-
-def conv_input_region(params, input_shape, filter_shape, window):
-    return get_kernels().conv_input_region(params, input_shape, filter_shape, window)
-
-
-def bitflip_apply(weights, update, bits: int) -> tuple[np.ndarray, int]:
-    return get_kernels().bitflip_apply(weights, update, bits)
-
-
-def bitflip_apply_packed(packed, update, bits: int) -> tuple[np.ndarray, int]:
-    return get_kernels().bitflip_apply_packed(packed, update, bits)
-
-
-def qcore_step(head, nets, x, y, weights=None, margin=16, tries=6):
-    return get_kernels().qcore_step(head, nets, x, y, weights=weights, margin=margin, tries=tries)
-
-
-def qcore_refresh(prior_counts, history, size, seed):
-    return get_kernels().qcore_refresh(prior_counts, history, size, seed)
-
-
-def qcore_step_get_buffer_size(head, nets, n: int) -> int:
-    return get_kernels().qcore_step_get_buffer_size(head, nets, n)
-
-
-def patch_stage(program, filters, x) -> np.ndarray:
-    return get_kernels().patch_stage(program, filters, x)
-
-
-def patch_stage_get_buffer_size(program) -> int:
-    return get_kernels().patch_stage_get_buffer_size(program)
-
-
-def patch_stage_check(program) -> None:
-    get_kernels().patch_stage_check(program)
