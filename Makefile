@@ -62,6 +62,7 @@ system-deps:
 	  fi; \
 	fi
 
+# The package with the extras the tests, the demo and the benchmarks need (setup.cfg).
 $(STAMP): setup.cfg pyproject.toml
 	@if [ -z "$(PYTHON313)" ]; then \
 	  echo "Python 3.13 not found (the pinned tflite-micro wheel needs it). Install it, e.g."; \
@@ -69,7 +70,7 @@ $(STAMP): setup.cfg pyproject.toml
 	  echo "then run make again, or pass PYTHON313=/path/to/python3.13."; exit 1; fi
 	$(PYTHON313) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,plots,datasets]'
 	touch $@
 
 clean:

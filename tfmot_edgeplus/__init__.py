@@ -65,7 +65,7 @@ from tfmot_edgeplus import (
     runtime,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place: setup.cfg reads it (version = attr: ...)
 
 __all__ = [  # noqa: RUF022  (grouped by use, not sorted)
     # errors
