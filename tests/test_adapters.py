@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tfmot_edgeplus import adapters
+from tfmot_edgeplus import _tfmot, adapters
 from tfmot_edgeplus._compat import keras, tf
 from tfmot_edgeplus.adapters import svd as svd_lib
 from tfmot_edgeplus.models import small_cnn
@@ -28,7 +28,7 @@ def _qat(fp, bits, x, learnable_scales=False, per_layer=None):
 
 def _kernel(layer):
     """The float kernel variable of a plain or wrapped layer."""
-    return (layer._weight_vars[0][0] if hasattr(layer, "_weight_vars") else layer.kernel).numpy()
+    return _tfmot.kernel_variable(layer).numpy()
 
 
 def _accuracy(model, x, y):
@@ -97,7 +97,7 @@ def test_full_rank_adapters_restore_the_fp_kernel_through_bn(digits_fp):
     for name in ranks:
         w = fp.get_layer(name).kernel.numpy()
         wrapper = qat.get_layer(f"quant_{name}")
-        weight, quantizer, qvars = wrapper._weight_vars[0]
+        weight, quantizer, qvars = _tfmot.weight_vars(wrapper)[0]
         quantized = quantizer(weight, training=False, weights=qvars).numpy()
         scale = np.ones(w.shape[-1])
         if record.placement[name].startswith("after_bn"):
@@ -117,8 +117,8 @@ def test_full_rank_adapters_restore_the_fp_kernel_through_bn(digits_fp):
     assert rebuilt is not original
     np.testing.assert_array_equal(_kernel(rebuilt), _kernel(original))
     np.testing.assert_array_equal(rebuilt.layer.bias.numpy(), original.layer.bias.numpy())
-    for key, variable in original._weight_vars[0][2].items():
-        np.testing.assert_array_equal(rebuilt._weight_vars[0][2][key].numpy(), variable.numpy())
+    for key, variable in _tfmot.weight_vars(original)[0][2].items():
+        np.testing.assert_array_equal(_tfmot.weight_vars(rebuilt)[0][2][key].numpy(), variable.numpy())
 
     # End to end: the block's pre-activation equals the FP one up to activation quantization.
     calibrate_activation_ranges(model, data.x_train)
@@ -144,7 +144,7 @@ def test_rank_r_branch_is_the_rank_r_truncation(digits_fp):
     assert model.adapter_ranks == {"conv3": 2, "logits": 2}
     for name in ("conv3", "logits"):
         w = fp.get_layer(name).kernel.numpy()
-        weight, quantizer, qvars = qat.get_layer(f"quant_{name}")._weight_vars[0]
+        weight, quantizer, qvars = _tfmot.weight_vars(qat.get_layer(f"quant_{name}"))[0]
         svd = svd_lib.residual_svd(w, quantizer(weight, training=False, weights=qvars).numpy())
         a = _kernel(model.get_layer(f"quant_{name}_cora_a"))
         b = _kernel(model.get_layer(f"quant_{name}_cora_b"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tfmot_edgeplus import EdgePlusQuantizeScheme, quantize_model, quantize_scope
+from tfmot_edgeplus import EdgePlusQuantizeScheme, _tfmot, quantize_model, quantize_scope
 from tfmot_edgeplus._compat import KerasVersionError, keras, tf, tfmot
 from tfmot_edgeplus.quantization import (
     ActivationRangeQuantizer,
@@ -180,6 +180,45 @@ def test_keras3_model_gets_a_clear_error():
         check_keras2_model(FakeKeras3Model())
 
 
+# ---------------------------------------------------------------- TF-MOT internals, extras
+
+
+def test_a_missing_tfmot_internal_is_named_with_the_pinned_version(monkeypatch):
+    with pytest.raises(_tfmot.TFMOTVersionError,
+                       match=r"quantize_layer\.NoSuchLayer.*tensorflow-model-optimization==0\.8\.1"):
+        _tfmot._internal("quantize_layer", "NoSuchLayer")
+    registry = _tfmot.NBitQuantizeRegistry(num_bits_weight=8, num_bits_activation=4)
+    assert _tfmot.weightless_quantize_info(registry, keras.layers.ReLU()) == ([], True)
+    assert _tfmot.weightless_quantize_info(registry, keras.layers.Conv2D(1, 1)) is None
+    monkeypatch.delattr(registry, "_layer_quantize_map")  # as a TF-MOT that renamed it
+    with pytest.raises(_tfmot.TFMOTVersionError, match="_layer_quantize_map.*==0\\.8\\.1"):
+        _tfmot.weightless_quantize_info(registry, keras.layers.ReLU())
+
+
+def test_wrapper_internals_are_read_through_the_adapter(monkeypatch):
+    qat = quantize_model(_tiny_model(), EdgePlusQuantizeScheme(4, 4))
+    wrapper = qat.get_layer("quant_conv1")
+    ((kernel, quantizer, _),) = _tfmot.weight_vars(wrapper)
+    assert kernel is _tfmot.kernel_variable(wrapper) and quantizer.num_bits == 4
+    assert _tfmot.weight_vars(qat.get_layer("quant_relu1")) == []
+    assert [q.num_bits for q in _tfmot.activation_quantizers(qat.get_layer("quant_relu1"))] == [4]
+    (input_quantizer,) = _tfmot.activation_quantizers(qat.get_layer("quantize_layer"))
+    assert isinstance(qat.get_layer("quantize_layer"), _tfmot.QuantizeLayer)
+    assert input_quantizer.num_bits == 4  # the model input, at the activation bits
+    assert _tfmot.activation_quantizers(keras.layers.ReLU()) == []
+    monkeypatch.delattr(wrapper, "_weight_vars")
+    with pytest.raises(_tfmot.TFMOTVersionError, match="QuantizeWrapper._weight_vars"):
+        _tfmot.weight_vars(wrapper)
+
+
+def test_a_missing_optional_dependency_names_its_extra(monkeypatch):
+    from tfmot_edgeplus._compat import agg_pyplot
+
+    monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)  # import fails
+    with pytest.raises(ImportError, match=r"matplotlib cannot be imported.*pip install 'tfmot_edgeplus\[plots\]'"):
+        agg_pyplot()
+
+
 # ---------------------------------------------------------------- registry and scheme
 
 
@@ -228,7 +267,7 @@ def test_quantized_weights_take_at_most_2_pow_bits_levels_per_channel():
     for bits in (2, 3, 4):
         qat = quantize_model(model, EdgePlusQuantizeScheme(bits, learnable_scales=True))
         layer = qat.get_layer("quant_conv1")
-        kernel, quantizer, qvars = layer._weight_vars[0]
+        kernel, quantizer, qvars = _tfmot.weight_vars(layer)[0]
         wq = quantizer(kernel, False, qvars).numpy().reshape(-1, kernel.shape[-1])
         for c in range(wq.shape[1]):
             assert len(np.unique(np.round(wq[:, c], 6))) <= 2 * q_max(bits) + 1
