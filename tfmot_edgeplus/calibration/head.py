@@ -150,7 +150,7 @@ def _zero_point(tensor) -> int:
 
 
 def _fc_options(op) -> tuple[int, bool]:
-    opts = op._fb.builtinOptions
+    opts = tflite.builtin_options(op)
     act = int(getattr(opts, "fusedActivationFunction", 0) or 0)
     keep = bool(getattr(opts, "keepNumDims", False))
     return act, keep

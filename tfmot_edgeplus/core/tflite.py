@@ -41,6 +41,7 @@ __all__ = [
     "build",
     "builtin_code",
     "builtin_names",
+    "builtin_options",
     "check_model",
     "custom_opcode",
     "cut",
@@ -278,6 +279,12 @@ def quantization(tensor) -> Quantization | None:
     return Quantization(
         np.asarray(scales, np.float32), np.asarray(zero_points, np.int64), int(axis or 0)
     )
+
+
+def builtin_options(op):
+    """The builtin options object of an operator of either view (``OperatorT`` or a
+    ``model_editor`` operator), None when it has none."""
+    return (op._fb if hasattr(op, "_fb") else op).builtinOptions
 
 
 def int_values(data, type_name: str, shape, what: str) -> np.ndarray:
