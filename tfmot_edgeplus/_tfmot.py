@@ -41,20 +41,23 @@ What our code rests on, and what replacing it takes, in decreasing size:
 3. **Registry and configs.** :data:`NBitQuantizeRegistry` and its private table
    (:func:`weightless_quantize_info`) decide which weightless layers (ReLU, pooling, Add,
    Concatenate, Reshape, ...) get which tensors quantized; the port needs that table
-   written out (a few dozen entries) and our ``QuantizeConfig`` subclasses turned into
+   written out (24 entries in 0.8.1) and our ``QuantizeConfig`` subclasses turned into
    plain descriptions consumed by the new wrapper.
 4. **Quantizers** port nearly as they are: they are ``tf.quantization.fake_quant_*`` calls
    and a straight-through estimator over variables the wrapper creates.
    ``keras.quantizers.fake_quant_with_min_max_vars`` (in the installed Keras 3.15, with
    trainable min/max) emits exactly those TF ops on the TensorFlow backend, so that the
-   TFLite converter recognises them, as its source says; TF-MOT's ``LastValueQuantizer``
-   (min/max weights) is rewritten (about 40 lines).
+   TFLite converter recognises them, as its source says. TF-MOT's ``LastValueQuantizer``
+   (our min/max weights) and ``AllValuesQuantizer`` (the model input) are rewritten: about
+   150 lines with their ``quant_ops`` helpers.
 5. **Training loops and callbacks.** ``CLCTrainer`` and CoRa's calibration override
    ``train_step`` with ``optimizer.minimize(loss, vars, tape=tape)`` and
-   ``self.compiled_metrics``; Keras 3 optimizers have no ``minimize(tape=)`` and models no
-   ``compiled_metrics`` (use ``optimizer.apply(grads, vars)`` and ``compute_loss`` / the
-   metrics list), and ``train_step`` overrides are backend-specific. The coreset callbacks
-   and ``keras.utils.Progbar`` port unchanged.
+   ``self.compiled_metrics``; Keras 3 optimizers have no ``minimize(tape=)``, and its
+   models keep only a deprecated ``compiled_metrics.update_state`` shim on the TensorFlow
+   backend, without the ``.metrics`` that ``CLCTrainer.metrics`` reads (use
+   ``optimizer.apply(grads, vars)`` and ``compute_loss`` / ``self.metrics``); ``train_step``
+   overrides are backend-specific. The coreset callbacks and ``keras.utils.Progbar`` port
+   unchanged.
 6. **Conversion.** TF 2.21's ``TFLiteConverter.from_keras_model`` accepts a Keras 3 model
    (it exports through ``keras.export.ExportArchive`` with ``training=False``), so the
    FakeQuant -> int8/INT4 path survives, on the TensorFlow backend only (JAX/PyTorch
