@@ -74,8 +74,9 @@ What would break for users: the TF-MOT API we document (``quantize_apply(annotat
 EdgePlusQuantizeScheme(...))``, ``quantize_annotate_layer`` with their own
 ``QuantizeConfig``, ``quantize_scope``); QAT models from TF-MOT's own schemes
 (``default_8bit``, ``default_n_bit``), which CLC, CoRa and ``convert()`` accept today; QAT
-models saved with tf_keras (.h5 / SavedModel), which Keras 3 cannot load (retrain, or copy the
-weights); the ``quant_<name>`` layer names CLC pairs layers by. A port would keep this
+models saved with tf_keras, which Keras 3 cannot load as QAT models (an .h5 names TF-MOT's
+wrapper classes, which do not exist there; a SavedModel loads for inference only, through
+``keras.layers.TFSMLayer``): retrain, or copy the weights; the ``quant_<name>`` layer names CLC pairs layers by. A port would keep this
 module's names (classes and accessors) as its seam and the public functions as they are.
 """
 
