@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tfmot_edgeplus"
 
 # Bottom to top. A unit is a subpackage, or a top-level module ("__init__" is the package's).
 LAYERS = (
-    ("core", "_compat", "_tfmot", "datasets", "models"),
+    ("core", "_compat", "_tfmot", "_version", "datasets", "models"),
     ("runtime",),
     ("quantization", "coreset", "distillation", "adapters", "conversion"),
     ("patching", "calibration"),

@@ -65,7 +65,7 @@ from tfmot_edgeplus import (
     runtime,
 )
 
-__version__ = "0.1.0"  # the one place: setup.cfg reads it (version = attr: ...)
+from tfmot_edgeplus._version import __version__ as __version__  # one place; setup.cfg reads it
 
 __all__ = [  # noqa: RUF022  (grouped by use, not sorted)
     # errors

@@ -59,7 +59,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfmot_edgeplus import __version__
+from tfmot_edgeplus._version import __version__
 from tfmot_edgeplus.calibration.bundle import QCoreBundle, load_qcore, sha256
 from tfmot_edgeplus.calibration.head import split_head
 from tfmot_edgeplus.core.intmath import quantize
