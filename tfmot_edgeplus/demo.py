@@ -172,6 +172,8 @@ def run_demo(out_dir: str | None = None, config: DemoConfig | None = None, verbo
     stage = config.stage()  # validates the quantization settings before any training
     if config.calibration:
         config.qcore()
+    if out_dir is not None:
+        agg_pyplot()  # the report's figure needs the plots extra: say so before training
     tf.keras.utils.set_random_seed(config.seed)
     seconds = {}
     data = datasets.classification_task(

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from tfmot_edgeplus import datasets, models, patching
-from tfmot_edgeplus._compat import keras
+from tfmot_edgeplus._compat import keras, tfmot
 from tfmot_edgeplus.calibration import save_qcore
 from tfmot_edgeplus.conversion.converter import convert
 from tfmot_edgeplus.export.arduino import write_sketch_data
@@ -49,8 +49,6 @@ def patch_inference(
     agreement: float = 0.95,
     width: int = 2,
 ) -> dict:
-    import tensorflow_model_optimization as tfmot
-
 
     data = datasets.fashion_mnist(limit_train=train + 128, limit_test=test, seed=0)
     x = upsample(data.x_train, 48)

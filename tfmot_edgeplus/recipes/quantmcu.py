@@ -35,7 +35,7 @@ import time
 import numpy as np
 
 from tfmot_edgeplus import datasets, patching
-from tfmot_edgeplus._compat import keras
+from tfmot_edgeplus._compat import keras, tf, tfmot
 from tfmot_edgeplus.conversion.converter import convert
 from tfmot_edgeplus.models import mobilenet_v2
 from tfmot_edgeplus.patching.patch_runner import PatchStageRunner
@@ -100,8 +100,6 @@ class QuantMCUConfig:
 
 def upsample(x, size: int, batch: int = 500) -> np.ndarray:
     """(N, 28, 28, 1) images in [0, 1] -> (N, size, size, 1) float32 in [-1, 1] (bilinear)."""
-    import tensorflow as tf
-
     out = [
         tf.image.resize(np.asarray(x[i : i + batch], np.float32), (size, size)).numpy()
         for i in range(0, len(x), batch)
@@ -146,8 +144,6 @@ def _say(verbose, text):
 
 def quantmcu_pipeline(config: QuantMCUConfig | None = None, verbose: int = 1) -> QuantMCURun:
     """Steps 1-3 of the module docstring; returns a :class:`QuantMCURun`."""
-    import tensorflow_model_optimization as tfmot
-
 
     c = QuantMCUConfig() if config is None else config
     if not isinstance(c, QuantMCUConfig):
