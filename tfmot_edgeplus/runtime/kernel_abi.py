@@ -87,9 +87,7 @@ def _decls(text: str, where: str) -> list[CDecl]:
     base = re.sub(r"\bconst\s+", "", m.group(1)).strip()
     out = []
     for part in m.group(2).split(","):
-        part = re.sub(r"\bconst\b", " ", part)
-        dm = re.fullmatch(r"\s*(\**)\s*([A-Za-z_]\w*)?\s*", part.replace(" ", ""))
-        dm = dm or re.fullmatch(r"(\**)([A-Za-z_]\w*)?", re.sub(r"\s+", "", part))
+        dm = re.fullmatch(r"(\**)([A-Za-z_]\w*)?", re.sub(r"\bconst\b|\s+", "", part))
         if dm is None:
             raise AbiError(f"cannot read the declarator {part.strip()!r} of {text.strip()!r}")
         out.append(CDecl(dm.group(2) or "", base, len(dm.group(1))))
