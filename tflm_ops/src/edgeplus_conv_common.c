@@ -259,7 +259,7 @@ edgeplus_status edgeplus__conv_setup(const ep_conv_args *a, int depthwise, ep_co
     g->dw = a->params->dilation_w > 0 ? a->params->dilation_w : 1;
     g->kc = g->kh * g->kw * g->in_c;
     g->kpad = ep_kpad(a->input_dims, a->filter_dims);
-    g->lanes = !depthwise && ep_conv_pairs(a->params) && (g->in_c % 4) == 0;
+    g->lanes = 0; /* paired 2-bit lanes: the conv core sets them */
 
     o->output = a->output;
     o->oc = a->output_dims->c;

@@ -424,6 +424,7 @@ edgeplus_status edgeplus__conv_core(const ep_conv_args *a)
     o = s.o;
     window = a->window;
     pairs = ep_conv_pairs(a->params);
+    g.lanes = pairs && (g.in_c % 4) == 0; /* write paired lanes directly */
     avail = s.avail - 3 * (int64_t)g.kpad * 2;
     {
         /* all in int64: out_c alone may be near INT32_MAX */
