@@ -63,9 +63,12 @@ from tfmot_edgeplus.core.program import (
     region_bytes,
 )
 from tfmot_edgeplus.core.tflite import TFLiteGraph, TFLiteModelError, schema_py_generated
-from tfmot_edgeplus.patching.patch_plan import PatchPlan, PlanMismatchError
 
-__all__ = ["Lowered", "act_range", "low_bit_params", "lower"]
+__all__ = ["Lowered", "PlanMismatchError", "act_range", "low_bit_params", "lower"]
+
+
+class PlanMismatchError(ValueError):
+    """A plan is applied to a model it was not made for."""
 
 _STEP_OPS = {
     "conv": ("CONV_2D", KIND_CONV),
@@ -177,7 +180,7 @@ def _add_quant(s1: float, s2: float, s_out: float) -> np.ndarray:
 # ----------------------------------------------------------------------------- matching
 
 
-def _match_ops(g: TFLiteGraph, plan: PatchPlan):
+def _match_ops(g: TFLiteGraph, plan):
     if len(g.model.subgraphs) != 1:
         raise PlanMismatchError(
             f"the model has {len(g.model.subgraphs)} subgraphs; lower reads one"
@@ -247,7 +250,7 @@ def _match_ops(g: TFLiteGraph, plan: PatchPlan):
 # ----------------------------------------------------------------------------- lowering
 
 
-def lower(model_bytes, plan: PatchPlan) -> Lowered:
+def lower(model_bytes, plan) -> Lowered:
     """Lower ``plan`` onto ``model_bytes`` (the int8 .tflite of the planned model)."""
     g = TFLiteGraph(model_bytes)
     start, matched, names = _match_ops(g, plan)
@@ -403,7 +406,7 @@ def _pad_step(g, op, r, ins):
     return StageStep(kind=KIND_PAD, inputs=ins, pad=(int(pads[1, 0]), int(pads[2, 0])))
 
 
-def _regions(plan: PatchPlan, order) -> np.ndarray:
+def _regions(plan, order) -> np.ndarray:
     n = plan.grid
     out = np.zeros((n * n, len(order), 4), dtype=np.int64)
     for i, t in enumerate(order):
@@ -454,11 +457,11 @@ def _arena(plan, order, bits, zps, regions, outlier, steps):
     return tensors, int(arena)
 
 
-def plan_shape(plan: PatchPlan, t: str) -> tuple[int, int, int]:
+def plan_shape(plan, t: str) -> tuple[int, int, int]:
     if t == plan.input_name:
         return tuple(plan.input_shape)
     return next(tuple(r.output_shape) for r in plan.layers if r.output == t)
 
 
-def plan_channels(plan: PatchPlan, t: str) -> int:
+def plan_channels(plan, t: str) -> int:
     return plan_shape(plan, t)[-1]

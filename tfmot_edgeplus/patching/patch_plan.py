@@ -29,6 +29,7 @@ import numpy as np
 
 from tfmot_edgeplus._compat import optional_import
 from tfmot_edgeplus.patching.graph import read_graph
+from tfmot_edgeplus.patching.lower import PlanMismatchError, lower
 from tfmot_edgeplus.patching.planner import PatchPlanner, _check_int
 from tfmot_edgeplus.patching.tflite_graph import TFLiteStageRunner, read_tflite_graph
 from tfmot_edgeplus.patching.vdq import (
@@ -51,10 +52,6 @@ __all__ = [
 ]
 
 JSON_FORMAT = "edgeplus-patch-plan/2"
-
-
-class PlanMismatchError(ValueError):
-    """A plan is applied to a model it was not made for."""
 
 
 @dataclass(frozen=True)
@@ -442,7 +439,8 @@ def plan(
     ranges: dict = {}
     if calib is not None:
         if is_tflite:
-            runner = TFLiteStageRunner(bytes(model), planner, best.split, calib, batch_size)
+            lowered = lower(bytes(model), layer_plan(planner, best.split))
+            runner = TFLiteStageRunner(lowered, planner, best.split, calib, batch_size)
         else:
             runner = StageRunner(model, planner, best.split, calib, batch_size)
         found = vdpc(runner, n, phi=phi, outlier_sample_fraction=outlier_sample_fraction)

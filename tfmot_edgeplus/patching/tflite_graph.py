@@ -23,8 +23,10 @@ from __future__ import annotations
 import numpy as np
 
 from tfmot_edgeplus.core.conv_reference import conv_geometry
+from tfmot_edgeplus.core.intmath import quantize
 from tfmot_edgeplus.core.tflite import TFLiteGraph
 from tfmot_edgeplus.patching.graph import GraphError, ModelGraph, NoSpatialStageError, SpatialOp
+from tfmot_edgeplus.patching.simulate import run_stage
 from tfmot_edgeplus.patching.vdq import check_calib_data
 
 __all__ = ["TFLiteStageRunner", "read_tflite_graph"]
@@ -170,23 +172,16 @@ class TFLiteStageRunner:
     Same interface as :class:`~tfmot_edgeplus.patching.vdq.StageRunner`.
     """
 
-    def __init__(self, model_bytes, planner, split: str, calib_data, batch_size=16):
-        from tfmot_edgeplus.patching import lower as lower_mod
-        from tfmot_edgeplus.patching.patch_plan import layer_plan
-
+    def __init__(self, lowered, planner, split: str, calib_data, batch_size=16):
         self.planner = planner
         self.split = split
         self.maps = planner.stage_tensors(split)[1:]
         self.x = check_calib_data(calib_data, planner.graph.input_shape)
         self.batch_size = int(batch_size)
-        lowered = lower_mod.lower(model_bytes, layer_plan(planner, split))
         self.lowered = lowered
         self._names = [planner.graph.input_name, *self.maps]
 
     def batches(self):
-        from tfmot_edgeplus.core.intmath import quantize
-        from tfmot_edgeplus.patching.simulate import run_stage
-
         L = self.lowered
         zp_in = L.program.tensors[0].zp[1]
         for start in range(0, len(self.x), self.batch_size):
