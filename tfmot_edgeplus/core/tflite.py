@@ -14,6 +14,14 @@ Two views of the same schema, both from the pinned TFLM wheel (nothing else is i
   ``decode_insert`` works on. :func:`prune` drops what no operator uses; :func:`build`
   serializes it.
 
+Why two views and not one: TFLM's ``decode_insert`` (the LUT packing of
+:mod:`~tfmot_edgeplus.conversion.lowbit`) edits a ``model_editor`` model, and the two
+serializers lay a model out differently (``model_editor`` keeps the signature defs and the
+metadata, whose buffers it moves last, and drops unused operator codes; :func:`finish_model`
+keeps the operator-code table and drops the signature defs, whose indices an edit
+invalidates, and the metadata): moving the callers of either to the other would change the
+bytes users already have.
+
 Both serializers end in :func:`align`, the schema's buffer alignment. The lookups every
 reader needs are here once: :func:`operator_name` (honours ``deprecated_builtin_code``),
 :func:`quantization`, :func:`int_values` (the levels of an INT8 / INT4 constant), and
@@ -287,27 +295,27 @@ def builtin_options(op):
     return (op._fb if hasattr(op, "_fb") else op).builtinOptions
 
 
-def int_values(data, type_name: str, shape, what: str) -> np.ndarray:
+def int_values(data, dtype_name: str, shape, what: str) -> np.ndarray:
     """The integer levels (int8, ``shape``) of an INT8 or INT4 constant (INT4: two per byte,
     low nibble first, as TFLite stores it). ``what`` names the tensor in errors."""
     shape = tuple(int(d) for d in shape)
     n = int(np.prod(shape)) if shape else 1
     raw = np.frombuffer(bytes(data), dtype=np.int8)
-    if type_name == "INT8":
+    if dtype_name == "INT8":
         if raw.size != n:
             raise TFLiteModelError(
                 f"{what}: INT8 buffer has {raw.size} bytes for shape {shape} "
                 f"({n} weights); the flatbuffer is corrupt."
             )
         return raw.reshape(shape)
-    if type_name == "INT4":
+    if dtype_name == "INT4":
         if raw.size != (n + 1) // 2:
             raise TFLiteModelError(
                 f"{what}: INT4 buffer has {raw.size} bytes for shape {shape} "
                 f"({n} weights, expected {(n + 1) // 2}); the flatbuffer is corrupt."
             )
         return unpack_int4(raw, n).reshape(shape)
-    raise TFLiteModelError(f"{what} is {type_name}; only INT8 and INT4 constants hold levels.")
+    raise TFLiteModelError(f"{what} is {dtype_name}; only INT8 and INT4 constants hold levels.")
 
 
 def _key(t):
@@ -437,8 +445,9 @@ def custom_opcode(g: TFLiteGraph, custom_code: str) -> int:
 
 
 def finish_model(g: TFLiteGraph) -> bytes:
-    """An edited :class:`TFLiteGraph` as .tflite bytes: unused tensors and buffers dropped,
-    buffers aligned. The one way an edited graph is serialized."""
+    """An edited :class:`TFLiteGraph` as .tflite bytes: unused tensors and buffers dropped
+    (so is the metadata, whose buffers no tensor uses), the signature defs dropped, buffers
+    aligned. The one way an edited graph is serialized."""
     sg = g.subgraph
     used = {int(t) for t in sg.inputs} | {int(t) for t in sg.outputs}
     for op in sg.operators:
