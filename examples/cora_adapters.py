@@ -67,9 +67,10 @@ def main(argv=None):
                    rolled_back=summary["rolled_back"])
     print(f"accuracy on {len(x_test)} test images: float {results['float_acc']:.4f}, "
           f"W{args.bits}A8 PTQ {results['ptq_acc']:.4f}, + CoRa adapters {results['cora_acc']:.4f}")
-    print(f"adapter ranks {summary['ranks']}: {summary['adapter_param_fraction']:.1%} of the adapted "
-          f"kernels' parameters, {summary['adapter_bytes']:,} B; {run.calib_samples} images, "
-          f"{steps} steps; KD loss {summary['kd_before']:.3f} -> {summary['kd_after']:.3f}")
+    print(f"adapter ranks {summary['ranks']}: {summary['adapter_param_fraction']:.1%} of the "
+          f"adapted kernels' parameters, {summary['adapter_bytes']:,.0f} B; "
+          f"{run.calib_samples} images, {steps} steps; KD loss {summary['kd_before']:.3f} -> "
+          f"{summary['kd_after']:.3f}")
 
     tflite = ep.convert(run.model, x[:300])
     report = ep.conversion_report(tflite, run.model)

@@ -65,7 +65,7 @@ def main(argv=None):
         fp = keras.models.load_model(args.model, compile=False)
     else:
         fp = compile_classifier(mbv2_micro((28, 28, 1), 10, width=2), learning_rate=3e-3)
-        fp.fit(x, y, epochs=epochs, batch_size=8, verbose=0)
+        fp.fit(x, y, epochs=epochs, batch_size=8 if args.quick else 32, verbose=0)
     int8 = ep.convert(ptq_model(fp, 8, 8, x_calib), x_calib)
     layer = ep.runtime.TFLMRunner(int8)
     reference = layer.predict(x_test, dequantize=False)

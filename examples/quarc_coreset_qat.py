@@ -44,7 +44,8 @@ def main(argv=None):
     parser.add_argument("--bits", type=int, default=4, choices=(2, 3, 4, 8), help="weight bits")
     parser.add_argument("--fraction", type=float, default=0.05, help="coreset share of the data")
     args = parser.parse_args(argv)
-    n_train, n_test, epochs = (2000, 300, 1) if args.quick else (20000, None, 5)
+    n_train, n_test, fp_epochs, qat_epochs = (2000, 300, 1, 1) if args.quick else (
+        20000, None, 5, 10)
     os.makedirs(args.out, exist_ok=True)
     keras.utils.set_random_seed(0)
     data = ep.datasets.fashion_mnist(limit_train=n_train, limit_test=n_test, seed=0)
@@ -54,15 +55,14 @@ def main(argv=None):
         fp = compile_classifier(keras.models.load_model(args.model, compile=False))
     else:
         fp = compile_classifier(small_cnn())
-        fp.fit(x, y, epochs=epochs, batch_size=64, verbose=0)
+        fp.fit(x, y, epochs=fp_epochs, batch_size=64, verbose=0)
     results = {"float_acc": accuracy(fp.predict(x_test, verbose=0), y_test)}
     print(f"float model: accuracy {results['float_acc']:.4f} on {len(x_test)} test images")
 
     models = {}
     for coreset in ("res", "random"):
         config = ep.QuaRCConfig(weight_bits=args.bits, activation_bits=8, coreset=coreset,
-                                fraction=args.fraction, epochs=2 * epochs - args.quick,
-                                seed=0)
+                                fraction=args.fraction, epochs=qat_epochs, seed=0)
         run = ep.quarc_qat(fp, x, y, config)
         models[coreset] = run.qat_model
         results[f"{coreset}_acc"] = accuracy(run.qat_model.predict(x_test, verbose=0), y_test)
