@@ -18,7 +18,7 @@ Rows (``config``): ``layer_int8`` (the converted model in the TFLM interpreter, 
 layer), ``patch_int8`` (the 8-bit patch plan), ``patch_vdpc_vdqs`` (the tuned mixed plan).
 Keys: ``peak_sram_bytes`` (measured: TFLM's whole arena for ``layer_int8``; for the patch
 rows the deployed model's TFLM arena with our op's scratch, or with the split runner the
-rest's TFLM arena + the input + the stage's C scratch, see ``runtime/patch_runner.py``; host
+rest's TFLM arena + the input + the stage's C scratch, see ``patching/patch_runner.py``; host
 figures, 64-bit TFLM structs), ``activation_bytes`` (measured too: the arena's head, i.e.
 the planned activation tensors and scratch buffers without TFLM's persistent per-operator
 data, which patching does not change), ``modeled_peak_bytes`` (the planner's activation

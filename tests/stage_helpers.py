@@ -1,4 +1,4 @@
-"""Random valid patch-stage programs (tfmot_edgeplus/patching/program.py) for the C, TFLM
+"""Random valid patch-stage programs (tfmot_edgeplus/core/program.py) for the C, TFLM
 and Cortex-M4 tests: every step kind, strides, dilations, border-only pad regions, residual
 adds, 2/4/8-bit tensors per variant, 2/4/8-bit weights, normal and outlier patches."""
 

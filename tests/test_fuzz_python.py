@@ -1,6 +1,6 @@
 """Fuzzing of the Python readers of untrusted bytes (hypothesis): TFLMRunner's model
 validation, the low-bit weight readers (conversion/lowbit.py) and unpacking
-(conversion/packing.py), and QCore's split_head. The promise: any bytes give a valid result
+(core/packing.py), and QCore's split_head. The promise: any bytes give a valid result
 or an exception of the documented type naming the problem (ValueError and its subclasses,
 TFLMError from the interpreter) - never another exception type, never a crash.
 

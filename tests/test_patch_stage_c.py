@@ -1,5 +1,5 @@
 """The C patch-stage executor (edgeplus_patch_stage*) against the NumPy spec
-(patching/simulate.py, patching/program.py): bit for bit on random programs, the same
+(patching/simulate.py, core/program.py): bit for bit on random programs, the same
 answer at any grid when every tensor is 8-bit, a clear status for malformed programs, and
 the C check accepting exactly the programs program.py accepts and refusing the others with
 the status ProgramError names (corrupted words, truncations, and a table of malformed

@@ -1,5 +1,5 @@
 /* Internals of the patch-stage executor (edgeplus_patch_stage*.c): the program layout
- * (tfmot_edgeplus/patching/program.py is the spec), bounds-checked accessors and packed
+ * (tfmot_edgeplus/core/program.py is the spec), bounds-checked accessors and packed
  * element access. */
 #ifndef EDGEPLUS_STAGE_INTERNAL_H
 #define EDGEPLUS_STAGE_INTERNAL_H

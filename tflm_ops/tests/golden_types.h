@@ -1,7 +1,7 @@
 /*
  * golden_types.h - record types of the golden vectors in golden_cases.h, which
  * `python -m tests.builders.golden --out tflm_ops/tests/golden_cases.h`
- * generates from the NumPy reference (tfmot_edgeplus/patching/reference.py).
+ * generates from the NumPy reference (tfmot_edgeplus/core/conv_reference.py).
  */
 #ifndef EDGEPLUS_GOLDEN_TYPES_H
 #define EDGEPLUS_GOLDEN_TYPES_H

@@ -53,7 +53,7 @@ typedef struct {
   X(act_min, "act_min", INT, (-128), (127)) \
   X(act_max, "act_max", INT, (-128), (127))
 
-/* EDGEPLUS_PATCH_STAGE: QuantMCU patch stage: a chain of conv / depthwise / pad / add steps run patch by patch with per-patch mixed precision, described by a stage program (tfmot_edgeplus/patching/program.py). Inputs: the stage input (int8), then the filter of each weight slot (INT8, or INT4 packed). Output: the split tensor (int8). */
+/* EDGEPLUS_PATCH_STAGE: QuantMCU patch stage: a chain of conv / depthwise / pad / add steps run patch by patch with per-patch mixed precision, described by a stage program (tfmot_edgeplus/core/program.py). Inputs: the stage input (int8), then the filter of each weight slot (INT8, or INT4 packed). Output: the split tensor (int8). */
 #define EDGEPLUS_PATCH_STAGE_CUSTOM_CODE "EDGEPLUS_PATCH_STAGE"
 #define EDGEPLUS_PATCH_STAGE_NUM_OPTIONS 2
 

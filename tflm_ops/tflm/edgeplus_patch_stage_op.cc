@@ -14,7 +14,7 @@
  *   output 0     the split tensor, int8 [1, H', W', C'] (the program's last tensor)
  * Options (edgeplus_op_schema.h, generated from tfmot_edgeplus/conversion/op_schema.py): a
  * flexbuffer map {"version": 1, "program": blob of little-endian int32 words}; the program
- * (spec: tfmot_edgeplus/patching/program.py) holds the geometry, the per-patch regions and
+ * (spec: tfmot_edgeplus/core/program.py) holds the geometry, the per-patch regions and
  * bits, and every variant's requantization and bias.
  *
  * Init parses the options strictly and copies the program into 4-byte-aligned persistent
@@ -62,7 +62,7 @@ struct OpData {
   const int8_t** filters;  // persistent, `slots` entries, filled in Eval
 };
 
-// Program header / tensor record / step record fields (tfmot_edgeplus/patching/program.py);
+// Program header / tensor record / step record fields (tfmot_edgeplus/core/program.py);
 // read only after edgeplus_patch_stage_check accepted the program.
 constexpr int kHeaderWords = 8;
 constexpr int kTensorWords = 9;

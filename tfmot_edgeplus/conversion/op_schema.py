@@ -205,7 +205,7 @@ PATCH_STAGE = CustomOpSchema(
     doc=(
         "QuantMCU patch stage: a chain of conv / depthwise / pad / add steps run patch by "
         "patch with per-patch mixed precision, described by a stage program "
-        "(tfmot_edgeplus/patching/program.py). Inputs: the stage input (int8), then the "
+        "(tfmot_edgeplus/core/program.py). Inputs: the stage input (int8), then the "
         "filter of each weight slot (INT8, or INT4 packed). Output: the split tensor (int8)."
     ),
     fields=(

@@ -4,7 +4,7 @@ it will run in: the stage program, its weights and where they sit in the flatbuf
 ::
 
     lowered = lower.lower(tflite_bytes, plan)
-    lowered.program            # StageProgram (patching/program.py), ready for C or NumPy
+    lowered.program            # StageProgram (core/program.py), ready for C or NumPy
     lowered.filters            # unpacked integer filters per slot (biases: in the program)
     y = simulate.run_stage(lowered.program, lowered.filters, x_int8)
 

@@ -341,7 +341,7 @@ edgeplus_status edgeplus_qcore_refresh(const edgeplus_context *ctx, const int32_
 /* QuantMCU's patch stage: a planned chain of conv / depthwise / pad / add steps run patch
  * by patch with per-patch mixed precision (VDPC outlier patches at 8 bits, VDQS bits per
  * feature map elsewhere), described by a *stage program*: int32 words whose layout is
- * specified in tfmot_edgeplus/patching/program.py (header "EPS1", tensors, steps, patches,
+ * specified in tfmot_edgeplus/core/program.py (header "EPS1", tensors, steps, patches,
  * requantization blocks). tfmot_edgeplus/patching/simulate.py is the NumPy reference it
  * agrees with bit for bit. Batch 1. */
 

@@ -9,7 +9,7 @@
  *   if (s != EDGEPLUS_OK) Serial.println(edgeplus_status_str(s));
  *   s = stage.run(input, output);               // stage.lastMicros(): its latency
  *
- * program: the stage program's int32 words (spec: tfmot_edgeplus/patching/program.py);
+ * program: the stage program's int32 words (spec: tfmot_edgeplus/core/program.py);
  * filters[slot]: the packed filters of its conv/depthwise steps. Both stay in flash. */
 #ifndef EDGEPLUS_PATCH_STAGE_H_
 #define EDGEPLUS_PATCH_STAGE_H_
