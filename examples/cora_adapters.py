@@ -8,17 +8,21 @@ quantization residual, ranks under a parameter budget) and trains the adapters a
 knowledge distillation from the float model. The adapters convert to builtin int8 CONV_2D /
 FULLY_CONNECTED + ADD ops, so the model runs in stock TFLite Micro (and on the board).
 
-Needs: tfmot_edgeplus installed (``make setup``) and Debian's ``dataset-fashion-mnist``.
+Needs: tfmot_edgeplus (``make setup``, or ``pip install -e .``) and Debian's
+``dataset-fashion-mnist``.
 
 Run:  python examples/cora_adapters.py --out out/cora [--quick] [--bits 2|3|4]
       [--budget 0.05] [--model float.h5]
       (--model: your trained float Keras 2 classifier of 28x28x1 images, else the package's
-      small_cnn is trained first; --quick: 256 images and 10 steps, under a minute; the full
-      run takes about two minutes on 2 cores)
+      small_cnn is trained first; --quick: 256 images and 10 steps)
 
 Prints the float accuracy, the plain PTQ accuracy, the accuracy with the adapters, their ranks
 and parameter share, what they cost in flatbuffer bytes, and the TFLM accuracy and agreement
-with Keras; writes ``<out>/fashion_w3a8_cora.tflite`` and ``<out>/results.json``.
+with Keras; writes ``<out>/fashion_w3a8_cora.tflite`` and ``<out>/results.json``. Measured (full
+run, 10,000 test images, under two minutes on 2 busy cores): float 0.866, W3A8 PTQ 0.837, with
+the adapters 0.863 (ranks conv1 5, pw2 10: 4.7 % of the adapted kernels' parameters, 605 B);
+TFLM 0.863, the same class as Keras on 99.3 %; the adapters' 6 ops take 5,232 flatbuffer bytes,
+34 % over the model without them (605 B of weights, the rest op and tensor metadata).
 """
 
 import argparse  # noqa: I001  (tfmot_edgeplus before tf_keras: it selects Keras 2)

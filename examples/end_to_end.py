@@ -16,19 +16,24 @@ recalibrates itself on an Arduino Nano 33 BLE.
 7. The device's part, run on the host: a drifted stream (a camera with both drifts) arrives
    in labeled chunks and the head recalibrates by bit flips, without back-propagation.
 
-Needs: tfmot_edgeplus installed (``make setup``) and Debian's ``dataset-fashion-mnist``.
-With ``EDGEPLUS_TFLM_ROOT`` (and siblings, see README) the patch-stage op runs in TFLM and
-the sketch's arena is measured; without, the split runner and an arena estimate are used.
+Needs: tfmot_edgeplus (``make setup``, or ``pip install -e .``) and Debian's
+``dataset-fashion-mnist``.
+With ``EDGEPLUS_TFLM_ROOT`` (and siblings, see README) the sketch's arena is measured in TFLM
+with the patch-stage op; without, it is an estimate (the banner says which).
 
-Run:  python examples/end_to_end.py --out out/end_to_end [--quick]
-      (--quick: same steps on 1,500 images and 1 epoch each, about a minute; the full run
-      takes a few minutes on 2 cores)
+Run:  python examples/end_to_end.py --out out/end_to_end [--quick] [--model float.h5]
+      (--model: your trained float Keras 2 model of 28x28x1 images, convolutions first and
+      a Dense classifier last; --quick: 2,000 images, 2 epochs, 4 chunks)
 
-Prints each step's figures (accuracies: float, W4A8 QAT, + adapters, TFLM; peak SRAM layer
-by layer vs patched; flip network bytes; accuracy on the drifted images before and after the
-device's calibration) and writes ``<out>/``: ``float.h5``, ``fashion_w4a8_cora.tflite``,
+Prints each step's figures and writes ``<out>/``: ``float.h5``, ``fashion_w4a8_cora.tflite``,
 ``plan.json``, ``qcore.npz``, ``calibrated.tflite``, ``FashionEndToEnd/`` (the sketch) and
-``results.json``.
+``results.json``. Measured (full run, 10,000 images, under two minutes on 2 busy cores):
+accuracy float 0.816, W4A8 QAT on 500 RES images 0.549, with the adapters 0.794, TFLM 0.794;
+peak SRAM 18,816 B layer by layer, 5,488 B in 3x3 patches; the sketch takes 28,616 B of
+flash data and 32,512 B of SRAM (arena, estimated, + QCore); on 1,000 drifted images in 50
+chunks the head goes from 0.094 to 0.403 on the held-out drifted images, while on clean
+images it falls from 0.794 to 0.365 (it now serves the drifted camera); the recalibrated
+.tflite in TFLM gives the calibrator's class on 100 % of the images.
 """
 
 import argparse  # noqa: I001  (tfmot_edgeplus before tf_keras: it selects Keras 2)
