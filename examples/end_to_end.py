@@ -98,11 +98,12 @@ def main(argv=None):
     convs = [layer.name for layer in fp.layers if isinstance(layer, keras.layers.Conv2D)]
     model = ep.adapters.add_residual_adapters(qat, fp, budget=0.05, layers=convs)
     ep.adapters.calibrate(model, x, steps=steps)
-    results["cora_acc"] = accuracy(model.predict(x_test, verbose=0), y_test)
+    keras_pred = model.predict(x_test, verbose=0)
+    results["cora_acc"] = accuracy(keras_pred, y_test)
     tflite = ep.convert(model, x[:300])
     tflm = ep.runtime.TFLMRunner(tflite).predict(x_test)
     results["tflm_acc"] = accuracy(tflm, y_test)
-    results["tflm_keras_agreement"] = accuracy(tflm, model.predict(x_test, verbose=0).argmax(1))
+    results["tflm_keras_agreement"] = accuracy(tflm, keras_pred.argmax(1))
     with open(os.path.join(args.out, "fashion_w4a8_cora.tflite"), "wb") as f:
         f.write(tflite)
     print(f"      accuracy: float {results['float_acc']:.3f}, W4A8 QAT {results['qat_acc']:.3f}, "
