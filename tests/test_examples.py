@@ -48,7 +48,7 @@ def end_to_end(tmp_path_factory):
     return out, run_example("end_to_end", out)
 
 
-def test_every_example_is_documented_and_runnable():
+def test_every_example_says_what_it_needs_and_how_to_run_it():
     for path in sorted(EXAMPLES.glob("*.py")):
         doc = load_example(path.stem).__doc__
         assert "Needs:" in doc and "Run:" in doc and "--quick" in doc, path.name
