@@ -47,37 +47,3 @@ def test_cora_ptq_rejects_mismatched_labels(digits_fp):
     fp, data = digits_fp
     with pytest.raises(ValueError, match=r"x has 100 samples but y has 99 labels"):
         cora_ptq(fp, data.x_train[:100], data.y_train[:99])
-
-
-def test_conversion_report_gives_the_adapters_flatbuffer_bytes(digits_fp, tmp_path):
-    """The budget counts parameters; the report counts what the adapters add to the
-    flatbuffer (operators, tensors, buffers), which two conversions confirm."""
-    from click.testing import CliRunner
-
-    from tfmot_edgeplus import conversion_report, convert
-    from tfmot_edgeplus.cli import main
-    from tfmot_edgeplus.recipes.cora import ptq_model
-
-    fp, data = digits_fp
-    config = CoRaConfig(weight_bits=4, budget=0.05, steps=5, calib_samples=256)
-    run = cora_ptq(fp, data.x_train, data.y_train, config)
-    with_adapters = convert(run.model, data.x_train[:100])
-    plain = convert(ptq_model(fp, 4, 8, data.x_train[:256]), data.x_train[:100])
-    assert conversion_report(plain).adapters is None
-    report = conversion_report(with_adapters)
-    a = report.adapters
-    branch = [r for r in report.weights if "_cora_" in r["tensor"]]
-    assert len(branch) == 2 * len(run.model.adapter_ranks)
-    assert a.parameter_bytes == sum(r["data_bytes"] for r in branch) == run.summary()["adapter_bytes"]
-    # A, B and an ADD per adapter, plus any requantization of the main branch
-    assert a.operators >= 3 * len(run.model.adapter_ranks)
-    # Metadata, not parameters, is most of it on a small model; the rest is the plain model
-    # (up to tensor names), so the growth over plain PTQ is about the overhead.
-    assert a.bytes > 10 * a.parameter_bytes
-    assert a.rest_bytes == pytest.approx(len(plain), rel=0.1)
-    assert len(with_adapters) - len(plain) == pytest.approx(a.bytes, rel=0.15)
-    assert report.to_dict()["adapters"]["bytes"] == a.bytes
-    path = tmp_path / "cora.tflite"
-    path.write_bytes(with_adapters)
-    out = CliRunner().invoke(main, ["inspect", str(path)]).output
-    assert f"CoRa adapters: {a.operators} ops, {a.bytes} flatbuffer bytes ({a.parameter_bytes} of parameters" in out

@@ -164,8 +164,20 @@ def test_cora_command_runs_ptq_plus_adapters_and_deploys_them(tmp_path):
     # The report counts the adapters' flatbuffer bytes, parameters and metadata apart.
     overhead = report["result"]["conversion"]["adapters"]
     assert overhead["parameter_bytes"] == sum(r["data_bytes"] for r in adapter_rows)
+    assert overhead["parameter_bytes"] == cora["adapter_bytes"]
     assert overhead["bytes"] > overhead["parameter_bytes"]
+    # A, B and an ADD per adapter, plus any requantization of the main branch
+    assert overhead["operators"] >= 3 * len(cora["ranks"])
+    # with the model without its adapters, the whole flatbuffer (both re-serialized alike,
+    # so up to layout: the deployed bytes keep signature and metadata)
+    assert overhead["rest_bytes"] + overhead["bytes"] == pytest.approx(len(tflite), rel=0.05)
     assert "CoRa adapters:" in result.output
+    # ``edgeplus inspect`` reads the same overhead back from the .tflite alone
+    inspect = CliRunner().invoke(main, ["inspect", str(tmp_path / "imu_watch_w3a8_cora.tflite")])
+    assert (
+        f"CoRa adapters: {overhead['operators']} ops, {overhead['bytes']} flatbuffer bytes "
+        f"({overhead['parameter_bytes']} of parameters" in inspect.output
+    )
 
 
 def test_cora_command_refuses_a_bad_budget():
