@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 def _assert_steps_numbered(output: str, total: int) -> None:
     """The demo's step headers are [1/total] ... [total/total], in order."""
-    headers = re.findall(r"^\[(\d+)/(\d+)\]", output, re.M)
+    headers = re.findall(r"^\[(\d+)/(\d+)\]", output, re.MULTILINE)
     assert headers == [(str(i), str(total)) for i in range(1, total + 1)], headers
 
 

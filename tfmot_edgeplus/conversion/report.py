@@ -145,7 +145,7 @@ def _strip_adapters(model) -> tuple[int, int]:
         if not adapter_ops:
             continue
 
-        def resolve(t):
+        def resolve(t, bypass=bypass):
             while t is not None and id(t) in bypass:
                 t = bypass[id(t)]
             return t

@@ -82,8 +82,8 @@ __all__ = [
     "SketchExport",
     "export_library",
     "export_sketch",
-    "qcore_ram_bytes",
     "mean_ops",
+    "qcore_ram_bytes",
     "rewrite_means",
     "write_sketch_data",
 ]

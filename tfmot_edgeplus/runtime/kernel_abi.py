@@ -72,16 +72,16 @@ class ParsedHeaders:
 
 
 def _strip(text: str) -> str:
-    text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
+    text = re.sub(r"/\*.*?\*/", " ", text, flags=re.DOTALL)
     text = re.sub(r"//[^\n]*", " ", text)
     text = re.sub(r"\\\n", " ", text)
     lines = [ln for ln in text.splitlines() if not ln.lstrip().startswith("#")]
-    return re.sub(r'extern\s+"C"\s*\{|^\s*\}\s*$', " ", "\n".join(lines), flags=re.M)
+    return re.sub(r'extern\s+"C"\s*\{|^\s*\}\s*$', " ", "\n".join(lines), flags=re.MULTILINE)
 
 
 def _decls(text: str, where: str) -> list[CDecl]:
     """``const int32_t *a, *b`` -> CDecl(a, int32_t, 1), CDecl(b, int32_t, 1)."""
-    m = re.fullmatch(r"\s*((?:const\s+|unsigned\s+)*[A-Za-z_]\w*)\s*(.*?)\s*", text, re.S)
+    m = re.fullmatch(r"\s*((?:const\s+|unsigned\s+)*[A-Za-z_]\w*)\s*(.*?)\s*", text, re.DOTALL)
     if m is None:
         raise AbiError(f"cannot read the declaration {text.strip()!r} ({where})")
     base = re.sub(r"\bconst\s+", "", m.group(1)).strip()
@@ -101,20 +101,20 @@ def parse_headers(texts: list[str]) -> ParsedHeaders:
     functions: dict[str, tuple[CDecl, tuple[CDecl, ...]]] = {}
     for text in texts:
         body = _strip(text)
-        for m in re.finditer(r"typedef\s+enum\s*\{(.*?)\}\s*(\w+)\s*;", body, re.S):
+        for m in re.finditer(r"typedef\s+enum\s*\{(.*?)\}\s*(\w+)\s*;", body, re.DOTALL):
             values = {}
             for item in m.group(1).split(","):
                 if item.strip():
                     name, value = (s.strip() for s in item.split("="))
                     values[name] = int(value)
             enums[m.group(2)] = values
-        for m in re.finditer(r"typedef\s+struct\s*\{(.*?)\}\s*(\w+)\s*;", body, re.S):
+        for m in re.finditer(r"typedef\s+struct\s*\{(.*?)\}\s*(\w+)\s*;", body, re.DOTALL):
             fields = []
             for decl in m.group(1).split(";"):
                 if decl.strip():
                     fields += _decls(decl, f"struct {m.group(2)}")
             structs[m.group(2)] = tuple(fields)
-        body = re.sub(r"typedef\s+(struct|enum)\s*\{.*?\}\s*\w+\s*;", " ", body, flags=re.S)
+        body = re.sub(r"typedef\s+(struct|enum)\s*\{.*?\}\s*\w+\s*;", " ", body, flags=re.DOTALL)
         for m in re.finditer(r"([A-Za-z_][\w\s\*]*?)\b(edgeplus_\w+)\s*\(([^)]*)\)\s*;", body):
             (ret,) = _decls(m.group(1) + " r", m.group(2))
             params = m.group(3).strip()
@@ -175,7 +175,7 @@ class Abi:
         return lib
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_abi(header_dir: Path = HEADER_DIR) -> Abi:
     """The ABI of the headers in ``header_dir`` (parsed once)."""
     paths = [Path(header_dir) / h for h in _HEADERS]

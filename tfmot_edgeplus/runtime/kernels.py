@@ -165,7 +165,7 @@ def _c_error(lib: ctypes.CDLL, function: str, code: int, names: dict[str, str] |
     else:
         value = f" = {rec.value}" if rec.value else ""
         detail = f"{shown}{value}: {(rec.expected or b'').decode()}"
-    name = (c_arg[:-2] if c_arg.endswith("[]") else c_arg).replace("[]", index)
+    name = (c_arg.removesuffix("[]")).replace("[]", index)
     name = re.sub(r"^(params->|quant->|head->|\*)", "", name).replace("->", ".")
     if names and name in names:
         _raise(function, code, names[name], detail)
