@@ -18,6 +18,7 @@ from tfmot_edgeplus.adapters.insert import (
     AdapterRecord,
     adapter_record,
     add_residual_adapters,
+    check_budget,
 )
 from tfmot_edgeplus.adapters.rank_search import ButterworthGate, RankSearch, search_ranks
 from tfmot_edgeplus.adapters.svd import (
@@ -42,6 +43,7 @@ __all__ = [
     "add_residual_adapters",
     "allocate_ranks",
     "calibrate",
+    "check_budget",
     "max_rank",
     "residual_svd",
     "search_ranks",

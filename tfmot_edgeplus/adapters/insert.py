@@ -128,7 +128,9 @@ class AdapterRecord:
 
 
 # ---------------------------------------------------------------- validation
-def _check_budget(budget) -> float:
+def check_budget(budget) -> float:
+    """``budget`` (a fraction of the model's parameters, in (0, 1]) as a float, or a clear
+    TypeError / ValueError naming the value."""
     if isinstance(budget, bool) or not isinstance(budget, numbers.Real):
         raise TypeError(f"budget must be a number in (0, 1], got {budget!r}.")
     if not 0.0 < float(budget) <= 1.0:
@@ -289,7 +291,7 @@ def _adapted_model(qat_model, fp_model, budget, rank, layers, adapter_bits, gate
     between each ``A`` and ``B`` (the rank search's Butterworth gate)."""
     _check_quantized(qat_model)
     check_keras2_model(fp_model, "fp_model")
-    budget = _check_budget(budget)
+    budget = check_budget(budget)
     if adapter_bits is not None:
         adapter_bits = check_bits(adapter_bits, WEIGHT_BITS, "adapter_bits")
 

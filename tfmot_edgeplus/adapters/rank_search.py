@@ -48,7 +48,7 @@ import numpy as np
 from tfmot_edgeplus._compat import keras, tf
 from tfmot_edgeplus.adapters import svd as svd_lib
 from tfmot_edgeplus.adapters.calibrate import _positive_int, _prepare_data
-from tfmot_edgeplus.adapters.insert import _adapted_model, _check_budget
+from tfmot_edgeplus.adapters.insert import _adapted_model, check_budget
 from tfmot_edgeplus.distillation.distributions import kd_cross_entropy
 from tfmot_edgeplus.quantization.calibrate import calibrate_activation_ranges
 
@@ -165,7 +165,7 @@ def search_ranks(qat_model, fp_model, data, budget=0.05, steps=100, order=4, gam
       A :class:`RankSearch`; ``add_residual_adapters(qat_model, fp_model,
       rank=result.ranks)`` builds the adapters.
     """
-    budget = _check_budget(budget)
+    budget = check_budget(budget)
     steps = _positive_int(steps, "steps")
     batch_size = _positive_int(batch_size, "batch_size")
     order = _positive_int(order, "order")

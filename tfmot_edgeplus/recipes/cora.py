@@ -35,7 +35,6 @@ import numpy as np
 
 from tfmot_edgeplus import adapters
 from tfmot_edgeplus._compat import check_keras2_model, keras, tf
-from tfmot_edgeplus.adapters.insert import _check_budget
 from tfmot_edgeplus.quantization import (
     EdgePlusQuantizeScheme,
     calibrate_activation_ranges,
@@ -86,7 +85,7 @@ class CoRaConfig:
         if not (isinstance(self.learning_rate, numbers.Real) and self.learning_rate > 0):
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}.")
         EdgePlusQuantizeScheme(self.weight_bits, self.activation_bits)
-        _check_budget(self.budget)
+        adapters.check_budget(self.budget)
         check_bits(self.adapter_bits, WEIGHT_BITS, "adapter_bits")
 
 
