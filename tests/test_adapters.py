@@ -273,9 +273,8 @@ def test_calibrate_rolls_back_a_step_that_makes_things_worse(digits_fp):
 
 # ---------------------------------------------------------------- deployment
 @pytest.mark.slow
-@pytest.mark.parametrize("bits, storage, min_gain", [(4, "dense", -0.005), (2, "lut", 0.10)])
-def test_adapters_deploy_to_tflm_and_beat_ptq(fashion_small, trained_fp_model, bits, storage,
-                                              min_gain):
+# W4 (INT4 main layers, int8 adapters, TFLM vs Keras): tests/test_examples.py::test_end_to_end
+def test_w2_adapters_deploy_to_tflm_and_beat_ptq(fashion_small, trained_fp_model):
     from tfmot_edgeplus import convert
     from tfmot_edgeplus.conversion import describe_weights
     from tfmot_edgeplus.runtime import TFLMRunner
@@ -284,13 +283,13 @@ def test_adapters_deploy_to_tflm_and_beat_ptq(fashion_small, trained_fp_model, b
     x_calib = data.x_train[:1600]
     x_val, y_val = data.x_test[:1000], data.y_test[:1000]       # accuracy
     x_agree = data.x_test[1000:2000]                             # TFLM vs Keras
-    qat = _qat(fp, bits, x_calib)
+    qat = _qat(fp, 2, x_calib)
     ptq_acc = _accuracy(qat, x_val, y_val)
     model = adapters.add_residual_adapters(qat, fp, budget=0.05)
     assert model.cora.param_fraction <= 0.05
     adapters.calibrate(model, x_calib, steps=250, verbose=0)
     cora_acc = _accuracy(model, x_val, y_val)
-    assert cora_acc - ptq_acc > min_gain, (bits, ptq_acc, cora_acc)
+    assert cora_acc - ptq_acc > 0.10, (ptq_acc, cora_acc)
 
     tflite = convert(model, x_calib[:300])
     rows = describe_weights(tflite)
@@ -299,25 +298,19 @@ def test_adapters_deploy_to_tflm_and_beat_ptq(fashion_small, trained_fp_model, b
     assert len(branch) == 2 * len(model.adapter_ranks)
     assert all(r["type"] == "INT8" and r["bits"] == 8 and r["storage"] == "dense" for r in branch)
     for r in main:
-        if storage == "dense":
-            assert r["type"] == "INT4" and r["bits"] == 4, r
-        else:
-            assert r["storage"] == "lut" and r["bits"] == 2, r
+        assert r["storage"] == "lut" and r["bits"] == 2, r
     keras_logits = model.predict(x_agree, verbose=0)
     keras_pred = np.argmax(keras_logits, -1)
     tflm_pred = np.argmax(TFLMRunner(tflite).predict(x_agree), -1)
     agreement = np.mean(keras_pred == tflm_pred)
-    if bits == 4:
-        assert agreement >= 0.99, agreement
-    else:
-        # Measured: 97.3-97.5 % at W2 (plain W2 without adapters: 98.7-99.2 %). The logits
-        # differ by ~1 output step (int8 ADD requantisation of main + branch), and a W2 model
-        # at ~60 % accuracy has many near-ties; away from ties the two agree.
-        top2 = np.sort(keras_logits, -1)[:, -2:]
-        clear = (top2[:, 1] - top2[:, 0]) > 0.3
-        assert clear.mean() > 0.5, clear.mean()
-        assert np.mean((keras_pred == tflm_pred)[clear]) >= 0.99, np.mean((keras_pred == tflm_pred)[clear])
-        assert agreement >= 0.95, agreement
+    # Measured: 97.3-97.5 % at W2 (plain W2 without adapters: 98.7-99.2 %). The logits
+    # differ by ~1 output step (int8 ADD requantisation of main + branch), and a W2 model
+    # at ~60 % accuracy has many near-ties; away from ties the two agree.
+    top2 = np.sort(keras_logits, -1)[:, -2:]
+    clear = (top2[:, 1] - top2[:, 0]) > 0.3
+    assert clear.mean() > 0.5, clear.mean()
+    assert np.mean((keras_pred == tflm_pred)[clear]) >= 0.99, np.mean((keras_pred == tflm_pred)[clear])
+    assert agreement >= 0.95, agreement
 
 
 # ---------------------------------------------------------------- Butterworth rank search

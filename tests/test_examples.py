@@ -127,6 +127,7 @@ def test_quantmcu_patch_plan(end_to_end, tmp_path):
 
 
 def test_end_to_end(end_to_end):
+    from tfmot_edgeplus.conversion import describe_weights
     from tfmot_edgeplus.export.arduino import FLASH_BYTES, SRAM_BYTES
     from tfmot_edgeplus.runtime import TFLMRunner
 
@@ -145,7 +146,12 @@ def test_end_to_end(end_to_end):
         assert chunk["accuracy_after"] >= chunk["accuracy_before"], chunk
     assert r["calibrated_tflm_agreement"] == 1.0  # the integer head is TFLM's, bit for bit
     assert json.loads((out / "results.json").read_text())["drift_acc_after"] == r["drift_acc_after"]
-    deployed = TFLMRunner((out / "fashion_w4a8_cora.tflite").read_bytes())
+    model_bytes = (out / "fashion_w4a8_cora.tflite").read_bytes()
+    rows = describe_weights(model_bytes)  # W4 main layers in INT4, the adapters in int8
+    branch = [row for row in rows if "_cora_" in row["tensor"]]
+    assert branch and all((row["type"], row["storage"]) == ("INT8", "dense") for row in branch)
+    assert {(row["type"], row["bits"]) for row in rows if row not in branch} == {("INT4", 4)}
+    deployed = TFLMRunner(model_bytes)
     calibrated = TFLMRunner((out / "calibrated.tflite").read_bytes())
     x = np.random.default_rng(0).random((64, 28, 28, 1), np.float32)
     moved = sum(chunk["changed"] for chunk in r["chunks"])

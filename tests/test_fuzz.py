@@ -19,7 +19,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 FUZZ = ROOT / "tflm_ops" / "fuzz"
 BUILD = ROOT / "build" / "fuzz-test"  # not build/fuzz: a `make fuzz` may be running there
-FUZZ_TEST_SECONDS = 4
+FUZZ_TEST_SECONDS = 2
 C_TARGETS = ("patch_stage", "conv", "qcore")
 # The options parser against a flatbuffers checkout (v25.9.23, the glue's) when one is named,
 # else against Debian's libflatbuffers-dev (2.0.8), which the Makefile installs.
