@@ -198,6 +198,11 @@ def test_write_head_puts_calibrated_weights_into_the_flatbuffer(converted):
     from tfmot_edgeplus.conversion import lowbit
 
     assert lowbit.weight_bytes(written) == lowbit.weight_bytes(model_bytes)  # INT4 stays packed
+    # in place: the deployed weights give the very same bytes, others change only theirs
+    assert write_head(model_bytes, head, head.weights()) == model_bytes
+    assert len(written) == len(model_bytes)
+    diff = np.frombuffer(written, np.uint8) != np.frombuffer(model_bytes, np.uint8)
+    assert 0 < diff.sum() <= sum(-(-w.size * bits // 8) for w in new)
     feats = TFLMRunner(head.backbone).predict(x[:100], dequantize=False).reshape(100, -1)
     logits = TFLMRunner(written).predict(x[:100], dequantize=False).reshape(100, -1)
     np.testing.assert_array_equal(logits, head.forward(feats, new))

@@ -12,8 +12,9 @@ reads them from the converted flatbuffer (the bytes that run in TFLM) and return
 
 ``head.forward(backbone_output)`` is the reference integer forward (the
 ``edgeplus_conv2d`` reference, a 1x1 convolution per layer), equal bit for bit to TFLM
-running the whole model: a test checks it. :func:`write_head` puts calibrated weights back
-into the flatbuffer (same storage type, INT4 stays packed) for the device or TFLM.
+running the whole model: a test checks it. :func:`write_head` writes calibrated weights
+into the flatbuffer in place (same buffer, same storage type, INT4 stays packed; the file
+keeps its size) for the device or TFLM.
 
 Supported heads: a chain of FULLY_CONNECTED ops at the end of the graph (optionally with
 fused ReLU/ReLU6), int8 activations, INT8 or INT4 weights (4-bit weights stay 4-bit: the
@@ -275,13 +276,24 @@ def split_head(model_bytes: bytes, layers: int = 1) -> IntHead:
     return IntHead(head, tflite.build(model))
 
 
+def _buffer_span(model_bytes: bytes, index: int) -> tuple[int, int]:
+    """Where buffer ``index``'s data lies in ``model_bytes``: ``(start, stop)``."""
+    buf = tflite.schema_py_generated().Model.GetRootAsModel(model_bytes, 0).Buffers(index)
+    o = buf._tab.Offset(4)  # Buffer.data
+    start = buf._tab.Vector(o) if o else 0
+    return start, start + (buf._tab.VectorLen(o) if o else 0)
+
+
 def write_head(model_bytes: bytes, head: IntHead, weights) -> bytes:
     """``model_bytes`` with the head's weights replaced by ``weights`` (one int8 array per
-    head layer, shaped like it, in its narrow range); each keeps its storage type."""
+    head layer, shaped like it, in its narrow range), written in place: each tensor keeps
+    its buffer and storage type (INT4 stays packed), every other byte stays as it was."""
     if len(weights) != len(head.layers):
         raise ValueError(f"{len(weights)} weight arrays for a head of {len(head.layers)} layers")
+    model_bytes = bytes(model_bytes)
     model = tflite.read(model_bytes)
     _, head_ops = _head_ops(model, len(head.layers))
+    out = bytearray(model_bytes)
     for op, layer, w in zip(head_ops, head.layers, weights):
         w = np.asarray(w)
         qmax = 2 ** (layer.bits - 1) - 1
@@ -298,11 +310,20 @@ def write_head(model_bytes: bytes, head: IntHead, weights) -> bytes:
         if tuple(int(d) for d in t.shape) != layer.shape:
             raise ValueError(f"head layer {layer.name!r} does not match this model's weights")
         w8 = w.astype(np.int8).reshape(-1)
-        data = pack_int4(w8) if layer.bits == 4 else w8
+        data = np.asarray(pack_int4(w8) if layer.bits == 4 else w8).tobytes()
         shared = [
             o for o in model.subgraphs[0].operators if o is not op and any(x is t for x in o.inputs)
         ]
+        shared += [
+            u for sg in model.subgraphs for u in sg.tensors if u is not t and u.buffer is t.buffer
+        ]
         if shared:
             raise ValueError(f"head layer {layer.name!r} shares its weights with another op")
-        t.buffer = tflite.new_buffer(np.asarray(data).tobytes())
-    return tflite.build(model)
+        start, stop = _buffer_span(model_bytes, t.buffer.index)
+        if stop - start != len(data):
+            raise ValueError(
+                f"head layer {layer.name!r}: its weight buffer holds {stop - start} bytes, the "
+                f"{layer.bits}-bit weights need {len(data)}; the model is damaged"
+            )
+        out[start:stop] = data
+    return bytes(out)
