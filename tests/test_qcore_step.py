@@ -76,6 +76,65 @@ def test_step_never_lowers_the_score_and_restores_weights_exactly(converted):
     assert outcomes == {True, False}, "the random nets should give both kept and rolled-back steps"
 
 
+def test_guard_refuses_a_level_that_loses_a_guarded_sample(converted):
+    """Sample 0 guarded: where the unguarded score rises but sample 0 turns wrong, the guard
+    with guard_min_correct = 1 (its count before) refuses that level: a later level is kept
+    with sample 0 right, or the step is rolled back."""
+    from tfmot_edgeplus.runtime import TFLMRunner
+
+    _, model_bytes, x, y = converted
+    head = split_head(model_bytes, layers=2)
+    feats = TFLMRunner(head.backbone).predict(x[:60], dequantize=False).reshape(60, -1)
+    rng = np.random.default_rng(5)
+    outcomes = set()
+    for trial in range(300):
+        nets = {l: random_flipnet(rng) for l in (0, 1)}
+        r = qcore_step(head, nets, feats, y[:60])
+        lost = np.flatnonzero(r.correct_mask_before & ~r.correct_mask_after)
+        if not lost.size:
+            continue
+        order = np.r_[lost[0], np.delete(np.arange(60), lost[0])]
+        gx, gy = feats[order], y[:60][order]
+        free = qcore_step(head, nets, gx, gy, guard=1, guard_min_correct=0)
+        if not (free.kept and free.guard_correct_after == 0):
+            continue
+        assert free.guard == 1 and free.n == 60 and free.guard_correct_before == 1
+        assert (free.correct_after, free.margin_after) > (free.correct_before, free.margin_before)
+        assert free.correct_before == int(free.correct_mask_before[1:].sum())
+        g = qcore_step(head, nets, gx, gy, guard=1, guard_min_correct=1)
+        assert (g.correct_before, g.margin_before) == (free.correct_before, free.margin_before)
+        if g.kept:
+            assert g.level > free.level and g.guard_correct_after == 1
+            assert g.correct_mask_after[0] and (g.correct_after, g.margin_after) > (
+                g.correct_before,
+                g.margin_before,
+            )
+        else:
+            for w0, w1 in zip(head.weights(), g.weights):
+                np.testing.assert_array_equal(w0, w1)
+            assert g.accuracy_after == g.correct_before / 59
+        outcomes.add(g.kept)
+        if outcomes == {True, False}:
+            break
+    assert outcomes == {True, False}, f"found only {outcomes} in {trial + 1} random flip nets"
+
+
+def test_step_rejects_bad_guard_arguments(converted):
+    _, model_bytes, _, _ = converted
+    head = split_head(model_bytes, layers=1)
+    nets = {0: random_flipnet(np.random.default_rng(0))}
+    x, y = np.zeros((3, 12), np.int8), np.array([1, 2, 0])
+    for guard, gmc, match in (
+        (3, 0, r"guard must be an int in \[0, n - 1\] = \[0, 2\] .* got 3"),
+        (-1, 0, r"guard must be an int in \[0, n - 1\] = \[0, 2\] .* got -1"),
+        (1.0, 0, r"guard must be an int .* got 1\.0"),
+        (2, 3, r"guard_min_correct must be an int in \[0, guard\] = \[0, 2\] .* got 3"),
+        (2, -1, r"guard_min_correct must be an int in \[0, guard\] = \[0, 2\] .* got -1"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            qcore_step(head, nets, x, y, guard=guard, guard_min_correct=gmc)
+
+
 def test_step_rejects_bad_samples(converted):
     _, model_bytes, _, _ = converted
     head = split_head(model_bytes, layers=1)

@@ -1,6 +1,7 @@
 """The on-device QCore step in integers: the NumPy reference of the device step and of the
-QCore refresh. The C port in tflm_ops is still to be written (issue 6); it must match
-this module bit for bit, so everything here is integer arithmetic with one definition.
+QCore refresh. tflm_ops' ``edgeplus_qcore_step`` and ``edgeplus_qcore_refresh`` are the C
+port, bit for bit (tests/test_qcore_c.py, the golden cases of tflm_ops/tests), so everything
+here is integer arithmetic with one definition.
 
 Notation: the head (:class:`~tfmot_edgeplus.calibration.head.IntHead`) has layers
 ``l = 0..L-1``; ``a_l`` is layer l's int8 input (``a_0`` = the backbone output kept for each
@@ -44,9 +45,18 @@ levels flip more weights, higher ones only those the network is surer of.
 layer's ``acc2`` from that one forward; then for ``k = 0 .. tries - 1``: add the level-k
 updates with saturation to the narrow range (``edgeplus_bitflip_apply``), forward again,
 and keep the new weights at the first level whose score is higher than before (more
-samples right, or as many right with a larger total margin). If no level raises the score
-(or a level flips nothing) the step is rolled back: the weights stay as they were, so a
-step never lowers the accuracy on the samples it sees.
+samples right, or as many right with a larger total margin) and that passes the guard. If
+no level is kept (or a level flips nothing) the step is rolled back: the weights stay as
+they were, so a step never lowers the score on the samples it scores.
+
+**Old-domain guard.** The first ``guard`` samples (``0 <= guard <= n - 1``) are *guarded*:
+the QCore's old-domain part, items drawn from the training data, the device's memory of
+what the model knew. The forward, the error signals, the features and the flip-net
+confidences use all n samples as above; the score ``(correct, sum of margins)`` is taken
+over the unguarded samples ``[guard, n)`` only, and the guard count is the number of
+guarded samples ``[0, guard)`` predicted right. A level is kept iff its unguarded score is
+higher than before AND its guard count is ``>= guard_min_correct``
+(``0 <= guard_min_correct <= guard``). ``guard = 0`` is the unguarded step.
 
 **Refresh** (:func:`qcore_refresh`). Every item of QCore U chunk has a miss count: the
 core items' counts carried over plus, over the sequence of correctness vectors the chunk's
@@ -275,19 +285,51 @@ def _check_samples(head, x, y) -> tuple[np.ndarray, np.ndarray]:
     return x.astype(np.int8), y.astype(np.int64)
 
 
+def _check_guard(n: int, guard, guard_min_correct) -> None:
+    if not isinstance(guard, numbers.Integral) or not 0 <= guard <= n - 1:
+        raise ValueError(
+            f"guard must be an int in [0, n - 1] = [0, {n - 1}] (the first guard of the {n} "
+            f"samples are guarded; at least one must be unguarded), got {guard!r}"
+        )
+    if not isinstance(guard_min_correct, numbers.Integral) or not 0 <= guard_min_correct <= guard:
+        raise ValueError(
+            f"guard_min_correct must be an int in [0, guard] = [0, {guard}] (guarded samples "
+            f"that must stay right), got {guard_min_correct!r}"
+        )
+
+
+def _guarded_score(logits: np.ndarray, y, guard: int) -> tuple[np.ndarray, int, int, int]:
+    """``(correct per sample over all n, correct and sum of margins over [guard, n),
+    correct over [0, guard))``."""
+    mask_g, c_g, _ = score(logits[:guard], y[:guard])
+    mask_u, c_u, m_u = score(logits[guard:], y[guard:])
+    return np.concatenate([mask_g, mask_u]), c_u, m_u, c_g
+
+
 def qcore_step(
-    head, nets: dict[int, FlipNet], x, y, weights=None, margin: int = 16, tries: int = 6
+    head,
+    nets: dict[int, FlipNet],
+    x,
+    y,
+    weights=None,
+    margin: int = 16,
+    tries: int = 6,
+    guard: int = 0,
+    guard_min_correct: int = 0,
 ) -> StepResult:
     """One on-device calibration step on samples ``x`` (head inputs) with labels ``y``.
 
     ``nets`` maps a head layer index to its :class:`FlipNet` (the calibrated layers);
     ``weights`` are the current head weights (default: the head's own); ``tries`` is the
-    number of confidence levels tried. Returns a :class:`StepResult`; the input arrays are
-    never modified.
+    number of confidence levels tried; the first ``guard`` samples are guarded: a level is
+    kept only if at least ``guard_min_correct`` of them stay right (see the module doc).
+    Returns a :class:`StepResult`; the input arrays are never modified.
     """
     if head.num_classes < 2:
         raise ValueError(f"the head has {head.num_classes} class; calibration needs at least 2")
     x, y = _check_samples(head, x, y)
+    _check_guard(len(y), guard, guard_min_correct)
+    guard, guard_min_correct = int(guard), int(guard_min_correct)
     if not isinstance(tries, numbers.Integral) or not 1 <= tries <= 16:
         raise ValueError(f"tries must be an int in [1, 16] (confidence levels), got {tries!r}")
     if not isinstance(margin, numbers.Integral) or not 1 <= margin <= MAX_MARGIN:
@@ -305,13 +347,15 @@ def qcore_step(
                 "fit the calibrator on this model"
             )
     acts = head.activations(x, weights)
-    mask_b, c_b, m_b = score(acts[-1], y)
+    mask_b, c_b, m_b, g_b = _guarded_score(acts[-1], y, guard)
     errors = error_signals(head, acts, y, margin)
     conf = {
         l: net.confidence(flip_features(head.layers[l], acts[l], errors[l], weights[l]))
         for l, net in sorted(nets.items())
     }
-    result = StepResult(False, 0, 0, c_b, c_b, m_b, m_b, len(y), weights, mask_b, mask_b)
+    result = StepResult(
+        False, 0, 0, c_b, c_b, m_b, m_b, len(y), weights, mask_b, mask_b, guard, g_b, g_b
+    )
     for level in range(tries):
         new = [w.copy() for w in weights]
         changed = 0
@@ -323,11 +367,24 @@ def qcore_step(
             changed += int(np.count_nonzero(new[l] != weights[l]))
         if changed == 0:
             break
-        mask_a, c_a, m_a = score(head.forward(x, new), y)
-        kept = (c_a, m_a) > (c_b, m_b)
+        mask_a, c_a, m_a, g_a = _guarded_score(head.forward(x, new), y, guard)
+        kept = (c_a, m_a) > (c_b, m_b) and g_a >= guard_min_correct
         kept_weights = new if kept else weights
         result = StepResult(
-            kept, changed, level, c_b, c_a, m_b, m_a, len(y), kept_weights, mask_b, mask_a
+            kept,
+            changed,
+            level,
+            c_b,
+            c_a,
+            m_b,
+            m_a,
+            len(y),
+            kept_weights,
+            mask_b,
+            mask_a,
+            guard,
+            g_b,
+            g_a,
         )
         if kept:
             break

@@ -17,7 +17,10 @@ class StepResult:
     """What one step did. ``weights`` are the head's weights after it (new if kept);
     ``level`` is the confidence level kept (or the last one tried); ``changed`` and the
     ``*_after`` fields describe that level's candidate. The scalar fields are those of
-    ``edgeplus_qcore_step_result`` (edgeplus_types.h)."""
+    ``edgeplus_qcore_step_result`` (edgeplus_types.h). ``n`` counts all samples, the
+    first ``guard`` of them guarded: ``correct_*`` and ``margin_*`` are over the other
+    ``n - guard``, ``guard_correct_*`` the guarded samples predicted right (``after`` ==
+    ``before`` when no level was tried); the masks cover all n."""
 
     kept: bool
     changed: int
@@ -30,12 +33,17 @@ class StepResult:
     weights: list[np.ndarray]
     correct_mask_before: np.ndarray
     correct_mask_after: np.ndarray
+    guard: int = 0
+    guard_correct_before: int = 0
+    guard_correct_after: int = 0
 
     @property
     def accuracy_before(self) -> float:
-        return self.correct_before / self.n
+        """Accuracy on the unguarded samples before the step."""
+        return self.correct_before / (self.n - self.guard)
 
     @property
     def accuracy_after(self) -> float:
-        """Accuracy of the weights the step leaves (the old ones when rolled back)."""
-        return (self.correct_after if self.kept else self.correct_before) / self.n
+        """Accuracy on the unguarded samples of the weights the step leaves (the old ones
+        when rolled back)."""
+        return (self.correct_after if self.kept else self.correct_before) / (self.n - self.guard)
