@@ -41,7 +41,7 @@ import tfmot_edgeplus as ep
 import tf_keras as keras
 from tfmot_edgeplus.models import compile_classifier, imu_cnn
 from tfmot_edgeplus.recipes.cora import ptq_model
-from tfmot_edgeplus.recipes.qcore import split_recordings
+from tfmot_edgeplus.recipes.qcore_streams import split_recordings
 
 
 def main(argv=None):

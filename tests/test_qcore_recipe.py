@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from tfmot_edgeplus.calibration import METHODS, Chunk, StreamResult, run_stream
-from tfmot_edgeplus.recipes.qcore import QCoreConfig, qcore_continual, split_recordings
+from tfmot_edgeplus.recipes.qcore import QCoreConfig, qcore_continual
+from tfmot_edgeplus.recipes.qcore_streams import split_recordings
 
 TINY = QCoreConfig(
-    fp_epochs=3, stream_subjects=(7, 8), chunks_per_subject=1, episodes=4, max_steps=4
+    fp_epochs=3, stream_subjects=(7, 8), chunks_per_domain=1, episodes=4, max_steps=4
 )
 
 

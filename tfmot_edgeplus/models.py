@@ -5,11 +5,14 @@ from __future__ import annotations
 from tfmot_edgeplus._compat import keras
 
 
-def small_cnn(input_shape=(28, 28, 1), classes: int = 10, width: int = 16, name: str = "small_cnn"):
+def small_cnn(input_shape=(28, 28, 1), classes: int = 10, width: int = 16, hidden: int = 0,
+              name: str = "small_cnn"):
     """Conv-BN-ReLU, a depthwise-separable block, a 3x3 conv and a Dense classifier on the
     flattened 3x3 map (about 13k parameters at width 16): every layer type the scheme
     quantizes, small enough for a Nano 33 BLE and for 2-core CI. BatchNorm momentum 0.9 so
-    that its statistics settle within the few hundred steps our runs take."""
+    that its statistics settle within the few hundred steps our runs take. ``hidden > 0``
+    adds a ReLU Dense layer of that width (named ``fc``) before the classifier: a two-layer
+    head for QCore."""
     inputs = keras.Input(input_shape, name="image")
     x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name="conv1")(inputs)
     x = keras.layers.BatchNormalization(momentum=0.9, name="bn1")(x)
@@ -25,6 +28,8 @@ def small_cnn(input_shape=(28, 28, 1), classes: int = 10, width: int = 16, name:
     x = keras.layers.Conv2D(2 * width, 3, padding="same", activation="relu", name="conv3")(x)
     x = keras.layers.MaxPooling2D(name="pool3")(x)
     x = keras.layers.Flatten(name="flatten")(x)
+    if hidden:
+        x = keras.layers.Dense(hidden, activation="relu", name="fc")(x)
     outputs = keras.layers.Dense(classes, name="logits")(x)
     return keras.Model(inputs, outputs, name=name)
 

@@ -17,9 +17,10 @@ Methods (:data:`METHODS`), each starting from the deployed weights:
 
 - ``none``: no calibration.
 - ``qcore_bitflip``: :meth:`BitFlipCalibrator.calibrate` on each chunk (bit flips on QCore U
-  chunk, rolled back when they do not help, then the QCore refresh).
+  memory U chunk, kept only when they help the new samples and the QCore's guard holds, then
+  the memory refresh).
 - ``bp_finetune``: :func:`bp_finetune` (Adam, ``bp_steps`` steps, re-quantized to the integer
-  grid) of the same head layers on the same memory: the initial QCore plus the chunk.
+  grid) of the same head layers on the QCore plus the chunk.
 - ``replay``: experience replay with a buffer of the QCore's size: the same fine-tuning on
   buffer U chunk; the buffer starts as a random draw of ``replay_pool`` and is then updated by
   reservoir sampling over every sample the stream brings.
@@ -173,7 +174,7 @@ def run_stream(
             weights = cal.weights
         elif method in ("bp_finetune", "replay"):
             fx, fy = cal.features(c.x), np.asarray(c.y, np.int64)
-            mem_x, mem_y = (cal.core_x, cal.core_y) if method == "bp_finetune" else (buf_x, buf_y)
+            mem_x, mem_y = (cal.old_x, cal.old_y) if method == "bp_finetune" else (buf_x, buf_y)
             weights = bp_finetune(
                 cal.head,
                 np.concatenate([mem_x, fx]),

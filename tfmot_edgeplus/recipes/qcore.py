@@ -9,21 +9,19 @@ qcore``, the demo's IMU part and ``benchmarks/continual.py`` go through it::
 
 Steps (each timed in ``run.seconds``):
 
-1. Data: the windows (2 s, 50 % overlap) of ``train_subjects`` train the model; inside every
-   recording the last ``old_fraction`` of the windows (one window later, so no test window
-   overlaps a training one) is held out as the ``old`` eval set (the training domain).
-   ``offline_subjects`` are the shifted data the flip networks learn from. Each of
-   ``stream_subjects`` is split inside every recording the same way: its first half gives
-   ``chunks_per_subject`` chunks of ``chunk_size`` windows (the stream, in subject order),
-   its second half (one window later) is that subject's eval set. Channel statistics come
-   from the training windows only.
-2. The float model (``models.imu_cnn(hidden=...)``: a two-layer head) trains ``fp_epochs``
-   epochs with a :class:`~tfmot_edgeplus.coreset.QuantMissTracker` (bit-widths 2, 3, 4, 5, 8
+1. Data: the stream ``config.stream`` (:mod:`~tfmot_edgeplus.recipes.qcore_streams`:
+   ``imu_watch``, a shift between people, or ``fashion_shift``, Fashion-MNIST under rotation,
+   contrast and translation): the training domain and its held-out ``old`` eval set, the
+   offline shifted data of the flip networks, the stream's chunks (``chunks_per_domain`` of
+   ``chunk_size`` samples per domain) and one eval set per domain.
+2. The float model (``models.imu_cnn`` or ``models.small_cnn`` with ``hidden``: a two-layer
+   head) trains ``fp_epochs`` epochs (default: 30 on ``imu_watch``, 10 on ``fashion_shift``)
+   with a :class:`~tfmot_edgeplus.coreset.QuantMissTracker` (bit-widths 2, 3, 4, 5, 8
    and FP every 5 epochs); the QCore is ``tracker.sample(core_size)``.
 3. PTQ at ``weight_bits`` (8-bit activations) and full-integer conversion: the deployed
    model, which TFLM runs.
 4. :class:`~tfmot_edgeplus.calibration.BitFlipCalibrator` on the deployed bytes, fitted
-   offline on QCore + ``offline_subjects`` chunks. It calibrates the last layer (the
+   offline on QCore + chunks of the offline shifted data. It calibrates the last layer (the
    classifier); the device keeps the QCore and the chunk as that layer's int8 inputs (the
    ``hidden``-wide ReLU features), so a step never re-runs the layers before it. (Flip
    networks for earlier layers exist, ``calibrate="all"``, but their error signal is a fixed
@@ -51,8 +49,8 @@ from tfmot_edgeplus.calibration import (
 )
 from tfmot_edgeplus.conversion import convert
 from tfmot_edgeplus.coreset import QuantMissTracker
-from tfmot_edgeplus.datasets.imu_watch import channel_stats, imu_watch
 from tfmot_edgeplus.recipes.cora import ptq_model
+from tfmot_edgeplus.recipes.qcore_streams import STREAMS, make_stream
 
 __all__ = [
     "QCoreConfig",
@@ -60,7 +58,6 @@ __all__ = [
     "plot_curves",
     "qcore_continual",
     "recovery",
-    "split_recordings",
     "summary_table",
     "write_run",
 ]
@@ -71,15 +68,18 @@ class QCoreConfig:
     """Settings of :func:`qcore_continual`, validated at construction."""
 
     weight_bits: int = 4
+    stream: str = "imu_watch"
     train_subjects: tuple = (1, 2, 3, 4)
     offline_subjects: tuple = (5, 6)
     stream_subjects: tuple = (7, 8, 9, 10)
     chunk_size: int = 40
-    chunks_per_subject: int = 2
+    chunks_per_domain: int = 2
     old_fraction: float = 0.25
-    fp_epochs: int = 30
+    fp_epochs: int | None = None  # None: 30 on imu_watch, 10 on fashion_shift
     hidden: int = 32
     core_size: int = 20
+    memory_size: int = 20
+    old_tolerance: float = 0.0
     max_steps: int = 10
     tries: int = 6
     flipnet_hidden: int = 16
@@ -97,10 +97,10 @@ class QCoreConfig:
             )
         for name in (
             "chunk_size",
-            "chunks_per_subject",
-            "fp_epochs",
+            "chunks_per_domain",
             "hidden",
             "core_size",
+            "memory_size",
             "max_steps",
             "tries",
             "flipnet_hidden",
@@ -110,6 +110,14 @@ class QCoreConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        if self.stream not in STREAMS:
+            raise ValueError(f"stream must be one of {', '.join(STREAMS)}, got {self.stream!r}")
+        if self.fp_epochs is not None and (
+            isinstance(self.fp_epochs, bool)
+            or not isinstance(self.fp_epochs, numbers.Integral)
+            or self.fp_epochs < 1
+        ):
+            raise ValueError(f"fp_epochs must be an int >= 1 or None, got {self.fp_epochs!r}")
         groups = [set(self.train_subjects), set(self.offline_subjects), set(self.stream_subjects)]
         if not all(groups) or sum(map(len, groups)) != len(set().union(*groups)):
             raise ValueError(
@@ -120,6 +128,13 @@ class QCoreConfig:
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown or not self.methods:
             raise ValueError(f"methods must be some of {', '.join(METHODS)}, got {self.methods}")
+        if isinstance(self.old_tolerance, bool) or not (
+            isinstance(self.old_tolerance, numbers.Real) and 0 <= self.old_tolerance <= 1
+        ):
+            raise ValueError(
+                f"old_tolerance must be a number in [0, 1] (the share of the QCore a step may "
+                f"get wrong that the deployed model got right), got {self.old_tolerance!r}"
+            )
         if not 0 < self.old_fraction < 1:
             raise ValueError(f"old_fraction must be in (0, 1), got {self.old_fraction!r}")
 
@@ -188,19 +203,6 @@ def plot_curves(ax, curves: dict) -> None:
     ax.grid(alpha=0.3)
 
 
-def split_recordings(ds, fraction: float):
-    """Split every recording's windows in time: the first ``1 - fraction`` and, one window
-    later (so that no window of the second part overlaps one of the first at 50 % overlap),
-    the rest. Returns two :class:`~tfmot_edgeplus.datasets.IMUWindows`."""
-    first, second = [], []
-    for rec in np.unique(ds.recording):
-        idx = np.flatnonzero(ds.recording == rec)
-        cut = round(len(idx) * (1 - fraction))
-        first.extend(idx[:cut])
-        second.extend(idx[cut + 1 :])
-    return ds.select(np.asarray(first, np.int64)), ds.select(np.asarray(second, np.int64))
-
-
 def _say(verbose: int, text: str) -> None:
     if verbose:
         print(text, flush=True)
@@ -212,57 +214,30 @@ def qcore_continual(config: QCoreConfig | None = None, verbose: int = 1) -> QCor
     config = config or QCoreConfig()
     seconds = {}
     t0 = time.perf_counter()
-    ds = imu_watch(overlap=0.5)
-    train, old = split_recordings(
-        ds.select(np.isin(ds.subject, config.train_subjects)), config.old_fraction
-    )
-    stats = channel_stats(train)
-    train, old = stats.apply(train), stats.apply(old)
     rng = np.random.default_rng(config.seed)
-    chunks, eval_sets = [], {"old": (old.x, old.y)}
-    for s in config.stream_subjects:
-        calib, test = split_recordings(stats.apply(ds.select(ds.subject == s)), 0.5)
-        order = rng.permutation(len(calib))
-        need = config.chunk_size * config.chunks_per_subject
-        if need > len(order):
-            raise ValueError(
-                f"subject {s} has {len(order)} calibration windows, fewer than chunk_size x "
-                f"chunks_per_subject = {need}; lower one of them"
-            )
-        for c in range(config.chunks_per_subject):
-            pick = order[c * config.chunk_size : (c + 1) * config.chunk_size]
-            chunks.append(Chunk(f"subject{s}", calib.x[pick], calib.y[pick]))
-        eval_sets[f"subject{s}"] = (test.x, test.y)
-    offline = [
-        (d.x, d.y)
-        for d in (stats.apply(ds.select(ds.subject == s)) for s in config.offline_subjects)
-    ]
+    data = make_stream(config, rng)
+    (train_x, train_y), chunks, eval_sets = data.train, data.chunks, data.eval_sets
+    fp_epochs = config.fp_epochs or {"imu_watch": 30, "fashion_shift": 10}[config.stream]
     seconds["data"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     _say(
         verbose,
-        f"[qcore] float model: {len(train)} windows of subjects "
-        f"{list(config.train_subjects)}, {config.fp_epochs} epochs, quantization-miss "
-        "tracking",
+        f"[qcore] {data.name}: float model on {len(train_y)} samples, {fp_epochs} epochs, "
+        "quantization-miss tracking",
     )
     tf.keras.utils.set_random_seed(config.seed)
-    fp = models.compile_classifier(models.imu_cnn(hidden=config.hidden))
-    tracker = QuantMissTracker(train.x, train.y, every=5, seed=config.seed)
-    fp.fit(train.x, train.y, epochs=config.fp_epochs, batch_size=32, verbose=0, callbacks=[tracker])
+    fp = models.compile_classifier(data.build_model(config.hidden))
+    tracker = QuantMissTracker(train_x, train_y, every=5, seed=config.seed)
+    fp.fit(train_x, train_y, epochs=fp_epochs, batch_size=32, verbose=0, callbacks=[tracker])
     float_accuracy = {
-        "old": float(fp.evaluate(old.x, old.y, verbose=0)[1]),
-        **{
-            n: float(fp.evaluate(x, y, verbose=0)[1])
-            for n, (x, y) in eval_sets.items()
-            if n != "old"
-        },
+        n: float(fp.evaluate(x, y, verbose=0)[1]) for n, (x, y) in eval_sets.items()
     }
     seconds["fp_train"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    q = ptq_model(fp, config.weight_bits, 8, train.x[:800])
-    model_bytes = convert(q, train.x[:200])
+    q = ptq_model(fp, config.weight_bits, 8, train_x[:800])
+    model_bytes = convert(q, train_x[:200])
     keras.backend.clear_session()
     seconds["quantize_convert"] = time.perf_counter() - t0
 
@@ -272,14 +247,16 @@ def qcore_continual(config: QCoreConfig | None = None, verbose: int = 1) -> QCor
         model_bytes,
         head_layers=1,
         core_size=config.core_size,
+        memory_size=config.memory_size,
+        old_tolerance=config.old_tolerance,
         hidden=config.flipnet_hidden,
         max_steps=config.max_steps,
         tries=config.tries,
         seed=config.seed + 1,
     )
     fit_report = cal.fit(
-        (train.x[idx], train.y[idx]),
-        offline,
+        (train_x[idx], train_y[idx]),
+        data.offline,
         chunk_size=config.chunk_size,
         episodes=config.episodes,
     )
@@ -303,7 +280,7 @@ def qcore_continual(config: QCoreConfig | None = None, verbose: int = 1) -> QCor
             method,
             bp_steps=config.bp_steps,
             bp_learning_rate=config.bp_learning_rate,
-            replay_pool=(train.x, train.y),
+            replay_pool=(train_x, train_y),
             seed=config.seed,
         )
         seconds[f"stream_{method}"] = time.perf_counter() - t0
@@ -324,7 +301,7 @@ def qcore_continual(config: QCoreConfig | None = None, verbose: int = 1) -> QCor
         tracker.checks,
         seconds,
         chunks,
-        stats,
+        data.input_stats,
     )
 
 
@@ -354,11 +331,12 @@ def write_run(run: QCoreRun, out_dir: str) -> list[str]:
 
     os.makedirs(out_dir, exist_ok=True)
     bits = run.config.weight_bits
-    names = [f"imu_watch_w{bits}a8.tflite"]
+    stem = f"{run.config.stream}_w{bits}a8"
+    names = [f"{stem}.tflite"]
     with open(os.path.join(out_dir, names[0]), "wb") as f:
         f.write(run.model_bytes)
     if "qcore_bitflip" in run.results:
-        names.append(f"imu_watch_w{bits}a8_qcore.tflite")
+        names.append(f"{stem}_qcore.tflite")
         with open(os.path.join(out_dir, names[-1]), "wb") as f:
             f.write(run.calibrator.model_bytes())
     record = run.summary()
