@@ -4,12 +4,15 @@ emulated Cortex-M4F (the Arduino Nano 33 BLE's core).
 ::
 
     cost = m4_calibration_cost(cal, x_items, y_items, prior_counts,
-                               bp_layers=[1], bp_steps=30, bp_learning_rate=0.01)
+                               bp_layers=[1], bp_steps=30, bp_learning_rate=0.01,
+                               guard=n_old, guard_min_correct=cal.guard_min_correct)
 
 ``cal`` is a fitted :class:`~tfmot_edgeplus.calibration.BitFlipCalibrator`; ``x_items`` /
 ``y_items`` are the head inputs (int8) and labels of QCore U chunk (the QCore first),
 ``prior_counts`` their miss counts carried into the chunk (the core's, then 0 for the new
 samples). The weights the chunk starts from are ``weights`` (default: ``cal.weights``).
+``guard`` / ``guard_min_correct`` are every step's old-domain guard (``step.qcore_step``:
+the first ``guard`` items guarded; default 0, 0: none).
 
 What runs: ``tflm_ops/m4/qcore_bench_main.c`` on a generated ``qcore_case.h`` (written
 under ``build/qcore-m4<opt>[-softfp]/case``), built with arm-none-eabi-gcc at ``float_abi``
@@ -45,7 +48,7 @@ result), ``bp_weights_agree`` (fraction of the trained layers' integer weights e
 ``bp_finetune``'s), ``bp_weights_agree_host`` (the same for the host build of the C
 baseline), ``text_bytes`` (code of the four QCore library functions, libc/libgcc helpers
 included: a ``--gc-sections`` link rooted at them), ``n``, ``calibrated_layers``,
-``bp_layers``, ``bp_steps``, ``opt``, ``cflags``.
+``bp_layers``, ``bp_steps``, ``guard``, ``guard_min_correct``, ``opt``, ``cflags``.
 """
 
 from __future__ import annotations
@@ -87,6 +90,8 @@ _STEP_FIELDS = (
     "correct_after",
     "margin_before",
     "margin_after",
+    "guard_correct_before",
+    "guard_correct_after",
 )
 
 
@@ -127,6 +132,8 @@ def write_case_header(
     margin: int,
     tries: int,
     max_steps: int,
+    guard: int,
+    guard_min_correct: int,
     refresh_size: int,
     seed: int,
     bp_layers,
@@ -145,6 +152,7 @@ def write_case_header(
         f"#define QC_N {n}\n#define QC_IN {inp}\n#define QC_CLASSES {head.num_classes}\n",
         f"#define QC_MARGIN {int(margin)}\n#define QC_TRIES {int(tries)}\n",
         f"#define QC_MAX_STEPS {int(max_steps)}\n#define QC_REFRESH_SIZE {int(refresh_size)}\n",
+        f"#define QC_GUARD {int(guard)}\n#define QC_GUARD_MIN_CORRECT {int(guard_min_correct)}\n",
         f"#define QC_RNG_SEED {int(seed) & 0xFFFFFFFF}u\n",
         f"#define QC_WEIGHT_BYTES {len(_packed(weights, head))}\n",
         f"#define QC_MAX_WIDTH {max(widths)}\n",
@@ -249,14 +257,15 @@ def _bp_weights(parsed: dict, head, bp_layers) -> dict[int, np.ndarray]:
 # ------------------------------------------------------------------ reference
 
 
-def _reference(cal, x, y, prior, weights):
-    """The chunk loop of BitFlipCalibrator.calibrate with step.qcore_step / qcore_refresh."""
+def _reference(cal, x, y, prior, weights, guard):
+    """The chunk loop of BitFlipCalibrator.calibrate with step.qcore_step / qcore_refresh
+    (``guard``: qcore_step's guard and guard_min_correct keywords)."""
     from tfmot_edgeplus.calibration.step import qcore_refresh, qcore_step
 
     steps, history = [], []
     w = weights
     for _ in range(cal.max_steps):
-        r = qcore_step(cal.head, cal.nets, x, y, w, cal.margin, cal.tries)
+        r = qcore_step(cal.head, cal.nets, x, y, w, cal.margin, cal.tries, **guard)
         if not history:
             history.append(r.correct_mask_before)
         steps.append(r)
@@ -270,15 +279,7 @@ def _reference(cal, x, y, prior, weights):
 
 
 def _step_fields(r) -> dict:
-    return {
-        "kept": int(r.kept),
-        "level": int(r.level),
-        "changed": int(r.changed),
-        "correct_before": int(r.correct_before),
-        "correct_after": int(r.correct_after),
-        "margin_before": int(r.margin_before),
-        "margin_after": int(r.margin_after),
-    }
+    return {f: int(getattr(r, f)) for f in _STEP_FIELDS}
 
 
 def _check_qcore(where: str, parsed: dict, ref, head, ref_step) -> list[str]:
@@ -360,6 +361,8 @@ def m4_calibration_cost(
     float_abi: str = "hard",
     library_pragma: bool = False,
     timeout: float = 300.0,
+    guard: int = 0,
+    guard_min_correct: int = 0,
 ) -> dict:
     """Instruction counts of one QCore chunk calibration and of the back-propagation
     baseline on the emulated Cortex-M4F, checked against NumPy (see the module doc)."""
@@ -376,8 +379,9 @@ def m4_calibration_cost(
         cal, x_items, y_items, prior_counts, bp_layers, bp_steps, bp_learning_rate
     )
 
-    ref = _reference(cal, x, y, prior, weights)
-    ref_step = qcore_step(head, cal.nets, x, y, weights, cal.margin, cal.tries)
+    guards = {"guard": guard, "guard_min_correct": guard_min_correct}
+    ref = _reference(cal, x, y, prior, weights, guards)  # refuses bad guard arguments
+    ref_step = qcore_step(head, cal.nets, x, y, weights, cal.margin, cal.tries, **guards)
     ref_bp = bp_finetune(head, x, y, layers, weights, bp_steps, bp_learning_rate)
 
     build = flags.build_dir("qcore-m4")
@@ -393,6 +397,8 @@ def m4_calibration_cost(
         margin=cal.margin,
         tries=cal.tries,
         max_steps=cal.max_steps,
+        guard=guard,
+        guard_min_correct=guard_min_correct,
         refresh_size=ref[5],
         seed=cal._rng_state,
         bp_layers=layers,
@@ -464,6 +470,8 @@ def m4_calibration_cost(
         "calibrated_layers": sorted(int(l) for l in cal.nets),
         "bp_layers": layers,
         "bp_steps": bp_steps,
+        "guard": guard,
+        "guard_min_correct": guard_min_correct,
         "opt": opt,
         "cflags": flags.label,
     }

@@ -1,11 +1,12 @@
-"""Helpers shared by the QCore tests: a small converted model with a two-layer head, and a
-random int8 flip network."""
+"""Helpers shared by the QCore tests: a small converted model with a two-layer head, and
+the random int8 flip network of builders.golden."""
 
 from __future__ import annotations
 
 import numpy as np
+from builders.golden import random_flipnet
 
-from tfmot_edgeplus.calibration.step import FlipNet
+__all__ = ["converted_mlp", "random_flipnet"]
 
 
 def converted_mlp(bits: int, seed: int = 0) -> tuple[bytes, np.ndarray, np.ndarray]:
@@ -28,16 +29,3 @@ def converted_mlp(bits: int, seed: int = 0) -> tuple[bytes, np.ndarray, np.ndarr
     model.fit(x, y, epochs=3, verbose=0)
     q = ptq_model(model, bits, 8, x[:256])
     return convert(q, x[:128]), x, y
-
-
-def random_flipnet(rng, hidden: int = 8) -> FlipNet:
-    """In-range random int8 flip network (flips some weights, not all)."""
-    return FlipNet(
-        rng.integers(-127, 128, (hidden, 4)),
-        rng.integers(-2000, 2000, hidden),
-        1 << 30,
-        -6,
-        rng.integers(-127, 128, hidden),
-        int(rng.integers(-500, 500)),
-        int(rng.integers(50, 400)),
-    )

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from qcore_helpers import converted_mlp, random_flipnet
+from builders.golden import random_flipnet, random_int_head
+from qcore_helpers import converted_mlp
 
 from tfmot_edgeplus.calibration.head import HeadLayer, IntHead
 from tfmot_edgeplus.calibration.step import FlipNet, qcore_refresh, qcore_step
-from tfmot_edgeplus.core import intmath
 from tfmot_edgeplus.runtime import kernels
 
 _FIELDS = (
@@ -31,6 +31,9 @@ _FIELDS = (
     "margin_before",
     "margin_after",
     "n",
+    "guard",
+    "guard_correct_before",
+    "guard_correct_after",
 )
 
 
@@ -51,79 +54,6 @@ def _outcome(r) -> tuple[str, int]:
     return ("kept" if r.kept else "rolled back" if r.changed else "nothing flips", r.level)
 
 
-# ----------------------------------------------------------------------------- heads
-
-
-def _layer(rng, out, inp, bits, relu, x, extreme=False) -> HeadLayer:
-    """A FULLY_CONNECTED layer whose outputs spread over int8 on ``x`` (not all clamped);
-    ``extreme``: any multiplier, shift, bias and weight the C accepts."""
-    qmax = 2 ** (bits - 1) - 1
-    lo = -qmax - 1 if extreme else -qmax
-    w = rng.integers(lo, qmax + 1, (out, inp)).astype(np.int8)
-    zp_in = int(rng.integers(-128, 128)) if extreme else int(rng.integers(-20, 21))
-    if extreme:
-        mult = rng.integers(0, 2**31, out)
-        shift = rng.integers(-31, 31, out) if rng.random() < 0.5 else rng.integers(-12, -4, out)
-        bias = (
-            rng.integers(-(2**31), 2**31, out)
-            if rng.random() < 0.3
-            else rng.integers(-5000, 5000, out)
-        )
-        zp_out = int(rng.integers(-128, 128))
-        a, b = sorted(int(v) for v in rng.integers(-128, 128, 2))
-    else:
-        acc = (x.astype(np.int64) - zp_in) @ w.T.astype(np.int64)
-        std = float(acc.std()) + 1.0
-        bias = rng.integers(-int(std), int(std) + 1, out)
-        mult, shift = np.empty(out, np.int64), np.empty(out, np.int64)
-        for o in range(out):
-            mult[o], shift[o] = intmath.quantize_multiplier(40.0 / std * rng.uniform(0.5, 2.0))
-        zp_out = int(rng.integers(-30, 31))
-        a, b = (zp_out if relu else -128), 127
-    return HeadLayer(
-        name="fc",
-        weights=w,
-        bits=bits,
-        bias=bias.astype(np.int32),
-        multiplier=mult.astype(np.int32),
-        shift=shift.astype(np.int32),
-        input_zero_point=zp_in,
-        output_zero_point=zp_out,
-        act_min=a,
-        act_max=b,
-        input_scale=1.0,
-        weight_scale=np.ones(out, np.float32),
-        output_scale=1.0,
-        relu=relu,
-    )
-
-
-def _head(rng, dims, bits, n, extreme=False) -> tuple[IntHead, np.ndarray]:
-    x = rng.integers(-128, 128, (n, dims[0])).astype(np.int8)
-    layers, a = [], x
-    for i in range(len(dims) - 1):
-        relu = i < len(dims) - 2 and rng.random() < 0.7
-        layer = _layer(rng, dims[i + 1], dims[i], bits, relu, a, extreme)
-        layers.append(layer)
-        a = layer.forward(a)
-    return IntHead(layers, b""), x
-
-
-def _net(rng, hidden, extreme=False) -> FlipNet:
-    if not extreme:
-        return random_flipnet(rng, hidden)
-    big = rng.random() < 0.3
-    return FlipNet(
-        rng.integers(-128, 128, (hidden, 4)),
-        rng.integers(-(2**30), 2**30 + 1, hidden) if big else rng.integers(-3000, 3000, hidden),
-        int(rng.integers(0, 2**31)),
-        int(rng.integers(-31, 31)) if rng.random() < 0.5 else -6,
-        rng.integers(-128, 128, hidden),
-        int(rng.integers(-(2**30), 2**30 + 1)) if big else int(rng.integers(-600, 600)),
-        int(np.exp(rng.uniform(0, np.log(2**30)))),
-    )
-
-
 def _case(seed, extreme=False):
     rng = np.random.default_rng(seed)
     depth = int(rng.integers(1, 4))
@@ -131,12 +61,12 @@ def _case(seed, extreme=False):
     dims += [int(rng.integers(2, 12)) for _ in range(depth)]
     bits = int(rng.choice([4, 8]))
     n = int(rng.integers(1, 40))
-    head, x = _head(rng, dims, bits, n, extreme)
+    head, x = random_int_head(rng, dims, bits, n, extreme)
     y = rng.integers(0, dims[-1], n)
     if extreme and rng.random() < 0.2:
         y[:] = 0
     hidden = int(np.exp(rng.uniform(0, np.log(1024)))) if extreme else int(rng.integers(1, 12))
-    nets = {l: _net(rng, hidden, extreme) for l in range(depth) if rng.random() < 0.7}
+    nets = {l: random_flipnet(rng, hidden, extreme) for l in range(depth) if rng.random() < 0.7}
     margin = int(rng.integers(1, 256 if extreme else 40))
     tries = int(rng.integers(1, 17 if extreme else 8))
     return head, nets, x, y, margin, tries
@@ -145,16 +75,35 @@ def _case(seed, extreme=False):
 # ----------------------------------------------------------------------------- step
 
 
+def _guard(seed, n) -> dict:
+    """The old-domain guard of a random case: none for even seeds, else the first
+    ``guard`` of the n samples with a random ``guard_min_correct`` in [0, guard]."""
+    rng = np.random.default_rng((seed, 21))
+    if seed % 2 == 0 or n < 2:
+        return {}
+    guard = int(rng.integers(1, n))
+    return {"guard": guard, "guard_min_correct": int(rng.integers(0, guard + 1))}
+
+
+def _guard_refused(r) -> bool:
+    """The last level tried raised the unguarded score, but the guard refused it."""
+    gain = (r.correct_after, r.margin_after) > (r.correct_before, r.margin_before)
+    return not r.kept and r.changed > 0 and gain
+
+
 def test_step_matches_the_reference_on_random_heads(k):
-    seen, kinds = {}, set()
+    seen, kinds, refused = {}, set(), 0
     for seed in range(300):
         head, nets, x, y, margin, tries = _case(seed)
-        ref = qcore_step(head, nets, x, y, margin=margin, tries=tries)
-        got = k.qcore_step(head, nets, x, y, margin=margin, tries=tries)
-        _assert_same(ref, got, f"seed {seed}")
+        guard = _guard(seed, len(x))
+        ref = qcore_step(head, nets, x, y, margin=margin, tries=tries, **guard)
+        got = k.qcore_step(head, nets, x, y, margin=margin, tries=tries, **guard)
+        _assert_same(ref, got, f"seed {seed} {guard}")
         seen[_outcome(ref)] = seen.get(_outcome(ref), 0) + 1
         kinds.add((head.layers[0].bits, len(head.layers)))
+        refused += _guard_refused(ref)
     assert kinds == {(b, d) for b in (4, 8) for d in (1, 2, 3)}
+    assert refused >= 3, f"the guard refused a level in only {refused} random cases"
     rolled_levels = {lv for kind, lv in seen if kind == "rolled back"}
     kept_levels = {lv for kind, lv in seen if kind == "kept"}
     assert ("nothing flips", 0) in seen, seen
@@ -170,9 +119,10 @@ def test_step_matches_the_reference_at_the_extremes(k):
     seen = set()
     for seed in range(150):
         head, nets, x, y, margin, tries = _case(10_000 + seed, extreme=True)
-        ref = qcore_step(head, nets, x, y, margin=margin, tries=tries)
-        got = k.qcore_step(head, nets, x, y, margin=margin, tries=tries)
-        _assert_same(ref, got, f"extreme seed {seed}")
+        guard = _guard(seed, len(x))
+        ref = qcore_step(head, nets, x, y, margin=margin, tries=tries, **guard)
+        got = k.qcore_step(head, nets, x, y, margin=margin, tries=tries, **guard)
+        _assert_same(ref, got, f"extreme seed {seed} {guard}")
         seen.add(_outcome(ref)[0])
     assert seen == {"kept", "rolled back", "nothing flips"}
 
@@ -182,7 +132,7 @@ def test_step_chains_weights_and_leaves_the_inputs_alone(k):
     arrays are never modified."""
     head, nets, x, y, _, _ = _case(3)
     rng = np.random.default_rng(5)
-    nets = {l: _net(rng, 8) for l in range(len(head.layers))}
+    nets = {l: random_flipnet(rng, 8) for l in range(len(head.layers))}
     w_ref = w_c = head.weights()
     originals = [w.copy() for w in w_c]
     for step in range(6):
@@ -274,12 +224,18 @@ def _raises(cls, argument, fn, *args, **kwargs):
 
 def test_step_errors_name_the_argument(k):
     head, _, x, y, _, _ = _case(4)
-    nets = {l: _net(np.random.default_rng(l), 4) for l in range(len(head.layers))}
+    nets = {l: random_flipnet(np.random.default_rng(l), 4) for l in range(len(head.layers))}
     depth, classes = len(head.layers), head.num_classes
     assert depth == 3
     A, B, D = kernels.KernelArgumentError, kernels.KernelBitsError, kernels.KernelDimsError
     step = k.qcore_step
+    n = len(x)
     for cls, argument, kwargs in (
+        (A, "guard", {"guard": -1}),
+        (A, "guard", {"guard": n}),
+        (A, "guard", {"guard": 1.0}),
+        (A, "guard_min_correct", {"guard": 2, "guard_min_correct": 3}),
+        (A, "guard_min_correct", {"guard_min_correct": -1}),
         (A, "margin", {"margin": 0}),
         (A, "margin", {"margin": 256}),
         (A, "tries", {"tries": 17}),
@@ -388,9 +344,9 @@ def test_step_scratch_size_follows_the_documented_formula(bits):
     32 -> 7 layer (F = 7, Wm = Wc, R = 32 at W4, 0 at W8); 4 + n*S without flip networks."""
     qcore_step_get_buffer_size = kernels.get_kernels().qcore_step_get_buffer_size
     rng = np.random.default_rng(0)
-    head, _ = _head(rng, [32, 7], bits, 4)
+    head, _ = random_int_head(rng, [32, 7], bits, 4)
     n, s, c, t, wc = 60, 7, 7, 32, 7 * 32
     r = 32 if bits == 4 else 0
     expected = 4 + n * s + 4 * n * (c + 2) + 6 * t + wc + max(4 * wc, wc * bits // 8) + r
-    assert qcore_step_get_buffer_size(head, {0: _net(rng, 16)}, n) == expected
+    assert qcore_step_get_buffer_size(head, {0: random_flipnet(rng, 16)}, n) == expected
     assert qcore_step_get_buffer_size(head, {}, n) == 4 + n * s

@@ -4,7 +4,8 @@
 runs it in QEMU (instruction counts) and on the host, and reports only when the M4's QCore
 results equal the NumPy reference bit for bit and its float baseline agrees with
 ``bp_finetune``. Here: a real converted model with a fitted calibrator (W8, two calibrated
-layers, back-propagation through the ReLU) and a synthetic W4 head of three layers (a
+layers, every step under the old-domain guard, back-propagation through the ReLU) and a
+synthetic W4 head of three layers (a
 packed odd tail, an uncalibrated middle layer, steps kept at several levels then rolled
 back); plus the guard refusing a result that differs, and the error naming a missing tool.
 Skipped, with the reason, without arm-none-eabi-gcc / qemu-system-arm.
@@ -122,14 +123,21 @@ def fitted():
 
 @needs_m4
 def test_real_calibrator_chunk_on_m4_matches_numpy(fitted):
+    """Every step guarded as the calibrator guards it: the 10 QCore items first, at most
+    one of those right before may turn wrong."""
+    from tfmot_edgeplus.calibration.step import score
+
     cal, x, y, prior = fitted
     weights_before = [w.copy() for w in cal.weights]
+    right = score(cal.head.forward(x[:10], cal.weights), y[:10])[1]
+    guard = {"guard": 10, "guard_min_correct": max(0, right - 1)}
     cost = _qcore_m4.m4_calibration_cost(
-        cal, x, y, prior, bp_layers=[0, 1], bp_steps=30, bp_learning_rate=0.01
+        cal, x, y, prior, bp_layers=[0, 1], bp_steps=30, bp_learning_rate=0.01, **guard
     )
     print("real W8 case:", cost)
     _assert_counts(cost)
     assert cost["qcore_steps"] >= 1 and cost["n"] == 40
+    assert (cost["guard"], cost["guard_min_correct"]) == (10, guard["guard_min_correct"])
     assert cost["calibrated_layers"] == [0, 1] and cost["bp_layers"] == [0, 1]
     assert cost["bp_weights_agree"] >= 0.99 and cost["bp_weights_agree_host"] >= 0.99
     for w0, w1 in zip(weights_before, cal.weights):  # the calibrator is left as it was

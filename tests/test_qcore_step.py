@@ -49,20 +49,28 @@ def test_split_head_names_what_the_model_does_not_have(converted):
         split_head(b"not a model at all", layers=1)
 
 
-def test_step_never_lowers_the_score_and_restores_weights_exactly(converted):
-    bits, model_bytes, x, y = converted
-    head = split_head(model_bytes, layers=2)
+def _head_inputs(converted, n: int):
+    """The converted model's 2-layer head, and the head inputs (backbone outputs in TFLM)
+    and labels of its first n samples."""
     from tfmot_edgeplus.runtime import TFLMRunner
 
-    feats = TFLMRunner(head.backbone).predict(x[:60], dequantize=False).reshape(60, -1)
+    _, model_bytes, x, y = converted
+    head = split_head(model_bytes, layers=2)
+    feats = TFLMRunner(head.backbone).predict(x[:n], dequantize=False).reshape(n, -1)
+    return head, feats, y[:n]
+
+
+def test_step_never_lowers_the_score_and_restores_weights_exactly(converted):
+    bits = converted[0]
+    head, feats, y = _head_inputs(converted, 60)
     rng = np.random.default_rng(1)
     outcomes = set()
     for trial in range(12):
         nets = {l: random_flipnet(rng) for l in (0, 1)}
         before = head.weights()
-        r = qcore_step(head, nets, feats, y[:60])
-        _, c0, m0 = score(head.forward(feats), y[:60])
-        _, c1, m1 = score(head.forward(feats, r.weights), y[:60])
+        r = qcore_step(head, nets, feats, y)
+        _, c0, m0 = score(head.forward(feats), y)
+        _, c1, m1 = score(head.forward(feats, r.weights), y)
         assert (c1, m1) >= (c0, m0)
         assert (r.correct_before, r.margin_before) == (c0, m0)
         if r.kept:
@@ -80,21 +88,17 @@ def test_guard_refuses_a_level_that_loses_a_guarded_sample(converted):
     """Sample 0 guarded: where the unguarded score rises but sample 0 turns wrong, the guard
     with guard_min_correct = 1 (its count before) refuses that level: a later level is kept
     with sample 0 right, or the step is rolled back."""
-    from tfmot_edgeplus.runtime import TFLMRunner
-
-    _, model_bytes, x, y = converted
-    head = split_head(model_bytes, layers=2)
-    feats = TFLMRunner(head.backbone).predict(x[:60], dequantize=False).reshape(60, -1)
+    head, feats, y = _head_inputs(converted, 60)
     rng = np.random.default_rng(5)
     outcomes = set()
     for trial in range(300):
         nets = {l: random_flipnet(rng) for l in (0, 1)}
-        r = qcore_step(head, nets, feats, y[:60])
+        r = qcore_step(head, nets, feats, y)
         lost = np.flatnonzero(r.correct_mask_before & ~r.correct_mask_after)
         if not lost.size:
             continue
         order = np.r_[lost[0], np.delete(np.arange(60), lost[0])]
-        gx, gy = feats[order], y[:60][order]
+        gx, gy = feats[order], y[order]
         free = qcore_step(head, nets, gx, gy, guard=1, guard_min_correct=0)
         if not (free.kept and free.guard_correct_after == 0):
             continue
@@ -198,12 +202,9 @@ def test_refresh_is_seeded_distinct_and_follows_the_counts():
 
 
 def test_bp_finetune_lands_on_the_integer_grid_and_fits_the_samples(converted):
-    bits, model_bytes, x, y = converted
-    head = split_head(model_bytes, layers=2)
-    from tfmot_edgeplus.runtime import TFLMRunner
-
-    feats = TFLMRunner(head.backbone).predict(x[:80], dequantize=False).reshape(80, -1)
-    yy = (y[:80] + 1) % 5  # a shift: every label moved, so the head must change to fit it
+    bits = converted[0]
+    head, feats, y = _head_inputs(converted, 80)
+    yy = (y + 1) % 5  # a shift: every label moved, so the head must change to fit it
     before = score(head.forward(feats), yy)[1]
     new = bp_finetune(head, feats, yy, layers=[1], steps=60, learning_rate=0.05)
     np.testing.assert_array_equal(new[0], head.layers[0].weights)

@@ -4,7 +4,8 @@
 
 writes a small, deterministic C header (conv / depthwise cases at mixed bit-widths with
 patch windows and buffer regions, requantization edge cases, packing and bit-flip cases,
-one patch-stage program) that ``tflm_ops/tests/test_edgeplus.c`` and
+one patch-stage program, QCore steps with and without the old-domain guard) that
+``tflm_ops/tests/test_edgeplus.c`` and
 ``tflm_ops/tests/test_patch_stage.c`` check byte for byte on the host and on the Cortex-M4
 in QEMU. The random case builders are shared with the pytest suites (which import this
 module as ``builders.golden``: tests/ is on their path). Test data, not part of the
@@ -20,6 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from tfmot_edgeplus.calibration.bitflip_reference import bitflip_apply
+from tfmot_edgeplus.calibration.head import HeadLayer, IntHead
+from tfmot_edgeplus.calibration.step import FlipNet, qcore_step
 from tfmot_edgeplus.core import conv_reference as ref
 from tfmot_edgeplus.core import intmath
 from tfmot_edgeplus.core.intmath import int_range
@@ -41,9 +44,13 @@ __all__ = [
     "ConvCase",
     "calibrate_requant",
     "golden_conv_cases",
+    "golden_qcore_cases",
     "golden_stage_case",
     "main",
     "random_conv_case",
+    "random_flipnet",
+    "random_head_layer",
+    "random_int_head",
     "render_header",
 ]
 
@@ -193,6 +200,195 @@ def random_conv_case(
         in_region,
         out_region,
     )
+
+
+def random_head_layer(rng, out, inp, bits, relu, x, extreme=False) -> HeadLayer:
+    """A FULLY_CONNECTED layer whose outputs spread over int8 on ``x`` (not all clamped);
+    ``extreme``: any multiplier, shift, bias and weight the C accepts."""
+    qmax = 2 ** (bits - 1) - 1
+    lo = -qmax - 1 if extreme else -qmax
+    w = rng.integers(lo, qmax + 1, (out, inp)).astype(np.int8)
+    zp_in = int(rng.integers(-128, 128)) if extreme else int(rng.integers(-20, 21))
+    if extreme:
+        mult = rng.integers(0, 2**31, out)
+        shift = rng.integers(-31, 31, out) if rng.random() < 0.5 else rng.integers(-12, -4, out)
+        bias = (
+            rng.integers(-(2**31), 2**31, out)
+            if rng.random() < 0.3
+            else rng.integers(-5000, 5000, out)
+        )
+        zp_out = int(rng.integers(-128, 128))
+        a, b = sorted(int(v) for v in rng.integers(-128, 128, 2))
+    else:
+        acc = (x.astype(np.int64) - zp_in) @ w.T.astype(np.int64)
+        std = float(acc.std()) + 1.0
+        bias = rng.integers(-int(std), int(std) + 1, out)
+        mult, shift = np.empty(out, np.int64), np.empty(out, np.int64)
+        for o in range(out):
+            mult[o], shift[o] = intmath.quantize_multiplier(40.0 / std * rng.uniform(0.5, 2.0))
+        zp_out = int(rng.integers(-30, 31))
+        a, b = (zp_out if relu else -128), 127
+    return HeadLayer(
+        name="fc",
+        weights=w,
+        bits=bits,
+        bias=bias.astype(np.int32),
+        multiplier=mult.astype(np.int32),
+        shift=shift.astype(np.int32),
+        input_zero_point=zp_in,
+        output_zero_point=zp_out,
+        act_min=a,
+        act_max=b,
+        input_scale=1.0,
+        weight_scale=np.ones(out, np.float32),
+        output_scale=1.0,
+        relu=relu,
+    )
+
+
+def random_int_head(rng, dims, bits, n, extreme=False) -> tuple[IntHead, np.ndarray]:
+    """A chain of :func:`random_head_layer` of sizes ``dims`` (hidden layers ReLU with
+    probability 0.7) and ``n`` random int8 inputs for it."""
+    x = rng.integers(-128, 128, (n, dims[0])).astype(np.int8)
+    layers, a = [], x
+    for i in range(len(dims) - 1):
+        relu = i < len(dims) - 2 and rng.random() < 0.7
+        layer = random_head_layer(rng, dims[i + 1], dims[i], bits, relu, a, extreme)
+        layers.append(layer)
+        a = layer.forward(a)
+    return IntHead(layers, b""), x
+
+
+def random_flipnet(rng, hidden: int = 8, extreme: bool = False) -> FlipNet:
+    """In-range random int8 flip network (flips some weights, not all); ``extreme``: any
+    value the C accepts."""
+    if not extreme:
+        return FlipNet(
+            rng.integers(-127, 128, (hidden, 4)),
+            rng.integers(-2000, 2000, hidden),
+            1 << 30,
+            -6,
+            rng.integers(-127, 128, hidden),
+            int(rng.integers(-500, 500)),
+            int(rng.integers(50, 400)),
+        )
+    big = rng.random() < 0.3
+    return FlipNet(
+        rng.integers(-128, 128, (hidden, 4)),
+        rng.integers(-(2**30), 2**30 + 1, hidden) if big else rng.integers(-3000, 3000, hidden),
+        int(rng.integers(0, 2**31)),
+        int(rng.integers(-31, 31)) if rng.random() < 0.5 else -6,
+        rng.integers(-128, 128, hidden),
+        int(rng.integers(-(2**30), 2**30 + 1)) if big else int(rng.integers(-600, 600)),
+        int(np.exp(rng.uniform(0, np.log(2**30)))),
+    )
+
+
+# The QCore golden cases: a 6 -> 5 -> 3 head at W4 (layer 1's 15 weights leave a padding
+# nibble the C test sets), 8 samples, both layers calibrated by 3-unit flip nets, margin
+# 16, tries 4; golden_types.h's golden_qcore_case has these sizes.
+_QCORE_DIMS, _QCORE_N, _QCORE_HIDDEN, _QCORE_MARGIN, _QCORE_TRIES = (6, 5, 3), 8, 3, 16, 4
+
+
+def _qcore_try(seed: int):
+    rng = np.random.default_rng(seed)
+    head, x = random_int_head(rng, list(_QCORE_DIMS), 4, _QCORE_N)
+    y = rng.integers(0, _QCORE_DIMS[-1], _QCORE_N)
+    nets = {l: random_flipnet(rng, _QCORE_HIDDEN) for l in range(2)}
+    return head, nets, x, y
+
+
+def _qcore_run(case, guard=0, guard_min_correct=0):
+    head, nets, x, y = case
+    return qcore_step(
+        head,
+        nets,
+        x,
+        y,
+        margin=_QCORE_MARGIN,
+        tries=_QCORE_TRIES,
+        guard=guard,
+        guard_min_correct=guard_min_correct,
+    )
+
+
+def golden_qcore_cases(seed: int = 20240601) -> list[tuple[str, tuple, int, int]]:
+    """Three QCore steps ``(name, (head, nets, x, y), guard, guard_min_correct)`` from the
+    first fitting random heads: one kept at a level above 0 and one rolled back after
+    two or more levels, unguarded; and one guarded where ``guard_min_correct`` (the
+    guard count before) refuses the level the same step keeps with ``guard_min_correct =
+    0``, and a later level is kept."""
+    found: dict[str, tuple] = {}
+    for s in range(seed, seed + 10_000):
+        case = _qcore_try(s)
+        r = _qcore_run(case)
+        if "kept" not in found and r.kept and r.level >= 1:
+            found["kept"] = (f"kept at level {r.level}", case, 0, 0)
+        if "rolled back" not in found and not r.kept and r.level >= 2:
+            found["rolled back"] = (f"rolled back after level {r.level}", case, 0, 0)
+        for guard in range(1, _QCORE_N) if "guarded" not in found else ():
+            free = _qcore_run(case, guard)
+            gmc = free.guard_correct_before
+            if free.kept and free.guard_correct_after < gmc:
+                g = _qcore_run(case, guard, gmc)
+                if g.kept:  # the guard refuses a level, a later one passes it
+                    name = f"guard {guard}, min {gmc}: level {free.level} refused, {g.level} kept"
+                    found["guarded"] = (name, case, guard, gmc)
+                    break
+        if len(found) == 3:
+            return [found[k] for k in ("kept", "rolled back", "guarded")]
+    raise RuntimeError(f"no QCore golden cases in seeds {seed}..{seed + 9_999}")
+
+
+def _qcore_header(seed: int) -> str:
+    entries = []
+    for name, case, guard, gmc in golden_qcore_cases(seed):
+        head, nets, x, y = case
+        r = _qcore_run(case, guard, gmc)
+        layers = []
+        for layer in head.layers:
+            q = [layer.input_zero_point, layer.output_zero_point, layer.act_min, layer.act_max]
+            layers.append(
+                f"{{{_c_list(pack(layer.weights, 4))}, {_c_list(layer.bias)}, "
+                f"{_c_list(layer.multiplier)}, {_c_list(layer.shift)}, {_c_list(q)[1:-1]}}}"
+            )
+        cnets = [
+            f"{{{_c_list(n.w1)}, {_c_list(n.b1)}, {n.m1}, {n.s1}, {_c_list(n.w2)}, {n.b2}, "
+            f"{n.threshold}}}"
+            for n in (nets[0], nets[1])
+        ]
+        res = [r.kept, r.level, r.changed, r.correct_before, r.correct_after]
+        res += [r.margin_before, r.margin_after, r.guard_correct_before, r.guard_correct_after]
+        w_after = [_c_list(pack(w, 4)) for w in r.weights]
+        fields = [_c_list(x), _c_list(y), str(guard), str(gmc), "{" + ", ".join(layers) + "}"]
+        fields += ["{" + ", ".join(cnets) + "}", _c_list(res), _c_list(r.correct_mask_before)]
+        fields += [_c_list(r.correct_mask_after), "{" + ", ".join(w_after) + "}"]
+        entries.append(f"    /* {name} */\n" + _wrap_commas("{" + ", ".join(fields) + "},"))
+    return (
+        "/* QCore steps of golden_qcore_cases() (calibration/step.py qcore_step) */\n"
+        "static const golden_qcore_case golden_qcore_cases[] = {\n"
+        + "".join(entries)
+        + "};\n#define GOLDEN_QCORE_COUNT "
+        "((int)(sizeof(golden_qcore_cases) / sizeof(golden_qcore_cases[0])))\n\n"
+    )
+
+
+def _wrap_commas(text: str, width: int = 96, indent: str = "    ") -> str:
+    """``text`` without the spaces after its commas, on indented lines of at most ``width``
+    characters broken after commas."""
+    lines, line = [], indent
+    toks = text.replace(", ", ",").split(",")
+    for i, tok in enumerate(toks):
+        piece = tok + ("," if i < len(toks) - 1 else "")
+        if len(line) + len(piece) > width and line.strip():
+            lines.append(line)
+            line = indent
+        line += piece
+    return "\n".join(lines + [line]) + "\n"
+
+
+def _c_list(values) -> str:
+    return "{" + ",".join(str(int(v)) for v in np.asarray(values).reshape(-1)) + "}"
 
 
 def _grow(win, margin, hw):
@@ -585,6 +781,7 @@ def render_header(seed: int = 20240601) -> str:
         f"    gs_program, {program.to_words().size}, {len(filters)}, gs_filters, "
         f"gs_filter_bytes,\n    gs_input, {x.size}, gs_expected, {expected.size}}};\n\n"
     )
+    parts.append(_qcore_header(seed))
     parts.append("#endif /* EDGEPLUS_GOLDEN_CASES_H */\n")
     return "".join(parts)
 

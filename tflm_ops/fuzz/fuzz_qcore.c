@@ -4,7 +4,8 @@
  *
  * Input (ep_rd_int values, fuzz_common.h): what (even: step, odd: refresh), then
  *   step:    num_layers, margin, tries, n, label (0: valid labels, else sample 0's label),
- *            flags (bit 0: no correct_* arrays), seed, and per layer (up to 8): out, in,
+ *            flags (bit 0: no correct_* arrays), seed, guard, guard_min_correct, and per
+ *            layer (up to 8): out, in,
  *            w_bits, input/output zero point, act_min, act_max, shift, flags (bit 0 bias,
  *            bit 1 calibrated, bit 2 a negative multiplier), then its net's hidden, m1, s1,
  *            b2, threshold;
@@ -16,7 +17,9 @@
  * the caps the call runs at exactly the scratch asked for: a refusal must leave weights,
  * correct_*, result (step) or chosen, counts, rng state (refresh) untouched; a success must
  * be repeated exactly at a misaligned exact scratch (and, step, at a larger one), and 5 bytes
- * less (below the 4 bytes of alignment slack) must be refused with EDGEPLUS_ERR_SCRATCH.
+ * less (below the 4 bytes of alignment slack) must be refused with EDGEPLUS_ERR_SCRATCH. A
+ * kept step raised the unguarded score and kept at least guard_min_correct of the guarded
+ * samples right; the result's counts stay within their samples.
  */
 #include "fuzz_common.h"
 
@@ -114,7 +117,9 @@ static int ep_result_eq(const edgeplus_qcore_step_result *a, const edgeplus_qcor
 {
     return a->kept == b->kept && a->level == b->level && a->changed == b->changed &&
            a->correct_before == b->correct_before && a->correct_after == b->correct_after &&
-           a->margin_before == b->margin_before && a->margin_after == b->margin_after;
+           a->margin_before == b->margin_before && a->margin_after == b->margin_after &&
+           a->guard_correct_before == b->guard_correct_before &&
+           a->guard_correct_after == b->guard_correct_after;
 }
 
 typedef struct {
@@ -127,7 +132,8 @@ typedef struct {
 /* One step at `size` bytes of scratch (misaligned by `mis`) from the weights `start`. */
 static void ep_step_run(const edgeplus_qcore_head *h, ep_head_mem *m, int32_t layers,
                         int8_t *const *start, const int8_t *x, const int32_t *y, int32_t n,
-                        int with_correct, int32_t size, int mis, ep_step_out *o)
+                        const int32_t guard[2], int with_correct, int32_t size, int mis,
+                        ep_step_out *o)
 {
     ep_scratch s;
     int32_t l;
@@ -138,8 +144,9 @@ static void ep_step_run(const edgeplus_qcore_head *h, ep_head_mem *m, int32_t la
     memset(o->before, FUZZ_CANARY_A, (size_t)n);
     memset(o->after, FUZZ_CANARY_A, (size_t)n);
     ep_scratch_alloc(&s, size, mis);
-    o->rc = edgeplus_qcore_step(&s.ctx, h, x, y, n, with_correct ? o->before : NULL,
-                                with_correct ? o->after : NULL, &o->res);
+    o->rc = edgeplus_qcore_step(&s.ctx, h, x, y, n, guard[0], guard[1],
+                                with_correct ? o->before : NULL, with_correct ? o->after : NULL,
+                                &o->res);
     FUZZ_RECORDED(o->rc);
     ep_scratch_free(&s);
     for (l = 0; l < layers; ++l) {
@@ -164,7 +171,7 @@ static void ep_fuzz_step(ep_reader *r)
     edgeplus_qcore_head h;
     ep_head_mem m;
     const edgeplus_flipnet *nets[EDGEPLUS_QCORE_MAX_LAYERS];
-    int32_t label, flags, layers, l, ok = 1, need, n, classes, i;
+    int32_t label, flags, layers, l, ok = 1, need, n, classes, i, guard[2];
     uint32_t seed;
     int64_t work, wsum = 0;
 
@@ -176,6 +183,8 @@ static void ep_fuzz_step(ep_reader *r)
     label = ep_rd_int(r);
     flags = ep_rd_int(r);
     seed = (uint32_t)ep_rd_int(r);
+    guard[0] = ep_rd_int(r);
+    guard[1] = ep_rd_int(r);
     layers = h.num_layers < 0 ? 0
              : h.num_layers > EDGEPLUS_QCORE_MAX_LAYERS ? EDGEPLUS_QCORE_MAX_LAYERS
                                                         : h.num_layers;
@@ -229,7 +238,7 @@ static void ep_fuzz_step(ep_reader *r)
                 o[k].weights[l] = (int8_t *)ep_xmalloc((size_t)m.wbytes[l]);
             }
         }
-        ep_step_run(&h, &m, layers, start, x, y, n, with_correct, need, 0, &o[0]);
+        ep_step_run(&h, &m, layers, start, x, y, n, guard, with_correct, need, 0, &o[0]);
         if (o[0].rc != EDGEPLUS_OK) {
             FUZZ_CHECK(ep_all(&o[0].res, sizeof(o[0].res), FUZZ_CANARY_A) &&
                            ep_all(o[0].before, (size_t)n, FUZZ_CANARY_A) &&
@@ -243,11 +252,26 @@ static void ep_fuzz_step(ep_reader *r)
             }
         } else {
             const edgeplus_qcore_step_result *a = &o[0].res;
+            const int32_t free_n = n - guard[0];
+            FUZZ_CHECK(guard[0] >= 0 && guard[0] < n && guard[1] >= 0 && guard[1] <= guard[0],
+                       "accepted guard %d, guard_min_correct %d for n = %d", guard[0], guard[1],
+                       n);
             FUZZ_CHECK((a->kept == 0 || a->kept == 1) && a->level >= 0 && a->level < h.tries &&
-                           a->correct_before >= 0 && a->correct_before <= n &&
-                           a->correct_after >= 0 && a->correct_after <= n && a->changed >= 0,
-                       "result out of range: kept %d level %d before %d after %d changed %d",
-                       a->kept, a->level, a->correct_before, a->correct_after, a->changed);
+                           a->correct_before >= 0 && a->correct_before <= free_n &&
+                           a->correct_after >= 0 && a->correct_after <= free_n &&
+                           a->changed >= 0 && a->guard_correct_before >= 0 &&
+                           a->guard_correct_before <= guard[0] && a->guard_correct_after >= 0 &&
+                           a->guard_correct_after <= guard[0],
+                       "result out of range: kept %d level %d before %d after %d changed %d "
+                       "guard %d -> %d",
+                       a->kept, a->level, a->correct_before, a->correct_after, a->changed,
+                       a->guard_correct_before, a->guard_correct_after);
+            FUZZ_CHECK(!a->kept || (a->guard_correct_after >= guard[1] &&
+                                    (a->correct_after > a->correct_before ||
+                                     (a->correct_after == a->correct_before &&
+                                      a->margin_after > a->margin_before))),
+                       "kept a level that fails the score or the guard (%d < %d)",
+                       a->guard_correct_after, guard[1]);
             if (!a->kept) {
                 for (l = 0; l < layers; ++l) {
                     FUZZ_CHECK(memcmp(o[0].weights[l], start[l], (size_t)m.wbytes[l]) == 0,
@@ -260,9 +284,10 @@ static void ep_fuzz_step(ep_reader *r)
                                "correct_* of sample %d not written", (int)i);
                 }
             }
-            ep_step_run(&h, &m, layers, start, x, y, n, with_correct, need, 1 + (int)(seed % 3u),
-                        &o[1]);
-            ep_step_run(&h, &m, layers, start, x, y, n, with_correct, need + 4096, 0, &o[2]);
+            ep_step_run(&h, &m, layers, start, x, y, n, guard, with_correct, need,
+                        1 + (int)(seed % 3u), &o[1]);
+            ep_step_run(&h, &m, layers, start, x, y, n, guard, with_correct, need + 4096, 0,
+                        &o[2]);
             for (k = 1; k < 3; ++k) {
                 FUZZ_CHECK(o[k].rc == EDGEPLUS_OK && ep_result_eq(&o[k].res, a) &&
                                (!with_correct ||
@@ -276,7 +301,8 @@ static void ep_fuzz_step(ep_reader *r)
                 }
             }
             if (need >= 5) {
-                ep_step_run(&h, &m, layers, start, x, y, n, with_correct, need - 5, 0, &o[1]);
+                ep_step_run(&h, &m, layers, start, x, y, n, guard, with_correct, need - 5, 0,
+                            &o[1]);
                 FUZZ_CHECK(o[1].rc == EDGEPLUS_ERR_SCRATCH, "5 bytes below the scratch: %s",
                            edgeplus_status_str(o[1].rc));
             }

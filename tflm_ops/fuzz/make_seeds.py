@@ -88,9 +88,11 @@ def qcore_layer(out, inp, w_bits, *, calibrated=True, bias=True, hidden=8, shift
     return enc(out, inp, w_bits, *zp, *act, shift, flags, hidden, 1 << 30, -8, 0, 64)
 
 
-def qcore_step(layers, *, margin=8, tries=3, n=8, label=0, flags=0, seed=5, num_layers=None):
+def qcore_step(layers, *, margin=8, tries=3, n=8, label=0, flags=0, seed=5, num_layers=None,
+               guard=0, guard_min_correct=0):  # fmt: skip
     count = len(layers) if num_layers is None else num_layers
-    return enc(0, count, margin, tries, n, label, flags, seed) + b"".join(layers)
+    head = enc(0, count, margin, tries, n, label, flags, seed, guard, guard_min_correct)
+    return head + b"".join(layers)
 
 
 def qcore_refresh(n, steps, size, rng, prior0=-1, hist0=-1, seed=3):
@@ -108,6 +110,12 @@ def qcore_seeds() -> dict[str, bytes]:
         "step_bad_label": qcore_step([qcore_layer(4, 16, 4)], label=9),
         "step_nine_layers": qcore_step([qcore_layer(4, 4, 8)] * 8, num_layers=9),
         "step_huge_n": qcore_step([qcore_layer(4, 16, 4)], n=(1 << 31) - 1),
+        "step_guarded": qcore_step(
+            [qcore_layer(8, 12, 8), qcore_layer(3, 8, 4)], n=10, guard=4, guard_min_correct=2
+        ),
+        "step_guard_max": qcore_step([qcore_layer(4, 16, 4)], guard=7, guard_min_correct=7),
+        "step_guard_n": qcore_step([qcore_layer(4, 16, 4)], guard=8),
+        "step_guard_min_above": qcore_step([qcore_layer(4, 16, 4)], guard=3, guard_min_correct=4),
         "refresh": qcore_refresh(10, 4, 3, 12345),
         "refresh_one": qcore_refresh(1, 1, 1, 1),
         "refresh_all": qcore_refresh(60, 8, 60, 7, prior0=5),

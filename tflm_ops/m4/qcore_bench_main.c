@@ -9,10 +9,13 @@
  * the head layers (packed weights, bias, requantization, zero points, clamps, and for
  * the baseline the float input scale and per-channel weight scales), the flip nets
  * (NULL for layers not calibrated), the n samples (head inputs int8 + labels, the QCore
- * first), margin, tries, max_steps, the prior miss counts, the refresh size and rng seed,
- * and the baseline's trained layers, steps and learning rate. It defines:
+ * first), margin, tries, max_steps, the old-domain guard (the first QC_GUARD samples
+ * guarded, QC_GUARD_MIN_CORRECT of them kept right; 0, 0: none), the prior miss counts,
+ * the refresh size and rng seed, and the baseline's trained layers, steps and learning
+ * rate. It defines:
  *
- *   QC_NUM_LAYERS, QC_N, QC_IN, QC_CLASSES, QC_MARGIN, QC_TRIES, QC_MAX_STEPS,
+ *   QC_NUM_LAYERS, QC_N, QC_IN, QC_CLASSES, QC_MARGIN, QC_TRIES, QC_MAX_STEPS, QC_GUARD,
+ *   QC_GUARD_MIN_CORRECT,
  *   QC_REFRESH_SIZE, QC_RNG_SEED, QC_WEIGHT_BYTES (all layers' packed bytes),
  *   QC_BP_STEPS, QC_BP_LR (a float), QC_BP_NUM_TRAINED, QC_MAX_WIDTH (widest layer input
  *   or output); qc_layers[QC_NUM_LAYERS] (qc_layer_desc, below), qc_nets[QC_NUM_LAYERS],
@@ -31,9 +34,11 @@
  *     refresh's scratch (one buffer serves both) + the history ((QC_MAX_STEPS + 1) * n
  *     bytes) + the chosen indices and counts (8 * QC_REFRESH_SIZE).
  *   QCORE_TRACE step=<s> kept= level= changed= correct_before= correct_after=
- *         margin_before= margin_after=      (one per step of that run, not timed)
+ *         margin_before= margin_after= guard_correct_before= guard_correct_after=
+ *                                           (one per step of that run, not timed)
  *   QCORE_STEP instructions=<n> scratch_bytes=<step scratch> kept= level= changed=
- *         correct_before= correct_after= margin_before= margin_after= checksum=<weights>
+ *         correct_before= correct_after= margin_before= margin_after=
+ *         guard_correct_before= guard_correct_after= checksum=<weights>
  *     one edgeplus_qcore_step on the case's weights.
  *   BP instructions=<n> scratch_bytes=<n> checksum=<fnv1a of all layers' packed weights>
  *     the baseline, a float32 port of tfmot_edgeplus/calibration/backprop.py::bp_finetune
@@ -190,7 +195,8 @@ static int run_qcore(void) {
      * (a rolled-back candidate's row is written but not counted) */
     uint8_t *before = rows == 0 ? history : NULL;
     uint8_t *after = history + (rows == 0 ? 1 : rows) * QC_N;
-    st = edgeplus_qcore_step(&ctx, &head, qc_x, qc_y, QC_N, before, after, &res[s]);
+    st = edgeplus_qcore_step(&ctx, &head, qc_x, qc_y, QC_N, QC_GUARD, QC_GUARD_MIN_CORRECT,
+                             before, after, &res[s]);
     if (st != EDGEPLUS_OK) break;
     if (rows == 0) rows = 1;
     ++steps;
@@ -218,10 +224,12 @@ static int run_qcore(void) {
          (unsigned long)fnv1a_int32(counts, QC_REFRESH_SIZE), (unsigned long)rng);
   for (int32_t s = 0; s < steps; ++s) {
     printf("QCORE_TRACE step=%ld kept=%ld level=%ld changed=%ld correct_before=%ld "
-           "correct_after=%ld margin_before=%ld margin_after=%ld\n",
+           "correct_after=%ld margin_before=%ld margin_after=%ld guard_correct_before=%ld "
+           "guard_correct_after=%ld\n",
            (long)s, (long)res[s].kept, (long)res[s].level, (long)res[s].changed,
            (long)res[s].correct_before, (long)res[s].correct_after, (long)res[s].margin_before,
-           (long)res[s].margin_after);
+           (long)res[s].margin_after, (long)res[s].guard_correct_before,
+           (long)res[s].guard_correct_after);
   }
   return 0;
 }
@@ -243,7 +251,8 @@ static int run_qcore_step(void) {
   const edgeplus_context ctx = {ctx_buf, step_bytes};
   const uint64_t t0 = counter_now();
   const edgeplus_status st =
-      edgeplus_qcore_step(&ctx, &head, qc_x, qc_y, QC_N, masks, masks + QC_N, &r);
+      edgeplus_qcore_step(&ctx, &head, qc_x, qc_y, QC_N, QC_GUARD, QC_GUARD_MIN_CORRECT, masks,
+                          masks + QC_N, &r);
   const uint64_t t1 = counter_now();
   if (st != EDGEPLUS_OK) {
     printf("QBENCH_ERROR QCORE_STEP: %s\n", edgeplus_status_str(st));
@@ -253,10 +262,10 @@ static int run_qcore_step(void) {
   if (instr < 0) return -1;
   printf("QCORE_STEP instructions=%ld scratch_bytes=%ld kept=%ld level=%ld changed=%ld "
          "correct_before=%ld correct_after=%ld margin_before=%ld margin_after=%ld "
-         "checksum=0x%08lx\n",
+         "guard_correct_before=%ld guard_correct_after=%ld checksum=0x%08lx\n",
          instr, (long)step_bytes, (long)r.kept, (long)r.level, (long)r.changed,
          (long)r.correct_before, (long)r.correct_after, (long)r.margin_before,
-         (long)r.margin_after,
+         (long)r.margin_after, (long)r.guard_correct_before, (long)r.guard_correct_after,
          (unsigned long)fnv1a_update(FNV1A_INIT, (const uint8_t *)weights_ram, QC_WEIGHT_BYTES));
   return 0;
 }

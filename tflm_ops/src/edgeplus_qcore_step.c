@@ -37,6 +37,7 @@ typedef struct {
     const int8_t *x;
     const int32_t *y;
     int32_t n, classes, first;
+    int32_t guard; /* samples [0, guard) are guarded: counted apart from the score */
     int32_t off[EDGEPLUS_QCORE_MAX_LAYERS]; /* first activation column of layer l's output */
     int32_t sum_out;
     int8_t *acts;   /* [n][sum_out]: acts + n * off[l] holds layer l's output [n][out_l] */
@@ -233,15 +234,17 @@ static void ep_forward_from(const ep_qstep *q, int32_t first)
     }
 }
 
-/* (correct, sum of margins) of the logits; mask[s] = 1 if sample s is right (mask may
+/* (correct, sum of margins) of the logits over the unguarded samples [guard, n), and
+ * guard_correct over [0, guard); mask[s] = 1 if sample s is right, for all n (mask may
  * be NULL). pred = the first maximum; margin = z[y] - max_{o != y} z[o]. The label's
  * logit is set to -128 while the row's maximum (the rival) is taken, then restored. */
-static void ep_score(const ep_qstep *q, uint8_t *mask, int32_t *correct, int32_t *margin)
+static void ep_score(const ep_qstep *q, uint8_t *mask, int32_t *correct, int32_t *margin,
+                     int32_t *guard_correct)
 {
     int8_t *z = ep_layer_out(q, q->head->num_layers - 1);
     const int32_t c = q->classes;
     int32_t msum = 0; /* |msum| <= 255 n (EDGEPLUS_QCORE_MAX_N) */
-    int32_t s, o, ok_count = 0;
+    int32_t s, o, ok_count = 0, guard_count = 0;
     for (s = 0; s < q->n; s++, z += c) {
         const int32_t y = q->y[s], zy = z[y];
         int32_t r0 = -128, r1 = -128, rival, ok;
@@ -262,14 +265,19 @@ static void ep_score(const ep_qstep *q, uint8_t *mask, int32_t *correct, int32_t
                 ok &= z[o] < zy;
             }
         }
-        ok_count += ok;
-        msum += zy - rival;
+        if (s < q->guard) {
+            guard_count += ok;
+        } else {
+            ok_count += ok;
+            msum += zy - rival;
+        }
         if (mask != NULL) {
             mask[s] = (uint8_t)ok;
         }
     }
     *correct = ok_count;
     *margin = msum;
+    *guard_correct = guard_count;
 }
 
 /* ------------------------------------------------------------------ errors */
@@ -934,7 +942,8 @@ static void ep_backup(const ep_qstep *q, int save)
 
 edgeplus_status edgeplus_qcore_step(const edgeplus_context *ctx,
                                     const edgeplus_qcore_head *head, const int8_t *x,
-                                    const int32_t *y, int32_t n, uint8_t *correct_before,
+                                    const int32_t *y, int32_t n, int32_t guard,
+                                    int32_t guard_min_correct, uint8_t *correct_before,
                                     uint8_t *correct_after,
                                     edgeplus_qcore_step_result *result)
 {
@@ -954,6 +963,13 @@ edgeplus_status edgeplus_qcore_step(const edgeplus_context *ctx,
     st = edgeplus__qcore_check(head, n);
     if (st != EDGEPLUS_OK) {
         return st;
+    }
+    if (guard < 0 || guard > n - 1) {
+        return EP_FAIL_RANGE(EDGEPLUS_ERR_ARG, "guard", -1, guard, 0, n - 1);
+    }
+    if (guard_min_correct < 0 || guard_min_correct > guard) {
+        return EP_FAIL_RANGE(EDGEPLUS_ERR_ARG, "guard_min_correct", -1, guard_min_correct, 0,
+                             guard);
     }
     edgeplus__qcore_layout(head, n, &lay);
     if (lay.total + 4 > INT32_MAX) {
@@ -979,6 +995,7 @@ edgeplus_status edgeplus_qcore_step(const edgeplus_context *ctx,
     q.x = x;
     q.y = y;
     q.n = n;
+    q.guard = guard;
     q.sum_out = 0;
     q.first = -1;
     for (l = 0; l < head->num_layers; l++) {
@@ -1016,12 +1033,13 @@ edgeplus_status edgeplus_qcore_step(const edgeplus_context *ctx,
             }
         }
     }
-    ep_score(&q, correct_before, &r.correct_before, &r.margin_before);
+    ep_score(&q, correct_before, &r.correct_before, &r.margin_before, &r.guard_correct_before);
     if (correct_after != NULL) {
         if (correct_before != NULL) {
             memcpy(correct_after, correct_before, (size_t)n);
         } else {
-            ep_score(&q, correct_after, &r.correct_after, &r.margin_after);
+            ep_score(&q, correct_after, &r.correct_after, &r.margin_after,
+                     &r.guard_correct_after);
         }
     }
     r.kept = 0;
@@ -1029,23 +1047,26 @@ edgeplus_status edgeplus_qcore_step(const edgeplus_context *ctx,
     r.changed = 0;
     r.correct_after = r.correct_before;
     r.margin_after = r.margin_before;
+    r.guard_correct_after = r.guard_correct_before;
 
     if (q.first >= 0) {
         int32_t changed = 0;
         ep_backup(&q, 1);
         for (k = 0; k < head->tries; k++) {
-            int32_t c_a, m_a;
+            int32_t c_a, m_a, g_a;
             changed = ep_apply_level(&q, k, changed);
             if (changed == 0) {
                 break;
             }
             ep_forward_from(&q, q.first + 1);
-            ep_score(&q, correct_after, &c_a, &m_a);
+            ep_score(&q, correct_after, &c_a, &m_a, &g_a);
             r.level = k;
             r.changed = changed;
             r.correct_after = c_a;
             r.margin_after = m_a;
-            r.kept = c_a > r.correct_before || (c_a == r.correct_before && m_a > r.margin_before);
+            r.guard_correct_after = g_a;
+            r.kept = (c_a > r.correct_before || (c_a == r.correct_before && m_a > r.margin_before))
+                     && g_a >= guard_min_correct;
             if (r.kept) {
                 break;
             }

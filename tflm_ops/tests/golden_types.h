@@ -73,4 +73,33 @@ typedef struct {
     int32_t output_bytes;
 } golden_stage_case;
 
+/* One QCore step (tests/builders/golden.py golden_qcore_cases): a 6 -> 5 -> 3 head at
+ * W4 (packed [out][in]; layer 1 uses 8 of its 15 bytes), 8 samples, both layers
+ * calibrated by 3-unit flip nets, margin 16, tries 4; the first `guard` samples are
+ * guarded. After edgeplus_qcore_step: result, the masks and the weights w_after. */
+typedef struct {
+    int8_t w[15];
+    int32_t bias[5], mult[5], shift[5];
+    int32_t zp_in, zp_out, act_min, act_max;
+} golden_qcore_layer;
+
+typedef struct {
+    int8_t w1[12];
+    int32_t b1[3];
+    int32_t m1, s1;
+    int8_t w2[3];
+    int32_t b2, threshold;
+} golden_qcore_net;
+
+typedef struct {
+    int8_t x[48];
+    int32_t y[8];
+    int32_t guard, guard_min_correct;
+    golden_qcore_layer layers[2];
+    golden_qcore_net nets[2];
+    edgeplus_qcore_step_result result;
+    uint8_t before[8], after[8];
+    int8_t w_after[2][15];
+} golden_qcore_case;
+
 #endif /* EDGEPLUS_GOLDEN_TYPES_H */

@@ -11,9 +11,10 @@
  * - patch equivalence: a conv computed tile by tile from region buffers equals
  *   the whole-tensor conv, at mixed bit-widths and odd channel counts;
  * - QCore: hand-checked steps (kept, rolled back, nothing tried; a packed W4 tail),
- *   two 2-layer cases from the NumPy reference, every error status of the step with
- *   the weights and outputs untouched, the int32 bound of its sums at the edge, and the
- *   refresh on a known history;
+ *   the 2-layer golden cases of golden_cases.h (kept, rolled back, and a guarded step
+ *   whose old-domain guard refuses a level and keeps a later one), every error status of
+ *   the step (the guard arguments included) with the weights and outputs untouched, the
+ *   int32 bound of its sums at the edge, and the refresh on a known history;
  * - the patch-stage executor: tests/test_patch_stage.c (edgeplus_run_stage_tests).
  */
 #include <stdio.h>
@@ -878,7 +879,7 @@ static edgeplus_status tiny_step(edgeplus_fc_layer *ly, const edgeplus_flipnet *
     ctx.buf = g_scratch;
     ctx.size = edgeplus_qcore_step_get_buffer_size(&head, n);
     CHECK(ctx.size > 0 && ctx.size <= SCRATCH_BYTES, "tiny qcore scratch %ld", (long)ctx.size);
-    return edgeplus_qcore_step(&ctx, &head, x, y, n, before, after, r);
+    return edgeplus_qcore_step(&ctx, &head, x, y, n, 0, 0, before, after, r);
 }
 
 #define CHECK_RESULT(r, k, lv, ch, cb, ca, mb, ma)                                             \
@@ -957,108 +958,8 @@ static void test_qcore_tiny(void)
     }
 }
 
-/* Two cases from the NumPy reference (step.qcore_step, margin 16, tries 4): a 6 -> 5
- * (ReLU-like clamp) -> 3 head at W4, 8 samples, both layers calibrated (hidden 3). Layer
- * 1 has 15 weights: the padding nibble of its last byte is set to 0xA here and must
- * survive. */
-typedef struct {
-    int8_t w[15];
-    int32_t bias[5], mult[5], shift[5];
-    int32_t zp_in, zp_out, act_min, act_max;
-} qcore_golden_layer;
-
-typedef struct {
-    int8_t w1[12];
-    int32_t b1[3];
-    int32_t m1, s1;
-    int8_t w2[3];
-    int32_t b2, threshold;
-} qcore_golden_net;
-
-typedef struct {
-    int8_t x[48];
-    int32_t y[8];
-    qcore_golden_layer layers[2];
-    qcore_golden_net nets[2];
-    edgeplus_qcore_step_result result;
-    uint8_t before[8], after[8];
-    int8_t w_after[2][15];
-} qcore_golden_case;
-
-static const qcore_golden_case kQcoreGolden[2] = {
-    {
-        {43, 78, -123, 78, -8, 3, 33, -55, 122, -115, -57, -30, 18, -24, -95, -117,
-        -128, -116, -90, 127, -80, 39, 64, -68, -56, -17, -61, 121, -83, 101, 76, 88,
-        -99, -28, 32, -2, 42, 45, 41, -113, 117, 14, 103, -59, -36, 97, -81, -112},
-        {1, 2, 0, 1, 1, 1, 0, 0},
-        {
-            {
-                {106, -50, 97, 102, -99, 52, -108, 9, -2, -58, -48, 93, -37,
-                -70, 61}, {-82, -524, 474, 476, -420}, {1697090267, 1472294862,
-                1091867921, 1090980374, 1479884999}, {-4, -3, -3, -3, -4}, 3,
-                16, 16, 127
-            },
-            {
-                {-39, 102, 90, -11, 126, 55, -50, 7}, {38, 119, -176},
-                {1630245889, 1528568234, 1543456905}, {-2, -2, -2}, -10, 8,
-                -128, 127
-            },
-        },
-        {
-            {
-                {49, 87, 35, 111, -31, -43, 76, -117, -78, -78, -28, -87},
-                {1191, 1386, -479}, 1073741824, -6, {-120, 54, -100}, 112, 109
-            },
-            {
-                {112, 45, 125, 30, 57, -32, 79, -99, -89, -36, 54, -4}, {1390,
-                1765, -396}, 1073741824, -6, {-19, 14, 37}, -21, 260
-            },
-        },
-        {1, 1, 43, 5, 5, -78, 14},
-        {0, 0, 1, 1, 1, 1, 0, 1},
-        {1, 0, 1, 1, 0, 1, 0, 1},
-        {
-            {89, -67, 80, 85, -100, 35, -93, -6, 15, -75, -49, 76, -20, -53, 46},
-            {-22, 85, 75, -12, 109, 38, -33, 6}
-        },
-    },
-    {
-        {86, -62, -101, -52, -23, 80, -13, -105, -43, 25, 80, 58, 126, -80, 97, -114,
-        14, -58, -77, 40, -50, 15, -62, -90, 63, -18, 45, 43, 113, -20, -72, 34, 111,
-        119, 94, 46, -31, -28, -118, -81, -43, -40, 20, 2, 49, 100, 96, 70},
-        {0, 2, 1, 0, 0, 0, 0, 2},
-        {
-            {
-                {102, 12, 49, -93, -96, -57, 111, 48, 80, 33, -1, 1, 20, 80,
-                -4}, {408, -62, 118, -441, 343}, {1647709294, 2033108694,
-                1332530469, 1696805175, 1089152369}, {-3, -3, -3, -3, -3}, -1,
-                -15, -15, 127
-            },
-            {
-                {10, 9, 19, -33, -42, -11, 62, 7}, {39, -167, 113}, {1796947529,
-                1284880442, 1225689197}, {-2, -2, -2}, 11, -1, -128, 127
-            },
-        },
-        {
-            {
-                {85, -31, -102, -57, -13, 10, -3, 30, 31, 32, 1, -14}, {1749,
-                1280, 1001}, 1073741824, -6, {-113, 19, 97}, 117, 117
-            },
-            {
-                {2, 13, 119, 12, -70, -100, 48, 124, 14, -103, -117, 72}, {-816,
-                -71, 1708}, 1073741824, -6, {-63, 73, -106}, -488, 61
-            },
-        },
-        {0, 3, 43, 3, 3, -156, -201},
-        {0, 0, 0, 1, 0, 0, 1, 1},
-        {0, 0, 0, 1, 0, 0, 1, 1},
-        {
-            {102, 12, 49, -93, -96, -57, 111, 48, 80, 33, -1, 1, 20, 80, -4}, {10,
-            9, 19, -33, -42, -11, 62, 7}
-        },
-    },
-};
-
+/* The QCore golden cases (golden_cases.h, tests/builders/golden.py golden_qcore_cases):
+ * the padding nibble of layer 1's last byte is set to 0xA here and must survive. */
 typedef struct {
     edgeplus_context ctx;
     const edgeplus_context *ctxp;
@@ -1071,7 +972,7 @@ typedef struct {
     const int8_t *xp;
     int32_t y[8];
     const int32_t *yp;
-    int32_t n;
+    int32_t n, guard, guard_min_correct;
     int8_t w[2][15];
     int32_t bias[2][5], mult[2][5], shift[2][5], b1[2][3];
     edgeplus_qcore_step_result *resp;
@@ -1079,15 +980,15 @@ typedef struct {
 
 static const int32_t kQcoreBytes[2] = {15, 8}; /* packed bytes of the two layers */
 
-static void qcore_setup_case(qcore_setup *s, const qcore_golden_case *c)
+static void qcore_setup_case(qcore_setup *s, const golden_qcore_case *c)
 {
     int32_t l;
     memset(s, 0, sizeof(*s));
     memcpy(s->x, c->x, sizeof(s->x));
     memcpy(s->y, c->y, sizeof(s->y));
     for (l = 0; l < 2; l++) {
-        const qcore_golden_layer *g = &c->layers[l];
-        const qcore_golden_net *gn = &c->nets[l];
+        const golden_qcore_layer *g = &c->layers[l];
+        const golden_qcore_net *gn = &c->nets[l];
         edgeplus_fc_layer *ly = &s->layers[l];
         edgeplus_flipnet *net = &s->nets[l];
         memcpy(s->w[l], g->w, (size_t)kQcoreBytes[l]);
@@ -1123,6 +1024,8 @@ static void qcore_setup_case(qcore_setup *s, const qcore_golden_case *c)
     s->head.margin = 16;
     s->head.tries = 4;
     s->n = 8;
+    s->guard = c->guard;
+    s->guard_min_correct = c->guard_min_correct;
     s->ctx.buf = g_scratch;
     s->ctx.size = SCRATCH_BYTES;
     s->ctxp = &s->ctx;
@@ -1134,8 +1037,8 @@ static void qcore_setup_case(qcore_setup *s, const qcore_golden_case *c)
 static void test_qcore_golden(void)
 {
     int ci;
-    for (ci = 0; ci < 2; ci++) {
-        const qcore_golden_case *c = &kQcoreGolden[ci];
+    for (ci = 0; ci < GOLDEN_QCORE_COUNT; ci++) {
+        const golden_qcore_case *c = &golden_qcore_cases[ci];
         int8_t expected1[8];
         int32_t need, variant;
         memcpy(expected1, c->w_after[1], 8);
@@ -1155,13 +1058,17 @@ static void test_qcore_golden(void)
             }
             memset(before, 0x77, sizeof(before));
             memset(after, 0x77, sizeof(after));
-            CHECK_STATUS(edgeplus_qcore_step(&s.ctx, &s.head, s.x, s.y, s.n,
-                                             variant == 2 ? NULL : before,
+            CHECK_STATUS(edgeplus_qcore_step(&s.ctx, &s.head, s.x, s.y, s.n, s.guard,
+                                             s.guard_min_correct, variant == 2 ? NULL : before,
                                              variant == 2 ? NULL : after, &r),
                          EDGEPLUS_OK);
             CHECK_RESULT(r, c->result.kept, c->result.level, c->result.changed,
                          c->result.correct_before, c->result.correct_after,
                          c->result.margin_before, c->result.margin_after);
+            CHECK(r.guard_correct_before == c->result.guard_correct_before &&
+                      r.guard_correct_after == c->result.guard_correct_after,
+                  "qcore golden %d guard count %ld -> %ld", ci, (long)r.guard_correct_before,
+                  (long)r.guard_correct_after);
             CHECK(compare_bytes("qcore layer 0", s.w[0], c->w_after[0], 15), "golden %d", ci);
             CHECK(compare_bytes("qcore layer 1", s.w[1], expected1, 8), "golden %d", ci);
             if (variant != 2) {
@@ -1174,37 +1081,41 @@ static void test_qcore_golden(void)
     }
 }
 
-#define EXPECT_QCORE(mutation, expected)                                                      \
-    do {                                                                                      \
-        qcore_setup s_;                                                                       \
-        edgeplus_qcore_step_result r_;                                                        \
-        edgeplus_status st_;                                                                  \
-        uint8_t m_[16];                                                                       \
-        qcore_setup_case(&s_, &kQcoreGolden[0]);                                              \
-        s_.resp = &r_;                                                                        \
-        mutation;                                                                             \
-        memset(&r_, 0x5A, sizeof(r_));                                                        \
-        memset(m_, 0x77, sizeof(m_));                                                         \
-        st_ = edgeplus_qcore_step(s_.ctxp, s_.headp, s_.xp, s_.yp, s_.n, m_, m_ + 8, s_.resp); \
+/* The case the error tests mutate. */
+static const golden_qcore_case *const kQcoreBase = &golden_qcore_cases[0];
+
+#define EXPECT_QCORE(mutation, expected)                                                       \
+    do {                                                                                       \
+        qcore_setup s_;                                                                        \
+        edgeplus_qcore_step_result r_;                                                         \
+        edgeplus_status st_;                                                                   \
+        uint8_t m_[16];                                                                        \
+        qcore_setup_case(&s_, kQcoreBase);                                                     \
+        s_.resp = &r_;                                                                         \
+        mutation;                                                                              \
+        memset(&r_, 0x5A, sizeof(r_));                                                         \
+        memset(m_, 0x77, sizeof(m_));                                                          \
+        st_ = edgeplus_qcore_step(s_.ctxp, s_.headp, s_.xp, s_.yp, s_.n, s_.guard,             \
+                                  s_.guard_min_correct, m_, m_ + 8, s_.resp);                  \
         CHECK(st_ == (expected), "%s -> %s, expected %s", #mutation, edgeplus_status_str(st_), \
-              edgeplus_status_str(expected));                                                 \
-        if (st_ != EDGEPLUS_OK) {                                                             \
-            CHECK(memcmp(s_.w[0], kQcoreGolden[0].layers[0].w, 15) == 0 &&                    \
-                      memcmp(s_.w[1], kQcoreGolden[0].layers[1].w, 7) == 0 &&                 \
-                      (uint8_t)s_.w[1][7] ==                                                  \
-                          (((uint8_t)kQcoreGolden[0].layers[1].w[7] & 0x0Fu) | 0xA0u),        \
-                  "%s: weights touched on error", #mutation);                                 \
-            CHECK(m_[0] == 0x77 && m_[15] == 0x77 && ((uint8_t *)&r_)[0] == 0x5A &&           \
-                      ((uint8_t *)&r_)[sizeof(r_) - 1] == 0x5A,                               \
-                  "%s: outputs touched on error", #mutation);                                 \
-        }                                                                                     \
+              edgeplus_status_str(expected));                                                  \
+        if (st_ != EDGEPLUS_OK) {                                                              \
+            CHECK(memcmp(s_.w[0], kQcoreBase->layers[0].w, 15) == 0 &&                         \
+                      memcmp(s_.w[1], kQcoreBase->layers[1].w, 7) == 0 &&                      \
+                      (uint8_t)s_.w[1][7] ==                                                   \
+                          (((uint8_t)kQcoreBase->layers[1].w[7] & 0x0Fu) | 0xA0u),             \
+                  "%s: weights touched on error", #mutation);                                  \
+            CHECK(m_[0] == 0x77 && m_[15] == 0x77 && ((uint8_t *)&r_)[0] == 0x5A &&            \
+                      ((uint8_t *)&r_)[sizeof(r_) - 1] == 0x5A,                                \
+                  "%s: outputs touched on error", #mutation);                                  \
+        }                                                                                      \
     } while (0)
 
 static void test_qcore_bad_input(void)
 {
     qcore_setup s;
     int32_t need;
-    qcore_setup_case(&s, &kQcoreGolden[0]);
+    qcore_setup_case(&s, &golden_qcore_cases[0]);
     need = edgeplus_qcore_step_get_buffer_size(&s.head, s.n);
     EXPECT_QCORE((void)0, EDGEPLUS_OK);
     EXPECT_QCORE(s_.layers[0].bias = NULL, EDGEPLUS_OK);
@@ -1268,6 +1179,11 @@ static void test_qcore_bad_input(void)
     EXPECT_QCORE(s_.nets[0].b2 = (1 << 30) + 1, EDGEPLUS_ERR_ARG);
     EXPECT_QCORE(s_.nets[0].threshold = 0, EDGEPLUS_ERR_ARG);
     EXPECT_QCORE(s_.nets[1].threshold = (1 << 30) + 1, EDGEPLUS_ERR_ARG);
+    EXPECT_QCORE(s_.guard = -1, EDGEPLUS_ERR_ARG);
+    EXPECT_QCORE(s_.guard = 8, EDGEPLUS_ERR_ARG); /* n - 1 at most: one sample unguarded */
+    EXPECT_QCORE((s_.guard = 7, s_.guard_min_correct = 7), EDGEPLUS_OK);
+    EXPECT_QCORE((s_.guard = 3, s_.guard_min_correct = 4), EDGEPLUS_ERR_ARG);
+    EXPECT_QCORE(s_.guard_min_correct = -1, EDGEPLUS_ERR_ARG);
     EXPECT_QCORE(s_.y[3] = 3, EDGEPLUS_ERR_ARG);
     EXPECT_QCORE(s_.y[7] = -1, EDGEPLUS_ERR_ARG);
     /* scratch */
@@ -1332,10 +1248,11 @@ static void test_qcore_overflow_bound(void)
     ctx.buf = g_big_scratch;
     ctx.size = QCORE_BIG_SCRATCH;
     memset(&r, 0x5A, sizeof(r));
-    CHECK_STATUS(edgeplus_qcore_step(&ctx, &head, x, y, 131, NULL, NULL, &r), EDGEPLUS_ERR_DIMS);
+    CHECK_STATUS(edgeplus_qcore_step(&ctx, &head, x, y, 131, 0, 0, NULL, NULL, &r),
+                 EDGEPLUS_ERR_DIMS);
     CHECK(w[0] == -127 && w[1] == 127 && w[127] == 127 && ((uint8_t *)&r)[0] == 0x5A,
           "overflow: weights or result touched");
-    CHECK_STATUS(edgeplus_qcore_step(&ctx, &head, x, y, 130, NULL, NULL, &r), EDGEPLUS_OK);
+    CHECK_STATUS(edgeplus_qcore_step(&ctx, &head, x, y, 130, 0, 0, NULL, NULL, &r), EDGEPLUS_OK);
     CHECK(r.correct_before == 0 && r.margin_before == 130 * -255, "overflow case score");
 }
 

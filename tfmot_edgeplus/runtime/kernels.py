@@ -696,17 +696,32 @@ class Kernels:
             _c_error(self.lib, fname, need)
         return need
 
-    def qcore_step(self, head, nets, x, y, weights=None, margin=16, tries=6, scratch_bytes=None):
+    def qcore_step(
+        self,
+        head,
+        nets,
+        x,
+        y,
+        weights=None,
+        margin=16,
+        tries=6,
+        guard=0,
+        guard_min_correct=0,
+        scratch_bytes=None,
+    ):
         """``edgeplus_qcore_step``: the same arguments and the same
         :class:`~tfmot_edgeplus.calibration.step.StepResult` as
         :func:`tfmot_edgeplus.calibration.step.qcore_step` (``head`` an ``IntHead``,
         ``nets`` a dict layer index -> ``FlipNet``, ``weights`` unpacked, default the
-        head's own); the weights are packed with the C packer for the call and the result's
-        unpacked. ``scratch_bytes`` defaults to ``edgeplus_qcore_step_get_buffer_size``."""
+        head's own; the first ``guard`` samples guarded); the weights are packed with the C
+        packer for the call and the result's unpacked. ``scratch_bytes`` defaults to
+        ``edgeplus_qcore_step_get_buffer_size``."""
         fname = "edgeplus_qcore_step"
         chead, c_layers, _buffers, packed = self._qcore_head(
             fname, head, nets, weights, margin, tries
         )
+        guard = _c_int(fname, "guard", guard)
+        guard_min_correct = _c_int(fname, "guard_min_correct", guard_min_correct)
         x = np.asarray(x)
         in0 = int(c_layers[0].in_features)
         if x.ndim != 2 or x.shape[1] != in0:
@@ -739,6 +754,8 @@ class Kernels:
             _i8(xb),
             yb.ctypes.data_as(_i32p),
             n,
+            guard,
+            guard_min_correct,
             mask_b.ctypes.data_as(_u8p),
             mask_a.ctypes.data_as(_u8p),
             ctypes.byref(res),
@@ -761,6 +778,9 @@ class Kernels:
             weights=new_weights,
             correct_mask_before=mask_b[:n].astype(bool),
             correct_mask_after=mask_a[:n].astype(bool),
+            guard=guard,
+            guard_correct_before=int(res.guard_correct_before),
+            guard_correct_after=int(res.guard_correct_after),
         )
 
     def qcore_refresh(self, prior_counts, history, size, seed, scratch_bytes=None):

@@ -282,9 +282,11 @@ edgeplus_status edgeplus_bitflip_apply(int8_t *weights, const int8_t *update, in
 int32_t edgeplus_qcore_step_get_buffer_size(const edgeplus_qcore_head *head, int32_t n);
 
 /* One QCore step on n samples x ([n][layers[0].in_features] int8, the head's inputs)
- * with labels y ([n], class indices in [0, classes)); step.py's qcore_step:
+ * with labels y ([n], class indices in [0, classes)), the first `guard` of them guarded
+ * (the QCore's old-domain items: 0 <= guard <= n - 1); step.py's qcore_step:
  *  1. forward with the current weights: score before = (correct, sum of margins) of
- *     the int8 logits (pred = first maximum, margin = z[y] - max_{o != y} z[o]);
+ *     the int8 logits over the unguarded samples [guard, n) (pred = first maximum,
+ *     margin = z[y] - max_{o != y} z[o]); guard count = guarded samples [0, guard) right;
  *  2. error signals: at the output e[n][o] = clamp(z[o] - z[y] + margin, 0, 2 margin)
  *     for o != y, e[n][y] = -sum of them; a hidden layer l gets
  *     clamp(sum_o B_l[j][o] e[n][o], -127, 127) where its output > output_zero_point,
@@ -295,12 +297,14 @@ int32_t edgeplus_qcore_step_get_buffer_size(const edgeplus_qcore_head *head, int
  *  4. for level k = 0 .. tries-1: every calibrated weight += (+1 if acc2 >=
  *     (k+1)*threshold, -1 if acc2 <= -(k+1)*threshold, else 0), saturated to the
  *     narrow range [-(2^(b-1)-1), 2^(b-1)-1] (edgeplus_bitflip_apply's rule); stop if
- *     no weight changed; forward; keep the candidate and stop if its score is higher
- *     (more right, or as many right with a larger margin sum), else roll back.
+ *     no weight changed; forward; keep the candidate and stop if its unguarded score is
+ *     higher (more right, or as many right with a larger margin sum) AND its guard count
+ *     is >= guard_min_correct (0 <= guard_min_correct <= guard: the old-domain guard),
+ *     else roll back. Steps 2 and 3 use all n samples; guard = 0 is the unguarded step.
  * On return the weights hold the kept candidate or exactly the old bytes (padding bits
  * included). result (not NULL) describes the step; correct_before / correct_after
- * (n bytes each, 0/1, or NULL) receive the per-sample correctness before the step and
- * with the last candidate tried (== before when none was).
+ * (n bytes each, 0/1, or NULL) receive the per-sample correctness of all n samples
+ * before the step and with the last candidate tried (== before when none was).
  * Errors, with the weights, correct_* and result untouched: EDGEPLUS_ERR_NULL (ctx,
  * head, layers, a layer's weights/multiplier/shift, a net's w1/b1/w2, x, y, result),
  * EDGEPLUS_ERR_DIMS (num_layers, in/out_features < 1, a chain mismatch, in_features
@@ -308,11 +312,13 @@ int32_t edgeplus_qcore_step_get_buffer_size(const edgeplus_qcore_head *head, int
  * hidden, n outside [1, EDGEPLUS_QCORE_MAX_N], the overflow bound of 3.),
  * EDGEPLUS_ERR_BITS (w_bits not 4 or 8), EDGEPLUS_ERR_ARG (margin, tries, zero points
  * or act_min/act_max outside int8 or act_min > act_max, a multiplier < 0 or shift
- * outside [-31, 30], b1/b2/threshold/m1/s1 out of range, a label outside [0, classes)),
+ * outside [-31, 30], b1/b2/threshold/m1/s1 out of range, guard outside [0, n - 1],
+ * guard_min_correct outside [0, guard], a label outside [0, classes)),
  * EDGEPLUS_ERR_SCRATCH (ctx->buf NULL or ctx->size below the _get_buffer_size). */
 edgeplus_status edgeplus_qcore_step(const edgeplus_context *ctx,
                                     const edgeplus_qcore_head *head, const int8_t *x,
-                                    const int32_t *y, int32_t n, uint8_t *correct_before,
+                                    const int32_t *y, int32_t n, int32_t guard,
+                                    int32_t guard_min_correct, uint8_t *correct_before,
                                     uint8_t *correct_after,
                                     edgeplus_qcore_step_result *result);
 

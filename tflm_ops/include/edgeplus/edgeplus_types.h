@@ -134,10 +134,12 @@ typedef struct {
     int32_t kept;           /* 1: the weights hold the candidate of `level`; 0: rolled back */
     int32_t level;          /* the level kept, or the last one tried (0 if none was) */
     int32_t changed;        /* weights that candidate changed (0 if none was tried) */
-    int32_t correct_before; /* samples right before the step */
+    int32_t correct_before; /* unguarded samples [guard, n) right before the step */
     int32_t correct_after;  /* ... with that candidate (== before if none was tried) */
-    int32_t margin_before;  /* sum of margins z[y] - max_{o != y} z[o] before the step */
+    int32_t margin_before;  /* their sum of margins z[y] - max_{o != y} z[o] before it */
     int32_t margin_after;   /* ... with that candidate (== before if none was tried) */
+    int32_t guard_correct_before; /* guarded samples [0, guard) right before the step */
+    int32_t guard_correct_after;  /* ... with that candidate (== before if none was tried) */
 } edgeplus_qcore_step_result;
 
 #ifdef __cplusplus
