@@ -2,8 +2,9 @@
 BLE's Cortex-M4F (tests/arduino_build.py says how they compile without the Arduino IDE).
 
 The model is ``mbv2_int8`` (conftest.py) with a mixed-precision patch plan and a QCore
-calibrator of its Dense head fitted on a label shift: one export exercises the stage op, the
-backbone cut and the QCore arrays together. Builds are skipped, with the reason, without
+calibrator of its Dense head fitted on a label shift, calibrated once on the host (its memory
+holds new samples): one export exercises the stage op, the backbone cut and the QCore arrays
+together. Builds are skipped, with the reason, without
 arm-none-eabi-gcc / qemu-system-arm; those that need TFLM headers, without
 EDGEPLUS_TFLM_ROOT (and siblings).
 """
@@ -94,17 +95,30 @@ def library(tmp_path_factory):
     return export_library(tmp_path_factory.mktemp("lib") / "EdgePlus")
 
 
+def _runner_up(cal, x) -> np.ndarray:
+    """The class the deployed model ranks second on each of ``x``."""
+    logits = cal.predict(x, cal.head.weights()).astype(int)
+    return np.argsort(logits, axis=1, kind="stable")[:, -2]
+
+
 @pytest.fixture(scope="module")
 def case(mbv2_int8, tmp_path_factory):
-    """The mixed plan, a fitted calibrator's bundle, and the sketch exported from them."""
+    """The mixed plan, a fitted calibrator's bundle after one calibration on the host (its
+    memory not empty), and the sketch exported from them and the calibrated model.
+
+    The model is weak (8 % on the test digits), so the QCore is labeled with what it
+    predicts (the "old domain" it must keep) and new data with its runner-up class: a shift
+    that the guard has to hold back (the M4 test checks that it refuses a level)."""
     _, tfl, xc, xt, yt = mbv2_int8
     plan = patching.plan(tfl, xc, grid=2, outlier_sample_fraction=1.0, lam=0.2)
-    cal = BitFlipCalibrator(tfl, core_size=8, hidden=8, max_steps=4, tries=4, seed=3)
-    cal.fit((xt[:8], yt[:8]), [(xt[8:40], (yt[8:40] + 1) % 10)], chunk_size=16, episodes=3,
-            epochs=3)  # fmt: skip
+    cal = BitFlipCalibrator(tfl, core_size=8, memory_size=6, hidden=8, max_steps=4, tries=4,
+                            seed=3)  # fmt: skip
+    cal.fit((xt[:8], cal.predict(xt[:8]).argmax(1)), [(xt[8:40], _runner_up(cal, xt[8:40]))],
+            chunk_size=16, episodes=3, epochs=3)  # fmt: skip
+    cal.calibrate(xt[8:16], _runner_up(cal, xt[8:16]))
     d = tmp_path_factory.mktemp("sketch")
     bundle = load_qcore(save_qcore(cal, d / "qcore.npz"))
-    sk = export_sketch(tfl, d / "MbV2Sketch", plan=plan, qcore=bundle, chunk=8,
+    sk = export_sketch(cal.model_bytes(), d / "MbV2Sketch", plan=plan, qcore=bundle, chunk=8,
                        test_input=xt[40], test_label=int(yt[40]))  # fmt: skip
     return {"tfl": tfl, "plan": plan, "cal": cal, "bundle": bundle, "sketch": sk, "x": xt,
             "y": yt, "dir": d}  # fmt: skip
@@ -216,6 +230,14 @@ def test_export_refuses_bad_input(case, tmp_path, mbv2_int8):
     other.backbone_sha256 = "0" * 64
     with pytest.raises(ExportError, match="belongs to another model"):
         export_sketch(tfl, tmp_path / "Q", qcore=other)
+    # a QCore stored for another head: other classes, other features
+    calibrated = case["cal"].model_bytes()
+    other = dataclasses.replace(bundle, classes=bundle.classes + 1)
+    with pytest.raises(ExportError, match=r"for 11 classes \(.*\), this model.s head has 10"):
+        export_sketch(calibrated, tmp_path / "Q", qcore=other)
+    other = dataclasses.replace(bundle, memory_x=bundle.memory_x[:, :-1])
+    with pytest.raises(ExportError, match="its memory items have .* features, the head"):
+        export_sketch(calibrated, tmp_path / "Q", qcore=other)
     # a plan made for another input size
     bad = dataclasses.replace(plan, input_shape=(32, 32, 1))
     with pytest.raises(ExportError, match="the plan does not fit this model"):
@@ -301,13 +323,24 @@ def test_means_become_average_pools_that_agree_with_the_model(case, imu_int8, ca
     assert rewrite_means(other) == (other, 0) and mean_ops(other) == 1
 
 
-def test_bundle_round_trip(case):
+def test_bundle_round_trip(case, tmp_path):
     b, cal = case["bundle"], case["cal"]
-    assert b.check_model(case["tfl"]).input_size == cal.head.input_size
-    np.testing.assert_array_equal(b.core_x, cal.core_x)
-    assert sorted(b.nets) == sorted(cal.nets) and b.rng_state == cal._rng_state
+    assert b.check_model(cal.model_bytes()).input_size == cal.head.input_size
+    for got, want in ((b.core_x, cal.old_x), (b.core_y, cal.old_y), (b.memory_x, cal.mem_x),
+                      (b.memory_y, cal.mem_y), (b.memory_counts, cal.mem_counts)):  # fmt: skip
+        np.testing.assert_array_equal(got, want)
+    assert len(b.memory_y) > 0 and b.classes == cal.head.num_classes
+    assert (b.guard_min_correct, b.memory_size, b.old_tolerance, b.rng_state) == (
+        cal.guard_min_correct, cal.memory_size, cal.old_tolerance, cal._rng_state)  # fmt: skip
+    assert sorted(b.nets) == sorted(cal.nets)
     with pytest.raises(ValueError, match="is not a QCore bundle"):
         load_qcore(case["dir"] / "MbV2Sketch" / "edgeplus_model.h")
+    with np.load(case["dir"] / "qcore.npz") as z:  # a bundle of the first format
+        old = {k: z[k] for k in z.files}
+    old["format"] = np.array("edgeplus-qcore/1")
+    np.savez(tmp_path / "old.npz", **old)
+    with pytest.raises(ValueError, match=r"older format 'edgeplus-qcore/1'.*`edgeplus qcore`"):
+        load_qcore(tmp_path / "old.npz")
 
 
 # ----------------------------------------------------------------------------- builds
@@ -341,7 +374,8 @@ def _parse(text: str) -> dict:
         key, _, rest = line.partition(" ")
         if key == "ERROR":
             raise AssertionError(line)
-        if key in ("LOGITS", "WEIGHTS"):
+        if key in ("LOGITS", "WEIGHTS", "REPORT", "CALIBRATE_US", "QCore:",
+                   "WEIGHTS_AFTER_REFUSAL"):  # fmt: skip
             out.setdefault(key, []).append(rest.strip())
         else:
             out[key] = rest.strip()
@@ -367,7 +401,8 @@ def test_sketch_paths_run_on_the_m4_like_the_host(case, library, tmp_path, capsy
     low = lower.lower(tfl, plan)
     d = TFLMRunner(tfl).input_details[0]
     xq = quantize(case["x"][41:42], *d["quantization"], np.int8)
-    fx, y = cal.features(case["x"][40:48]), (case["y"][40:48] + 1) % 10
+    x = np.concatenate([case["x"][:8], case["x"][32:40]])  # two chunks: the QCore's windows
+    fx, y = cal.features(x), _runner_up(cal, x)  # first, then others, both shifted
     (tmp_path / "arduino_case.h").write_text(_case_header(low, xq, fx, y))
     inc = [f"-I{library / 'src'}", f"-I{STANDINS}", f"-I{sk.folder}", f"-I{tmp_path}",
            f"-I{ROOT / 'tflm_ops' / 'm4'}"]  # fmt: skip
@@ -388,41 +423,54 @@ def test_sketch_paths_run_on_the_m4_like_the_host(case, library, tmp_path, capsy
               f"{f['sram_data_bytes']:,} B | TFLM-free sketch paths linked for the Nano "
               f"(1 MB / 256 KB): flash {sizes['flash']:,} B, RAM {sizes['ram']:,} B | M4 "
               f"estimates (instructions / 64 MHz): patch stage {got['STAGE_US']}, calibrate "
-              f"{got['CALIBRATE_US']}")  # fmt: skip
+              f"{', '.join(got['CALIBRATE_US'])}")  # fmt: skip
 
     # the patch stage: the NumPy reference (bit-exact with the C kernels and the custom op)
     want = simulate.run_stage(low.program, low.filters, xq)
     assert got["STAGE_OUTPUT"] == _h(want.reshape(-1))
-    # the calibrator: head forward, then BitFlipCalibrator.calibrate_features on the chunk
-    assert got["LOGITS"] == [_h(v) for v in cal.head.forward(fx)]
+    # the calibrator: head forward, then BitFlipCalibrator.calibrate_features, chunk by chunk
     ram = dict(kv.split("=") for kv in got["QCORE_RAM"].split())
     assert ram["bytes"] == ram["exported"], ram  # the export's figure is the library's
-    saved = ([w.copy() for w in cal.weights], cal.core_x, cal.core_y, cal.core_counts,
-             cal._rng_state)  # fmt: skip
-    rep = cal.calibrate_features(fx, y)
-    ref = copy.copy(cal)  # the state after the chunk; the fixture's calibrator is restored
-    (cal.weights, cal.core_x, cal.core_y, cal.core_counts, cal._rng_state) = saved
-    fields = dict(kv.split("=") for kv in got["REPORT"].split())
-    assert {k: int(v) for k, v in fields.items()} == {
-        "samples": len(saved[2]) + len(y), "steps": len(rep.steps), "kept": rep.kept,
-        "rolled_back": rep.rolled_back, "changed": rep.changed,
-        "correct_before": rep.steps[0].correct_before,
-        "correct_after": rep.steps[-1].correct_after, "core_from_chunk": rep.core_from_chunk,
-    }  # fmt: skip
-    assert got["QCore:"] == (
-        f"{rep.kept} of {len(rep.steps)} steps kept, {rep.changed} weights changed, "
-        f"{rep.steps[0].correct_before} -> {rep.steps[-1].correct_after} of {fields['samples']} "
-        f"right, {got['CALIBRATE_US'].split('=')[1]} us"
-    )  # edgeplus::printReport
-    assert got["WEIGHTS"] == [
-        pack(np.asarray(w, np.int8), layer.bits).tobytes().hex()
-        for w, layer in zip(ref.weights, ref.head.layers)
-    ]
-    core = dict(kv.split("=") for kv in got["CORE"].split())
-    assert int(core["rng"]) == ref._rng_state
-    assert core["labels"] == "".join(f"{v}," for v in ref.core_y)
-    assert core["counts"] == "".join(f"{v}," for v in ref.core_counts)
-    assert got["CORE_X"] == _h(ref.core_x.reshape(-1))
+    ref, unguarded = copy.copy(cal), copy.copy(cal)  # cal (the fixture's) stays as it is
+    unguarded.guard_min_correct = 0
+    logits, reports = [], []
+    for chunk in (slice(0, 8), slice(8, 16)):
+        samples = len(ref.old_y) + len(ref.mem_y) + len(y[chunk])
+        logits += [_h(v) for v in ref.head.forward(fx[chunk], ref.weights)]
+        rep = ref.calibrate_features(fx[chunk], y[chunk])
+        unguarded.calibrate_features(fx[chunk], y[chunk])
+        reports.append((samples, rep))
+    assert got["LOGITS"] == logits
+    # the guard refused a level that the score on the new items alone would have kept
+    assert any(not np.array_equal(a, b) for a, b in zip(ref.weights, unguarded.weights))
+    assert len(reports[1][1].steps) and len(cal.mem_y) > 0  # the second chunk saw a memory
+    for line, text, (samples, rep) in zip(got["REPORT"], got["QCore:"], reports):
+        fields = {k: int(v) for k, v in (kv.split("=") for kv in line.split())}
+        first, last = rep.steps[0], rep.steps[-1]
+        assert fields == {
+            "samples": samples, "steps": len(rep.steps), "kept": rep.kept,
+            "rolled_back": rep.rolled_back, "changed": rep.changed,
+            "correct_before": first.correct_before, "correct_after": last.correct_after,
+            "guard_correct": rep.guard_correct, "guard_items": rep.guard_items,
+            "memory_from_chunk": rep.memory_from_chunk,
+        }  # fmt: skip
+        assert text.startswith(  # edgeplus::printReport
+            f"{rep.kept} of {len(rep.steps)} steps kept, {rep.changed} weights changed, "
+            f"{first.correct_before} -> {last.correct_after} of {samples - rep.guard_items} new "
+            f"right, old {rep.guard_correct}/{rep.guard_items}, "
+        ), text
+    weights = [pack(np.asarray(w, np.int8), layer.bits).tobytes().hex()
+               for w, layer in zip(ref.weights, ref.head.layers)]  # fmt: skip
+    assert got["WEIGHTS"] == weights and got["WEIGHTS_AFTER_REFUSAL"] == weights
+    assert got["OTHER_HEAD"] == "EDGEPLUS_ERR_DIMS"
+    assert got["CORE"] == (f"guard_min_correct={ref.guard_min_correct} labels="
+                           + "".join(f"{v}," for v in ref.old_y))  # fmt: skip
+    assert got["CORE_X"] == _h(ref.old_x.reshape(-1))
+    memory = dict(kv.split("=") for kv in got["MEMORY"].split())
+    assert int(memory["rng"]) == ref._rng_state
+    assert memory["labels"] == "".join(f"{v}," for v in ref.mem_y)
+    assert memory["counts"] == "".join(f"{v}," for v in ref.mem_counts)
+    assert got["MEMORY_X"] == _h(ref.mem_x.reshape(-1))
     assert got["EMPTY_CHUNK"] == "EDGEPLUS_ERR_DIMS" and got["BAD_LABEL"] == "EDGEPLUS_ERR_ARG"
     assert dict(kv.split("=") for kv in got["REFUSE"].split()) == {
         "stage_run_before_begin": "EDGEPLUS_ERR_NULL",
@@ -432,6 +480,8 @@ def test_sketch_paths_run_on_the_m4_like_the_host(case, library, tmp_path, capsy
         "qcore_chunk_0": "EDGEPLUS_ERR_DIMS",
         "qcore_rng_0": "EDGEPLUS_ERR_ARG",
         "qcore_core_items": "EDGEPLUS_ERR_DIMS",
+        "qcore_other_classes": "EDGEPLUS_ERR_DIMS",
+        "qcore_guard_over_core": "EDGEPLUS_ERR_ARG",
         "qcore_predict_before_begin": "EDGEPLUS_ERR_NULL",
     }
 

@@ -4,7 +4,9 @@
  *
  *   - edgeplus::PatchStage on a lowered stage program (arduino_case.h: program, filters, input);
  *   - edgeplus::QCoreCalibrator on an exported sketch's edgeplus_qcore.h: ramBytes, predict of
- *     every chunk sample, addSample, one calibrate, then the head weights, QCore and rng state.
+ *     every sample, then per chunk of EDGEPLUS_QCORE_CHUNK samples addSample and calibrate
+ *     (the second chunk's calibration sees the memory the first one left), then the head
+ *     weights, QCore, memory and rng state; a begin() with a QCore of another head, refused.
  *
  * Output lines: "KEY k=v ..." with byte buffers as hex; "DONE" last. The *_US lines are
  * micros() of the Arduino.h stand-in: instructions / 64 (one per cycle at the Nano's 64 MHz),
@@ -46,6 +48,18 @@ static int run_stage() {
   return 0;
 }
 
+static void print_report(const edgeplus::QCoreReport& r) {
+  printf("REPORT samples=%ld steps=%ld kept=%ld rolled_back=%ld changed=%ld correct_before=%ld "
+         "correct_after=%ld guard_correct=%ld guard_items=%ld memory_from_chunk=%ld\n",
+         static_cast<long>(r.samples), static_cast<long>(r.steps), static_cast<long>(r.kept),
+         static_cast<long>(r.rolled_back), static_cast<long>(r.changed),
+         static_cast<long>(r.correct_before), static_cast<long>(r.correct_after),
+         static_cast<long>(r.guard_correct), static_cast<long>(r.guard_items),
+         static_cast<long>(r.memory_from_chunk));
+  printf("CALIBRATE_US us=%lu\n", static_cast<unsigned long>(r.micros));
+  edgeplus::printReport(Serial, r);
+}
+
 static int run_qcore() {
   edgeplus::QCoreCalibrator cal;
   const int32_t need = edgeplus::QCoreCalibrator::ramBytes(kEdgePlusQCore, EDGEPLUS_QCORE_CHUNK);
@@ -54,6 +68,7 @@ static int run_qcore() {
   edgeplus_status s = cal.begin(kEdgePlusQCore, qcore_ram, sizeof(qcore_ram), EDGEPLUS_QCORE_CHUNK);
   if (s != EDGEPLUS_OK) return fail("QCoreCalibrator::begin", s);
   int8_t logits[EDGEPLUS_QCORE_CLASSES];
+  edgeplus::QCoreReport r;
   for (int32_t i = 0; i < CASE_CHUNK_N; ++i) {
     const int8_t* x = case_chunk_x + i * EDGEPLUS_QCORE_FEATURES;
     s = cal.predict(x, logits);
@@ -61,32 +76,41 @@ static int run_qcore() {
     hex("LOGITS", logits, EDGEPLUS_QCORE_CLASSES);
     s = cal.addSample(x, case_chunk_y[i]);
     if (s != EDGEPLUS_OK) return fail("QCoreCalibrator::addSample", s);
+    if (cal.pendingSamples() < cal.chunkCapacity() && i + 1 < CASE_CHUNK_N) continue;
+    s = cal.calibrate(&r);
+    if (s != EDGEPLUS_OK) return fail("QCoreCalibrator::calibrate", s);
+    print_report(r);
   }
-  edgeplus::QCoreReport r;
-  s = cal.calibrate(&r);
-  if (s != EDGEPLUS_OK) return fail("QCoreCalibrator::calibrate", s);
-  printf("REPORT samples=%ld steps=%ld kept=%ld rolled_back=%ld changed=%ld correct_before=%ld "
-         "correct_after=%ld core_from_chunk=%ld\n",
-         static_cast<long>(r.samples), static_cast<long>(r.steps), static_cast<long>(r.kept),
-         static_cast<long>(r.rolled_back), static_cast<long>(r.changed),
-         static_cast<long>(r.correct_before), static_cast<long>(r.correct_after),
-         static_cast<long>(r.core_from_chunk));
-  printf("CALIBRATE_US us=%lu\n", static_cast<unsigned long>(r.micros));
-  edgeplus::printReport(Serial, r);
   for (int32_t l = 0; l < cal.head().num_layers; ++l) {
     hex("WEIGHTS", cal.layerWeights(l), cal.layerWeightBytes(l));
   }
-  printf("CORE rng=%lu labels=", static_cast<unsigned long>(cal.rngState()));
+  printf("CORE guard_min_correct=%ld labels=", static_cast<long>(cal.guardMinCorrect()));
   for (int32_t i = 0; i < cal.coreItems(); ++i) printf("%ld,", static_cast<long>(cal.coreLabel(i)));
-  printf(" counts=");
-  for (int32_t i = 0; i < cal.coreItems(); ++i) printf("%ld,", static_cast<long>(cal.coreCount(i)));
   printf("\n");
   hex("CORE_X", cal.coreFeatures(0), cal.coreItems() * EDGEPLUS_QCORE_FEATURES);
-  // what a device must refuse: an empty chunk, a label out of range
+  printf("MEMORY rng=%lu labels=", static_cast<unsigned long>(cal.rngState()));
+  for (int32_t i = 0; i < cal.memoryItems(); ++i) {
+    printf("%ld,", static_cast<long>(cal.memoryLabel(i)));
+  }
+  printf(" counts=");
+  for (int32_t i = 0; i < cal.memoryItems(); ++i) {
+    printf("%ld,", static_cast<long>(cal.memoryCount(i)));
+  }
+  printf("\n");
+  hex("MEMORY_X", cal.memoryFeatures(0), cal.memoryItems() * EDGEPLUS_QCORE_FEATURES);
+  // what a device must refuse: an empty chunk, a label out of range, a QCore stored for
+  // another head (its weights and items stay)
   s = cal.calibrate(&r);
   printf("EMPTY_CHUNK %s\n", edgeplus_status_str(s));
   s = cal.addSample(case_chunk_x, EDGEPLUS_QCORE_CLASSES);
   printf("BAD_LABEL %s\n", edgeplus_status_str(s));
+  edgeplus::QCoreSpec other = kEdgePlusQCore;
+  other.features += 1;
+  s = cal.begin(other, qcore_ram, sizeof(qcore_ram), EDGEPLUS_QCORE_CHUNK);
+  printf("OTHER_HEAD %s\n", edgeplus_status_str(s));
+  for (int32_t l = 0; l < cal.head().num_layers; ++l) {
+    hex("WEIGHTS_AFTER_REFUSAL", cal.layerWeights(l), cal.layerWeightBytes(l));
+  }
   return 0;
 }
 
@@ -116,6 +140,12 @@ static void run_refusals() {
   bad = kEdgePlusQCore;
   bad.core_items = bad.core_size + 1;
   refused("qcore_core_items", cal.begin(bad, qcore_ram, ram, chunk));
+  bad = kEdgePlusQCore;
+  bad.classes += 1;
+  refused("qcore_other_classes", cal.begin(bad, qcore_ram, ram, chunk));
+  bad = kEdgePlusQCore;
+  bad.guard_min_correct = bad.core_items + 1;
+  refused("qcore_guard_over_core", cal.begin(bad, qcore_ram, ram, chunk));
   int8_t logits[EDGEPLUS_QCORE_CLASSES];
   refused("qcore_predict_before_begin", cal.predict(case_chunk_x, logits));
   printf("\n");

@@ -6,13 +6,17 @@
     bundle = load_qcore("qcore.npz")
     head = bundle.check_model(model_bytes)       # the IntHead it calibrates, or a clear error
 
-A ``.npz`` (no pickles) holding: the format tag ``edgeplus-qcore/1``; the SHA-256 of the
+A ``.npz`` (no pickles) holding: the format tag ``edgeplus-qcore/2``; the SHA-256 of the
 backbone flatbuffer (the model cut before the head, see :func:`split_head`) and the head's
-current int8 weights, which together identify the model the bundle belongs to; which head
-layers are calibrated and their int8 flip networks; the QCore (head inputs int8, labels, miss
-counts) and the refresh's rng state; the calibrator's settings (margin, tries, max_steps,
-core_size); optionally the per-channel input normalisation the model expects
+current int8 weights, which together identify the model the bundle belongs to; its class
+count; which head layers are calibrated and their int8 flip networks; the QCore (the old
+part: head inputs int8 and labels, fixed) with its guard (``guard_min_correct``, from
+``old_tolerance``); the new-data memory (head inputs, labels, miss counts) and the refresh's
+rng state; the calibrator's settings (margin, tries, max_steps, core_size, memory_size,
+old_tolerance); optionally the per-channel input normalisation the model expects
 (``input_mean`` / ``input_std``, e.g. :class:`~tfmot_edgeplus.datasets.imu_watch.ChannelStats`).
+Bundles of format ``edgeplus-qcore/1`` (one QCore refreshed from the new data, no guard) are
+refused with how to make a new one.
 
 ``edgeplus export arduino --qcore`` writes it into a sketch as C arrays
 (:mod:`tfmot_edgeplus.export.arduino`).
@@ -31,7 +35,7 @@ from tfmot_edgeplus.calibration.step import FlipNet
 
 __all__ = ["FORMAT", "QCoreBundle", "load_qcore", "save_qcore", "sha256"]
 
-FORMAT = "edgeplus-qcore/1"
+FORMAT = "edgeplus-qcore/2"
 _NET_FIELDS = ("w1", "b1", "m1", "s1", "w2", "b2", "threshold")
 
 
@@ -47,15 +51,21 @@ class QCoreBundle:
     backbone_sha256: str
     head_layers: int
     head_weights: list[np.ndarray]
+    classes: int
     nets: dict[int, FlipNet]
-    core_x: np.ndarray
+    core_x: np.ndarray  # the QCore (old part, fixed): head inputs int8 and labels
     core_y: np.ndarray
-    core_counts: np.ndarray
+    guard_min_correct: int
+    memory_x: np.ndarray  # the new-data memory: head inputs, labels, miss counts
+    memory_y: np.ndarray
+    memory_counts: np.ndarray
     rng_state: int
     margin: int
     tries: int
     max_steps: int
     core_size: int
+    memory_size: int
+    old_tolerance: float
     input_mean: np.ndarray | None = None
     input_std: np.ndarray | None = None
     path: str = field(default="", repr=False)
@@ -85,32 +95,48 @@ class QCoreBundle:
                     "than the bundle's; the model was calibrated or re-quantized after the "
                     "bundle was saved. Save the bundle and cal.model_bytes() together"
                 )
-        if self.core_x.ndim != 2 or self.core_x.shape[1] != head.input_size:
+        labels = np.concatenate([self.core_y, self.memory_y]).astype(np.int64)
+        if self.classes != head.num_classes or (len(labels) and labels.max() >= self.classes):
             raise ValueError(
-                f"{where}: QCore items have {self.core_x.shape[1:]} features, the head takes "
-                f"{head.input_size}"
+                f"{where}: its QCore was labeled for {self.classes} classes (labels up to "
+                f"{labels.max() if len(labels) else None}), this model's head has "
+                f"{head.num_classes}; the bundle belongs to another model"
             )
+        for what, x in (("QCore", self.core_x), ("memory", self.memory_x)):
+            if x.ndim != 2 or x.shape[1] != head.input_size:
+                raise ValueError(
+                    f"{where}: its {what} items have {x.shape[1:]} features, the head of this "
+                    f"model takes {head.input_size}; the bundle belongs to another model"
+                )
         return head
 
 
 def save_qcore(cal, path, input_stats=None) -> str:
     """Write the bundle of a fitted :class:`BitFlipCalibrator` ``cal`` (its current head
-    weights, flip networks, QCore and rng state) to ``path``; return the path.
+    weights, flip networks, QCore and guard, memory and rng state) to ``path``; return the
+    path.
     ``input_stats``: an object with ``mean`` and ``std`` (per input channel), or None."""
     if not cal.nets:
         raise ValueError("the calibrator has no flip networks: call cal.fit(...) before saving")
-    if cal.core_x is None:
+    if cal.old_x is None:
         raise ValueError("the calibrator has no QCore: call cal.fit(...) or cal.set_core(...)")
     arrays = {
         "format": np.array(FORMAT),
         "backbone_sha256": np.array(sha256(cal.head.backbone)),
         "head_layers": np.array(len(cal.head.layers)),
+        "classes": np.array(cal.head.num_classes, np.int64),
         "calibrated": np.array(sorted(cal.nets), np.int64),
-        "core_x": np.asarray(cal.core_x, np.int8),
-        "core_y": np.asarray(cal.core_y, np.int64),
-        "core_counts": np.asarray(cal.core_counts, np.int64),
+        "core_x": np.asarray(cal.old_x, np.int8),
+        "core_y": np.asarray(cal.old_y, np.int64),
+        "guard_min_correct": np.array(int(cal.guard_min_correct), np.int64),
+        "memory_x": np.asarray(cal.mem_x, np.int8).reshape(-1, cal.head.input_size),
+        "memory_y": np.asarray(cal.mem_y, np.int64),
+        "memory_counts": np.asarray(cal.mem_counts, np.int64),
         "rng_state": np.array(int(cal._rng_state), np.int64),
-        "settings": np.array([cal.margin, cal.tries, cal.max_steps, cal.core_size], np.int64),
+        "settings": np.array(
+            [cal.margin, cal.tries, cal.max_steps, cal.core_size, cal.memory_size], np.int64
+        ),
+        "old_tolerance": np.array(float(cal.old_tolerance), np.float64),
     }
     for l, w in enumerate(cal.weights):
         arrays[f"head_weights_{l}"] = np.asarray(w, np.int8)
@@ -137,14 +163,21 @@ def load_qcore(path) -> QCoreBundle:
     except (ValueError, OSError) as e:
         raise ValueError(f"{path!r} is not a QCore bundle (.npz from save_qcore): {e}") from None
     with z:
-        if "format" not in z.files or str(z["format"]) != FORMAT:
-            found = str(z["format"]) if "format" in z.files else "none"
+        found = str(z["format"]) if "format" in z.files else "none"
+        if found.startswith("edgeplus-qcore/") and found != FORMAT:
+            raise ValueError(
+                f"{path!r} is a QCore bundle of the older format {found!r} (one QCore refreshed "
+                f"from the new data, no old-domain guard); this version reads {FORMAT!r}. Make "
+                "it again: `edgeplus qcore` (or BitFlipCalibrator.fit and save_qcore) with this "
+                "version"
+            )
+        if found != FORMAT:
             raise ValueError(
                 f"{path!r} is not a QCore bundle: format {found!r}, expected {FORMAT!r} "
                 "(write one with tfmot_edgeplus.calibration.save_qcore)"
             )
         n = int(z["head_layers"])
-        margin, tries, max_steps, core_size = (int(v) for v in z["settings"])
+        margin, tries, max_steps, core_size, memory_size = (int(v) for v in z["settings"])
         nets = {}
         for l in (int(v) for v in z["calibrated"]):
             bits = int(z[f"net_{l}_bits"])
@@ -156,15 +189,21 @@ def load_qcore(path) -> QCoreBundle:
             backbone_sha256=str(z["backbone_sha256"]),
             head_layers=n,
             head_weights=[z[f"head_weights_{l}"] for l in range(n)],
+            classes=int(z["classes"]),
             nets=nets,
             core_x=z["core_x"],
             core_y=z["core_y"],
-            core_counts=z["core_counts"],
+            guard_min_correct=int(z["guard_min_correct"]),
+            memory_x=z["memory_x"],
+            memory_y=z["memory_y"],
+            memory_counts=z["memory_counts"],
             rng_state=int(z["rng_state"]),
             margin=margin,
             tries=tries,
             max_steps=max_steps,
             core_size=core_size,
+            memory_size=memory_size,
+            old_tolerance=float(z["old_tolerance"]),
             input_mean=z["input_mean"] if "input_mean" in z.files else None,
             input_std=z["input_std"] if "input_std" in z.files else None,
             path=path,

@@ -28,8 +28,9 @@ record what produced them:
   otherwise than the host's: :func:`rewrite_means`), its tensor arena size, input/output
   quantization, a test input, and ``EdgePlusAddModelOps(resolver)`` for the model's builtin
   and custom ops;
-- ``edgeplus_qcore.h/.cpp`` (with a QCore): the head layers, flip networks, QCore, settings and
-  the RAM the calibrator needs, as an ``edgeplus::QCoreSpec``.
+- ``edgeplus_qcore.h/.cpp`` (with a QCore): the head layers, flip networks, QCore and its
+  guard, new-data memory, settings and the RAM the calibrator needs
+  (:func:`~tfmot_edgeplus.calibration.device.device_bytes`), as an ``edgeplus::QCoreSpec``.
 
 **Budget.** What a sketch has on the Nano 33 BLE, from the mbed core's own files
 (ArduinoCore-mbed): 983,040 B of flash (``boards.txt`` ``upload.maximum_size``: the
@@ -61,6 +62,7 @@ import numpy as np
 
 from tfmot_edgeplus._version import __version__
 from tfmot_edgeplus.calibration.bundle import QCoreBundle, load_qcore, sha256
+from tfmot_edgeplus.calibration.device import device_bytes
 from tfmot_edgeplus.calibration.head import split_head
 from tfmot_edgeplus.core.intmath import quantize
 from tfmot_edgeplus.core.packing import pack
@@ -83,7 +85,6 @@ __all__ = [
     "export_library",
     "export_sketch",
     "mean_ops",
-    "qcore_ram_bytes",
     "rewrite_means",
     "write_sketch_data",
 ]
@@ -420,41 +421,12 @@ def _device_model(model_bytes: bytes, lowered, head) -> _Device:
 # ----------------------------------------------------------------------------- QCore
 
 
-def qcore_ram_bytes(head, nets: dict, core_size: int, max_steps: int, chunk: int) -> int:
-    """RAM of ``edgeplus::QCoreCalibrator`` for ``chunk`` new samples between calibrations:
-    the layout of its begin() (QCoreCalibrator.cpp ``plan``; the M4 test checks the two
-    agree): the head's packed weights, QCore + chunk items (int8 features, int32 label and
-    count), the correctness history, the refresh's outputs and staging, predict()'s two
-    activation rows, and the kernels' shared scratch; each part 4-aligned, + 4 bytes of
-    alignment slack."""
-
-    def a4(v):
-        return (int(v) + 3) // 4 * 4
-
-    cap = core_size + chunk
-    inp = head.input_size
-    total, widest, conv = 0, inp, 0
-    for layer in head.layers:
-        out, fan_in = layer.shape
-        total += a4(-(-out * fan_in * layer.bits // 8))
-        widest = max(widest, out)
-        conv = max(
-            conv,
-            kernels.get_kernels().conv2d_get_buffer_size(
-                layer.params(), (1, 1, 1, fan_in), (out, 1, 1, fan_in), (1, 1, 1, out)
-            ),
-        )
-    step = kernels.get_kernels().qcore_step_get_buffer_size(head, nets, cap)
-    ctx = max(step, 4 + 4 * cap, conv)
-    total += a4(cap * inp) + 8 * cap + a4((max_steps + 1) * cap) + 8 * core_size
-    total += a4(core_size * inp) + 4 * core_size + a4(2 * widest)
-    return total + ctx + 4
-
-
 def _qcore_files(bundle, head, chunk: int, banner: str) -> tuple[str, str, dict]:
     """(edgeplus_qcore.h, edgeplus_qcore.cpp, figures)."""
     n = len(head.layers)
-    ram = qcore_ram_bytes(head, bundle.nets, bundle.core_size, bundle.max_steps, chunk)
+    ram = device_bytes(
+        head, bundle.nets, bundle.core_size, bundle.memory_size, bundle.max_steps, chunk
+    )["total_bytes"]
     flash = 0
     h = [
         banner,
@@ -515,26 +487,38 @@ def _qcore_files(bundle, head, chunk: int, banner: str) -> tuple[str, str, dict]
             f"{int(layer.input_zero_point)}, {int(layer.output_zero_point)}, "
             f"{int(layer.act_min)}, {int(layer.act_max)}, {ref}}}"
         )
-    k = len(bundle.core_y)
+    k, m = len(bundle.core_y), len(bundle.memory_y)
     cpp += [
         "\nstatic const edgeplus::QCoreLayerSpec layers["
         + str(n)
         + "] = {\n"
         + ",\n".join(specs)
         + "\n};\n\n",
-        f"/* the QCore: {k} items (head inputs), labels and miss counts */\n",
+        f"/* the QCore: {k} items of the training data (head inputs) and labels, fixed; a step "
+        f"is kept only if {bundle.guard_min_correct} of them stay right (old_tolerance "
+        f"{bundle.old_tolerance:g}) */\n",
         C.definition("int8_t", "core_x", bundle.core_x, static=True),
         C.definition("int32_t", "core_y", bundle.core_y, static=True),
-        C.definition("int32_t", "core_counts", bundle.core_counts, static=True),
-        (
-            "\nconst edgeplus::QCoreSpec kEdgePlusQCore = {\n"
-            f"  {n}, layers, {bundle.margin}, {bundle.tries}, {bundle.max_steps},\n"
-            f"  {bundle.core_size}, {k}, core_x, core_y, core_counts, "
-            f"{bundle.rng_state & 0xFFFFFFFF}u\n"
-            "};\n"
-        ),
     ]
-    flash += bundle.core_x.size + 8 * k
+    memory = "nullptr, nullptr, nullptr"
+    if m:
+        cpp += [
+            f"/* the new-data memory: {m} items, labels and miss counts */\n",
+            C.definition("int8_t", "memory_x", bundle.memory_x, static=True),
+            C.definition("int32_t", "memory_y", bundle.memory_y, static=True),
+            C.definition("int32_t", "memory_counts", bundle.memory_counts, static=True),
+        ]
+        memory = "memory_x, memory_y, memory_counts"
+    cpp.append(
+        "\nconst edgeplus::QCoreSpec kEdgePlusQCore = {\n"
+        f"  {n}, layers, {bundle.margin}, {bundle.tries}, {bundle.max_steps},\n"
+        f"  {bundle.core_x.shape[1]}, {bundle.classes},  /* what the items were stored for */\n"
+        f"  {bundle.core_size}, {k}, core_x, core_y, {bundle.guard_min_correct},\n"
+        f"  {bundle.memory_size}, {m}, {memory},\n"
+        f"  {bundle.rng_state & 0xFFFFFFFF}u\n"
+        "};\n"
+    )
+    flash += bundle.core_x.size + 4 * k + bundle.memory_x.size + 8 * m
     return "".join(h), "".join(cpp), {"qcore_ram_bytes": ram, "qcore_flash_bytes": flash}
 
 

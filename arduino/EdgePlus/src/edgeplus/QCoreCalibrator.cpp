@@ -9,7 +9,8 @@ namespace {
 
 int32_t align4(int32_t v) { return (v + 3) & ~3; }
 
-// Byte offsets of everything begin() carves out of the RAM block (after 4-aligning its base).
+// Byte offsets of everything begin() carves out of the RAM block (after 4-aligning its base);
+// tfmot_edgeplus/calibration/device.py's device_bytes is the same formula.
 struct Layout {
   int32_t weights[EDGEPLUS_QCORE_MAX_LAYERS];
   int32_t items_x, items_y, prior, history, chosen, counts, next_x, next_y, act, ctx;
@@ -50,25 +51,39 @@ void to_fc_layer(const QCoreLayerSpec& s, int8_t* weights, edgeplus_fc_layer* l)
   l->act_max = s.act_max;
 }
 
+// Items (rows of `in` features, labels in [0, classes), counts >= 0 if `counts` is given).
+bool valid_items(const int8_t* x, const int32_t* y, const int32_t* counts, int32_t items,
+                 int32_t classes) {
+  if (items > 0 && (x == nullptr || y == nullptr)) return false;
+  for (int32_t i = 0; i < items; ++i) {
+    if (y[i] < 0 || y[i] >= classes || (counts != nullptr && counts[i] < 0)) return false;
+  }
+  return true;
+}
+
 // Checks the spec and computes the layout; EDGEPLUS_OK or the first problem.
 edgeplus_status plan(const QCoreSpec& spec, int32_t chunk_capacity, Layout* lay) {
-  if (spec.layers == nullptr || spec.core_x == nullptr || spec.core_y == nullptr ||
-      spec.core_counts == nullptr)
+  if (spec.layers == nullptr || (spec.core_items > 0 && spec.core_x == nullptr) ||
+      (spec.memory_items > 0 && spec.memory_counts == nullptr))
     return EDGEPLUS_ERR_NULL;
   if (spec.num_layers < 1 || spec.num_layers > EDGEPLUS_QCORE_MAX_LAYERS) return EDGEPLUS_ERR_DIMS;
-  if (chunk_capacity < 1 || spec.core_size < 1 || spec.core_items < 0 ||
-      spec.core_items > spec.core_size)
+  if (chunk_capacity < 1 || spec.core_size < 0 || spec.core_items < 0 ||
+      spec.core_items > spec.core_size || spec.memory_size < 0 || spec.memory_items < 0 ||
+      spec.memory_items > spec.memory_size || spec.core_size > 65536 || spec.memory_size > 65536)
     return EDGEPLUS_ERR_DIMS;
-  if (spec.max_steps < 1 || spec.max_steps > 1000 || spec.rng_state == 0) return EDGEPLUS_ERR_ARG;
-  const int32_t cap = spec.core_size + chunk_capacity;
+  if (spec.max_steps < 1 || spec.max_steps > 1000 || spec.rng_state == 0 ||
+      spec.guard_min_correct < 0 || spec.guard_min_correct > spec.core_items)
+    return EDGEPLUS_ERR_ARG;
+  const int32_t cap = spec.core_size + spec.memory_size + chunk_capacity;
+  const int32_t refreshed = spec.memory_size + chunk_capacity;
   const int32_t in = spec.layers[0].in_features;
   const int32_t classes = spec.layers[spec.num_layers - 1].out_features;
   if (in < 1 || cap > 65536 || static_cast<int64_t>(cap) * in > (1 << 24))
     return EDGEPLUS_ERR_DIMS;
-  for (int32_t i = 0; i < spec.core_items; ++i) {
-    if (spec.core_y[i] < 0 || spec.core_y[i] >= classes || spec.core_counts[i] < 0)
-      return EDGEPLUS_ERR_ARG;
-  }
+  if (spec.features != in || spec.classes != classes) return EDGEPLUS_ERR_DIMS;  // another head
+  if (!valid_items(spec.core_x, spec.core_y, nullptr, spec.core_items, classes) ||
+      !valid_items(spec.memory_x, spec.memory_y, spec.memory_counts, spec.memory_items, classes))
+    return EDGEPLUS_ERR_ARG;
   // the kernels' own checks of the head, on a head pointing at the flash weights
   edgeplus_fc_layer layers[EDGEPLUS_QCORE_MAX_LAYERS];
   const edgeplus_flipnet* nets[EDGEPLUS_QCORE_MAX_LAYERS];
@@ -97,7 +112,7 @@ edgeplus_status plan(const QCoreSpec& spec, int32_t chunk_capacity, Layout* lay)
   const edgeplus_qcore_head head = {spec.num_layers, layers, nets, spec.margin, spec.tries};
   const int32_t step = edgeplus_qcore_step_get_buffer_size(&head, cap);
   if (step < 0) return static_cast<edgeplus_status>(step);
-  const int32_t refresh = edgeplus_qcore_refresh_get_buffer_size(cap);
+  const int32_t refresh = edgeplus_qcore_refresh_get_buffer_size(refreshed);
   if (refresh < 0) return static_cast<edgeplus_status>(refresh);
   int32_t ctx = step > refresh ? step : refresh;
   if (conv_scratch > ctx) ctx = conv_scratch;
@@ -107,18 +122,18 @@ edgeplus_status plan(const QCoreSpec& spec, int32_t chunk_capacity, Layout* lay)
   lay->items_y = off;
   off += 4 * cap;
   lay->prior = off;
-  off += 4 * cap;
+  off += 4 * refreshed;
   lay->history = off;
   if (history > (1 << 24)) return EDGEPLUS_ERR_DIMS;
   off += align4(static_cast<int32_t>(history));
   lay->chosen = off;
-  off += 4 * spec.core_size;
+  off += 4 * spec.memory_size;
   lay->counts = off;
-  off += 4 * spec.core_size;
+  off += 4 * spec.memory_size;
   lay->next_x = off;
-  off += align4(spec.core_size * in);
+  off += align4(spec.memory_size * in);
   lay->next_y = off;
-  off += 4 * spec.core_size;
+  off += 4 * spec.memory_size;
   lay->act = off;
   off += align4(2 * widest);
   lay->ctx = off;
@@ -139,8 +154,7 @@ int32_t QCoreCalibrator::ramBytes(const QCoreSpec& spec, int32_t chunk_capacity)
 
 edgeplus_status QCoreCalibrator::begin(const QCoreSpec& spec, void* ram, int32_t ram_bytes,
                                        int32_t chunk_capacity) {
-  head_.num_layers = 0;  // unusable until this succeeds
-  Layout lay;
+  Layout lay;  // a refused spec leaves the calibrator as it was (weights, items)
   const edgeplus_status s = plan(spec, chunk_capacity, &lay);
   if (s != EDGEPLUS_OK) return s;
   if (ram == nullptr) return EDGEPLUS_ERR_NULL;
@@ -167,14 +181,19 @@ edgeplus_status QCoreCalibrator::begin(const QCoreSpec& spec, void* ram, int32_t
   ctx_.buf = base + lay.ctx;
   ctx_.size = lay.ctx_bytes;
   widest_ = lay.widest;
-  memcpy(items_x_, spec.core_x, static_cast<size_t>(spec.core_items) * in);
-  for (int32_t i = 0; i < spec.core_items; ++i) {
-    items_y_[i] = spec.core_y[i];
-    prior_[i] = spec.core_counts[i];
+  const int32_t core = spec.core_items, memory = spec.memory_items;
+  if (core > 0) memcpy(items_x_, spec.core_x, static_cast<size_t>(core) * in);
+  if (memory > 0) memcpy(items_x_ + core * in, spec.memory_x, static_cast<size_t>(memory) * in);
+  for (int32_t i = 0; i < core; ++i) items_y_[i] = spec.core_y[i];
+  for (int32_t i = 0; i < memory; ++i) {
+    items_y_[core + i] = spec.memory_y[i];
+    prior_[i] = spec.memory_counts[i];
   }
-  core_n_ = spec.core_items;
+  core_n_ = core;
+  memory_n_ = memory;
   pending_ = 0;
-  core_size_ = spec.core_size;
+  memory_size_ = spec.memory_size;
+  guard_min_correct_ = spec.guard_min_correct;
   chunk_capacity_ = chunk_capacity;
   max_steps_ = spec.max_steps;
   rng_ = spec.rng_state;
@@ -225,10 +244,10 @@ edgeplus_status QCoreCalibrator::addSample(const int8_t* features, int32_t label
   if (head_.num_layers == 0 || features == nullptr) return EDGEPLUS_ERR_NULL;
   if (label < 0 || label >= numClasses()) return EDGEPLUS_ERR_ARG;
   if (pending_ >= chunk_capacity_) return EDGEPLUS_ERR_DIMS;
-  const int32_t row = core_n_ + pending_;
+  const int32_t row = core_n_ + memory_n_ + pending_;
   memcpy(items_x_ + row * inputSize(), features, static_cast<size_t>(inputSize()));
   items_y_[row] = label;
-  prior_[row] = 0;
+  prior_[memory_n_ + pending_] = 0;
   ++pending_;
   return EDGEPLUS_OK;
 }
@@ -237,18 +256,18 @@ edgeplus_status QCoreCalibrator::calibrate(QCoreReport* report) {
   if (head_.num_layers == 0 || report == nullptr) return EDGEPLUS_ERR_NULL;
   if (pending_ == 0) return EDGEPLUS_ERR_DIMS;  // addSample() first
   Stopwatch watch;
-  const int32_t n = core_n_ + pending_;
+  const int32_t n = core_n_ + memory_n_ + pending_;
   const int32_t in = inputSize();
   edgeplus_qcore_step_result r;
-  QCoreReport rep = {n, 0, 0, 0, 0, 0, 0, 0, 0};
-  // history row 0: correctness before the first step; then one row per kept step (a
-  // rolled-back candidate's row is written after them but not counted)
+  QCoreReport rep = {n, 0, 0, 0, 0, 0, 0, 0, core_n_, 0, 0};
+  // history row 0: correctness of every item before the first step; then one row per kept
+  // step (a rolled-back candidate's row is written after them but not counted)
   int32_t rows = 0;
   for (int32_t s = 0; s < max_steps_; ++s) {
     uint8_t* before = rows == 0 ? history_ : nullptr;
     uint8_t* after = history_ + (rows == 0 ? 1 : rows) * n;
-    const edgeplus_status st =
-        edgeplus_qcore_step(&ctx_, &head_, items_x_, items_y_, n, before, after, &r);
+    const edgeplus_status st = edgeplus_qcore_step(&ctx_, &head_, items_x_, items_y_, n, core_n_,
+                                                   guard_min_correct_, before, after, &r);
     if (st != EDGEPLUS_OK) return st;  // the step left the weights as they were
     if (rows == 0) {
       rows = 1;
@@ -256,6 +275,7 @@ edgeplus_status QCoreCalibrator::calibrate(QCoreReport* report) {
     }
     ++rep.steps;
     rep.correct_after = r.correct_after;
+    rep.guard_correct = r.kept ? r.guard_correct_after : r.guard_correct_before;
     if (!r.kept) {
       if (r.changed > 0) ++rep.rolled_back;
       break;
@@ -264,22 +284,31 @@ edgeplus_status QCoreCalibrator::calibrate(QCoreReport* report) {
     rep.changed += r.changed;
     ++rows;
   }
-  const int32_t size = n < core_size_ ? n : core_size_;
-  uint32_t rng = rng_;
-  const edgeplus_status st =
-      edgeplus_qcore_refresh(&ctx_, prior_, history_, rows, n, size, &rng, chosen_, counts_);
-  if (st != EDGEPLUS_OK) return st;  // cannot happen after a valid step; nothing moved yet
-  for (int32_t d = 0; d < size; ++d) {
-    memcpy(next_x_ + d * in, items_x_ + chosen_[d] * in, static_cast<size_t>(in));
-    next_y_[d] = items_y_[chosen_[d]];
-    if (chosen_[d] >= core_n_) ++rep.core_from_chunk;
+  // the refresh sees the columns after the QCore: each history row's tail, packed in place
+  const int32_t m = memory_n_ + pending_;
+  for (int32_t row = 0; row < rows; ++row) {
+    memmove(history_ + row * m, history_ + row * n + core_n_, static_cast<size_t>(m));
   }
-  memcpy(items_x_, next_x_, static_cast<size_t>(size) * in);
+  const int32_t size = m < memory_size_ ? m : memory_size_;
+  uint32_t rng = rng_;
+  if (size > 0) {
+    const edgeplus_status st =
+        edgeplus_qcore_refresh(&ctx_, prior_, history_, rows, m, size, &rng, chosen_, counts_);
+    if (st != EDGEPLUS_OK) return st;  // cannot happen after a valid step; nothing moved yet
+  }
+  int8_t* memory_x = items_x_ + core_n_ * in;
+  int32_t* memory_y = items_y_ + core_n_;
   for (int32_t d = 0; d < size; ++d) {
-    items_y_[d] = next_y_[d];
+    memcpy(next_x_ + d * in, memory_x + chosen_[d] * in, static_cast<size_t>(in));
+    next_y_[d] = memory_y[chosen_[d]];
+    if (chosen_[d] >= memory_n_) ++rep.memory_from_chunk;
+  }
+  memcpy(memory_x, next_x_, static_cast<size_t>(size) * in);
+  for (int32_t d = 0; d < size; ++d) {
+    memory_y[d] = next_y_[d];
     prior_[d] = counts_[d];
   }
-  core_n_ = size;
+  memory_n_ = size;
   pending_ = 0;
   rng_ = rng;
   rep.micros = watch.elapsedMicros();
@@ -299,8 +328,12 @@ void printReport(Print& out, const QCoreReport& r) {
   out.print(" -> ");
   out.print(r.correct_after);
   out.print(" of ");
-  out.print(r.samples);
-  out.print(" right, ");
+  out.print(r.samples - r.guard_items);
+  out.print(" new right, old ");
+  out.print(r.guard_correct);
+  out.print("/");
+  out.print(r.guard_items);
+  out.print(", ");
   out.print(static_cast<unsigned long>(r.micros));
   out.println(" us");
 }

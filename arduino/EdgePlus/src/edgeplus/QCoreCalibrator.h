@@ -3,10 +3,14 @@
  *
  * The TFLM model on the device is the backbone: its int8 output is the head's input (the
  * "features"). The head's weights live in RAM (a copy of the deployed ones, calibration
- * changes them), with the QCore (a few stored labeled feature vectors and their miss counts)
- * and the samples labeled since the last calibration. `edgeplus export arduino --qcore`
- * writes the QCoreSpec (edgeplus_qcore.h). The steps are the C kernels edgeplus_qcore_step /
- * edgeplus_qcore_refresh, bit-exact with tfmot_edgeplus.calibration.BitFlipCalibrator:
+ * changes them), with the items a calibration sees: the QCore (labeled feature vectors drawn
+ * from the training data, fixed: the device's memory of what the model knew), the new-data
+ * memory (items kept from earlier calibrations, with their miss counts) and the samples
+ * labeled since the last calibration. `edgeplus export arduino --qcore` writes the QCoreSpec
+ * (edgeplus_qcore.h). The steps are the C kernels edgeplus_qcore_step (the QCore guarded: a
+ * step is kept only if it raises the score on the new samples and leaves at least
+ * guard_min_correct QCore items right) and edgeplus_qcore_refresh (over the memory and the
+ * new samples), bit-exact with tfmot_edgeplus.calibration.BitFlipCalibrator.calibrate_features:
  *
  *   alignas(16) static uint8_t ram[EDGEPLUS_QCORE_RAM_BYTES];   // QCoreCalibrator::ramBytes
  *   edgeplus::QCoreCalibrator cal;
@@ -14,8 +18,9 @@
  *   int cls = cal.classify(features);                 // features: the backbone's int8 output
  *   cal.addSample(features, label);                   // a labeled sample, kept for the next step
  *   edgeplus::QCoreReport r;
- *   cal.calibrate(&r);   // up to max_steps bit-flip steps on QCore + samples, each kept only if
- *                        // it gets more of them right; then the QCore is refreshed from them
+ *   cal.calibrate(&r);   // up to max_steps bit-flip steps on QCore + memory + samples, each
+ *                        // kept only if it gets more new items right without losing the
+ *                        // QCore; then the memory is refreshed from itself and the samples
  */
 #ifndef EDGEPLUS_QCORE_CALIBRATOR_H_
 #define EDGEPLUS_QCORE_CALIBRATOR_H_
@@ -45,28 +50,42 @@ struct QCoreSpec {
   int32_t num_layers;  // 1..EDGEPLUS_QCORE_MAX_LAYERS
   const QCoreLayerSpec* layers;
   int32_t margin, tries, max_steps;
-  int32_t core_size;     // QCore capacity
-  int32_t core_items;    // stored items (<= core_size)
-  const int8_t* core_x;  // [core_items][layers[0].in_features]
+  int32_t features, classes;  // the head the items were stored for: layers[0].in_features,
+                              // the last layer's out_features (else begin: EDGEPLUS_ERR_DIMS)
+  // the QCore: items of the training data, fixed (never refreshed)
+  int32_t core_size;           // capacity
+  int32_t core_items;          // stored items (<= core_size)
+  const int8_t* core_x;        // [core_items][features]
   const int32_t* core_y;       // [core_items]
-  const int32_t* core_counts;  // [core_items] miss counts
-  uint32_t rng_state;          // the refresh's xorshift32 state (nonzero)
+  int32_t guard_min_correct;   // a step is kept only if >= this many QCore items stay right
+  // the new-data memory: items the refresh kept from earlier calibrations
+  int32_t memory_size;           // capacity
+  int32_t memory_items;          // stored items (<= memory_size)
+  const int8_t* memory_x;        // [memory_items][features] (nullptr when memory_items == 0)
+  const int32_t* memory_y;       // [memory_items]
+  const int32_t* memory_counts;  // [memory_items] miss counts
+  uint32_t rng_state;            // the refresh's xorshift32 state (nonzero)
 };
 
 // What one calibrate() did (BitFlipCalibrator.calibrate's ChunkReport).
 struct QCoreReport {
-  int32_t samples;         // QCore items + new samples the steps saw
+  int32_t samples;         // QCore + memory items + new samples the steps saw
   int32_t steps;           // bit-flip steps run
-  int32_t kept;            // steps kept (each got more right, or as many with a larger margin)
+  int32_t kept;            // steps kept (each got more of the unguarded items right, or as
+                           // many with a larger margin, and kept the QCore's guard)
   int32_t rolled_back;     // steps whose candidate changed weights but was rolled back
   int32_t changed;         // weights changed by the kept steps
-  int32_t correct_before;  // of `samples`, right before the first step
+  int32_t correct_before;  // of the samples - guard_items unguarded items (memory + new),
+                           // right before the first step
   int32_t correct_after;   // ... with the last candidate tried
-  int32_t core_from_chunk; // QCore items now coming from the new samples
+  int32_t guard_correct;   // QCore items right with the weights the calibration leaves
+  int32_t guard_items;     // QCore items (the guarded ones)
+  int32_t memory_from_chunk;  // memory items now coming from the new samples
   uint32_t micros;         // wall time of the steps and the refresh
 };
 
-// Prints one line: "QCore: 3 of 4 steps kept, 240 weights changed, 10 -> 12 of 16 right, 5517 us".
+// Prints one line: "QCore: 3 of 4 steps kept, 240 weights changed, 10 -> 12 of 16 new right,
+// old 18/20, 5517 us".
 void printReport(Print& out, const QCoreReport& report);
 
 class QCoreCalibrator {
@@ -75,7 +94,9 @@ class QCoreCalibrator {
   // a negative edgeplus_status when the spec is invalid.
   static int32_t ramBytes(const QCoreSpec& spec, int32_t chunk_capacity);
 
-  // Copies the head weights and the QCore into `ram` (16-byte alignment not needed).
+  // Copies the head weights, the QCore and the memory into `ram` (16-byte alignment not
+  // needed). EDGEPLUS_ERR_DIMS for a QCore stored for another head (features, classes); a
+  // refused begin() leaves the calibrator (weights, items) as it was.
   edgeplus_status begin(const QCoreSpec& spec, void* ram, int32_t ram_bytes,
                         int32_t chunk_capacity);
 
@@ -95,16 +116,22 @@ class QCoreCalibrator {
   int32_t pendingSamples() const { return pending_; }
   int32_t chunkCapacity() const { return chunk_capacity_; }
 
-  // One calibration on QCore + the pending samples (EDGEPLUS_ERR_DIMS if none is pending);
-  // the pending samples are used up. On an error the QCore and the pending samples stay as
-  // they were, and the weights are those of the last step kept before it.
+  // One calibration on QCore + memory + the pending samples (EDGEPLUS_ERR_DIMS if none is
+  // pending); the pending samples are used up and the memory refreshed from itself and them.
+  // On an error the memory and the pending samples stay as they were, and the weights are
+  // those of the last step kept before it.
   edgeplus_status calibrate(QCoreReport* report);
 
-  // State, for checks and for saving: the QCore and the head weights (packed, as exported).
+  // State, for checks and for saving: the QCore, the memory, the head weights (packed, as
+  // exported).
   int32_t coreItems() const { return core_n_; }
   const int8_t* coreFeatures(int32_t i) const { return items_x_ + i * inputSize(); }
   int32_t coreLabel(int32_t i) const { return items_y_[i]; }
-  int32_t coreCount(int32_t i) const { return prior_[i]; }
+  int32_t guardMinCorrect() const { return guard_min_correct_; }
+  int32_t memoryItems() const { return memory_n_; }
+  const int8_t* memoryFeatures(int32_t i) const { return coreFeatures(core_n_ + i); }
+  int32_t memoryLabel(int32_t i) const { return items_y_[core_n_ + i]; }
+  int32_t memoryCount(int32_t i) const { return prior_[i]; }
   uint32_t rngState() const { return rng_; }
   const int8_t* layerWeights(int32_t l) const { return layers_[l].weights; }
   int32_t layerWeightBytes(int32_t l) const;
@@ -114,17 +141,19 @@ class QCoreCalibrator {
   edgeplus_fc_layer layers_[EDGEPLUS_QCORE_MAX_LAYERS];
   const edgeplus_flipnet* nets_[EDGEPLUS_QCORE_MAX_LAYERS];
   edgeplus_qcore_head head_ = {0, nullptr, nullptr, 0, 0};
-  int32_t max_steps_ = 0, core_size_ = 0, chunk_capacity_ = 0;
-  int32_t core_n_ = 0, pending_ = 0;
+  int32_t max_steps_ = 0, memory_size_ = 0, chunk_capacity_ = 0, guard_min_correct_ = 0;
+  int32_t core_n_ = 0, memory_n_ = 0, pending_ = 0;
   uint32_t rng_ = 0;
-  int8_t* items_x_ = nullptr;   // [core_size + chunk_capacity][in]: QCore rows, then pending
-  int32_t* items_y_ = nullptr;  // [core_size + chunk_capacity]
-  int32_t* prior_ = nullptr;    // [core_size + chunk_capacity] miss counts (0 for new samples)
-  uint8_t* history_ = nullptr;  // [(max_steps + 1) * (core_size + chunk_capacity)]
-  int32_t* chosen_ = nullptr;   // [core_size]
-  int32_t* counts_ = nullptr;   // [core_size]
-  int8_t* next_x_ = nullptr;    // [core_size][in]: the refreshed QCore before it is moved in
-  int32_t* next_y_ = nullptr;   // [core_size]
+  // items: cap = core_size + memory_size + chunk_capacity rows: QCore, memory, then pending
+  int8_t* items_x_ = nullptr;   // [cap][in]
+  int32_t* items_y_ = nullptr;  // [cap]
+  int32_t* prior_ = nullptr;    // [memory_size + chunk_capacity] miss counts of the rows after
+                                // the QCore (0 for new samples)
+  uint8_t* history_ = nullptr;  // [(max_steps + 1) * cap]
+  int32_t* chosen_ = nullptr;   // [memory_size]
+  int32_t* counts_ = nullptr;   // [memory_size]
+  int8_t* next_x_ = nullptr;    // [memory_size][in]: the refreshed memory before it is moved in
+  int32_t* next_y_ = nullptr;   // [memory_size]
   int8_t* act_ = nullptr;       // [2][widest layer]: predict()'s activations
   int32_t widest_ = 0;
   edgeplus_context ctx_ = {nullptr, 0};
