@@ -8,11 +8,12 @@ emulated Cortex-M4F (the Arduino Nano 33 BLE's core).
                                guard=n_old, guard_min_correct=cal.guard_min_correct)
 
 ``cal`` is a fitted :class:`~tfmot_edgeplus.calibration.BitFlipCalibrator`; ``x_items`` /
-``y_items`` are the head inputs (int8) and labels of QCore U chunk (the QCore first),
-``prior_counts`` their miss counts carried into the chunk (the core's, then 0 for the new
-samples). The weights the chunk starts from are ``weights`` (default: ``cal.weights``).
-``guard`` / ``guard_min_correct`` are every step's old-domain guard (``step.qcore_step``:
-the first ``guard`` items guarded; default 0, 0: none).
+``y_items`` are the head inputs (int8) and labels of the chunk's items (the QCore, the
+memory, then the chunk), the first ``guard`` of them guarded in every step with
+``guard_min_correct`` (``step.qcore_step``'s old-domain guard; default 0, 0: none);
+``prior_counts`` are the miss counts of the unguarded items ``[guard, n)`` carried into
+the chunk (the memory's, then 0 for the new samples), which the refresh redraws from.
+The weights the chunk starts from are ``weights`` (default: ``cal.weights``).
 
 What runs: ``tflm_ops/m4/qcore_bench_main.c`` on a generated ``qcore_case.h`` (written
 under ``build/qcore-m4<opt>[-softfp]/case``), built with arm-none-eabi-gcc at ``float_abi``
@@ -24,7 +25,8 @@ shift=0``, where SysTick read around a call gives its exact instruction count (s
 - ``QCORE``: the whole chunk as ``BitFlipCalibrator.calibrate`` runs it on the device:
   up to ``cal.max_steps`` calls of ``edgeplus_qcore_step`` on the items (stopping after
   the first rolled-back step), then ``edgeplus_qcore_refresh`` of
-  ``min(cal.core_size, n)`` items; and one ``edgeplus_qcore_step`` on its own.
+  ``min(cal.memory_size, n - guard)`` of the unguarded items; and one
+  ``edgeplus_qcore_step`` on its own.
 - ``BP``: the baseline, a float32 C port of ``bp_finetune`` (``bp_steps`` full-batch Adam
   steps on the cross-entropy of ``bp_layers``, then rounding to the integer grid), and
   one of its Adam iterations.
@@ -259,21 +261,23 @@ def _bp_weights(parsed: dict, head, bp_layers) -> dict[int, np.ndarray]:
 
 def _reference(cal, x, y, prior, weights, guard):
     """The chunk loop of BitFlipCalibrator.calibrate with step.qcore_step / qcore_refresh
-    (``guard``: qcore_step's guard and guard_min_correct keywords)."""
+    (``guard``: qcore_step's guard and guard_min_correct keywords; the history and the
+    refresh cover the unguarded items)."""
     from tfmot_edgeplus.calibration.step import qcore_refresh, qcore_step
 
     steps, history = [], []
     w = weights
+    n_old = guard["guard"]
     for _ in range(cal.max_steps):
         r = qcore_step(cal.head, cal.nets, x, y, w, cal.margin, cal.tries, **guard)
         if not history:
-            history.append(r.correct_mask_before)
+            history.append(r.correct_mask_before[n_old:])
         steps.append(r)
         if not r.kept:
             break
         w = r.weights
-        history.append(r.correct_mask_after)
-    size = min(cal.core_size, len(y))
+        history.append(r.correct_mask_after[n_old:])
+    size = min(cal.memory_size, len(prior))
     idx, counts, state = qcore_refresh(prior, history, size, cal._rng_state)
     return steps, w, idx, counts, state, size
 
@@ -319,7 +323,7 @@ def _check_qcore(where: str, parsed: dict, ref, head, ref_step) -> list[str]:
 # ------------------------------------------------------------------ driver
 
 
-def _check_inputs(cal, x, y, prior, bp_layers, bp_steps, bp_learning_rate):
+def _check_inputs(cal, x, y, prior, guard, bp_layers, bp_steps, bp_learning_rate):
     head = cal.head
     if not getattr(cal, "nets", None):
         raise ValueError("cal has no flip networks: fit() the calibrator first")
@@ -333,9 +337,17 @@ def _check_inputs(cal, x, y, prior, bp_layers, bp_steps, bp_learning_rate):
         raise ValueError("x_items must be int8 head inputs (integers in [-128, 127])")
     if y.shape != (len(x),) or y.dtype.kind not in "iu":
         raise ValueError(f"y_items must be {len(x)} integer labels, got {y.shape} {y.dtype}")
+    if not isinstance(guard, int) or not 0 <= guard < len(x):
+        raise ValueError(
+            f"guard must be an int in [0, n - 1] = [0, {len(x) - 1}] (guarded items), got {guard!r}"
+        )
     prior = np.asarray(prior)
-    if prior.shape != (len(x),) or prior.dtype.kind not in "iu" or (prior < 0).any():
-        raise ValueError(f"prior_counts must be {len(x)} non-negative integers, got {prior.shape}")
+    free = len(x) - guard
+    if prior.shape != (free,) or prior.dtype.kind not in "iu" or (prior < 0).any():
+        raise ValueError(
+            f"prior_counts must be {free} non-negative integers (one per unguarded item), got "
+            f"shape {prior.shape}"
+        )
     layers = sorted({int(l) for l in bp_layers})
     if not layers or layers[0] < 0 or layers[-1] >= len(head.layers):
         raise ValueError(
@@ -376,7 +388,7 @@ def m4_calibration_cost(
     head = cal.head
     weights = [np.array(w, np.int8) for w in (cal.weights if weights is None else weights)]
     x, y, prior, layers = _check_inputs(
-        cal, x_items, y_items, prior_counts, bp_layers, bp_steps, bp_learning_rate
+        cal, x_items, y_items, prior_counts, guard, bp_layers, bp_steps, bp_learning_rate
     )
 
     guards = {"guard": guard, "guard_min_correct": guard_min_correct}

@@ -83,7 +83,7 @@ def _synthetic_case(seed: int = 11, dims=(20, 16, 10, 6), bits: int = 4, n: int 
         margin=16,
         tries=6,
         max_steps=4,
-        core_size=12,
+        memory_size=12,
         _rng_state=int(rng.integers(1, 2**32)),
         weights=head.weights(),
     )
@@ -115,29 +115,26 @@ def fitted():
     cal = BitFlipCalibrator(model_bytes, head_layers=2, calibrate="all", core_size=10)
     yy = (y + 1) % 5
     cal.fit((x[:10], y[:10]), [(x[100:200], yy[100:200])], chunk_size=30, episodes=4, epochs=5)
-    items_x = np.concatenate([cal.core_x, cal.features(x[300:330])])
-    items_y = np.concatenate([cal.core_y, yy[300:330]])
-    prior = np.concatenate([cal.core_counts, np.zeros(30, np.int64)])
+    items_x = np.concatenate([cal.old_x, cal.mem_x, cal.features(x[300:330])])
+    items_y = np.concatenate([cal.old_y, cal.mem_y, yy[300:330]])
+    prior = np.concatenate([cal.mem_counts, np.zeros(30, np.int64)])
     return cal, items_x, items_y, prior
 
 
 @needs_m4
 def test_real_calibrator_chunk_on_m4_matches_numpy(fitted):
-    """Every step guarded as the calibrator guards it: the 10 QCore items first, at most
-    one of those right before may turn wrong."""
-    from tfmot_edgeplus.calibration.step import score
-
+    """Every step guarded as the calibrator guards it: the QCore's 10 items first, with the
+    calibrator's guard_min_correct; the refresh over the memory and the chunk."""
     cal, x, y, prior = fitted
     weights_before = [w.copy() for w in cal.weights]
-    right = score(cal.head.forward(x[:10], cal.weights), y[:10])[1]
-    guard = {"guard": 10, "guard_min_correct": max(0, right - 1)}
+    guard = {"guard": len(cal.old_y), "guard_min_correct": cal.guard_min_correct}
     cost = _qcore_m4.m4_calibration_cost(
         cal, x, y, prior, bp_layers=[0, 1], bp_steps=30, bp_learning_rate=0.01, **guard
     )
     print("real W8 case:", cost)
     _assert_counts(cost)
-    assert cost["qcore_steps"] >= 1 and cost["n"] == 40
-    assert (cost["guard"], cost["guard_min_correct"]) == (10, guard["guard_min_correct"])
+    assert cost["qcore_steps"] >= 1 and cost["n"] == len(y) and len(prior) == len(y) - 10
+    assert (cost["guard"], cost["guard_min_correct"]) == (10, cal.guard_min_correct)
     assert cost["calibrated_layers"] == [0, 1] and cost["bp_layers"] == [0, 1]
     assert cost["bp_weights_agree"] >= 0.99 and cost["bp_weights_agree_host"] >= 0.99
     for w0, w1 in zip(weights_before, cal.weights):  # the calibrator is left as it was

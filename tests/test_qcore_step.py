@@ -222,13 +222,17 @@ def test_calibrator_round_trip_never_lowers_accuracy_on_what_it_sees(converted):
     )
     assert set(report) == {"fc", "fc1"}
     assert all(r["net_bytes"] == cal.nets[l].nbytes for l, r in zip((0, 1), report.values()))
-    items_x = np.concatenate([cal.core_x, cal.features(x[300:330])])
-    items_y = np.concatenate([cal.core_y, yy[300:330]])
+    old_x = cal.old_x.copy()
+    items_x = np.concatenate([cal.mem_x, cal.features(x[300:330])])
+    items_y = np.concatenate([cal.mem_y, yy[300:330]])
     before = score(cal.head.forward(items_x, cal.weights), items_y)[1]
     chunk = cal.calibrate(x[300:330], yy[300:330])
     assert score(cal.head.forward(items_x, cal.weights), items_y)[1] >= before
     assert chunk.accuracy_after >= chunk.accuracy_before
-    assert len(cal.core_y) == 10 and cal.core_counts.shape == (10,)
+    # the QCore is fixed and its guard holds
+    np.testing.assert_array_equal(cal.old_x, old_x)
+    assert score(cal.head.forward(old_x, cal.weights), cal.old_y)[1] >= cal.guard_min_correct
+    assert len(cal.mem_y) == cal.memory_size and cal.mem_counts.shape == (cal.memory_size,)
 
 
 def test_calibrator_bad_settings_name_the_value(converted):
@@ -285,11 +289,11 @@ def test_step_refuses_a_flip_net_trained_for_other_bits(converted):
 
 def test_calibrator_refuses_a_chunk_over_the_memory_budget(converted):
     _, model_bytes, x, y = converted
-    cal = BitFlipCalibrator(model_bytes, head_layers=1, core_size=10, memory_budget=2000)
+    cal = BitFlipCalibrator(model_bytes, head_layers=1, core_size=10, memory_budget=6000)
     cal.fit((x[:10], y[:10]), [(x[100:200], y[100:200])], chunk_size=20, episodes=2, epochs=2)
     assert all(net.bits == cal.head.layers[l].bits for l, net in cal.nets.items())
     before = [w.copy() for w in cal.weights]
-    with pytest.raises(ValueError, match=r"needs \d+ device bytes .* over memory_budget=2000"):
+    with pytest.raises(ValueError, match=r"needs \d+ device bytes, over memory_budget=6000"):
         cal.calibrate(x[:200], y[:200])
     for w0, w1 in zip(before, cal.weights):
         np.testing.assert_array_equal(w0, w1)

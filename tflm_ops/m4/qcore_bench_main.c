@@ -10,16 +10,17 @@
  * the baseline the float input scale and per-channel weight scales), the flip nets
  * (NULL for layers not calibrated), the n samples (head inputs int8 + labels, the QCore
  * first), margin, tries, max_steps, the old-domain guard (the first QC_GUARD samples
- * guarded, QC_GUARD_MIN_CORRECT of them kept right; 0, 0: none), the prior miss counts,
- * the refresh size and rng seed, and the baseline's trained layers, steps and learning
- * rate. It defines:
+ * guarded, QC_GUARD_MIN_CORRECT of them kept right; 0, 0: none), the prior miss counts of
+ * the unguarded samples, the refresh size and rng seed, and the baseline's trained
+ * layers, steps and learning rate. It defines:
  *
  *   QC_NUM_LAYERS, QC_N, QC_IN, QC_CLASSES, QC_MARGIN, QC_TRIES, QC_MAX_STEPS, QC_GUARD,
  *   QC_GUARD_MIN_CORRECT,
  *   QC_REFRESH_SIZE, QC_RNG_SEED, QC_WEIGHT_BYTES (all layers' packed bytes),
  *   QC_BP_STEPS, QC_BP_LR (a float), QC_BP_NUM_TRAINED, QC_MAX_WIDTH (widest layer input
  *   or output); qc_layers[QC_NUM_LAYERS] (qc_layer_desc, below), qc_nets[QC_NUM_LAYERS],
- *   qc_x[QC_N * QC_IN], qc_y[QC_N], qc_prior[QC_N], qc_bp_trained[QC_BP_NUM_TRAINED].
+ *   qc_x[QC_N * QC_IN], qc_y[QC_N], qc_prior[QC_N - QC_GUARD],
+ *   qc_bp_trained[QC_BP_NUM_TRAINED].
  *
  * Each measured part runs between two counter reads (the reads' own cost subtracted),
  * on a fresh copy of the case's weights, and prints one line:
@@ -29,10 +30,11 @@
  *         int32 little-endian> counts_checksum=<same for their counts> rng_state=<n>
  *     the whole chunk calibration as BitFlipCalibrator.calibrate does it: up to
  *     QC_MAX_STEPS edgeplus_qcore_step calls on the n samples, stopping after the first
- *     step that is rolled back, then edgeplus_qcore_refresh of QC_REFRESH_SIZE items
- *     from the correctness history. scratch_bytes = the larger of the step's and the
- *     refresh's scratch (one buffer serves both) + the history ((QC_MAX_STEPS + 1) * n
- *     bytes) + the chosen indices and counts (8 * QC_REFRESH_SIZE).
+ *     step that is rolled back, then edgeplus_qcore_refresh of QC_REFRESH_SIZE of the
+ *     unguarded samples [QC_GUARD, n) from their correctness history (the steps' rows of
+ *     n bytes, packed to their unguarded part first). scratch_bytes = the larger of the
+ *     step's and the refresh's scratch (one buffer serves both) + the history
+ *     ((QC_MAX_STEPS + 1) * n bytes) + the chosen indices and counts (8 * QC_REFRESH_SIZE).
  *   QCORE_TRACE step=<s> kept= level= changed= correct_before= correct_after=
  *         margin_before= margin_after= guard_correct_before= guard_correct_after=
  *                                           (one per step of that run, not timed)
@@ -166,7 +168,8 @@ static int run_qcore(void) {
   make_head(layers, &head);
   arena_used = 0;
   const int32_t step_bytes = edgeplus_qcore_step_get_buffer_size(&head, QC_N);
-  const int32_t refresh_bytes = edgeplus_qcore_refresh_get_buffer_size(QC_N);
+  const int32_t free_n = QC_N - QC_GUARD; /* the unguarded samples the refresh draws from */
+  const int32_t refresh_bytes = edgeplus_qcore_refresh_get_buffer_size(free_n);
   if (step_bytes < 0 || refresh_bytes < 0) {
     printf("QBENCH_ERROR QCORE get_buffer_size: step %s, refresh %s\n",
            edgeplus_status_str((edgeplus_status)(step_bytes < 0 ? step_bytes : 0)),
@@ -204,9 +207,12 @@ static int run_qcore(void) {
     ++kept;
     ++rows;
   }
-  if (st == EDGEPLUS_OK)
-    st_refresh = edgeplus_qcore_refresh(&ctx, qc_prior, history, rows, QC_N, QC_REFRESH_SIZE,
+  if (st == EDGEPLUS_OK) {
+    for (int32_t row = 0; QC_GUARD > 0 && row < rows; ++row) /* the unguarded parts, packed */
+      memmove(history + row * free_n, history + row * QC_N + QC_GUARD, (size_t)free_n);
+    st_refresh = edgeplus_qcore_refresh(&ctx, qc_prior, history, rows, free_n, QC_REFRESH_SIZE,
                                         &rng, chosen, counts);
+  }
   const uint64_t t1 = counter_now();
 
   if (st != EDGEPLUS_OK || st_refresh != EDGEPLUS_OK) {
