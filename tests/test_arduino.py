@@ -190,6 +190,10 @@ def test_exported_sketch_files_banner_and_commands(case):
     )
     f = sk.figures
     assert f["flash_data_bytes"] < FLASH_BYTES and f["arena_bytes"] % 16 == 0
+    # one formula: the calibrator's device bytes are the export's (the M4 test: the library's)
+    assert f["qcore_ram_bytes"] == case["cal"].memory(8)["total_bytes"]
+    assert f"#define EDGEPLUS_QCORE_RAM_BYTES {f['qcore_ram_bytes']}\n" in (
+        sk.folder / "edgeplus_qcore.h").read_text()  # fmt: skip
     assert "arduino:mbed_nano:nano33ble" in sk.commands and str(sk.folder) in sk.commands
     assert f"arduino-cli lib install {TFLM_LIBRARY}@2.0.0 " in sk.commands
     assert f"{f['flash_data_bytes']:,} B of 983,040" in sk.summary()

@@ -8,9 +8,10 @@
   predicted exercise. Tell it what you are doing by sending the class number over Serial
   ("0".."6", see the list printed at start; "-" stops labelling, "c" calibrates now): every
   labeled window is scored and kept, and when EDGEPLUS_QCORE_CHUNK of them are kept, one QCore
-  calibration runs (bit-flip networks flip 4-bit weights by -1/0/+1 on the stored QCore plus
-  your windows; a step is kept only if it gets more of them right) and the accuracy before and
-  after is printed.
+  calibration runs (bit-flip networks flip 4-bit weights by -1/0/+1 on the stored QCore, the
+  memory of your earlier windows and the new ones; a step is kept only if it gets more of your
+  windows right without getting the QCore's training windows wrong) and its report is
+  printed: your windows right before -> after, and how many of the QCore stay right ("old").
 
   The model, its QCore and flip networks come from the QCore recipe of tfmot_edgeplus on the
   smartwatch exercise data (seglearn's watch set, 7 shoulder exercises, subjects 1-4);
