@@ -486,6 +486,7 @@ def test_sketch_paths_run_on_the_m4_like_the_host(case, library, tmp_path, capsy
         "qcore_core_items": "EDGEPLUS_ERR_DIMS",
         "qcore_other_classes": "EDGEPLUS_ERR_DIMS",
         "qcore_guard_over_core": "EDGEPLUS_ERR_ARG",
+        "qcore_memory_null": "EDGEPLUS_ERR_NULL",
         "qcore_predict_before_begin": "EDGEPLUS_ERR_NULL",
     }
 

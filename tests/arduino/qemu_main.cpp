@@ -146,6 +146,9 @@ static void run_refusals() {
   bad = kEdgePlusQCore;
   bad.guard_min_correct = bad.core_items + 1;
   refused("qcore_guard_over_core", cal.begin(bad, qcore_ram, ram, chunk));
+  bad = kEdgePlusQCore;
+  bad.memory_x = nullptr;  // the case's memory is not empty
+  refused("qcore_memory_null", cal.begin(bad, qcore_ram, ram, chunk));
   int8_t logits[EDGEPLUS_QCORE_CLASSES];
   refused("qcore_predict_before_begin", cal.predict(case_chunk_x, logits));
   printf("\n");

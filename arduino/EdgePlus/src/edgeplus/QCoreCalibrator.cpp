@@ -51,26 +51,27 @@ void to_fc_layer(const QCoreLayerSpec& s, int8_t* weights, edgeplus_fc_layer* l)
   l->act_max = s.act_max;
 }
 
-// Items (rows of `in` features, labels in [0, classes), counts >= 0 if `counts` is given).
-bool valid_items(const int8_t* x, const int32_t* y, const int32_t* counts, int32_t items,
-                 int32_t classes) {
-  if (items > 0 && (x == nullptr || y == nullptr)) return false;
+// Labels in [0, classes), counts (if given) in [0, 2^30].
+bool valid_items(const int32_t* y, const int32_t* counts, int32_t items, int32_t classes) {
   for (int32_t i = 0; i < items; ++i) {
-    if (y[i] < 0 || y[i] >= classes || (counts != nullptr && counts[i] < 0)) return false;
+    if (y[i] < 0 || y[i] >= classes) return false;
+    if (counts != nullptr && (counts[i] < 0 || counts[i] > (1 << 30))) return false;
   }
   return true;
 }
 
 // Checks the spec and computes the layout; EDGEPLUS_OK or the first problem.
 edgeplus_status plan(const QCoreSpec& spec, int32_t chunk_capacity, Layout* lay) {
-  if (spec.layers == nullptr || (spec.core_items > 0 && spec.core_x == nullptr) ||
-      (spec.memory_items > 0 && spec.memory_counts == nullptr))
+  if (spec.layers == nullptr ||
+      (spec.core_items > 0 && (spec.core_x == nullptr || spec.core_y == nullptr)) ||
+      (spec.memory_items > 0 && (spec.memory_x == nullptr || spec.memory_y == nullptr ||
+                                 spec.memory_counts == nullptr)))
     return EDGEPLUS_ERR_NULL;
   if (spec.num_layers < 1 || spec.num_layers > EDGEPLUS_QCORE_MAX_LAYERS) return EDGEPLUS_ERR_DIMS;
-  if (chunk_capacity < 1 || spec.core_size < 0 || spec.core_items < 0 ||
+  if (chunk_capacity < 1 || chunk_capacity > 65536 || spec.core_size < 0 || spec.core_items < 0 ||
       spec.core_items > spec.core_size || spec.memory_size < 0 || spec.memory_items < 0 ||
       spec.memory_items > spec.memory_size || spec.core_size > 65536 || spec.memory_size > 65536)
-    return EDGEPLUS_ERR_DIMS;
+    return EDGEPLUS_ERR_DIMS;  // each <= 2^16: the sums below stay far from int32's limit
   if (spec.max_steps < 1 || spec.max_steps > 1000 || spec.rng_state == 0 ||
       spec.guard_min_correct < 0 || spec.guard_min_correct > spec.core_items)
     return EDGEPLUS_ERR_ARG;
@@ -81,8 +82,8 @@ edgeplus_status plan(const QCoreSpec& spec, int32_t chunk_capacity, Layout* lay)
   if (in < 1 || cap > 65536 || static_cast<int64_t>(cap) * in > (1 << 24))
     return EDGEPLUS_ERR_DIMS;
   if (spec.features != in || spec.classes != classes) return EDGEPLUS_ERR_DIMS;  // another head
-  if (!valid_items(spec.core_x, spec.core_y, nullptr, spec.core_items, classes) ||
-      !valid_items(spec.memory_x, spec.memory_y, spec.memory_counts, spec.memory_items, classes))
+  if (!valid_items(spec.core_y, nullptr, spec.core_items, classes) ||
+      !valid_items(spec.memory_y, spec.memory_counts, spec.memory_items, classes))
     return EDGEPLUS_ERR_ARG;
   // the kernels' own checks of the head, on a head pointing at the flash weights
   edgeplus_fc_layer layers[EDGEPLUS_QCORE_MAX_LAYERS];

@@ -63,7 +63,7 @@ struct QCoreSpec {
   int32_t memory_items;          // stored items (<= memory_size)
   const int8_t* memory_x;        // [memory_items][features] (nullptr when memory_items == 0)
   const int32_t* memory_y;       // [memory_items]
-  const int32_t* memory_counts;  // [memory_items] miss counts
+  const int32_t* memory_counts;  // [memory_items] miss counts, 0..2^30
   uint32_t rng_state;            // the refresh's xorshift32 state (nonzero)
 };
 
@@ -90,7 +90,7 @@ void printReport(Print& out, const QCoreReport& report);
 
 class QCoreCalibrator {
  public:
-  // RAM bytes begin() needs for `chunk_capacity` new samples between calibrations (> 0), or
+  // RAM bytes begin() needs for `chunk_capacity` new samples between calibrations (1..65536), or
   // a negative edgeplus_status when the spec is invalid.
   static int32_t ramBytes(const QCoreSpec& spec, int32_t chunk_capacity);
 
