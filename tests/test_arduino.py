@@ -44,6 +44,7 @@ from arduino_build import (
 
 from tfmot_edgeplus import patching
 from tfmot_edgeplus.calibration import BitFlipCalibrator, load_qcore, save_qcore
+from tfmot_edgeplus.calibration.device import device_bytes
 from tfmot_edgeplus.export import c_arrays as C
 from tfmot_edgeplus.export.arduino import (
     FLASH_BYTES,
@@ -242,6 +243,8 @@ def test_export_refuses_bad_input(case, tmp_path, mbv2_int8):
     other = dataclasses.replace(bundle, memory_x=bundle.memory_x[:, :-1])
     with pytest.raises(ExportError, match="its memory items have .* features, the head"):
         export_sketch(calibrated, tmp_path / "Q", qcore=other)
+    with pytest.raises(ValueError, match="memory_size must be an int >= 0, got -1"):
+        device_bytes(bundle.check_model(calibrated), bundle.nets, 8, -1, 4, 8)
     # a plan made for another input size
     bad = dataclasses.replace(plan, input_shape=(32, 32, 1))
     with pytest.raises(ExportError, match="the plan does not fit this model"):
