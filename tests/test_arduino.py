@@ -337,8 +337,9 @@ def test_bundle_round_trip(case, tmp_path):
                       (b.memory_y, cal.mem_y), (b.memory_counts, cal.mem_counts)):  # fmt: skip
         np.testing.assert_array_equal(got, want)
     assert len(b.memory_y) > 0 and b.classes == cal.head.num_classes
-    assert (b.guard_min_correct, b.memory_size, b.old_tolerance, b.rng_state) == (
-        cal.guard_min_correct, cal.memory_size, cal.old_tolerance, cal._rng_state)  # fmt: skip
+    assert (b.guard_min_correct, b.guard_slack, b.memory_size, b.old_tolerance, b.rng_state) == (
+        cal.guard_min_correct, cal.guard_slack, cal.memory_size, cal.old_tolerance,
+        cal._rng_state)  # fmt: skip
     assert sorted(b.nets) == sorted(cal.nets)
     with pytest.raises(ValueError, match="is not a QCore bundle"):
         load_qcore(case["dir"] / "MbV2Sketch" / "edgeplus_model.h")
@@ -439,7 +440,7 @@ def test_sketch_paths_run_on_the_m4_like_the_host(case, library, tmp_path, capsy
     ram = dict(kv.split("=") for kv in got["QCORE_RAM"].split())
     assert ram["bytes"] == ram["exported"], ram  # the export's figure is the library's
     ref, unguarded = copy.copy(cal), copy.copy(cal)  # cal (the fixture's) stays as it is
-    unguarded.guard_min_correct = 0
+    unguarded.guard_min_correct, unguarded.guard_slack = 0, len(cal.old_y)  # never ratchets
     logits, reports = [], []
     for chunk in (slice(0, 8), slice(8, 16)):
         samples = len(ref.old_y) + len(ref.mem_y) + len(y[chunk])
@@ -489,6 +490,7 @@ def test_sketch_paths_run_on_the_m4_like_the_host(case, library, tmp_path, capsy
         "qcore_core_items": "EDGEPLUS_ERR_DIMS",
         "qcore_other_classes": "EDGEPLUS_ERR_DIMS",
         "qcore_guard_over_core": "EDGEPLUS_ERR_ARG",
+        "qcore_guard_slack": "EDGEPLUS_ERR_ARG",
         "qcore_memory_null": "EDGEPLUS_ERR_NULL",
         "qcore_predict_before_begin": "EDGEPLUS_ERR_NULL",
     }

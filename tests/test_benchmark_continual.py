@@ -1,4 +1,4 @@
-"""benchmarks/continual.py on a tiny real configuration (W4, one seed, 2 float epochs)."""
+"""benchmarks/continual.py on a tiny real configuration (IMU, W4, one seed, 2 float epochs)."""
 
 from __future__ import annotations
 
@@ -29,20 +29,25 @@ def test_rows_are_one_per_method_with_the_documented_keys(tiny_run):
     assert [r["method"] for r in rows] == ["none", "qcore_bitflip", "bp_finetune", "replay"]
     for row in rows:
         assert tuple(row) == continual.ROW_KEYS
-        assert row["weight_bits"] == 4
+        assert row["weight_bits"] == 4 and row["task"] == "imu_watch"
         # One seed: avg_acc is the mean of the method's seen-subjects curve, final_acc its
         # last point (every stream subject seen after the last chunk).
-        curve = env["curves"]["w4"][row["method"]]
+        curve = env["curves"]["imu_watch/w4"][row["method"]]
         assert row["avg_acc"] == pytest.approx(np.mean(curve))
         assert row["final_acc"] == pytest.approx(curve[-1])
     none, qcore, bp, replay = rows
-    assert none["memory_bytes"] == 0 and none["step_m4_instructions"] is None
-    assert 0 < qcore["memory_bytes"] <= 32 * 1024
-    assert bp["memory_bytes"] == replay["memory_bytes"] > 0
-    if m4:
-        assert qcore["step_m4_instructions"] >= qcore["iteration_m4_instructions"] > 0
-        assert bp["step_m4_instructions"] > bp["iteration_m4_instructions"] > 0
-    assert len(env["curves"]["w4"]["qcore_bitflip"]) == 8  # 4 subjects x 2 chunks
+    assert none["device_bytes"] == 0 and none["m4_instructions_per_chunk"] is None
+    assert none["old_drop"] == 0 and qcore["old_drop"] == pytest.approx(
+        none["old_acc"] - qcore["old_acc"]
+    )
+    assert 0 < qcore["device_bytes"] <= 32 * 1024
+    assert bp["device_bytes"] == replay["device_bytes"] > 0
+    if m4:  # QCore: every chunk measured; the baselines: one measurement
+        per_chunk = env["m4"]["imu_watch/w4"]["qcore_per_chunk"]
+        assert len(per_chunk) == 8 and min(per_chunk) > 0
+        assert qcore["m4_instructions_per_chunk"] == pytest.approx(np.mean(per_chunk))
+        assert bp["m4_instructions_per_chunk"] == replay["m4_instructions_per_chunk"] > 0
+    assert len(env["curves"]["imu_watch/w4"]["qcore_bitflip"]) == 8  # 4 subjects x 2 chunks
 
 
 def test_report_and_plot_are_written(tiny_run, tmp_path):

@@ -30,7 +30,9 @@ def test_demo_writes_model_report_and_plot(tmp_path, capsys):
         qcore_fp_epochs=2,
     )
     result = run_demo(str(tmp_path), config, verbose=0)
-    _assert_steps_numbered(capsys.readouterr().out, 5)
+    out = capsys.readouterr().out
+    _assert_steps_numbered(out, 5)
+    assert "held-out windows after the stream (what it knew)" in out
     model_path = tmp_path / "fashion_mnist_w4a8.tflite"
     report = json.loads((tmp_path / "report.json").read_text())
     assert (tmp_path / "report.png").stat().st_size > 10_000

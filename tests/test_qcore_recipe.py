@@ -62,35 +62,67 @@ def test_every_method_runs_and_reports_the_documented_metrics(tiny_run):
 
 
 @pytest.mark.slow
-def test_qcore_never_lowers_accuracy_on_what_each_chunk_sees(tiny_run):
-    for report in tiny_run.results["qcore_bitflip"].reports:
+def test_qcore_never_lowers_accuracy_on_new_samples_nor_breaks_the_guard(tiny_run):
+    cal = tiny_run.calibrator
+    n_old = len(cal.old_y)
+    assert n_old == TINY.core_size
+    # old_tolerance 0: the guard is the QCore items the deployed weights get right
+    deployed = cal.head.forward(cal.old_x, cal.head.weights()).argmax(axis=1) == cal.old_y
+    assert cal.guard_min_correct == int(deployed.sum())
+    for i, report in enumerate(tiny_run.results["qcore_bitflip"].reports):
         assert report.accuracy_after >= report.accuracy_before
+        assert report.guard_items == n_old and report.guard_correct >= cal.guard_min_correct
+        memory = min(TINY.memory_size, i * TINY.chunk_size)  # QCore, memory, chunk
         for step in report.steps:
-            if not step.kept:
-                assert step.correct_after <= step.correct_before or (
-                    step.correct_after == step.correct_before
-                    and step.margin_after <= step.margin_before
+            assert step.guard == n_old and step.n == n_old + memory + TINY.chunk_size
+            if step.kept:
+                assert step.guard_correct_after >= cal.guard_min_correct
+            else:
+                assert (
+                    step.guard_correct_after < cal.guard_min_correct
+                    or step.correct_after < step.correct_before
+                    or (
+                        step.correct_after == step.correct_before
+                        and step.margin_after <= step.margin_before
+                    )
                 )
+    # the QCore never changes; the memory holds at most memory_size new samples
+    assert len(cal.mem_y) == min(TINY.memory_size, 2 * TINY.chunk_size)
 
 
 @pytest.mark.slow
 def test_qcore_fits_in_the_memory_target(tiny_run):
-    mem = tiny_run.calibrator.memory(tiny_run.config.chunk_size)
-    assert mem["total_bytes"] == mem["core_bytes"] + mem["flipnet_bytes"] + mem["scratch_bytes"]
-    assert mem["scratch_bytes"] > 0 and mem["flipnet_bytes"] == 160
-    assert mem["total_bytes"] <= 32 * 1024
+    from tfmot_edgeplus.calibration.device import device_bytes
+
+    cal = tiny_run.calibrator
+    mem = cal.memory(TINY.chunk_size)
+    ram = {k: v for k, v in mem.items() if k not in ("total_bytes", "flipnet_bytes")}
+    assert mem["total_bytes"] == sum(ram.values())  # the flip networks stay in flash
+    assert mem == device_bytes(
+        cal.head, cal.nets, TINY.core_size, TINY.memory_size, TINY.max_steps, TINY.chunk_size
+    )
+    assert mem["scratch_bytes"] > 0 and mem["total_bytes"] <= 32 * 1024
+    row = {r["method"]: r for r in tiny_run.rows()}["qcore_bitflip"]
+    assert row["memory_bytes"] == mem["total_bytes"]
 
 
 @pytest.mark.slow
 def test_calibrated_flatbuffer_runs_in_tflm_like_the_calibrated_head(tiny_run):
+    import copy
+
     from tfmot_edgeplus.runtime import TFLMRunner
 
-    cal = tiny_run.calibrator
-    assert any(not np.array_equal(w, l.weights) for w, l in zip(cal.weights, cal.head.layers)), (
-        "the stream should have changed the head (else this test checks nothing)"
-    )
+    cal = copy.copy(tiny_run.calibrator)  # unguarded, so that the tiny model's steps are kept
+    cal.guard_min_correct, cal.guard_slack = 0, len(cal.old_y)
     x = tiny_run.chunks[0].x
-    logits = TFLMRunner(cal.model_bytes()).predict(x, dequantize=False).reshape(len(x), -1)
+    for chunk in tiny_run.chunks:
+        cal.calibrate(chunk.x, chunk.y)
+    assert any(not np.array_equal(w, l.weights) for w, l in zip(cal.weights, cal.head.layers)), (
+        "calibration should have changed the head (else this test checks nothing)"
+    )
+    calibrated = cal.model_bytes()
+    assert len(calibrated) == len(tiny_run.model_bytes)  # written in place
+    logits = TFLMRunner(calibrated).predict(x, dequantize=False).reshape(len(x), -1)
     np.testing.assert_array_equal(logits, cal.predict(x))
     untouched = TFLMRunner(tiny_run.model_bytes).predict(x, dequantize=False)
     np.testing.assert_array_equal(untouched.reshape(len(x), -1), cal.predict(x, cal.head.weights()))
@@ -108,8 +140,10 @@ def test_stream_runner_refuses_bad_streams(tiny_run):
         run_stream(cal, [Chunk("b", x, y)], {"a": (x, y)}, "none")
     with pytest.raises(ValueError, match="needs replay_pool"):
         run_stream(cal, [Chunk("a", x, y)], {"a": (x, y)}, "replay")
-    with pytest.raises(ValueError, match="outside the head's class range"):
-        run_stream(cal, [Chunk("a", x, y + 7)], {"a": (x, y)}, "qcore_bitflip")
+    weights = [w.copy() for w in cal.weights]
+    with pytest.raises(ValueError, match=r"chunk's labels must be class indices in \[0, 7\)"):
+        cal.calibrate(x, y + 7)
+    assert all(np.array_equal(a, b) for a, b in zip(weights, cal.weights))
 
 
 def test_stream_metrics_follow_their_definitions():
@@ -159,6 +193,25 @@ def test_config_names_the_bad_value():
         QCoreConfig(methods=("none", "ewc"))
     with pytest.raises(ValueError, match="chunk_size must be an int >= 1, got 0"):
         QCoreConfig(chunk_size=0)
+    with pytest.raises(ValueError, match=r"old_tolerance must be a number in \[0, 1\].*got 1.5"):
+        QCoreConfig(old_tolerance=1.5)
+    with pytest.raises(ValueError, match="stream must be one of imu_watch, fashion_shift"):
+        QCoreConfig(stream="cifar")
+
+
+def test_fashion_shifts_are_what_they_say():
+    from tfmot_edgeplus.recipes.qcore_streams import shift_images
+
+    x = np.zeros((1, 28, 28, 1), np.float32)
+    x[0, 10:14, 5:9] = 1.0
+    np.testing.assert_array_equal(shift_images(x, 0.0, 1.0, (0, 0)), x)
+    low = shift_images(x, 0.0, 0.5, (0, 0))
+    assert low.min() == 0.25 and low.max() == 0.75
+    moved = shift_images(x, 0.0, 1.0, (3, 3))
+    np.testing.assert_array_equal(moved[0, 13:17, 8:12], 1.0)
+    assert moved.sum() == x.sum()
+    turned = shift_images(x, 90.0, 1.0, (0, 0))
+    assert turned[0, 10:14, 5:9].sum() < 4 and abs(turned.sum() - x.sum()) < 1
 
 
 @pytest.mark.slow
@@ -175,7 +228,7 @@ def test_qcore_command_writes_models_report_and_plot(tmp_path):
             "8",
             "--stream-subjects",
             "9",
-            "--chunks-per-subject",
+            "--chunks-per-domain",
             "1",
             "--fp-epochs",
             "2",
@@ -218,3 +271,5 @@ def test_qcore_command_refuses_bad_subjects():
     assert result.exit_code != 0 and "disjoint" in result.output
     result = CliRunner().invoke(main, ["qcore", "--stream-subjects", "seven"])
     assert result.exit_code != 0 and "comma-separated integers" in result.output
+    result = CliRunner().invoke(main, ["qcore", "--old-tolerance", "-0.1"])
+    assert result.exit_code != 0 and "old_tolerance must be a number in [0, 1]" in result.output

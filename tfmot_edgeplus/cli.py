@@ -146,7 +146,7 @@ def _ints(value: str, what: str) -> tuple[int, ...]:
               help="Labeled samples per chunk.")
 @click.option("--chunks-per-domain", type=int, default=2, show_default=True,
               help="Chunks per new subject (or image shift).")
-@click.option("--core-size", type=int, default=20, show_default=True,
+@click.option("--core-size", type=int, default=40, show_default=True,
               help="QCore samples (from the training data) kept on the device.")
 @click.option("--memory-size", type=int, default=20, show_default=True,
               help="New samples the device keeps between chunks.")

@@ -253,6 +253,9 @@ def _qcore_stage(config: DemoConfig, out_dir: str | None) -> dict:
          f"{m['none']['adapted_acc']:.3f} uncalibrated -> {m['qcore_bitflip']['adapted_acc']:.3f} "
          f"with QCore bit flips ({run.calibrator.memory(qc.chunk_size)['total_bytes']} B on "
          f"the device), {m['bp_finetune']['adapted_acc']:.3f} with back-propagation")
+    _say(f"      the training subjects' held-out windows after the stream (what it knew): "
+         f"{m['none']['old_acc']:.3f} uncalibrated, {m['qcore_bitflip']['old_acc']:.3f} with "
+         f"QCore, {m['bp_finetune']['old_acc']:.3f} with back-propagation")
     _say(qcore_summary_table(run))
     if out_dir:
         folder = os.path.join(out_dir, "qcore")

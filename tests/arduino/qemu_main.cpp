@@ -147,6 +147,9 @@ static void run_refusals() {
   bad.guard_min_correct = bad.core_items + 1;
   refused("qcore_guard_over_core", cal.begin(bad, qcore_ram, ram, chunk));
   bad = kEdgePlusQCore;
+  bad.guard_slack = -1;
+  refused("qcore_guard_slack", cal.begin(bad, qcore_ram, ram, chunk));
+  bad = kEdgePlusQCore;
   bad.memory_x = nullptr;  // the case's memory is not empty
   refused("qcore_memory_null", cal.begin(bad, qcore_ram, ram, chunk));
   int8_t logits[EDGEPLUS_QCORE_CLASSES];

@@ -10,8 +10,8 @@ A ``.npz`` (no pickles) holding: the format tag ``edgeplus-qcore/2``; the SHA-25
 backbone flatbuffer (the model cut before the head, see :func:`split_head`) and the head's
 current int8 weights, which together identify the model the bundle belongs to; its class
 count; which head layers are calibrated and their int8 flip networks; the QCore (the old
-part: head inputs int8 and labels, fixed) with its guard (``guard_min_correct``, from
-``old_tolerance``); the new-data memory (head inputs, labels, miss counts) and the refresh's
+part: head inputs int8 and labels, fixed) with its guard (``guard_min_correct`` and the
+``guard_slack`` it ratchets with, from ``old_tolerance``); the new-data memory (head inputs, labels, miss counts) and the refresh's
 rng state; the calibrator's settings (margin, tries, max_steps, core_size, memory_size,
 old_tolerance); optionally the per-channel input normalisation the model expects
 (``input_mean`` / ``input_std``, e.g. :class:`~tfmot_edgeplus.datasets.imu_watch.ChannelStats`).
@@ -56,6 +56,7 @@ class QCoreBundle:
     core_x: np.ndarray  # the QCore (old part, fixed): head inputs int8 and labels
     core_y: np.ndarray
     guard_min_correct: int
+    guard_slack: int
     memory_x: np.ndarray  # the new-data memory: head inputs, labels, miss counts
     memory_y: np.ndarray
     memory_counts: np.ndarray
@@ -129,6 +130,7 @@ def save_qcore(cal, path, input_stats=None) -> str:
         "core_x": np.asarray(cal.old_x, np.int8),
         "core_y": np.asarray(cal.old_y, np.int64),
         "guard_min_correct": np.array(int(cal.guard_min_correct), np.int64),
+        "guard_slack": np.array(int(cal.guard_slack), np.int64),
         "memory_x": np.asarray(cal.mem_x, np.int8).reshape(-1, cal.head.input_size),
         "memory_y": np.asarray(cal.mem_y, np.int64),
         "memory_counts": np.asarray(cal.mem_counts, np.int64),
@@ -194,6 +196,7 @@ def load_qcore(path) -> QCoreBundle:
             core_x=z["core_x"],
             core_y=z["core_y"],
             guard_min_correct=int(z["guard_min_correct"]),
+            guard_slack=int(z["guard_slack"]),
             memory_x=z["memory_x"],
             memory_y=z["memory_y"],
             memory_counts=z["memory_counts"],

@@ -495,8 +495,9 @@ def _qcore_files(bundle, head, chunk: int, banner: str) -> tuple[str, str, dict]
         + ",\n".join(specs)
         + "\n};\n\n",
         f"/* the QCore: {k} items of the training data (head inputs) and labels, fixed; a step "
-        f"is kept only if {bundle.guard_min_correct} of them stay right (old_tolerance "
-        f"{bundle.old_tolerance:g}) */\n",
+        f"is kept only if {bundle.guard_min_correct} of them stay right, a guard that ratchets "
+        f"up to the items right after each calibration less {bundle.guard_slack} "
+        f"(old_tolerance {bundle.old_tolerance:g}) */\n",
         C.definition("int8_t", "core_x", bundle.core_x, static=True),
         C.definition("int32_t", "core_y", bundle.core_y, static=True),
     ]
@@ -513,7 +514,8 @@ def _qcore_files(bundle, head, chunk: int, banner: str) -> tuple[str, str, dict]
         "\nconst edgeplus::QCoreSpec kEdgePlusQCore = {\n"
         f"  {n}, layers, {bundle.margin}, {bundle.tries}, {bundle.max_steps},\n"
         f"  {bundle.core_x.shape[1]}, {bundle.classes},  /* what the items were stored for */\n"
-        f"  {bundle.core_size}, {k}, core_x, core_y, {bundle.guard_min_correct},\n"
+        f"  {bundle.core_size}, {k}, core_x, core_y, {bundle.guard_min_correct}, "
+        f"{bundle.guard_slack},\n"
         f"  {bundle.memory_size}, {m}, {memory},\n"
         f"  {bundle.rng_state & 0xFFFFFFFF}u\n"
         "};\n"

@@ -77,7 +77,7 @@ class QCoreConfig:
     old_fraction: float = 0.25
     fp_epochs: int | None = None  # None: 30 on imu_watch, 10 on fashion_shift
     hidden: int = 32
-    core_size: int = 20
+    core_size: int = 40
     memory_size: int = 20
     old_tolerance: float = 0.0
     max_steps: int = 10

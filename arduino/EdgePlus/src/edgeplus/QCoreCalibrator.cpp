@@ -73,7 +73,8 @@ edgeplus_status plan(const QCoreSpec& spec, int32_t chunk_capacity, Layout* lay)
       spec.memory_items > spec.memory_size || spec.core_size > 65536 || spec.memory_size > 65536)
     return EDGEPLUS_ERR_DIMS;  // each <= 2^16: the sums below stay far from int32's limit
   if (spec.max_steps < 1 || spec.max_steps > 1000 || spec.rng_state == 0 ||
-      spec.guard_min_correct < 0 || spec.guard_min_correct > spec.core_items)
+      spec.guard_min_correct < 0 || spec.guard_min_correct > spec.core_items ||
+      spec.guard_slack < 0 || spec.guard_slack > spec.core_items)
     return EDGEPLUS_ERR_ARG;
   const int32_t cap = spec.core_size + spec.memory_size + chunk_capacity;
   const int32_t refreshed = spec.memory_size + chunk_capacity;
@@ -195,6 +196,7 @@ edgeplus_status QCoreCalibrator::begin(const QCoreSpec& spec, void* ram, int32_t
   pending_ = 0;
   memory_size_ = spec.memory_size;
   guard_min_correct_ = spec.guard_min_correct;
+  guard_slack_ = spec.guard_slack;
   chunk_capacity_ = chunk_capacity;
   max_steps_ = spec.max_steps;
   rng_ = spec.rng_state;
@@ -312,6 +314,10 @@ edgeplus_status QCoreCalibrator::calibrate(QCoreReport* report) {
   memory_n_ = size;
   pending_ = 0;
   rng_ = rng;
+  // the guard ratchets: what the QCore gets right now stays right (less the slack)
+  if (rep.guard_correct - guard_slack_ > guard_min_correct_) {
+    guard_min_correct_ = rep.guard_correct - guard_slack_;
+  }
   rep.micros = watch.elapsedMicros();
   *report = rep;
   return EDGEPLUS_OK;

@@ -9,8 +9,9 @@
  * labeled since the last calibration. `edgeplus export arduino --qcore` writes the QCoreSpec
  * (edgeplus_qcore.h). The steps are the C kernels edgeplus_qcore_step (the QCore guarded: a
  * step is kept only if it raises the score on the new samples and leaves at least
- * guard_min_correct QCore items right) and edgeplus_qcore_refresh (over the memory and the
- * new samples), bit-exact with tfmot_edgeplus.calibration.BitFlipCalibrator.calibrate_features:
+ * guard_min_correct QCore items right; after each calibration the guard ratchets up to the
+ * QCore items then right, less guard_slack) and edgeplus_qcore_refresh (over the memory and
+ * the new samples), bit-exact with tfmot_edgeplus.calibration.BitFlipCalibrator.calibrate_features:
  *
  *   alignas(16) static uint8_t ram[EDGEPLUS_QCORE_RAM_BYTES];   // QCoreCalibrator::ramBytes
  *   edgeplus::QCoreCalibrator cal;
@@ -58,6 +59,8 @@ struct QCoreSpec {
   const int8_t* core_x;        // [core_items][features]
   const int32_t* core_y;       // [core_items]
   int32_t guard_min_correct;   // a step is kept only if >= this many QCore items stay right
+  int32_t guard_slack;         // after each calibrate(): guard_min_correct = max(itself,
+                               // QCore items right - guard_slack) (0..core_items)
   // the new-data memory: items the refresh kept from earlier calibrations
   int32_t memory_size;           // capacity
   int32_t memory_items;          // stored items (<= memory_size)
@@ -142,6 +145,7 @@ class QCoreCalibrator {
   const edgeplus_flipnet* nets_[EDGEPLUS_QCORE_MAX_LAYERS];
   edgeplus_qcore_head head_ = {0, nullptr, nullptr, 0, 0};
   int32_t max_steps_ = 0, memory_size_ = 0, chunk_capacity_ = 0, guard_min_correct_ = 0;
+  int32_t guard_slack_ = 0;
   int32_t core_n_ = 0, memory_n_ = 0, pending_ = 0;
   uint32_t rng_ = 0;
   // items: cap = core_size + memory_size + chunk_capacity rows: QCore, memory, then pending
