@@ -42,7 +42,9 @@ QCore + the chunk, the mean over seeds; null for ``none`` and when the emulator 
 ``device_bytes`` (QCore: the RAM of ``edgeplus::QCoreCalibrator``, the figure ``edgeplus export
 arduino --qcore`` reserves; the baselines: their buffer + float32 training state,
 ``bp_memory_bytes``), ``recovery`` (for ``qcore_bitflip``: its gain over ``none`` as a share of
-``bp_finetune``'s, in ``adapted_acc``). A plot of the seen-domain accuracy after each chunk
+``bp_finetune``'s, in ``adapted_acc``). The ablation ``env["unguarded"]``: QCore on the same
+streams with its guard off (``old_tolerance=1``), mean adapted, final and old accuracy and
+old_drop per task and bit-width. A plot of the seen-domain accuracy after each chunk
 is written beside the JSON.
 
 ``--quick``: imu_watch, W4, one seed, 10 float epochs (the same code path).
@@ -113,6 +115,22 @@ def _m4_available() -> bool:
     return not missing
 
 
+_ABLATION_KEYS = ("adapted_acc", "final_acc", "old_acc", "old_drop")
+
+
+def _unguarded(run, none_old: float) -> dict:
+    """The ablation: QCore on the same stream with its guard off (``old_tolerance=1``)."""
+    from tfmot_edgeplus.calibration import run_stream
+
+    cal = run.calibrator
+    tolerance = cal.old_tolerance
+    cal.set_old_tolerance(1.0)
+    metrics = run_stream(cal, run.chunks, run.eval_sets, "qcore_bitflip").metrics()
+    cal.set_old_tolerance(tolerance)
+    metrics["old_drop"] = none_old - metrics["old_acc"]
+    return {k: metrics[k] for k in _ABLATION_KEYS}
+
+
 def _m4_costs(run) -> dict:
     """Emulated M4 instructions of QCore's calibration of every chunk of the stream (the
     calibrator replayed from its reset state, chunk by chunk, exactly as the stream ran it),
@@ -158,13 +176,14 @@ def run(config: Config) -> tuple[list[dict], dict]:
     from tfmot_edgeplus.recipes.qcore import QCoreConfig, qcore_continual, recovery
 
     m4_on = config.m4 and _m4_available()
-    rows, env = [], {"seeds": list(config.seeds), "curves": {}, "m4": {}}
+    rows, env = [], {"seeds": list(config.seeds), "curves": {}, "m4": {}, "unguarded": {}}
     for task in config.tasks:
         for bits in config.weight_bits:
             key = f"{task}/w{bits}"
             per_method = {m: [] for m in METHODS}
             curves = {m: [] for m in METHODS}
             m4 = {"qcore_per_chunk": [], "bp": []}
+            unguarded = []
             for seed in config.seeds:
                 say(f"[continual] {task} W{bits} seed {seed}")
                 result = qcore_continual(
@@ -179,6 +198,7 @@ def run(config: Config) -> tuple[list[dict], dict]:
                     metrics["old_drop"] = none_old - metrics["old_acc"]
                     per_method[m].append(metrics)
                     curves[m].append(r.seen_accuracy().tolist())
+                unguarded.append(_unguarded(result, none_old))
                 if m4_on:
                     cost = _m4_costs(result)
                     m4["qcore_per_chunk"] += cost["qcore_per_chunk"]
@@ -211,6 +231,9 @@ def run(config: Config) -> tuple[list[dict], dict]:
                     }
                 )
             env["curves"][key] = {m: np.mean(c, axis=0).tolist() for m, c in curves.items()}
+            env["unguarded"][key] = {
+                k: float(np.mean([u[k] for u in unguarded])) for k in _ABLATION_KEYS
+            }
     return rows, env
 
 

@@ -117,11 +117,11 @@ def main(argv=None):
     print(plan.summary())
 
     print("[5/7] QCore: the Dense head split off, flip network trained on two offline drifts")
-    cal = ep.calibration.BitFlipCalibrator(tflite, head_layers=1, core_size=20)
+    cal = ep.calibration.BitFlipCalibrator(tflite, head_layers=1, core_size=40)
     half = len(x) // 2
     shifts = [(drift(x[:half], contrast=0.5, brightness=0.3), y[:half]),
               (drift(x[half:], shift=2), y[half:])]
-    core = tracker.sample(20)
+    core = tracker.sample(40)
     fit = cal.fit((x[core], y[core]), shifts, chunk_size=args.chunk, episodes=episodes)
     ep.calibration.save_qcore(cal, os.path.join(args.out, "qcore.npz"))
     print(f"      head {[layer.name for layer in cal.head.layers]}; flip networks {fit}")

@@ -65,8 +65,8 @@ def main(argv=None):
     fp.fit(train.x, train.y, epochs=epochs, batch_size=32, callbacks=[tracker], verbose=0)
     tflite = ep.convert(ptq_model(fp, 4, 8, train.x[:800]), train.x[:200])
 
-    cal = ep.calibration.BitFlipCalibrator(tflite, head_layers=1, core_size=20)
-    core = tracker.sample(20)
+    cal = ep.calibration.BitFlipCalibrator(tflite, head_layers=1, core_size=40)
+    core = tracker.sample(40)
     fit = cal.fit((train.x[core], train.y[core]), [(subject[s].x, subject[s].y) for s in (5, 6)],
                   chunk_size=args.chunk, episodes=episodes)
     print(f"deployed W4A8 model {len(tflite):,} B; head {cal.head.names} split off; flip "
@@ -87,7 +87,7 @@ def main(argv=None):
     results["memory"] = cal.memory(args.chunk)
     print(f"subjects 1-4 (held-out windows): {results['old_before']:.3f} -> "
           f"{results['old_after']:.3f}; device memory {results['memory']['total_bytes']:,} B "
-          f"(QCore, flip network, step scratch)")
+          f"(QCore, new-data memory, chunk, step scratch)")
 
     calibrated = cal.model_bytes()  # the deployed model with the recalibrated INT4 head
     tflm = ep.runtime.TFLMRunner(calibrated).predict(old.x).argmax(1)

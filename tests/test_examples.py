@@ -105,7 +105,11 @@ def test_qcore_on_device(tmp_path):
     moved = sum(c["changed"] for s in r["subjects"].values() for c in s["chunks"])
     before = split_head(deployed, 1).weights()[0]
     assert (moved > 0) == (not np.array_equal(head.weights()[0], before))
-    assert len(bundle.core_y) == 20
+    assert len(bundle.core_y) == 40
+    assert len(calibrated) == len(deployed)  # the head is written in place
+    # the guard ratchets (old_tolerance 0): what the QCore gets right after a chunk stays right
+    guard = [c["guard_correct"] for s in r["subjects"].values() for c in s["chunks"]]
+    assert guard == sorted(guard) and bundle.guard_min_correct == guard[-1]
 
 
 def test_quantmcu_patch_plan(end_to_end, tmp_path):

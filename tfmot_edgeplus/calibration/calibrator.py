@@ -185,6 +185,16 @@ def _quantize_mlp(params, f_int, bits: int) -> FlipNet:
     return FlipNet(w1q, b1q, m1, s1, w2q, b2q, threshold, bits)
 
 
+def _check_tolerance(old_tolerance) -> None:
+    if isinstance(old_tolerance, bool) or not (
+        isinstance(old_tolerance, (int, float)) and 0 <= old_tolerance <= 1
+    ):
+        raise ValueError(
+            f"old_tolerance must be a number in [0, 1] (the share of the QCore a step may get "
+            f"wrong that the deployed model got right), got {old_tolerance!r}"
+        )
+
+
 class BitFlipCalibrator:
     """QCore calibration of a deployed model's head (see the module doc)."""
 
@@ -228,13 +238,7 @@ class BitFlipCalibrator:
             raise ValueError(
                 f"memory_budget must be an int >= 1 (bytes) or None, got {memory_budget!r}"
             )
-        if isinstance(old_tolerance, bool) or not (
-            isinstance(old_tolerance, (int, float)) and 0 <= old_tolerance <= 1
-        ):
-            raise ValueError(
-                f"old_tolerance must be a number in [0, 1] (the share of the QCore a step may get "
-                f"wrong that the deployed model got right), got {old_tolerance!r}"
-            )
+        _check_tolerance(old_tolerance)
         if not 0 < seed < 2**32:
             raise ValueError(f"seed must be in [1, 2**32), got {seed}")
         self.core_size, self.memory_size = core_size, memory_size
@@ -275,9 +279,20 @@ class BitFlipCalibrator:
             )
         self.old_x = self.features(x)
         self.old_y = self._labels(y, "QCore")
+        self._set_guard()
+
+    def _set_guard(self):
         c0 = score(self.head.forward(self.old_x, self.head.weights()), self.old_y)[1]
-        self.guard_slack = math.floor(self.old_tolerance * len(y))
+        self.guard_slack = math.floor(self.old_tolerance * len(self.old_y))
         self.guard_min_correct = self._first_guard = max(0, c0 - self.guard_slack)
+
+    def set_old_tolerance(self, old_tolerance: float):
+        """Change ``old_tolerance`` (1 turns the guard off: an ablation) and :meth:`reset`."""
+        _check_tolerance(old_tolerance)
+        self.old_tolerance = float(old_tolerance)
+        if self.old_y is not None:
+            self._set_guard()
+        self.reset()
 
     def _labels(self, y, what: str) -> np.ndarray:
         y = np.asarray(y)

@@ -152,6 +152,7 @@ class QCoreRun:
     tracker_checks: int = 0
     seconds: dict = field(default_factory=dict)
     chunks: list[Chunk] = field(default_factory=list, repr=False)
+    eval_sets: dict = field(default_factory=dict, repr=False)  # name -> raw (x, y)
     input_stats: object = field(default=None, repr=False)  # ChannelStats of the training data
 
     def rows(self) -> list[dict]:
@@ -301,6 +302,7 @@ def qcore_continual(config: QCoreConfig | None = None, verbose: int = 1) -> QCor
         tracker.checks,
         seconds,
         chunks,
+        eval_sets,
         data.input_stats,
     )
 
