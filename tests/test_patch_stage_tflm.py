@@ -93,6 +93,22 @@ def test_eight_bit_programs_match_numpy(registerer):
         )
 
 
+def test_glue_registerer_uses_a_prebuilt_library_and_surfaces_its_errors(monkeypatch, tmp_path):
+    from tfmot_edgeplus.patching.patch_runner import glue_registerer
+
+    for var in ("EDGEPLUS_TFLM_LIB", "EDGEPLUS_TFLM_ROOT"):
+        monkeypatch.delenv(var, raising=False)
+    assert glue_registerer() is None  # nothing configured: the callers use the split runner
+    monkeypatch.setattr(tflm_ops, "_loaded", {})  # as in a fresh process
+    missing = tmp_path / "libedgeplus_tflm.so"
+    monkeypatch.setenv("EDGEPLUS_TFLM_LIB", str(missing))
+    with pytest.raises(tflm_ops.TflmOpsUnavailableError, match=f"{missing} does not exist"):
+        glue_registerer()
+    missing.write_bytes(b"not a shared library")
+    with pytest.raises(tflm_ops.TflmOpsUnavailableError, match=f"cannot load {missing}"):
+        glue_registerer()
+
+
 def test_builder_stores_filters_at_their_bits():
     program, filters = random_program(np.random.default_rng(1), w_bits=None, steps=5)
     schema = schema_py_generated()

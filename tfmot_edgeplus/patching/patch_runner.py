@@ -32,6 +32,8 @@ Backends:
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from tfmot_edgeplus.core.intmath import dequantize, quantize
@@ -69,9 +71,9 @@ class PatchStageRunner:
             if name is None:
 
                 raise RuntimeError(
-                    "backend='tflm' needs the TFLM glue library; missing: "
-                    f"{', '.join(tflm_ops.missing_env()) or 'a working build'}. "
-                    "Use backend='split' (same outputs) or set those variables."
+                    "backend='tflm' needs the TFLM glue library: set EDGEPLUS_TFLM_LIB to a "
+                    f"prebuilt one, or {', '.join(tflm_ops.missing_env())} to build it. Or use "
+                    "backend='split' (same outputs)."
                 )
             self.deployed = deploy_model(self.model_bytes, self.lowered)
             self._tflm = TFLMRunner(self.deployed, custom_op_registerers=[name])
@@ -143,11 +145,11 @@ class PatchStageRunner:
 
 
 def glue_registerer() -> str | None:
-    """The registerer name if libedgeplus_tflm.so loads (built on demand), else None."""
-
-    if tflm_ops.missing_env():
+    """The registerer of the edgeplus TFLM ops: from a prebuilt ``EDGEPLUS_TFLM_LIB``, or the
+    library built from the sources ``EDGEPLUS_TFLM_ROOT`` and its siblings name; None when
+    neither is configured (the callers then use the split runner). A configured library that
+    fails to build or load raises :class:`~tfmot_edgeplus.runtime.tflm_ops.TflmOpsUnavailableError`
+    with the compiler's or loader's message: it is never silently replaced by the estimate."""
+    if not os.environ.get("EDGEPLUS_TFLM_LIB") and tflm_ops.missing_env():
         return None
-    try:
-        return tflm_ops.load()
-    except Exception:  # noqa: BLE001 - any build/load failure means: use the split runner
-        return None
+    return tflm_ops.load()
