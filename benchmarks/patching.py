@@ -29,7 +29,8 @@ emulated Cortex-M4, -Ofast, our C kernels: the stage layer by layer for ``layer_
 a 1x1 grid; null without the cross compiler/QEMU), ``acc`` (test top-1), ``agreement``
 (test top-1 agreement with ``layer_int8``), ``flash_bytes`` (the .tflite: for the patch rows
 the deployed model with its ``EDGEPLUS_PATCH_STAGE`` op), ``stage_scratch_bytes``,
-``fits_nano`` (peak <= 256 KB and flash <= 1 MB), ``grid``, ``normal_patches``, ``bits``
+``backend`` (what measured the row's memory: ``tflm``, TFLM with our op, or ``split``, the
+split runner's figure when the TFLM glue is not configured), ``fits_nano`` (peak <= 256 KB and flash <= 1 MB), ``grid``, ``normal_patches``, ``bits``
 (normal-patch bits of the stage maps, in order). A figure of the mixed plan and one of the
 three configs are written beside the JSON, with the mixed plan (``_plan.json``) and the int8
 model (``_int8.tflite``), so ``edgeplus plan`` can be rerun on them.
@@ -138,11 +139,13 @@ def run(config: Config) -> tuple[list[dict], dict]:
     for name in CONFIGS:
         p, low = plans[name], lowered[name]
         if name == "layer_int8":
+            backend = "tflm"  # the builtin int8 ops, TFLM's own arena
             preds, peak, flash, scratch = ref, full.arena_bytes, len(tfl), None
             activation = full.arena_head_bytes
             modeled, bitops, stage_bitops = p.peak_layer, p.bitops_layer, p.stage_bitops_layer
         else:
             runner = PatchStageRunner(tfl, low)
+            backend = runner.backend  # tflm: measured with our op; split: the split runner's
             fast = PatchStageRunner(tfl, low, backend="numpy")
             say(f"[patching] {name}: evaluating {len(xt)} test images ({runner.backend} backend)")
             preds = top1_predictions(fast.predict, xt)
@@ -174,6 +177,7 @@ def run(config: Config) -> tuple[list[dict], dict]:
                 "agreement": round(float((preds == ref).mean()), 4),
                 "flash_bytes": int(flash),
                 "stage_scratch_bytes": scratch,
+                "backend": backend,
                 "fits_nano": bool(peak <= NANO_SRAM and flash <= NANO_FLASH),
                 "grid": 1 if name == "layer_int8" else int(p.grid),
                 "normal_patches": 0 if name != "patch_vdpc_vdqs" else int(
