@@ -95,6 +95,7 @@ class Config:
     weight_bits: tuple = (4, 8)
     seeds: tuple = (0, 1, 2, 3, 4)
     fp_epochs: int | None = None  # None: the stream's default
+    chunks_per_domain: int = 2
     m4: bool = True
 
     @classmethod
@@ -188,7 +189,11 @@ def run(config: Config) -> tuple[list[dict], dict]:
                 say(f"[continual] {task} W{bits} seed {seed}")
                 result = qcore_continual(
                     QCoreConfig(
-                        stream=task, weight_bits=bits, fp_epochs=config.fp_epochs, seed=seed
+                        stream=task,
+                        weight_bits=bits,
+                        fp_epochs=config.fp_epochs,
+                        chunks_per_domain=config.chunks_per_domain,
+                        seed=seed,
                     ),
                     verbose=0,
                 )

@@ -8,10 +8,11 @@ On the smartwatch exercise data (seglearn, 7 classes, 10 subjects):
 2. it is quantized (W4A8 PTQ) and converted: the deployed full-integer .tflite;
 3. ``BitFlipCalibrator`` splits the deployed head off (the backbone stays in TFLM, the last
    FULLY_CONNECTED runs in integers) and, on the host, trains the int8 flip network (160 B)
-   on the QCore (20 windows drawn by misses) + subjects 5 and 6;
+   on the QCore (40 windows drawn by misses) + subjects 5 and 6;
 4. subjects 7-10 arrive one by one, in labeled chunks of ``--chunk`` windows: each chunk
    is one ``calibrate`` call, what ``edgeplus_qcore_step`` does on the board (weights move
-   by -1/0/+1, a step that would lower accuracy on QCore + chunk is rolled back).
+   by -1/0/+1; a step is kept only if more new samples are right and the QCore, the
+   training subjects' windows, stays right).
 
 Needs: tfmot_edgeplus with its data sets (``make setup``, or
 ``pip install -e '.[datasets]'``: seglearn).
@@ -24,10 +25,11 @@ Prints the flip network's fit, each new subject's accuracy (its later windows) b
 after its chunks, the training subjects' held-out accuracy before and after the stream, and
 the device memory; writes ``<out>/imu_w4a8.tflite`` (deployed), ``imu_w4a8_qcore.tflite``
 (recalibrated), ``qcore.npz`` (for ``edgeplus export arduino --qcore``) and ``results.json``.
-Measured (full run, 20 s): subjects 7 / 8 / 9 / 10 go from 0.715 / 0.511 / 0.761 / 0.699 to
-0.703 / 0.520 / 0.801 / 0.699 after their two chunks (subject 10: no step kept),
-subjects 1-4 from 0.888 to 0.904; 4,788 B on the device; the recalibrated .tflite in TFLM
-gives the calibrator's class on 100 % of the windows. One seed: ``edgeplus qcore`` and
+Measured (full run, 20 s): subjects 7 / 8 / 9 / 10 go from 0.715 / 0.683 / 0.761 / 0.715 to
+0.795 / 0.683 / 0.810 / 0.715 after their two chunks (subjects 8 and 10: no step kept, the
+QCore's guard or the new samples refused them), subjects 1-4 from 0.888 to 0.891; 11,648 B
+on the device; the recalibrated .tflite in TFLM gives the calibrator's class on 100 % of the
+windows. One seed: ``edgeplus qcore`` and
 ``python -m benchmarks.continual`` compare it with back-propagation over 5 seeds.
 """
 

@@ -58,8 +58,9 @@ guarded samples ``[0, guard)`` predicted right. A level is kept iff its unguarde
 higher than before AND its guard count is ``>= guard_min_correct``
 (``0 <= guard_min_correct <= guard``). ``guard = 0`` is the unguarded step.
 
-**Refresh** (:func:`qcore_refresh`). Every item of QCore U chunk has a miss count: the
-core items' counts carried over plus, over the sequence of correctness vectors the chunk's
+**Refresh** (:func:`qcore_refresh`; the calibrator refreshes its new-data memory from memory
+U chunk, the QCore itself stays). Every item has a miss count: the memory items' counts
+carried over plus, over the sequence of correctness vectors the chunk's
 steps observed, its correct -> incorrect transitions; an item never right in that sequence
 gets the sequence length (the most it could have). ``size`` items are drawn without
 replacement with weights ``count + 1`` by an xorshift32 generator (``r = next() % total``,
@@ -413,9 +414,9 @@ def miss_counts(history: list[np.ndarray]) -> np.ndarray:
 def qcore_refresh(
     prior_counts, history: list[np.ndarray], size: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Choose the next QCore from QCore U chunk (see the module doc).
+    """Choose the next memory from memory U chunk (see the module doc).
 
-    ``prior_counts``: one count per item (the core's carried counts, 0 for new samples);
+    ``prior_counts``: one count per item (the memory's carried counts, 0 for new samples);
     ``history``: the correctness vectors the chunk's steps observed over those items.
     Returns ``(chosen item indices in draw order, their new counts, next rng state)``.
     """
@@ -426,7 +427,7 @@ def qcore_refresh(
     if counts.shape != prior.shape:
         raise ValueError(f"history covers {counts.size} items but prior_counts has {prior.size}")
     if not 1 <= size <= len(counts):
-        raise ValueError(f"size must be in [1, {len(counts)}] (items in QCore U chunk), got {size}")
+        raise ValueError(f"size must be in [1, {len(counts)}] (memory U chunk items), got {size}")
     state = int(seed) & 0xFFFFFFFF
     if state == 0:
         raise ValueError("seed must be a nonzero 32-bit value (xorshift32 never leaves 0)")

@@ -494,10 +494,12 @@ def _qcore_files(bundle, head, chunk: int, banner: str) -> tuple[str, str, dict]
         + "] = {\n"
         + ",\n".join(specs)
         + "\n};\n\n",
-        f"/* the QCore: {k} items of the training data (head inputs) and labels, fixed; a step "
-        f"is kept only if {bundle.guard_min_correct} of them stay right, a guard that ratchets "
-        f"up to the items right after each calibration less {bundle.guard_slack} "
-        f"(old_tolerance {bundle.old_tolerance:g}) */\n",
+        (
+            f"/* the QCore: {k} items of the training data (head inputs) and labels, fixed; a "
+            f"step is kept only if {bundle.guard_min_correct} of them stay right, a guard that "
+            f"ratchets up to the items right after each calibration less {bundle.guard_slack} "
+            f"(old_tolerance {bundle.old_tolerance:g}) */\n"
+        ),
         C.definition("int8_t", "core_x", bundle.core_x, static=True),
         C.definition("int32_t", "core_y", bundle.core_y, static=True),
     ]
