@@ -24,7 +24,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["collect_env", "default_out", "markdown_table", "write_report"]
+__all__ = ["collect_env", "default_out", "markdown_table", "paired_interval", "write_report"]
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 _VERSIONED_DISTRIBUTIONS = (
@@ -58,6 +58,19 @@ def collect_env(extra: dict | None = None) -> dict:
     if extra:
         env.update(extra)
     return env
+
+
+def paired_interval(diffs) -> tuple[float, float | None, float | None]:
+    """Mean of paired per-seed differences and its two-sided 95 % Student-t interval
+    (``None`` ends with fewer than two seeds)."""
+    from scipy import stats
+
+    d = [float(v) for v in diffs]
+    mean = sum(d) / len(d)
+    if len(d) < 2:
+        return mean, None, None
+    half = float(stats.t.ppf(0.975, len(d) - 1)) * float(stats.sem(d))
+    return mean, mean - half, mean + half
 
 
 def _format_cell(value) -> str:

@@ -42,9 +42,13 @@ QCore + the chunk, the mean over seeds; null for ``none`` and when the emulator 
 ``device_bytes`` (QCore: the RAM of ``edgeplus::QCoreCalibrator``, the figure ``edgeplus export
 arduino --qcore`` reserves; the baselines: their buffer + float32 training state,
 ``bp_memory_bytes``), ``recovery`` (for ``qcore_bitflip``: its gain over ``none`` as a share of
-``bp_finetune``'s, in ``adapted_acc``). The ablation ``env["unguarded"]``: QCore on the same
+``bp_finetune``'s, in ``adapted_acc``), ``adapted_vs_none``, ``final_vs_none``,
+``old_vs_none`` (the paired per-seed difference from ``none``, with ``_lo`` / ``_hi`` its 95 %
+Student-t interval; null ends with one seed). The ablation ``env["unguarded"]``: QCore on the same
 streams with its guard off (``old_tolerance=1``), mean adapted, final and old accuracy and
-old_drop per task and bit-width. A plot of the seen-domain accuracy after each chunk
+old_drop per task and bit-width, and its paired difference from the guarded QCore with a 95 %
+interval (``*_vs_qcore``, ``*_vs_qcore_lo``, ``*_vs_qcore_hi``); ``env["per_seed"]``: every
+method's metrics per seed. A plot of the seen-domain accuracy after each chunk
 is written beside the JSON.
 
 ``--quick``: imu_watch, W4, one seed, 10 float epochs (the same code path).
@@ -61,7 +65,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._report import save_figure, write_report
+from benchmarks._report import paired_interval, save_figure, write_report
 from benchmarks._tasks import say
 
 NAME = "continual"
@@ -82,6 +86,7 @@ ROW_KEYS = (
     "m4_instructions_per_chunk",
     "device_bytes",
     "recovery",
+    *(f"{k}_vs_none{end}" for k in ("adapted", "final", "old") for end in ("", "_lo", "_hi")),
     "avg_acc_std",
     "final_acc_std",
     "adapted_acc_std",
@@ -117,6 +122,17 @@ def _m4_available() -> bool:
 
 
 _ABLATION_KEYS = ("adapted_acc", "final_acc", "old_acc", "old_drop")
+
+
+def _paired(method: list[dict], base: list[dict], name: str) -> dict:
+    """Per metric, the method's paired per-seed difference from ``base``: mean and 95 %
+    interval (``{metric}_vs_{name}``, ``..._lo``, ``..._hi``)."""
+    out = {}
+    for k in ("adapted", "final", "old"):
+        diffs = [m[f"{k}_acc"] - b[f"{k}_acc"] for m, b in zip(method, base)]
+        mean, lo, hi = paired_interval(diffs)
+        out.update({f"{k}_vs_{name}": mean, f"{k}_vs_{name}_lo": lo, f"{k}_vs_{name}_hi": hi})
+    return out
 
 
 def _unguarded(run, none_old: float) -> dict:
@@ -177,7 +193,8 @@ def run(config: Config) -> tuple[list[dict], dict]:
     from tfmot_edgeplus.recipes.qcore import QCoreConfig, qcore_continual, recovery
 
     m4_on = config.m4 and _m4_available()
-    rows, env = [], {"seeds": list(config.seeds), "curves": {}, "m4": {}, "unguarded": {}}
+    rows = []
+    env = {"seeds": list(config.seeds), "curves": {}, "m4": {}, "unguarded": {}, "per_seed": {}}
     for task in config.tasks:
         for bits in config.weight_bits:
             key = f"{task}/w{bits}"
@@ -229,6 +246,7 @@ def run(config: Config) -> tuple[list[dict], dict]:
                         "m4_instructions_per_chunk": instr,
                         "device_bytes": int(mean["memory_bytes"]),
                         "recovery": recovery(means) if m == "qcore_bitflip" else None,
+                        **_paired(per_method[m], per_method["none"], "none"),
                         **{
                             f"{k}_std": float(np.std([x[k] for x in per_method[m]]))
                             for k in ("avg_acc", "final_acc", "adapted_acc", "old_acc")
@@ -237,8 +255,10 @@ def run(config: Config) -> tuple[list[dict], dict]:
                 )
             env["curves"][key] = {m: np.mean(c, axis=0).tolist() for m, c in curves.items()}
             env["unguarded"][key] = {
-                k: float(np.mean([u[k] for u in unguarded])) for k in _ABLATION_KEYS
+                **{k: float(np.mean([u[k] for u in unguarded])) for k in _ABLATION_KEYS},
+                **_paired(unguarded, per_method["qcore_bitflip"], "qcore"),
             }
+            env["per_seed"][key] = per_method
     return rows, env
 
 
@@ -269,7 +289,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m benchmarks.continual", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument(
-        "--quick", action="store_true", help="imu_watch, W4, one seed, 10 float epochs (same code path)"
+        "--quick",
+        action="store_true",
+        help="imu_watch, W4, one seed, 10 float epochs (same code path)",
     )
     parser.add_argument(
         "--out", default=None, help="JSON output (default benchmarks/results/continual.json)"

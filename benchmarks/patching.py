@@ -30,7 +30,8 @@ a 1x1 grid; null without the cross compiler/QEMU), ``acc`` (test top-1), ``agree
 (test top-1 agreement with ``layer_int8``), ``flash_bytes`` (the .tflite: for the patch rows
 the deployed model with its ``EDGEPLUS_PATCH_STAGE`` op), ``stage_scratch_bytes``,
 ``backend`` (what measured the row's memory: ``tflm``, TFLM with our op, or ``split``, the
-split runner's figure when the TFLM glue is not configured), ``fits_nano`` (peak <= 256 KB and flash <= 1 MB), ``grid``, ``normal_patches``, ``bits``
+split runner's figure when the TFLM glue is not configured), ``fits_nano`` (peak <= 256 KB
+and flash <= 1 MB), ``grid``, ``normal_patches``, ``bits``
 (normal-patch bits of the stage maps, in order). A figure of the mixed plan and one of the
 three configs are written beside the JSON, with the mixed plan (``_plan.json``) and the int8
 model (``_int8.tflite``), so ``edgeplus plan`` can be rerun on them.
