@@ -26,7 +26,11 @@
 from tfmot_edgeplus.calibration.backprop import bp_finetune, bp_flip_target, bp_memory_bytes
 from tfmot_edgeplus.calibration.bitflip_reference import bitflip_apply, bitflip_apply_packed
 from tfmot_edgeplus.calibration.bundle import QCoreBundle, load_qcore, save_qcore
-from tfmot_edgeplus.calibration.calibrator import BitFlipCalibrator, ChunkReport
+from tfmot_edgeplus.calibration.calibrator import (
+    BitFlipCalibrator,
+    ChunkReport,
+    check_old_tolerance,
+)
 from tfmot_edgeplus.calibration.device import device_bytes
 from tfmot_edgeplus.calibration.head import HeadLayer, IntHead, split_head, write_head
 from tfmot_edgeplus.calibration.step import FlipNet, StepResult, qcore_refresh, qcore_step
@@ -48,6 +52,7 @@ __all__ = [
     "bp_finetune",
     "bp_flip_target",
     "bp_memory_bytes",
+    "check_old_tolerance",
     "device_bytes",
     "load_qcore",
     "qcore_refresh",

@@ -91,7 +91,7 @@ from tfmot_edgeplus.calibration.step import (
 from tfmot_edgeplus.core.intmath import narrow_range, quantize_multiplier
 from tfmot_edgeplus.runtime import TFLMRunner
 
-__all__ = ["BitFlipCalibrator", "ChunkReport"]
+__all__ = ["BitFlipCalibrator", "ChunkReport", "check_old_tolerance"]
 
 
 @dataclass
@@ -187,7 +187,8 @@ def _quantize_mlp(params, f_int, bits: int) -> FlipNet:
     return FlipNet(w1q, b1q, m1, s1, w2q, b2q, threshold, bits)
 
 
-def _check_tolerance(old_tolerance) -> None:
+def check_old_tolerance(old_tolerance) -> None:
+    """Raise ValueError unless ``old_tolerance`` is a number in [0, 1]."""
     if isinstance(old_tolerance, bool) or not (
         isinstance(old_tolerance, (int, float)) and 0 <= old_tolerance <= 1
     ):
@@ -240,7 +241,7 @@ class BitFlipCalibrator:
             raise ValueError(
                 f"memory_budget must be an int >= 1 (bytes) or None, got {memory_budget!r}"
             )
-        _check_tolerance(old_tolerance)
+        check_old_tolerance(old_tolerance)
         if not 0 < seed < 2**32:
             raise ValueError(f"seed must be in [1, 2**32), got {seed}")
         self.core_size, self.memory_size = core_size, memory_size
@@ -290,7 +291,7 @@ class BitFlipCalibrator:
 
     def set_old_tolerance(self, old_tolerance: float):
         """Change ``old_tolerance`` (1 turns the guard off: an ablation) and :meth:`reset`."""
-        _check_tolerance(old_tolerance)
+        check_old_tolerance(old_tolerance)
         self.old_tolerance = float(old_tolerance)
         if self.old_y is not None:
             self._set_guard()

@@ -22,8 +22,8 @@ Steps (each timed in ``run.seconds``):
    model, which TFLM runs.
 4. :class:`~tfmot_edgeplus.calibration.BitFlipCalibrator` on the deployed bytes, fitted
    offline on QCore + chunks of the offline shifted data. It calibrates the last layer (the
-   classifier); the device keeps the QCore and the chunk as that layer's int8 inputs (the
-   ``hidden``-wide ReLU features), so a step never re-runs the layers before it. (Flip
+   classifier); the device keeps the QCore, its memory and the chunk as that layer's int8
+   inputs (the ``hidden``-wide ReLU features), so a step never re-runs the layers before it. (Flip
    networks for earlier layers exist, ``calibrate="all"``, but their error signal is a fixed
    random feedback, not back-propagation, and on this data they cost accuracy.)
 5. :func:`~tfmot_edgeplus.calibration.run_stream` for each method of ``methods``.
@@ -44,6 +44,7 @@ from tfmot_edgeplus.calibration import (
     BitFlipCalibrator,
     Chunk,
     StreamResult,
+    check_old_tolerance,
     run_stream,
     save_qcore,
 )
@@ -128,13 +129,7 @@ class QCoreConfig:
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown or not self.methods:
             raise ValueError(f"methods must be some of {', '.join(METHODS)}, got {self.methods}")
-        if isinstance(self.old_tolerance, bool) or not (
-            isinstance(self.old_tolerance, numbers.Real) and 0 <= self.old_tolerance <= 1
-        ):
-            raise ValueError(
-                f"old_tolerance must be a number in [0, 1] (the share of the QCore a step may "
-                f"get wrong that the deployed model got right), got {self.old_tolerance!r}"
-            )
+        check_old_tolerance(self.old_tolerance)
         if not 0 < self.old_fraction < 1:
             raise ValueError(f"old_fraction must be in (0, 1), got {self.old_fraction!r}")
 
