@@ -182,8 +182,8 @@ def qcore(weight_bits, stream, train_subjects, offline_subjects, stream_subjects
             offline_subjects=_ints(offline_subjects, "--offline-subjects"),
             stream_subjects=_ints(stream_subjects, "--stream-subjects"),
             chunk_size=chunk_size, chunks_per_domain=chunks_per_domain, core_size=core_size,
-            memory_size=memory_size, old_tolerance=old_tolerance, fp_epochs=fp_epochs, methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
-            seed=seed)
+            memory_size=memory_size, old_tolerance=old_tolerance, fp_epochs=fp_epochs,
+            methods=tuple(m.strip() for m in methods.split(",") if m.strip()), seed=seed)
     except ValueError as err:
         raise click.BadParameter(str(err)) from None
     run = qcore_continual(config)

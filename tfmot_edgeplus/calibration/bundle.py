@@ -12,9 +12,10 @@ current int8 weights, which together identify the model the bundle belongs to; i
 count; which head layers are calibrated and their int8 flip networks; the QCore (the old
 part: head inputs int8 and labels, fixed) with its guard (``guard_min_correct`` and the
 ``guard_slack`` it ratchets with, from ``old_tolerance``); the new-data memory (head inputs,
-labels, miss counts) and the refresh's rng state; the calibrator's settings (margin, tries, max_steps, core_size, memory_size,
-old_tolerance); optionally the per-channel input normalisation the model expects
-(``input_mean`` / ``input_std``, e.g. :class:`~tfmot_edgeplus.datasets.imu_watch.ChannelStats`).
+labels, miss counts) and the refresh's rng state; the calibrator's settings (margin, tries,
+max_steps, core_size, memory_size, old_tolerance); optionally the per-channel input
+normalisation the model expects (``input_mean`` / ``input_std``, e.g.
+:class:`~tfmot_edgeplus.datasets.imu_watch.ChannelStats`).
 Bundles of format ``edgeplus-qcore/1`` (one QCore refreshed from the new data, no guard) are
 refused with how to make a new one.
 

@@ -48,7 +48,7 @@ def device_bytes(
         shapes = ((1, 1, 1, fan_in), (out, 1, 1, fan_in), (1, 1, 1, out))
         conv = max(conv, k.conv2d_get_buffer_size(layer.params(), *shapes))
     step = k.qcore_step_get_buffer_size(head, nets, cap)
-    refresh = 4 + 4 * refreshed  # edgeplus_qcore_refresh_get_buffer_size
+    refresh = k.qcore_refresh_get_buffer_size(refreshed)
     parts = {
         "head_weight_bytes": weights,
         "item_bytes": _a4(cap * inp) + 4 * cap,  # int8 features, int32 label

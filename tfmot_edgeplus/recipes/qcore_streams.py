@@ -50,6 +50,7 @@ STREAMS = ("imu_watch", "fashion_shift")
 
 FASHION_TRAIN = 6000
 FASHION_EVAL = 1000
+FASHION_OFFLINE = 1000  # images per offline shift
 # name -> (rotation in degrees, contrast about mid-grey, translation in pixels (down, right))
 FASHION_STREAM_SHIFTS = {
     "rotate+20": (20.0, 1.0, (0, 0)),
@@ -153,32 +154,28 @@ def fashion_shift_stream(config, rng) -> StreamData:
     """The ``fashion_shift`` stream (module doc)."""
     data = fashion_mnist()
     per_domain = config.chunk_size * config.chunks_per_domain
-    domains = [*FASHION_STREAM_SHIFTS, *FASHION_OFFLINE_SHIFTS]
-    shifts = {**FASHION_STREAM_SHIFTS, **FASHION_OFFLINE_SHIFTS}
     train_order = rng.permutation(len(data.y_train))
     test_order = rng.permutation(len(data.y_test))
-    pool_need = FASHION_TRAIN + per_domain * len(FASHION_STREAM_SHIFTS) + 1000 * len(
-        FASHION_OFFLINE_SHIFTS
-    )
-    if pool_need > len(train_order):
+    streamed = per_domain * len(FASHION_STREAM_SHIFTS)
+    need = FASHION_TRAIN + streamed + FASHION_OFFLINE * len(FASHION_OFFLINE_SHIFTS)
+    if need > len(train_order):
         raise ValueError(
-            f"the fashion_shift stream needs {pool_need} training images, the split has "
+            f"the fashion_shift stream needs {need} training images, the split has "
             f"{len(train_order)}; lower chunk_size or chunks_per_domain"
         )
-    train = train_order[:FASHION_TRAIN]
-    eval_sets = {"old": (data.x_test[test_order[:FASHION_EVAL]], data.y_test[test_order[:FASHION_EVAL]])}
-    chunks, offline, t0, e0 = [], [], FASHION_TRAIN, FASHION_EVAL
-    for name in domains:
-        if name in FASHION_STREAM_SHIFTS:
-            pick, t0 = train_order[t0 : t0 + per_domain], t0 + per_domain
-            chunks += _chunks(
-                name, shift_images(data.x_train[pick], *shifts[name]), data.y_train[pick], config, rng
-            )
-            test, e0 = test_order[e0 : e0 + FASHION_EVAL], e0 + FASHION_EVAL
-            eval_sets[name] = (shift_images(data.x_test[test], *shifts[name]), data.y_test[test])
-        else:
-            pick, t0 = train_order[t0 : t0 + 1000], t0 + 1000
-            offline.append((shift_images(data.x_train[pick], *shifts[name]), data.y_train[pick]))
+    train, rest = train_order[:FASHION_TRAIN], train_order[FASHION_TRAIN:]
+    old = test_order[:FASHION_EVAL]
+    chunks, eval_sets = [], {"old": (data.x_test[old], data.y_test[old])}
+    for i, (name, shift) in enumerate(FASHION_STREAM_SHIFTS.items()):
+        pick = rest[i * per_domain : (i + 1) * per_domain]
+        x = shift_images(data.x_train[pick], *shift)
+        chunks += _chunks(name, x, data.y_train[pick], config, rng)
+        test = test_order[(i + 1) * FASHION_EVAL : (i + 2) * FASHION_EVAL]
+        eval_sets[name] = (shift_images(data.x_test[test], *shift), data.y_test[test])
+    offline = []
+    for i, shift in enumerate(FASHION_OFFLINE_SHIFTS.values()):
+        pick = rest[streamed + i * FASHION_OFFLINE : streamed + (i + 1) * FASHION_OFFLINE]
+        offline.append((shift_images(data.x_train[pick], *shift), data.y_train[pick]))
     return StreamData(
         "fashion_shift",
         (data.x_train[train], data.y_train[train]),

@@ -783,6 +783,11 @@ class Kernels:
             guard_correct_after=int(res.guard_correct_after),
         )
 
+    def qcore_refresh_get_buffer_size(self, n: int) -> int:
+        """Scratch bytes of ``edgeplus_qcore_refresh`` for ``n`` items (the C's
+        ``_get_buffer_size``; negative: its status for a bad ``n``)."""
+        return int(self.lib.edgeplus_qcore_refresh_get_buffer_size(int(n)))
+
     def qcore_refresh(self, prior_counts, history, size, seed, scratch_bytes=None):
         """``edgeplus_qcore_refresh`` with the arguments and results of
         :func:`tfmot_edgeplus.calibration.step.qcore_refresh`: ``(chosen item indices in
@@ -817,7 +822,7 @@ class Kernels:
             [np.clip(prior.astype(np.int64), _INT32_MIN, _INT32_MAX).astype(np.int32), [0]]
         ).astype(np.int32)
         hist = np.concatenate([h.astype(np.uint8).reshape(-1), np.zeros(1, np.uint8)])
-        need = int(self.lib.edgeplus_qcore_refresh_get_buffer_size(n))
+        need = self.qcore_refresh_get_buffer_size(n)
         if scratch_bytes is None:
             scratch_bytes = max(need, 0)
         ctx = _scratch(scratch_bytes)
