@@ -89,19 +89,31 @@ def test_calibration_bad_input(fp_digits, digits_task):
         calibrate_activation_ranges(qat, digits_task.x_train[:0])
 
 
-@pytest.mark.parametrize("coreset, beta", [("res", 1.0), ("random", 0.0), ("full", 0.0)])
-def test_quarc_qat_trains_a_new_model_on_the_coreset(fp_digits, digits_task, coreset, beta):
+@pytest.mark.parametrize("coreset, beta, holdout", [("res", 1.0, 0.1), ("random", 0.0, 0.1),
+                                                    ("full", 0.0, 0.0)])
+def test_quarc_qat_trains_a_new_model_on_the_coreset(fp_digits, digits_task, coreset, beta,
+                                                     holdout):
     x, y = digits_task.x_train, digits_task.y_train
     fp_weights = [w.copy() for w in fp_digits.get_weights()]
     fraction = 1.0 if coreset == "full" else 0.2
     config = QuaRCConfig(weight_bits=4, coreset=coreset, fraction=fraction, beta=beta, epochs=3,
-                         batch_size=32, learning_rate=2e-3, calibration_samples=256)
+                         batch_size=32, learning_rate=2e-3, calibration_samples=256,
+                         holdout=holdout)
     run = quarc_qat(fp_digits, x, y, config)
 
     assert run.qat_model is not fp_digits
     for before, after in zip(fp_weights, fp_digits.get_weights()):
         np.testing.assert_array_equal(before, after)  # the float model is not touched
-    assert run.train_samples == (len(x) if coreset == "full" else round(0.2 * len(x)))
+    held = round(holdout * len(x))
+    assert run.train_samples == (len(x) if coreset == "full" else round(0.2 * (len(x) - held)))
+    if holdout:  # the best of before training and each epoch, by the held-out slice
+        best = run.summary()["best_weights"]
+        assert best["heldout_samples"] == held
+        assert best["best_accuracy"] == max(best["start_accuracy"],
+                                            *run.history.history["heldout_accuracy"])
+        assert best["restored"] == (best["best_accuracy"] > best["last_accuracy"])
+    else:
+        assert run.best is None and "heldout_accuracy" not in run.history.history
     assert (run.coreset is None) == (coreset == "full")
     history = run.history.history
     assert len(history["loss"]) == 3 and np.isfinite(history["loss"]).all()
@@ -129,6 +141,7 @@ def test_quarc_qat_trains_a_new_model_on_the_coreset(fp_digits, digits_task, cor
     ({"temperature": 0.0}, "temperature must be > 0, got 0.0"),
     ({"learning_rate": 0}, "learning_rate must be > 0, got 0"),
     ({"weight_bits": 5}, "weight_bits"),
+    ({"holdout": 1.0}, r"holdout must be in \[0, 1\), got 1.0"),
 ])
 def test_bad_config_names_the_value(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -6,6 +6,7 @@ Quantization-aware training (TF-MOT)::
 
     scheme = tfmot_edgeplus.EdgePlusQuantizeScheme(weight_bits=4, activation_bits=8)
     qat = tfmot_edgeplus.quantize_model(model, scheme)
+    qat.fit(..., callbacks=[tfmot_edgeplus.BestWeights(x_held, y_held)])  # never ends worse
     with tfmot_edgeplus.quantize_scope(): keras.models.load_model(path)
 
 Little-data QAT (QuaRC): ``coreset.RESCoreset`` / ``coreset.RandomCoreset`` and
@@ -36,6 +37,7 @@ Conversion (wraps tf.lite.TFLiteConverter) and the host TFLM runner::
 
 from tfmot_edgeplus._compat import KerasVersionError  # noqa: I001  (sets TF_USE_LEGACY_KERAS first)
 from tfmot_edgeplus.quantization import (
+    BestWeights,
     EdgePlusQuantizeScheme,
     quantize_model,
     quantize_scope,
@@ -74,6 +76,7 @@ __all__ = [  # noqa: RUF022  (grouped by use, not sorted)
     "EdgePlusQuantizeScheme",
     "quantize_model",
     "quantize_scope",
+    "BestWeights",
     # conversion
     "convert",
     "conversion_report",

@@ -1,5 +1,6 @@
 """Low-bit quantization-aware training for TF-MOT: quantizers, QuantizeConfigs, a scheme."""
 
+from tfmot_edgeplus.quantization.best_weights import BestWeights, holdout_split
 from tfmot_edgeplus.quantization.calibrate import calibrate_activation_ranges
 from tfmot_edgeplus.quantization.configs import (
     EdgePlusOutputQuantizeConfig,
@@ -22,12 +23,14 @@ __all__ = [
     "ACTIVATION_BITS",
     "WEIGHT_BITS",
     "ActivationRangeQuantizer",
+    "BestWeights",
     "EdgePlusOutputQuantizeConfig",
     "EdgePlusQuantizeRegistry",
     "EdgePlusQuantizeScheme",
     "EdgePlusWeightQuantizeConfig",
     "LearnedScaleWeightQuantizer",
     "calibrate_activation_ranges",
+    "holdout_split",
     "quantize_model",
     "quantize_scope",
 ]

@@ -8,10 +8,15 @@ section 1 with the building blocks of :mod:`tfmot_edgeplus.coreset` and
     config = QuaRCConfig(weight_bits=2, coreset="res", fraction=0.01, beta=1.0, epochs=10)
     run = quarc_qat(fp_model, x_train, y_train, config)
     run.qat_model        # trained QAT model: convert() it as usual
-    run.history.history  # loss, kd_loss, clc_loss, accuracy, coreset_* per epoch
+    run.history.history  # loss, kd_loss, clc_loss, accuracy, coreset_*, heldout_* per epoch
+    run.best             # held-out top-1 before training, at the end, the best; restored?
 
 Steps (each timed in ``run.seconds``; the coreset's scoring passes count in ``train``):
 
+0. The held-out slice: a seeded random ``holdout`` fraction (default 10 %) of ``(x, y)``
+   (:func:`~tfmot_edgeplus.quantization.holdout_split`, ``seed``) is set aside: never
+   trained on, never in the coreset, never used for the ranges. Everything below uses the
+   rest.
 1. ``quantize_model(fp_model, EdgePlusQuantizeScheme(..., learnable_scales=True))``.
 2. ``calibrate_activation_ranges`` on ``calibration_samples`` random training samples, so
    the first p_Q is that of the fake-quantized pretrained model (the paper's definition),
@@ -20,6 +25,23 @@ Steps (each timed in ``run.seconds``; the coreset's scoring passes count in ``tr
    ``"random"`` a :class:`RandomCoreset`, ``"full"`` every sample, shuffled each epoch.
 4. :class:`CLCTrainer`: L = L_KD + beta * L_CLC with the FP model as teacher and
    correction model (``beta=0``: KD only), Adam at ``learning_rate`` for ``epochs``.
+5. A QAT run never ends worse than it started: :class:`~tfmot_edgeplus.quantization.BestWeights`
+   measures top-1 on the held-out slice before the first step (the fake-quantized model)
+   and after every epoch, and puts the best weights back at the end (``run.best``; printed
+   when ``verbose``). ``holdout=0`` turns this off: every sample trains, the last weights stay.
+
+Deviations from the paper (QuaRC: RES coresets + cascaded layer correction, ALGORITHMS.md 1):
+
+* RES keeps per-class quotas and samples by weight (``per_class=True``,
+  ``sampling="weighted"``) instead of ranking all samples together and keeping the top k
+  (``per_class=False, sampling="top"`` is the paper's rule); see :class:`RESCoreset`.
+* The coreset is selected once by default (``reselect_every=None``); the paper re-selects
+  during training (``reselect_every=R`` does).
+* ``beta`` is on our scale (per-position mean KL summed over layers), not the paper's
+  1e5 / 3e3 (see :class:`CLCTrainer`), and the feature maps become distributions by a
+  channel softmax at ``feature_temperature``.
+* The best weights by a held-out slice of the training data (step 5) are ours; the paper
+  keeps the last weights and trains on all of its data.
 """
 
 from __future__ import annotations
@@ -34,8 +56,10 @@ from tfmot_edgeplus._compat import check_keras2_model, keras, tf
 from tfmot_edgeplus.coreset import RandomCoreset, RESCoreset
 from tfmot_edgeplus.distillation import CLCTrainer
 from tfmot_edgeplus.quantization import (
+    BestWeights,
     EdgePlusQuantizeScheme,
     calibrate_activation_ranges,
+    holdout_split,
     quantize_model,
 )
 
@@ -51,6 +75,8 @@ class QuaRCConfig:
     ``per_class`` and ``sampling="weighted"`` are our defaults for RES (the paper ranks all
     samples together and keeps the top): see :class:`RESCoreset` for why.
     ``reselect_every=None`` selects once; re-selection re-scores the whole training set.
+    ``holdout`` is the fraction of ``(x, y)`` held out to keep the best weights (module doc,
+    steps 0 and 5); 0 turns it off.
     """
 
     weight_bits: int = 4
@@ -66,6 +92,7 @@ class QuaRCConfig:
     per_class: bool = True
     sampling: str = "weighted"
     calibration_samples: int = 1024
+    holdout: float = 0.1
     seed: int = 0
 
     def __post_init__(self):
@@ -98,6 +125,11 @@ class QuaRCConfig:
             raise ValueError(f"beta must be >= 0 (0 turns CLC off), got {self.beta!r}.")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature!r}.")
+        if isinstance(self.holdout, bool) or not isinstance(self.holdout, numbers.Real) \
+                or not 0.0 <= self.holdout < 1.0:
+            raise ValueError(f"holdout must be in [0, 1), got {self.holdout!r}. Example: 0.1 "
+                             "keeps 10 % of the data aside to keep the best weights; 0 turns "
+                             "that off.")
 
     @property
     def scheme(self) -> EdgePlusQuantizeScheme:
@@ -114,11 +146,13 @@ class QuaRCRun:
     train_samples: int
     seconds: dict = field(default_factory=dict)
     config: QuaRCConfig | None = None
+    best: dict | None = None  # BestWeights.summary(); None with holdout=0
 
     def summary(self) -> dict:
         return {
             "config": asdict(self.config) if self.config else None,
             "train_samples": self.train_samples,
+            "best_weights": self.best,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
             "history": {k: [float(v) for v in vs] for k, vs in self.history.history.items()},
         }
@@ -128,7 +162,8 @@ def quarc_qat(fp_model, x, y, config: QuaRCConfig | None = None, verbose: int = 
     """Little-data QAT of ``fp_model`` on ``(x, y)`` (integer labels); see the module doc.
 
     ``fp_model`` (a trained float Keras 2 classifier giving logits) is not modified; the
-    returned ``qat_model`` is a new model. ``verbose`` is passed to ``fit`` (1: progress bar).
+    returned ``qat_model`` is a new model. ``verbose`` is passed to ``fit`` (1: progress bar)
+    and, when non-zero, the held-out slice and what it decided are printed.
     """
     config = config or QuaRCConfig()
     check_keras2_model(fp_model, "fp_model")
@@ -138,6 +173,13 @@ def quarc_qat(fp_model, x, y, config: QuaRCConfig | None = None, verbose: int = 
         raise ValueError(f"x has {len(x)} samples but y has {len(y)} labels.")
     tf.keras.utils.set_random_seed(config.seed)
     seconds = {}
+    callbacks = []
+    if config.holdout > 0:
+        train, held = holdout_split(len(x), config.holdout, config.seed)
+        callbacks.append(BestWeights(x[held], y[held]))
+        x, y = x[train], y[train]
+        _say(verbose, f"[quarc] held out a seeded random {config.holdout:.0%} of the training "
+                      f"data ({len(held)} samples, not trained on) to keep the best weights")
 
     start = time.perf_counter()
     qat_model = quantize_model(fp_model, config.scheme)
@@ -151,14 +193,22 @@ def quarc_qat(fp_model, x, y, config: QuaRCConfig | None = None, verbose: int = 
     coreset = _make_coreset(fp_model, qat_model, x, y, config)
     if coreset is None:
         history = trainer.fit(x, y, batch_size=config.batch_size, epochs=config.epochs,
-                              shuffle=True, verbose=verbose)
+                              shuffle=True, verbose=verbose, callbacks=callbacks)
         train_samples = len(x)
     else:
         history = trainer.fit(coreset.dataset(config.batch_size), epochs=config.epochs,
-                              callbacks=[coreset.callback()], verbose=verbose)
+                              callbacks=[coreset.callback(), *callbacks], verbose=verbose)
         train_samples = coreset.size
     seconds["train"] = time.perf_counter() - start
-    return QuaRCRun(qat_model, history, coreset, train_samples, seconds, config)
+    best = callbacks[0].summary() if callbacks else None
+    if callbacks:
+        _say(verbose, f"[quarc] {callbacks[0].describe()}")
+    return QuaRCRun(qat_model, history, coreset, train_samples, seconds, config, best)
+
+
+def _say(verbose: int, text: str) -> None:
+    if verbose:
+        print(text, flush=True)
 
 
 def _make_coreset(fp_model, qat_model, x, y, config: QuaRCConfig):
