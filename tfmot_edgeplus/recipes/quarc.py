@@ -73,7 +73,8 @@ class QuaRCConfig:
     """Settings of :func:`quarc_qat`, validated at construction.
 
     ``per_class`` and ``sampling="weighted"`` are our defaults for RES (the paper ranks all
-    samples together and keeps the top): see :class:`RESCoreset` for why.
+    samples together and keeps the top): see :class:`RESCoreset` for why. ``per_class`` gives
+    a random coreset the same per-class quotas (``RandomCoreset(stratified=True)``).
     ``reselect_every=None`` selects once; re-selection re-scores the whole training set.
     ``holdout`` is the fraction of ``(x, y)`` held out to keep the best weights (module doc,
     steps 0 and 5); 0 turns it off.
@@ -216,7 +217,7 @@ def _make_coreset(fp_model, qat_model, x, y, config: QuaRCConfig):
         return None
     if config.coreset == "random":
         return RandomCoreset(x, y, fraction=config.fraction, seed=config.seed,
-                             reselect_every=config.reselect_every)
+                             reselect_every=config.reselect_every, stratified=config.per_class)
     return RESCoreset(x, y, fp_model, fraction=config.fraction,
                       reselect_every=config.reselect_every, qat_model=qat_model,
                       seed=config.seed, per_class=config.per_class, sampling=config.sampling)
