@@ -196,6 +196,30 @@ def test_per_class_keeps_class_shares_and_top_scores_within_each(rng):
         RESCoreset(x, y, fp, fraction=0.1, per_class="yes")
 
 
+def test_stratified_random_has_the_res_quotas_and_an_empty_class_is_an_error(rng):
+    n, m = 400, 4
+    x = rng.normal(size=(n, m)).astype(np.float32)
+    y = np.repeat(np.arange(m), [12, 68, 120, 200])
+    qat, fp = _linear_model(np.eye(m) * 4.0, "q"), _linear_model(rng.normal(size=(m, m)), "f")
+    for fraction in (0.1, 0.25):
+        res = RESCoreset(x, y, fp, fraction=fraction, qat_model=qat, per_class=True)
+        a, b = (RandomCoreset(x, y, fraction=fraction, seed=s, stratified=True) for s in (0, 1))
+        quotas = np.bincount(y[res.indices], minlength=m)
+        for cs in (a, b):
+            np.testing.assert_array_equal(np.bincount(y[cs.indices], minlength=m), quotas)
+            assert len(np.unique(cs.indices)) == cs.size == res.size
+        assert not np.array_equal(a.indices, b.indices)  # uniform within each class, seeded
+    # 1 % of 400 is 4 samples; class 0 (12 of 400) gets none: refused, naming the fix.
+    fix = r"fraction=0.01 of 400 samples \(4\) leaves class 0 \(12 samples\).*fraction >= 0.085"
+    with pytest.raises(ValueError, match=fix):
+        RandomCoreset(x, y, fraction=0.01, stratified=True)
+    with pytest.raises(ValueError, match=fix):
+        RESCoreset(x, y, fp, fraction=0.01, qat_model=qat, per_class=True)
+    RandomCoreset(x, y, fraction=0.085, stratified=True)  # the fraction named is enough
+    with pytest.raises(TypeError, match="stratified must be True or False, got 1"):
+        RandomCoreset(x, y, fraction=0.1, stratified=1)
+
+
 def test_weighted_sampling_keeps_quotas_is_seeded_and_favours_high_scores(rng):
     n, m = 2000, 4
     x = rng.normal(size=(n, m)).astype(np.float32)

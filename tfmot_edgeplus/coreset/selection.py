@@ -155,6 +155,34 @@ class _Coreset:
             )
         return self.indices
 
+    def _groups(self, per_class: bool) -> list[np.ndarray]:
+        """The index groups a selection draws from: one per class, or every sample."""
+        if not per_class:
+            return [np.arange(len(self.y))]
+        return [np.nonzero(self.y == c)[0] for c in self.classes]
+
+    def _quotas(self, groups) -> np.ndarray:
+        """Samples per group: proportional to group size, largest-remainder rounding; the one
+        quota rule of every per-class selection (RES ``per_class``, random ``stratified``).
+
+        A group (class) whose quota rounds to 0 is an error naming the fraction that fixes it.
+        """
+        counts = np.array([len(g) for g in groups])
+        quota = self.size * counts / counts.sum()
+        take = np.floor(quota).astype(np.int64)
+        left = self.size - int(take.sum())
+        take[np.argsort(-(quota - take), kind="stable")[:left]] += 1
+        if len(groups) > 1 and (take == 0).any():
+            empty = int(np.argmax(take == 0))
+            need = math.ceil(len(self.y) / counts.min()) / len(self.y)
+            raise ValueError(
+                f"fraction={self.fraction} of {len(self.y)} samples ({self.size}) leaves class "
+                f"{self.classes[empty].item()!r} ({counts[empty]} samples) with no sample in a "
+                f"per-class selection; use fraction >= {need:.3g} (one sample of the rarest "
+                "class), or select without per-class quotas."
+            )
+        return take
+
     def stats(self) -> dict[str, float]:
         """The selection figures written into ``logs`` (see the module docstring)."""
         if self._indices is None:
@@ -257,7 +285,8 @@ class RESCoreset(_Coreset):
         per_class: our addition, off by default (the paper ranks all samples together).
             When True, each class keeps its share of the selection (sizes proportional
             to its frequency, largest-remainder rounding), so no class drops out of a
-            small coreset.
+            small coreset; a fraction too small to give the rarest class one sample is an
+            error naming the fraction that does.
         sampling: ``"top"`` (the paper) keeps the samples of largest ``d_S``;
             ``"weighted"`` (our addition) draws them without replacement with probability
             proportional to ``d_S`` (seeded), which still favours high scores but keeps
@@ -342,7 +371,8 @@ class RESCoreset(_Coreset):
             )
         if self.y.max() >= p_q.shape[1]:
             raise ValueError(
-                f"y has class index {int(self.y.max())} but the models output {p_q.shape[1]} classes."
+                f"y has class index {int(self.y.max())} but the models output "
+                f"{p_q.shape[1]} classes."
             )
         d_res = res_scores(p_q, p_f)
         d_evs = evs_scores(p_q, self.y)
@@ -356,25 +386,13 @@ class RESCoreset(_Coreset):
                 "(qat_model, x[:1024]) before building the coreset.",
                 stacklevel=4,
             )
-        groups = (
-            [np.nonzero(self.y == c)[0] for c in self.classes]
-            if self.per_class
-            else [np.arange(len(self.y))]
-        )
-        order = np.concatenate(
-            [self._pick(members, d_s[members], k) for members, k in zip(groups, self._quotas(groups))]
-        )
+        groups = self._groups(self.per_class)
+        order = np.concatenate([
+            self._pick(members, d_s[members], k)
+            for members, k in zip(groups, self._quotas(groups))
+        ])
         self.last_scores = {"d_res": d_res, "d_evs": d_evs, "d_ds": d_ds, "d_s": d_s}
         return order, float(d_res[order].mean())
-
-    def _quotas(self, groups) -> np.ndarray:
-        """Samples per group: proportional to group size, largest-remainder rounding."""
-        counts = np.array([len(g) for g in groups])
-        quota = self.size * counts / counts.sum()
-        take = np.floor(quota).astype(np.int64)
-        left = self.size - int(take.sum())
-        take[np.argsort(-(quota - take), kind="stable")[:left]] += 1
-        return take
 
     def _pick(self, members: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
         if self.sampling == "top":
@@ -386,6 +404,10 @@ class RESCoreset(_Coreset):
 class RandomCoreset(_Coreset):
     """The baseline: a uniformly random ``fraction`` of the samples (seeded), re-drawn every
     ``reselect_every`` epochs (None: drawn once, at construction).
+
+    ``stratified=True`` draws each class's quota uniformly within the class, with the very
+    quotas of ``RESCoreset(per_class=True)`` (``_quotas``): the like-for-like baseline of a
+    per-class RES coreset, so a gain over it is the scores' and not the quotas'.
 
     With ``fp_model`` (and a model at selection time) it also reports
     ``coreset_mean_res`` for comparison with :class:`RESCoreset`; otherwise that log is NaN.
@@ -403,6 +425,7 @@ class RandomCoreset(_Coreset):
         batch_size: int = 256,
         *,
         dataset=None,
+        stratified: bool = False,
     ):
         super().__init__(
             x,
@@ -417,6 +440,9 @@ class RandomCoreset(_Coreset):
             raise TypeError(
                 f"fp_model must be a tf_keras Model or None, got {type(fp_model).__name__}."
             )
+        if not isinstance(stratified, bool):
+            raise TypeError(f"stratified must be True or False, got {stratified!r}.")
+        self.stratified = stratified
         self.fp_model = fp_model
         self._fp_logits: np.ndarray | None = None
         self.select(None)
@@ -433,7 +459,11 @@ class RandomCoreset(_Coreset):
         return float(res_scores(p_q, self._fp_logits[order]).mean())
 
     def _choose(self, model, epoch, total_epochs):
-        order = self._rng.choice(len(self.x), size=self.size, replace=False)
+        groups = self._groups(self.stratified)
+        order = np.concatenate([
+            self._rng.choice(members, size=k, replace=False)
+            for members, k in zip(groups, self._quotas(groups))
+        ])
         mean_res = float("nan")
         if self.fp_model is not None and model is not None:
             mean_res = self._subset_res(model, order)
