@@ -8,10 +8,15 @@ which writes ``{"benchmark", "quick", "env", "rows"}`` to ``out`` (default
 ``benchmarks/results/<name>.json`` under the repo root), a markdown table with the
 same rows beside it (``.md``), and prints the table.
 
-Choices: ``env`` records the versions that decide the numbers (Python, platform,
-and numpy / tensorflow / tf_keras / tensorflow_model_optimization / tflite-micro
-when installed), read from package metadata so that writing a report never imports
-TensorFlow. Rows must be flat dicts of JSON scalars: nested values would not fit a
+Choices: ``env`` records what a figure needs to be reproduced: the versions that decide
+the numbers (Python, platform, and numpy / tensorflow / tf_keras /
+tensorflow_model_optimization / tflite-micro when installed), read from package metadata so
+that writing a report never imports TensorFlow; the code (``git_commit``, and
+``git_dirty``: whether tracked or new untracked files differed from it, so that a figure
+from uncommitted code says so; both None outside a git checkout); ``seeds`` (given, or
+``env_extra["seeds"]``; None for a deterministic benchmark); and ``wall_s``, the run's wall
+time (given, or the seconds since this module was imported: every benchmark imports it at
+its top). Rows must be flat dicts of JSON scalars: nested values would not fit a
 table and would make the JSON harder to compare across runs. The columns of the
 table are the union of row keys in first-seen order.
 """
@@ -20,11 +25,16 @@ from __future__ import annotations
 
 import json
 import platform
+import subprocess
 import sys
+import time
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["collect_env", "default_out", "markdown_table", "paired_interval", "write_report"]
+_IMPORTED = time.perf_counter()  # the default wall-time origin of write_report
+
+__all__ = ["collect_env", "default_out", "git_state", "markdown_table", "paired_interval",
+           "write_report"]
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 _VERSIONED_DISTRIBUTIONS = (
@@ -43,12 +53,28 @@ def default_out(name: str) -> Path:
     return _REPO_ROOT / "benchmarks" / "results" / f"{name}.json"
 
 
+def git_state(root: Path = _REPO_ROOT) -> dict:
+    """``{"git_commit": sha or None, "git_dirty": bool or None}`` of the checkout at ``root``
+    (dirty: a tracked file modified or an untracked, not ignored, file present)."""
+    def git(*args):
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
+                              timeout=30, check=True).stdout
+    try:
+        commit = git("rev-parse", "HEAD").strip()
+        dirty = bool(git("status", "--porcelain").strip())
+    except (OSError, subprocess.SubprocessError):
+        return {"git_commit": None, "git_dirty": None}
+    return {"git_commit": commit, "git_dirty": dirty}
+
+
 def collect_env(extra: dict | None = None) -> dict:
-    """Versions and platform of this run; ``extra`` (e.g. compiler versions) is merged in."""
+    """Versions, platform and git state of this run; ``extra`` (e.g. compiler versions) is
+    merged in."""
     env: dict = {
         "python": platform.python_version(),
         "platform": platform.platform(),
         "machine": platform.machine(),
+        **git_state(),
     }
     for dist in _VERSIONED_DISTRIBUTIONS:
         try:
@@ -131,13 +157,25 @@ def write_report(
     out: str | Path | None = None,
     *,
     env_extra: dict | None = None,
+    seeds=None,
+    wall_s: float | None = None,
 ) -> Path:
     """Write ``rows`` as ``<out>.json`` + ``<out>.md`` and print the table; return the JSON path.
 
     ``out`` defaults to ``default_out(name)``; its parent folders are created.
     ``env_extra`` adds benchmark-specific environment facts (compiler, flags) to ``env``.
+    ``seeds`` (default ``env_extra["seeds"]``) and ``wall_s`` (default: the seconds since
+    this module was imported) go to ``env`` too (module docstring).
     """
     _validate(name, rows)
+    if wall_s is None:
+        wall_s = time.perf_counter() - _IMPORTED
+    if seeds is None:
+        seeds = (env_extra or {}).get("seeds")
+    if isinstance(seeds, int):
+        seeds = [seeds]
+    env_extra = {**(env_extra or {}), "seeds": None if seeds is None else [int(s) for s in seeds],
+                 "wall_s": round(float(wall_s), 1)}
     out_path = Path(out) if out is not None else default_out(name)
     if out_path.suffix != ".json":
         raise ValueError(
