@@ -64,7 +64,7 @@ def test_configs_with_different_bits_differ():
     ({"weight_bits": 5}, r"weight_bits must be one of \[2, 3, 4, 8\], got 5"),
     ({"weight_bits": 1}, r"weight_bits must be one of"),
     ({"weight_bits": True}, r"weight_bits must be one of"),
-    ({"activation_bits": 2}, r"activation_bits must be one of \[4, 8\], got 2"),
+    ({"activation_bits": 3}, r"activation_bits must be one of \[2, 4, 8\], got 3"),
     ({"per_layer": {"conv1": {"weight_bits": 6}}}, r"per_layer\['conv1'\]\['weight_bits'\] must be one of"),
     ({"per_layer": {"conv1": {"bits": 4}}}, r"unknown keys \['bits'\]"),
 ])

@@ -10,6 +10,8 @@
  *                    depthwise [1, KH, KW, packed(C)]          (C_out or 1), zp 0
  *   input 2  bias, int32 [C_out] (optional: absent or index -1)
  *   output 0 activations, shape [N, OH, OW, packed(C_out)]   per-tensor scale/zp
+ * A 1x1 conv with no padding (a fully connected layer: tfmot_edgeplus's convert(kernels=...)
+ * writes one so) may also read and write 2-D [N, packed(C)] tensors, taken as [N, 1, 1, C].
  * where packed(C) = ceil(C * bits / 8). The logical channel counts, bit-widths and
  * geometry come from the custom options (edgeplus_op_schema.h, generated from
  * tfmot_edgeplus/conversion/op_schema.py). When C * bits is not a multiple of 8
@@ -94,21 +96,40 @@ bool ValidBits(int32_t bits) { return bits == 2 || bits == 4 || bits == 8; }
 int32_t BitsMin(int32_t bits) { return -(1 << (bits - 1)); }
 int32_t BitsMax(int32_t bits) { return (1 << (bits - 1)) - 1; }
 
-// Checks a packed activation/filter tensor: int8, 4-D, last dim = packed(channels).
+// The [N, H, W, C] of a tensor: its dims when 4-D; [N, 1, 1, C] for a 2-D [N, C] tensor when
+// allow_2d (a fully connected layer run as a 1x1 conv). False for any other rank.
+bool Dims4(const TfLiteTensor* t, bool allow_2d, int d[4]) {
+  if (t->dims == nullptr) return false;
+  if (t->dims->size == 4) {
+    for (int i = 0; i < 4; ++i) d[i] = t->dims->data[i];
+    return true;
+  }
+  if (allow_2d && t->dims->size == 2) {
+    d[0] = t->dims->data[0];
+    d[1] = d[2] = 1;
+    d[3] = t->dims->data[1];
+    return true;
+  }
+  return false;
+}
+
+// Checks a packed activation/filter tensor: int8, 4-D (or 2-D [N, C] when allow_2d), last
+// dim = packed(channels); d receives its [N, H, W, C].
 TfLiteStatus CheckPackedTensor(const char* what, const TfLiteTensor* t, int32_t d0,
-                               int32_t d1, int32_t d2, int32_t channels, int32_t bits) {
+                               int32_t d1, int32_t d2, int32_t channels, int32_t bits,
+                               bool allow_2d, int d[4]) {
   if (t->type != kTfLiteInt8) {
     MicroPrintf("%s: %s tensor type %s (%d) not supported; packed data is kTfLiteInt8.",
                 kOp, what, TfLiteTypeGetName(t->type), t->type);
     return kTfLiteError;
   }
-  if (t->dims == nullptr || t->dims->size != 4) {
-    MicroPrintf("%s: %s tensor must be 4-D, has %d dims.", kOp, what,
+  if (!Dims4(t, allow_2d, d)) {
+    MicroPrintf("%s: %s tensor must be 4-D%s, has %d dims.", kOp, what,
+                allow_2d ? " or 2-D [N, C] (a 1x1 conv with no padding)" : "",
                 t->dims == nullptr ? 0 : t->dims->size);
     return kTfLiteError;
   }
   const int32_t packed = edgeplus_packed_bytes(channels, bits);
-  const int* d = t->dims->data;
   const bool ok = (d0 < 0 || d[0] == d0) && (d1 < 0 || d[1] == d1) &&
                   (d2 < 0 || d[2] == d2) && d[3] == packed && d[0] > 0 && d[1] > 0 &&
                   d[2] > 0;
@@ -183,17 +204,22 @@ TfLiteStatus PrepareWithTensors(TfLiteContext* context, TfLiteNode* node, OpData
     return kTfLiteError;
   }
 
+  // A fully connected layer is a 1x1 conv on [N, 1, 1, C]: its [N, C] tensors are accepted.
+  const bool allow_2d = !o.depthwise && o.kernel_h == 1 && o.kernel_w == 1 && o.pad_h == 0 &&
+                        o.pad_w == 0;
+  int in_d[4], out_d[4], filter_d[4];
   TF_LITE_ENSURE_OK(context, CheckPackedTensor("input", input, -1, -1, -1, o.in_channels,
-                                               o.in_bits));
-  const int batches = input->dims->data[0];
+                                               o.in_bits, allow_2d, in_d));
+  const int batches = in_d[0];
   TF_LITE_ENSURE_OK(context, CheckPackedTensor("output", output, batches, -1, -1,
-                                               o.out_channels, o.out_bits));
+                                               o.out_channels, o.out_bits, allow_2d, out_d));
   if (o.depthwise) {
     TF_LITE_ENSURE_OK(context, CheckPackedTensor("filter", filter, 1, o.kernel_h, o.kernel_w,
-                                                 o.out_channels, o.w_bits));
+                                                 o.out_channels, o.w_bits, false, filter_d));
   } else {
     TF_LITE_ENSURE_OK(context, CheckPackedTensor("filter", filter, o.out_channels, o.kernel_h,
-                                                 o.kernel_w, o.in_channels, o.w_bits));
+                                                 o.kernel_w, o.in_channels, o.w_bits, false,
+                                                 filter_d));
   }
   if (bias != nullptr) {
     if (bias->type != kTfLiteInt32 || bias->dims == nullptr || bias->dims->size != 1 ||
@@ -242,9 +268,8 @@ TfLiteStatus PrepareWithTensors(TfLiteContext* context, TfLiteNode* node, OpData
   p.in_bits = o.in_bits;
   p.w_bits = o.w_bits;
   p.out_bits = o.out_bits;
-  data->input_dims = {batches, input->dims->data[1], input->dims->data[2], o.in_channels};
-  data->output_dims = {batches, output->dims->data[1], output->dims->data[2],
-                       o.out_channels};
+  data->input_dims = {batches, in_d[1], in_d[2], o.in_channels};
+  data->output_dims = {batches, out_d[1], out_d[2], o.out_channels};
   if (o.depthwise) {
     data->filter_dims = {1, o.kernel_h, o.kernel_w, o.out_channels};
   } else {

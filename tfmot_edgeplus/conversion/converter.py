@@ -20,7 +20,7 @@ import numpy as np
 
 from tfmot_edgeplus import _tfmot
 from tfmot_edgeplus._compat import check_keras2_model, tf, tfmot
-from tfmot_edgeplus.conversion import lowbit
+from tfmot_edgeplus.conversion import edgeplus_kernels, lowbit
 from tfmot_edgeplus.quantization.quantizers import q_max
 from tfmot_edgeplus.quantization.scheme import initialize_learned_scales
 
@@ -130,7 +130,35 @@ def is_quantized(model) -> bool:
     return any(isinstance(layer, _QuantizeWrapper) for layer in model.layers)
 
 
-def convert(qat_model, representative_data, *, lowbit_storage: bool = True) -> bytes:
+def trained_activation_bits(qat_model) -> tuple[int, dict[str, int]]:
+    """The bits each activation was trained at: ``(input_bits, {layer: bits})``, the model
+    input's quantizer and, per layer, the last quantizer it applies to its activation or
+    output (what its output tensor holds); layers that quantize nothing are absent."""
+    input_bits, bits = 8, {}
+    for layer in qat_model.layers:
+        found = [q for q in _tfmot.activation_quantizers(layer) if hasattr(q, "num_bits")]
+        if not found:
+            continue
+        if isinstance(layer, _QuantizeWrapper):
+            bits[layer.layer.name] = int(found[-1].num_bits)
+        else:  # TF-MOT's QuantizeLayer: the model input
+            input_bits = int(found[-1].num_bits)
+    return input_bits, bits
+
+
+def _kernel_choice(kernels) -> str:
+    if kernels not in edgeplus_kernels.KERNELS:
+        raise ValueError(
+            f"kernels must be one of {list(edgeplus_kernels.KERNELS)}, got {kernels!r}: "
+            "'builtin' (TFLite's ops), 'edgeplus' (layers with weights or activations below "
+            "8 bits on EDGEPLUS_CONV_MP) or 'edgeplus_all' (every conv / depthwise / fully "
+            "connected layer on EDGEPLUS_CONV_MP)."
+        )
+    return kernels
+
+
+def convert(qat_model, representative_data, *, lowbit_storage: bool = True,
+            kernels: str = "builtin") -> bytes:
     """Convert a QAT model to a full-integer TFLite flatbuffer (int8 I/O) and return its bytes.
 
     Args:
@@ -142,6 +170,15 @@ def convert(qat_model, representative_data, *, lowbit_storage: bool = True) -> b
         did not record (input, and any unquantized tensor).
       lowbit_storage: repack 2- and 3-bit layers to 2 / 3 bits per weight (default). With
         False they stay in the INT4 container TF emits.
+      kernels: ``"builtin"`` (default): TFLite's builtin ops only. ``"edgeplus"``: every
+        conv / depthwise / fully connected layer whose weights or activations were trained
+        below 8 bits runs on our kernels as an ``EDGEPLUS_CONV_MP`` custom op (packed 2/4-bit
+        weights; activations on their trained 2/4-bit grid, packed between two of our ops),
+        the int8 layers stay builtin. ``"edgeplus_all"``: the int8 layers on ours too. A
+        layer our kernels cannot run stays builtin;
+        :func:`~tfmot_edgeplus.conversion.report.conversion_report` says where each layer
+        runs and why (:mod:`~tfmot_edgeplus.conversion.edgeplus_kernels`). The interpreter
+        needs the op registered (``EdgePlus`` on the board, ``tflm_ops.load()`` on the host).
 
     Activations trained below 8 bits are converted at 8 bits over their trained ranges:
     builtin ops run int8 activations only (the conversion report notes it).
@@ -151,6 +188,7 @@ def convert(qat_model, representative_data, *, lowbit_storage: bool = True) -> b
     their levels -3..3 onto INT4's -7..7.
     """
     check_keras2_model(qat_model, "qat_model")
+    kernels = _kernel_choice(kernels)
     if not is_quantized(qat_model):
         raise ValueError(
             f"qat_model {qat_model.name!r} has no quantized layers: it is a float model. "
@@ -169,11 +207,23 @@ def convert(qat_model, representative_data, *, lowbit_storage: bool = True) -> b
         converter.inference_output_type = tf.int8
         model_bytes = bytes(converter.convert())
     model_bytes = lowbit.restore_int4_levels(model_bytes, _off_grid_top_levels(qat_model))
-    if lowbit_storage:
-        low = {name: b for name, b in layer_weight_bits(qat_model).items() if b < 4}
-        if low:
-            model_bytes = lowbit.pack_lowbit_weights(model_bytes, low)
+    low = {name: b for name, b in layer_weight_bits(qat_model).items() if b < 4}
+    if kernels != "builtin":
+        input_bits, act_bits = trained_activation_bits(qat_model)
+        model_bytes, placements = edgeplus_kernels.place_on_edgeplus(
+            model_bytes, act_bits, input_bits, include_int8=kernels == "edgeplus_all")
+        builtin = [p.filter for p in placements if p.why]
+        low = {name: b for name, b in low.items()
+               if any(edgeplus_kernels.names_layer(f, name) for f in builtin)}
+    if lowbit_storage and low:
+        model_bytes = lowbit.pack_lowbit_weights(model_bytes, low)
     return model_bytes
 
 
-__all__ = ["convert", "is_quantized", "layer_activation_bits", "layer_weight_bits"]
+__all__ = [
+    "convert",
+    "is_quantized",
+    "layer_activation_bits",
+    "layer_weight_bits",
+    "trained_activation_bits",
+]

@@ -21,7 +21,7 @@ class EdgePlusWeightQuantizeConfig(QuantizeConfig):
     Args:
       weight_attr: the kernel attribute (``"kernel"`` or ``"depthwise_kernel"``).
       weight_bits: 2, 3, 4 or 8 (symmetric, per output channel, narrow range).
-      activation_bits: 4 or 8 (asymmetric, per tensor). Below 8 bits, activations deploy
+      activation_bits: 2, 4 or 8 (asymmetric, per tensor). Below 8 bits, activations deploy
         only through edgeplus custom ops; builtin TFLite ops keep them in int8.
       learnable_scales: LSQ steps (trainable) instead of TF-MOT's min/max ranges.
       channel_axis: output-channel axis of the kernel (2 for a depthwise kernel), or None

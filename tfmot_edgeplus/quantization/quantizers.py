@@ -19,7 +19,7 @@ quantizer emits TensorFlow's ``FakeQuantWithMinMaxVarsPerChannel`` with
 ``min = -s*Qp, max = s*Qp``: the same values (its step is ``(max-min)/(2*Qp) = s``), in the
 op the converter turns into stored low-bit integer weights.
 
-Activations use :class:`ActivationRangeQuantizer` (asymmetric, per tensor, 8 or 4 bits):
+Activations use :class:`ActivationRangeQuantizer` (asymmetric, per tensor, 8, 4 or 2 bits):
 TF-MOT's moving-average quantizer starts every range at [-6, 6] and moves it with an EMA of
 decay 0.999, so after the few hundred steps of a little-data QAT the ranges are still mostly
 that guess (measured: 31 % of the logits of a 1-epoch Fashion-MNIST QAT clipped at int8's
@@ -36,7 +36,7 @@ _Quantizer = tfmot.quantization.keras.quantizers.Quantizer
 LastValueQuantizer = tfmot.quantization.keras.quantizers.LastValueQuantizer
 
 WEIGHT_BITS = (2, 3, 4, 8)
-ACTIVATION_BITS = (4, 8)
+ACTIVATION_BITS = (2, 4, 8)
 
 # Clipping ratios (of max|w|) tried when initialising a learned step by minimum MSE.
 _INIT_CLIP_RATIOS = np.linspace(0.3, 1.0, 15).astype(np.float32)
@@ -123,7 +123,7 @@ class ActivationRangeQuantizer(_Quantizer):
 
 
 def activation_quantizer(bits: int) -> ActivationRangeQuantizer:
-    """The edgeplus activation quantizer at ``bits`` (4 or 8)."""
+    """The edgeplus activation quantizer at ``bits`` (2, 4 or 8)."""
     return ActivationRangeQuantizer(check_bits(bits, ACTIVATION_BITS, "activation_bits"))
 
 

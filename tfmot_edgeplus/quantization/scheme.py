@@ -1,4 +1,4 @@
-"""The edgeplus QuantizeScheme: low-bit weights (2/3/4/8) and activations (4/8) for TF-MOT.
+"""The edgeplus QuantizeScheme: low-bit weights (2/3/4/8) and activations (2/4/8) for TF-MOT.
 
 ``tfmot.quantization.keras.quantize_apply(annotated_model, EdgePlusQuantizeScheme(...))``
 accepts it like TF-MOT's own schemes; :func:`quantize_model` is the one-call convenience.
@@ -68,7 +68,7 @@ class EdgePlusQuantizeScheme(_QuantizeScheme):
 
     Args:
       weight_bits: default weight bits, one of 2, 3, 4, 8 (symmetric, per output channel).
-      activation_bits: default activation bits, 4 or 8. A model converted to builtin TFLite
+      activation_bits: default activation bits, 2, 4 or 8. A model converted to builtin TFLite
         ops keeps activations in int8 whatever this says (the conversion report notes it);
         lower-bit activations deploy through edgeplus custom ops.
       per_layer: overrides by layer name, e.g. ``{"conv1": {"weight_bits": 8}}``. TF-MOT

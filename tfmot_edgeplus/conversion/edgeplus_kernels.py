@@ -1,0 +1,411 @@
+"""Run a converted model's low-bit conv / depthwise / fully connected layers on our kernels.
+
+:func:`place_on_edgeplus` rewrites the full-integer flatbuffer :func:`convert` makes (INT4
+filters on their exact levels, nothing LUT-packed yet) so that stock TFLM runs each chosen
+``CONV_2D`` / ``DEPTHWISE_CONV_2D`` / ``FULLY_CONNECTED`` as an ``EDGEPLUS_CONV_MP`` custom
+op (``tflm_ops/tflm/edgeplus_conv_mp.cc``; options: :data:`op_schema.CONV_MP`). Every other
+operator stays builtin.
+
+**Which layers.** A layer is *low-bit* when its weights or an activation it reads or writes
+was trained below 8 bits; every low-bit layer runs on our kernels unless they cannot run it
+(:func:`refusal` names why: a depth multiplier above 1, a fused activation other than
+ReLU/ReLU6/ReLU-1..1, a filter or bias that is not a constant, a fully connected layer on a
+tensor that is not ``[N, C]``, a size beyond the options' bounds or the kernel's accumulator
+bound, ...). With ``include_int8`` the 8-bit layers run on them too (our int8 kernels beat
+CMSIS-NN on the Cortex-M4).
+
+**Bits.** A weight tensor is packed at the fewest bits (2, 4 or 8) that hold all its levels
+(a 3-bit layer's levels -3..3 run at 4 bits). An activation tensor trained at ``b < 8`` bits
+(``tensor_bits``: the QAT model's quantizer of the layer that writes it, the model input's
+for the input, and a max pool's / reshape's / pad's input's for its output) takes TF-MOT's
+``b``-bit quantization of its trained range: ``convert`` traced it at 8 bits over that range,
+so its int8 scale and zero point give ``lo = (-128 - zp) * s``, ``hi = (127 - zp) * s`` and
+:func:`~tfmot_edgeplus.patching.lower.low_bit_params` the ``b``-bit scale and zero point (the
+values the Keras model computes, not a finer 8-bit grid). Such a tensor is **packed**
+(``[N, H, W, ceil(C * b / 8)]`` int8 bytes, ``b`` = 2 or 4) when our op writes it and only our
+ops read it; otherwise it stays an int8 tensor holding the ``b``-bit levels (our op then
+clamps them to the ``b``-bit range; a builtin producer clamps to int8's only: a value beyond
+the trained range, which the Keras model saturates, then passes through). A tensor trained at
+8 bits is never touched. The int32 bias of a layer whose input scale changed is rescaled to it
+(rounded: half a unit of the bias scale at most).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from tfmot_edgeplus.conversion.op_schema import CONV_MP
+from tfmot_edgeplus.core import tflite
+from tfmot_edgeplus.core.conv_reference import conv_geometry, max_kc
+from tfmot_edgeplus.core.packing import pack, packed_nbytes
+from tfmot_edgeplus.patching.lower import act_range, low_bit_params
+
+__all__ = [
+    "FILTER_OPS",
+    "KERNELS",
+    "Placement",
+    "describe_placement",
+    "names_layer",
+    "place_on_edgeplus",
+    "refusal",
+]
+
+# The values of convert(kernels=...): builtin ops only; low-bit layers on ours; every
+# conv / depthwise / fully connected layer on ours.
+KERNELS = ("builtin", "edgeplus", "edgeplus_all")
+FILTER_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+# Builtin ops whose output holds values of their input (same scale and zero point).
+_PASS_THROUGH = ("MAX_POOL_2D", "RESHAPE", "SQUEEZE", "PAD", "PADV2")
+# Builtin ops that requantize to whatever output scale their output tensor has.
+_RESCALING = FILTER_OPS + ("ADD", "SUB", "MEAN", "AVERAGE_POOL_2D", "QUANTIZE")
+_ACTIVATION_BITS = (2, 4)  # activation bits our kernels read and write packed
+_FIELDS = {f.key: f for f in CONV_MP.fields}
+
+
+@dataclasses.dataclass(frozen=True)
+class Placement:
+    """Where one conv / depthwise / fully connected layer runs, and why.
+
+    ``layer``: the operator's output tensor name (its first part, which names the Keras
+    layer that writes it); ``filter``: its filter tensor's name; ``runs_on``:
+    ``"EDGEPLUS_CONV_MP"`` or ``"builtin"``; ``in_bits`` / ``w_bits`` / ``out_bits``: what
+    our op reads and writes (8 for an int8 tensor, also one holding ``b``-bit levels); ``why``: the reason it stays builtin (empty when it runs on ours).
+    """
+
+    op_index: int
+    op: str
+    layer: str
+    filter: str
+    runs_on: str
+    in_bits: int
+    w_bits: int
+    out_bits: int
+    why: str = ""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# ------------------------------------------------------------------------------ reading
+
+
+def _layer_name(g: tflite.TFLiteGraph, t: int) -> str:
+    return g.tensor_name(t).split(";")[0]
+
+
+def names_layer(tensor_name: str, layer: str) -> bool:
+    """Whether converter tensor name ``tensor_name`` names Keras layer ``layer`` (a path
+    component ``layer`` or ``quant_layer``, as :mod:`~tfmot_edgeplus.conversion.lowbit`
+    matches its keys)."""
+    parts = {c for part in tensor_name.split(";") for c in part.split("/")}
+    return bool({layer, "quant_" + layer} & parts)
+
+
+def _filter_levels(g, op) -> np.ndarray | None:
+    ft = int(op.inputs[1])
+    raw = g.data(ft)
+    if raw is None or g.type_name(ft) not in ("INT8", "INT4"):
+        return None
+    return tflite.int_values(raw, g.type_name(ft), g.shape(ft), g.tensor_name(ft))
+
+
+def _weight_bits(levels: np.ndarray) -> int:
+    """The fewest of 2, 4, 8 bits holding every level (symmetric weights)."""
+    top = int(np.abs(levels.astype(np.int32)).max()) if levels.size else 0
+    return 2 if top <= 1 else 4 if top <= 7 else 8
+
+
+def _options(op):
+    return tflite.builtin_options(op)
+
+
+def _geometry(g, op, name: str):
+    """(in_channels, out_channels, kernel, stride, pad, dilation, depthwise) of a filter op."""
+    ins = [int(t) for t in op.inputs]
+    fshape = g.shape(ins[1])
+    if name == "FULLY_CONNECTED":
+        return fshape[1], fshape[0], (1, 1), (1, 1), (0, 0), (1, 1), False
+    o = _options(op)
+    stride = (int(o.strideH), int(o.strideW))
+    dil = (int(o.dilationHFactor or 1), int(o.dilationWFactor or 1))
+    padding = "SAME" if int(o.padding) == g.schema.Padding.SAME else "VALID"
+    in_hw = g.shape(ins[0])[1:3]
+    _, pad = conv_geometry(in_hw, fshape[1:3], stride, padding, dil)
+    cin = g.shape(ins[0])[3]
+    depthwise = name == "DEPTHWISE_CONV_2D"
+    cout = fshape[3] if depthwise else fshape[0]
+    return cin, cout, tuple(fshape[1:3]), stride, pad, dil, depthwise
+
+
+def refusal(g: tflite.TFLiteGraph, op, in_bits: int = 8) -> str:
+    """Why our kernels cannot run filter operator ``op`` of ``g`` (reading ``in_bits``
+    activations), or ``""`` when they can."""
+    name = g.op_name(op)
+    ins = [int(t) for t in op.inputs]
+    if name not in FILTER_OPS:
+        return f"{name} is not one of {', '.join(FILTER_OPS)}"
+    if len(ins) < 2 or len(op.outputs) != 1:
+        return f"{name} has {len(ins)} inputs and {len(op.outputs)} outputs"
+    x, out = ins[0], int(op.outputs[0])
+    for what, t in (("input", x), ("output", out)):
+        if g.type_name(t) != "INT8":
+            return f"its {what} is {g.type_name(t)}, not INT8"
+    levels = _filter_levels(g, op)
+    if levels is None:
+        return (f"its filter is {g.type_name(ins[1])} or not a constant (needs an INT8/INT4 "
+                "constant)")
+    _, zw = g.quant(ins[1])
+    if np.any(zw != 0):
+        return "its filter has nonzero zero points"
+    if len(ins) > 2 and ins[2] >= 0 and (g.type_name(ins[2]) != "INT32" or g.data(ins[2]) is None):
+        return f"its bias is {g.type_name(ins[2])} or not a constant (needs an INT32 constant)"
+    o = _options(op)
+    act = int(o.fusedActivationFunction or 0)
+    acts = g.schema.ActivationFunctionType
+    if act not in (acts.NONE, acts.RELU, acts.RELU6, acts.RELU_N1_TO_1):
+        return (f"fused activation {tflite.enum_names(acts).get(act, act)} (ours: ReLU, ReLU6, "
+                "ReLU-1..1)")
+    xs = g.shape(x)
+    if name == "FULLY_CONNECTED":
+        if len(xs) != 2 or len(g.shape(ins[1])) != 2:
+            return (f"input shape {list(xs)} is not [N, C] (ours run a fully connected layer "
+                    "as a 1x1 conv on [N, C])")
+        if o.keepNumDims:
+            return "keep_num_dims is set"
+    elif len(xs) != 4:
+        return f"input shape {list(xs)} is not 4-D"
+    cin, cout, kernel, stride, pad, dil, depthwise = _geometry(g, op, name)
+    if depthwise and cout != cin:
+        return f"depth multiplier {cout // max(cin, 1)} (ours: 1)"
+    for key, value in (("in_channels", cin), ("out_channels", cout), ("kernel_h", kernel[0]),
+                       ("kernel_w", kernel[1]), ("stride_h", stride[0]), ("stride_w", stride[1]),
+                       ("pad_h", pad[0]), ("pad_w", pad[1]), ("dilation_h", dil[0]),
+                       ("dilation_w", dil[1])):
+        f = _FIELDS[key]
+        if not f.minimum <= value <= f.maximum:
+            return f"{key} = {value} is outside the op's [{f.minimum}, {f.maximum}]"
+    kc = kernel[0] * kernel[1] * (1 if depthwise else cin)
+    w_bits = _weight_bits(levels)
+    if kc > max_kc(in_bits, w_bits):
+        return (f"K*C = {kc} exceeds the kernel's int32 accumulator bound "
+                f"{max_kc(in_bits, w_bits)} at {in_bits}-bit inputs and {w_bits}-bit weights")
+    return ""
+
+
+# ------------------------------------------------------------------------- tensor bits
+
+
+def _tensor_bits(g, layer_bits: dict[str, int], input_bits: int) -> dict[int, int]:
+    """Trained bits of every activation tensor below 8 bits (see the module docstring)."""
+    bits = {}
+    if input_bits < 8:
+        bits[g.int8_input()] = input_bits
+    for op in g.operators:
+        name = g.op_name(op)
+        for t in (int(t) for t in op.outputs):
+            if g.type_name(t) != "INT8":
+                continue
+            if name in _PASS_THROUGH:
+                b = bits.get(int(op.inputs[0]), 8)
+            elif name in _RESCALING:
+                b = _named_bits(layer_bits, _layer_name(g, t))
+                if b is None and name in FILTER_OPS:  # the model output has lost its name
+                    b = _named_bits(layer_bits, _layer_name(g, int(op.inputs[1])))
+                b = 8 if b is None else b
+            else:
+                b = 8
+            if b < 8:
+                bits[t] = b
+    return bits
+
+
+def _named_bits(layer_bits: dict[str, int], name: str) -> int | None:
+    for component in reversed(name.split("/")):
+        for key in (component, component.removeprefix("quant_")):
+            if key in layer_bits:
+                return layer_bits[key]
+    return None
+
+
+def _low_bit_quant(g, t: int, bits: int) -> tuple[float, int]:
+    """``bits``-bit scale and zero point of int8 tensor ``t``'s range (module docstring)."""
+    s, z = g.quant(t)
+    s, z = float(s[0]), int(z[0]) if len(z) else 0
+    return low_bit_params(bits, ((-128 - z) * s, (127 - z) * s))
+
+
+# ------------------------------------------------------------------------------ rewrite
+
+
+def _set_quant(g, t: int, scale: float, zero_point: int) -> None:
+    q = g.tensors[t].quantization
+    q.scale = [np.float32(scale)]
+    q.zeroPoint = [int(zero_point)]
+    q.min = q.max = None
+
+
+def _new_tensor(g, like: int, *, shape, data: bytes, name: str) -> int:
+    schema = g.schema
+    buf = schema.BufferT()
+    buf.data = np.frombuffer(data, dtype=np.uint8).copy()
+    g.model.buffers.append(buf)
+    t = schema.TensorT()
+    t.shape = [int(d) for d in shape]
+    t.type = g.tensors[like].type
+    t.buffer = len(g.model.buffers) - 1
+    t.name = name
+    t.quantization = g.tensors[like].quantization
+    g.tensors.append(t)
+    return len(g.tensors) - 1
+
+
+def _packed_filter(g, op, name: str, w_bits: int) -> int:
+    ft = int(op.inputs[1])
+    levels = _filter_levels(g, op)
+    if name == "FULLY_CONNECTED":
+        levels = levels.reshape(levels.shape[0], 1, 1, levels.shape[1])
+    shape = (*levels.shape[:3], packed_nbytes(levels.shape[3], w_bits))
+    data = np.zeros(int(np.prod(shape)), np.int8)
+    packed = pack(levels, w_bits)
+    data[: packed.size] = packed
+    new = _new_tensor(g, ft, shape=shape, data=data.tobytes(), name=g.tensor_name(ft))
+    g.tensors[new].type = g.schema.TensorType.INT8
+    return new
+
+
+def _rescaled_bias(g, bt: int, old_in_scale: float, new_in_scale: float) -> int:
+    """A copy of int32 bias ``bt`` for an input scale ``new_in_scale`` (was ``old_in_scale``)."""
+    b = g.data(bt).view("<i4").astype(np.float64) * (float(np.float32(old_in_scale))
+                                                     / float(np.float32(new_in_scale)))
+    b = np.clip(np.sign(b) * np.floor(np.abs(b) + 0.5), -(2**31), 2**31 - 1).astype("<i4")
+    s, _ = g.quant(bt)
+    new = _new_tensor(g, bt, shape=g.shape(bt), data=b.tobytes(), name=g.tensor_name(bt))
+    q = g.schema.QuantizationParametersT()
+    q.scale = [np.float32(v * np.float32(old_in_scale) / np.float32(new_in_scale)) for v in s]
+    q.zeroPoint = [0] * len(s)
+    q.quantizedDimension = 0
+    g.tensors[new].quantization = q
+    return new
+
+
+def _custom_op(g, op, geometry, placement: Placement, filt: int, bias: int, out_levels: int):
+    """The EDGEPLUS_CONV_MP operator replacing ``op`` (of :func:`_geometry` ``geometry``); its
+    output holds ``out_levels``-bit levels (the fused activation's clamp is taken in that
+    range)."""
+    cin, cout, kernel, stride, pad, dil, depthwise = geometry
+    out = int(op.outputs[0])
+    s, z = g.quant(out)
+    act_min, act_max = act_range(int(_options(op).fusedActivationFunction or 0), float(s[0]),
+                                 int(z[0]), out_levels)
+    options = {
+        "in_bits": placement.in_bits, "w_bits": placement.w_bits,
+        "out_bits": placement.out_bits, "depthwise": depthwise, "in_channels": cin,
+        "out_channels": cout, "kernel_h": kernel[0], "kernel_w": kernel[1],
+        "stride_h": stride[0], "stride_w": stride[1], "pad_h": pad[0], "pad_w": pad[1],
+        "dilation_h": dil[0], "dilation_w": dil[1], "act_min": act_min, "act_max": act_max,
+    }
+    new = g.schema.OperatorT()
+    new.opcodeIndex = tflite.custom_opcode(g, CONV_MP.custom_code)
+    new.inputs = [int(op.inputs[0]), filt] + ([bias] if bias >= 0 else [])
+    new.outputs = [out]
+    new.customOptions = list(CONV_MP.encode(options))
+    new.customOptionsFormat = g.schema.CustomOptionsFormat.FLEXBUFFERS
+    return new
+
+
+def place_on_edgeplus(model_bytes: bytes, layer_bits: dict[str, int], input_bits: int = 8,
+                      *, include_int8: bool = False) -> tuple[bytes, list[Placement]]:
+    """Put the low-bit layers of ``model_bytes`` on ``EDGEPLUS_CONV_MP`` (module docstring).
+
+    ``layer_bits``: trained activation bits by Keras layer name (the applied quantizer of the
+    layer that writes a tensor); ``input_bits``: the model input's. Returns the new model and
+    one :class:`Placement` per conv / depthwise / fully connected operator, in graph order.
+    """
+    g = tflite.TFLiteGraph(model_bytes)
+    bits = _tensor_bits(g, layer_bits, input_bits)
+    old_scale = {t: float(g.quant(t)[0][0]) for t in bits}
+    for t, b in bits.items():
+        _set_quant(g, t, *_low_bit_quant(g, t, b))
+
+    # Which filter ops run on ours.
+    placements: dict[int, Placement] = {}
+    for k, op in enumerate(g.operators):
+        name = g.op_name(op)
+        if name not in FILTER_OPS:
+            continue
+        x, out = int(op.inputs[0]), int(op.outputs[0])
+        levels = _filter_levels(g, op)
+        w_bits = _weight_bits(levels) if levels is not None else 8
+        low = w_bits < 8 or x in bits or out in bits
+        why = refusal(g, op) or ("" if levels is not None else "its filter is LUT-packed")
+        if not low and not include_int8:
+            why = "weights and activations at 8 bits (builtin int8)"
+        placements[k] = Placement(k, name, _layer_name(g, out), g.tensor_name(int(op.inputs[1])),
+                                  "builtin" if why else CONV_MP.custom_code, 8, w_bits, 8, why)
+    geometry = {k: _geometry(g, g.operators[k], p.op) for k, p in placements.items() if not p.why}
+    ours = {int(g.operators[k].outputs[0]) for k, p in placements.items() if not p.why}
+    graph_outputs = {int(t) for t in g.subgraph.outputs}
+
+    def packed_bits(t: int) -> int:
+        if t not in ours or t in graph_outputs or bits.get(t, 8) not in _ACTIVATION_BITS:
+            return 8
+        readers = g.consumers(t)
+        if all(k in placements and not placements[k].why
+               and int(g.operators[k].inputs[0]) == t for k in readers):
+            return bits[t]
+        return 8
+
+    storage = {t: packed_bits(t) for t in ours}
+    for t, b in storage.items():
+        if b < 8:
+            shape = list(g.shape(t))
+            shape[-1] = packed_nbytes(shape[-1], b)
+            g.tensors[t].shape = shape
+            if g.tensors[t].shapeSignature is not None:
+                g.tensors[t].shapeSignature = shape
+
+    for k, op in enumerate(list(g.operators)):
+        name = g.op_name(op)
+        if name not in FILTER_OPS:
+            continue
+        x = int(op.inputs[0])
+        bias = int(op.inputs[2]) if len(op.inputs) > 2 else -1
+        if bias >= 0 and x in bits and g.data(bias) is not None:
+            bias = _rescaled_bias(g, bias, old_scale[x], float(g.quant(x)[0][0]))
+            op.inputs = [*op.inputs[:2], bias, *op.inputs[3:]]
+        p = placements[k]
+        if p.why:
+            continue
+        out = int(op.outputs[0])
+        p = placements[k] = dataclasses.replace(p, in_bits=storage.get(x, 8), out_bits=storage[out])
+        filt = _packed_filter(g, op, name, p.w_bits)
+        g.operators[k] = _custom_op(g, op, geometry[k], p, filt, bias, bits.get(out, 8))
+    return tflite.finish_model(g), [placements[k] for k in sorted(placements)]
+
+
+# ------------------------------------------------------------------------------- report
+
+
+def describe_placement(model_bytes: bytes) -> list[Placement]:
+    """Where each conv / depthwise / fully connected layer of ``model_bytes`` runs: our
+    ``EDGEPLUS_CONV_MP`` ops with the bits their options give, builtin ones with why
+    (:func:`refusal`, or: our kernels could run it but it is an int8 layer)."""
+    g = tflite.TFLiteGraph(model_bytes)
+    rows = []
+    for k, op in enumerate(g.operators):
+        name = g.op_name(op)
+        out = int(op.outputs[0]) if op.outputs is not None and len(op.outputs) else -1
+        if name == CONV_MP.custom_code:
+            o = CONV_MP.decode(bytes(op.customOptions))
+            rows.append(Placement(k, name, _layer_name(g, out), g.tensor_name(int(op.inputs[1])),
+                                  name, o["in_bits"], o["w_bits"], o["out_bits"]))
+        elif name in FILTER_OPS:
+            levels = _filter_levels(g, op)
+            w_bits = _weight_bits(levels) if levels is not None else 8
+            why = refusal(g, op) or (
+                "an int8 layer our kernels could run (kernels='builtin' or 'edgeplus')")
+            rows.append(Placement(k, name, _layer_name(g, out), g.tensor_name(int(op.inputs[1])),
+                                  "builtin", 8, w_bits, 8, why))
+    return rows
