@@ -21,17 +21,21 @@ Layers (batch 1, stride 1): ``conv3x3_32x32x16_32`` (32x32x16 -> 32, 3x3, pad 1)
 at W8A8, W4A4, W2A2, W4A8. ``--quick`` runs the 1x1 layer at every bit-width plus the
 3x3 conv at W8A8 (same programs, same code path).
 
+Scratch: every case runs with the kernel's ``_get_buffer_size`` (``scratch_mode``
+``default``) and with its ``_get_buffer_size_lean`` (``lean``: the CMSIS-NN-like small
+scratch; the same kernel call, which takes its lean layout from the smaller ``ctx->size``).
+
 Correctness guard: the same C file is built natively (the kernels' plain-C path) and
 the FNV-1a checksum of every M4 output must equal the host's; any mismatch, kernel
 error or fault aborts the benchmark with a non-zero exit instead of reporting a
 speed.
 
-Row keys: layer, weight_bits, activation_bits, cflags, macs, instructions, instr_per_mac,
-text_bytes (code linked in for that kernel: the .text of a --gc-sections link rooted
-at the kernel and its _get_buffer_size, libc/libgcc helpers included; the same for
+Row keys: layer, weight_bits, activation_bits, scratch_mode, cflags, macs, instructions,
+instr_per_mac, text_bytes (code linked in for that kernel: the .text of a --gc-sections link
+rooted at the kernel and its _get_buffer_size, libc/libgcc helpers included; the same for
 every bit-width since one function serves all), scratch_bytes (the kernel's
-_get_buffer_size), target_instr_per_mac (the issue's targets: int8 2.5, W4A4 1.6,
-W2A2 1.0; none for W4A8), meets_target.
+_get_buffer_size, or its _get_buffer_size_lean in the lean rows), target_instr_per_mac (the
+issue's targets: int8 2.5, W4A4 1.6, W2A2 1.0; none for W4A8), meets_target.
 """
 
 from __future__ import annotations
@@ -245,7 +249,7 @@ def run(
         )
     _, host_cases = parse_bench_output(_run([str(host_exe)], 600, "host reference run"))
 
-    key = lambda c: (c["layer"], c["w_bits"], c["a_bits"])
+    key = lambda c: (c["layer"], c["w_bits"], c["a_bits"], c["scratch_mode"])
     host = {key(c): c for c in host_cases}
     mismatches = []
     for c in m4_cases:
@@ -279,6 +283,7 @@ def run(
                 "layer": c["layer"],
                 "weight_bits": w,
                 "activation_bits": a,
+                "scratch_mode": c["scratch_mode"],
                 "cflags": flags.label,
                 "macs": macs,
                 "instructions": instr,

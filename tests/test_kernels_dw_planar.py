@@ -17,6 +17,8 @@ import pytest
 from builders import golden
 from kernel_helpers import assert_same, run_c, window_of
 
+from tfmot_edgeplus.runtime import kernels
+
 
 def _run(k, case):
     return window_of(run_c(k, case), case)
@@ -120,3 +122,41 @@ def test_depthwise_scratch_does_not_depend_on_the_window(k):
         for h, w in [(1, 1), (5, 50), *[case.output_hw]]
     }
     assert len(sizes) == 1, sizes
+
+
+@pytest.mark.parametrize("in_bits,w_bits,out_bits", BITS)
+@pytest.mark.parametrize(
+    "c,w,kernel,stride",
+    [
+        (37, 9, (3, 3), 1),  # lean strips 4 x 9 + 1
+        (20, 150, (3, 3), 1),  # 3 column tiles
+        (32, 70, (3, 3), 2),
+        (6, 13, (5, 5), 1),  # generic path, strips 4 + 2
+        (24, 9, (1, 1), 1),
+    ],
+)
+def test_lean_scratch(k, in_bits, w_bits, out_bits, c, w, kernel, stride):
+    """Below the default scratch the kernel takes its lean layout (strips of 4 channels, no
+    staging for an 8-bit output): same bytes down to _get_buffer_size_lean; 9 bytes below
+    it (its alignment slack is 8): EDGEPLUS_ERR_SCRATCH."""
+    case = golden.random_conv_case(
+        np.random.default_rng(c * 31 + w),
+        in_bits=in_bits,
+        w_bits=w_bits,
+        out_bits=out_bits,
+        depthwise=True,
+        h=max(kernel[0], 5),
+        w=w,
+        c=c,
+        k=kernel,
+        stride=stride,
+    )
+    shapes = (case.params, case.x.shape, case.w.shape, (1, *case.output_hw, c))
+    default = k.depthwise_conv2d_get_buffer_size(*shapes)
+    lean = k.depthwise_conv2d_get_buffer_size_lean(*shapes)
+    assert 0 < lean < default
+    want = case.reference()
+    for size in (lean, (lean + default) // 2, default - 1):
+        assert_same(window_of(run_c(k, case, scratch_bytes=size), case), want, f"scratch {size}")
+    with pytest.raises(kernels.KernelScratchError, match="EDGEPLUS_ERR_SCRATCH"):
+        run_c(k, case, scratch_bytes=lean - 9)

@@ -356,18 +356,21 @@ def test_c_w2a2_long_k_paired_lane_flush(k, c):
 
 @pytest.mark.parametrize("bits", [(8, 8, 8), (4, 4, 4), (2, 2, 2)])
 def test_c_scratch_sizes_give_same_result(k, bits):
-    """Lean, fast (weight cache), reduced and minimal scratch: same bytes; below: refused."""
+    """Default, fast (weight cache), lean, reduced and minimal scratch: same bytes; below:
+    refused."""
     rng = np.random.default_rng(3)
     case = golden.random_conv_case(
         rng, in_bits=bits[0], w_bits=bits[1], out_bits=bits[2], h=8, w=40, c=8, oc=7
     )
     want = case.reference()
     shapes = (case.params, case.input_shape, case.w.shape)
-    lean = k.conv2d_get_buffer_size(*shapes, case.output_shape)
+    default = k.conv2d_get_buffer_size(*shapes, case.output_shape)
     fast = k.conv2d_get_buffer_size_fast(*shapes, case.output_shape)
-    minimum = k.conv2d_get_buffer_size(*shapes, (1, 1, 1, case.output_shape[3]))
-    assert minimum < lean < fast
-    for size in (fast, fast + 13, lean, lean - 1, (lean + minimum) // 2, minimum):
+    lean = k.conv2d_get_buffer_size_lean(*shapes, case.output_shape)
+    minimum = k.conv2d_get_buffer_size_lean(*shapes, (1, 1, 1, case.output_shape[3]))
+    assert minimum < lean < default < fast
+    sizes = (fast, fast + 13, default, default - 1, lean, (lean + minimum) // 2, minimum)
+    for size in sizes:
         assert_same(run_c(k, case, scratch_bytes=size), want, f"scratch {size}")
     with pytest.raises(kernels.KernelScratchError, match="EDGEPLUS_ERR_SCRATCH.*'scratch_bytes'"):
         run_c(k, case, scratch_bytes=minimum - 9)

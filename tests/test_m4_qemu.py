@@ -128,6 +128,14 @@ def test_quick_benchmark_m4_output_matches_host(tmp_path):
     assert doc["env"]["checksums_match_host"] is True
     combos = {(r["layer"], r["weight_bits"], r["activation_bits"]) for r in doc["rows"]}
     assert {(w, a) for _, w, a in combos} == {(8, 8), (4, 4), (2, 2), (4, 8)}
+    # every case with the default and the lean scratch, the lean one smaller
+    scratch = {
+        (r["layer"], r["weight_bits"], r["activation_bits"], r["scratch_mode"]): r["scratch_bytes"]
+        for r in doc["rows"]
+    }
+    assert len(scratch) == len(doc["rows"]) == 2 * len(combos)
+    for layer, w, a in combos:
+        assert 0 < scratch[layer, w, a, "lean"] < scratch[layer, w, a, "default"], (layer, w, a)
     for row in doc["rows"]:
         assert row["instructions"] > 0 and row["instructions"] % 40 == 0, row
         assert row["text_bytes"] > 0 and row["scratch_bytes"] >= 0, row

@@ -12,8 +12,12 @@
  * packs it with the library's own packers, runs the kernel once between two
  * counter reads and prints one line:
  *
- *   BENCH layer=<name> w_bits=<b> a_bits=<b> macs=<n> instructions=<n>
- *         scratch_bytes=<n> status=<edgeplus status> checksum=<fnv1a32 of the output>
+ *   BENCH layer=<name> w_bits=<b> a_bits=<b> scratch_mode=<default|lean> macs=<n>
+ *         instructions=<n> scratch_bytes=<n> status=<edgeplus status>
+ *         checksum=<fnv1a32 of the output>
+ *
+ * Every case runs twice: with the kernel's _get_buffer_size scratch (scratch_mode=default)
+ * and with its _get_buffer_size_lean scratch (lean).
  *
  * The requantization multipliers/shifts are chosen per case so outputs spread
  * over the output range instead of saturating (a checksum of all-clamped output
@@ -78,7 +82,9 @@ static int32_t ceil_log2(uint32_t v) {
   return r;
 }
 
-static int run_case(const layer_t *L, const bits_t *B, uint64_t overhead_ticks) {
+static const char *const kModes[] = {"default", "lean"};
+
+static int run_case(const layer_t *L, const bits_t *B, int lean, uint64_t overhead_ticks) {
   const int32_t in_bits = B->a_bits, out_bits = B->a_bits, w_bits = B->w_bits;
   const int32_t out_h = (L->in_h + 2 * L->pad - L->k) / L->stride + 1;
   const int32_t out_w = (L->in_w + 2 * L->pad - L->k) / L->stride + 1;
@@ -108,8 +114,11 @@ static int run_case(const layer_t *L, const bits_t *B, uint64_t overhead_ticks) 
   p.act_max = (1 << (out_bits - 1)) - 1;
 
   const int32_t scratch =
-      L->depthwise ? edgeplus_depthwise_conv2d_get_buffer_size(&p, &in_dims, &f_dims, &out_dims)
-                   : edgeplus_conv2d_get_buffer_size(&p, &in_dims, &f_dims, &out_dims);
+      L->depthwise
+          ? (lean ? edgeplus_depthwise_conv2d_get_buffer_size_lean
+                  : edgeplus_depthwise_conv2d_get_buffer_size)(&p, &in_dims, &f_dims, &out_dims)
+          : (lean ? edgeplus_conv2d_get_buffer_size_lean
+                  : edgeplus_conv2d_get_buffer_size)(&p, &in_dims, &f_dims, &out_dims);
   if (scratch < 0) {
     printf("BENCH_ERROR layer=%s w_bits=%ld a_bits=%ld get_buffer_size: %s\n", L->name,
            (long)w_bits, (long)in_bits, edgeplus_status_str((edgeplus_status)scratch));
@@ -183,9 +192,10 @@ static int run_case(const layer_t *L, const bits_t *B, uint64_t overhead_ticks) 
   }
   const unsigned long instructions = (unsigned long)instr64;
 #endif
-  printf("BENCH layer=%s w_bits=%ld a_bits=%ld macs=%lu instructions=%lu scratch_bytes=%ld "
-         "status=%s checksum=0x%08lx\n",
-         L->name, (long)w_bits, (long)in_bits, (unsigned long)macs, instructions, (long)scratch,
+  printf("BENCH layer=%s w_bits=%ld a_bits=%ld scratch_mode=%s macs=%lu instructions=%lu "
+         "scratch_bytes=%ld status=%s checksum=0x%08lx\n",
+         L->name, (long)w_bits, (long)in_bits, kModes[lean], (unsigned long)macs, instructions,
+         (long)scratch,
          edgeplus_status_str(st), (unsigned long)fnv1a((const uint8_t *)output, out_bytes));
   return st == EDGEPLUS_OK ? 0 : -1;
 }
@@ -200,7 +210,9 @@ int main(void) {
 #ifdef BENCH_QUICK
       if (!(li == 2 || (li == 0 && bi == 0))) continue;
 #endif
-      if (run_case(&kLayers[li], &kBits[bi], overhead) != 0) ++failures;
+      for (int lean = 0; lean < 2; ++lean) {
+        if (run_case(&kLayers[li], &kBits[bi], lean, overhead) != 0) ++failures;
+      }
     }
   }
   printf("BENCH_DONE failures=%d\n", failures);

@@ -16,5 +16,5 @@ int32_t edgeplus_conv2d_get_buffer_size(const edgeplus_conv_params *params,
     pixels = (int64_t)output_dims->h * output_dims->w < EDGEPLUS_CONV_PIXEL_BLOCK
                  ? output_dims->h * output_dims->w
                  : EDGEPLUS_CONV_PIXEL_BLOCK;
-    return edgeplus__conv_scratch_bytes(input_dims, filter_dims, pixels, 0);
+    return edgeplus__conv_scratch_bytes(params, input_dims, filter_dims, pixels, 0);
 }

@@ -275,8 +275,8 @@ edgeplus_status edgeplus__conv_setup(const ep_conv_args *a, int depthwise, ep_co
     o->shift = a->quant->shift;
     o->bias = a->bias;
 
-    /* scratch: requant table | output staging | int16 columns (see
-     * edgeplus__conv_scratch_bytes) */
+    /* scratch: 4-byte aligned; each core lays out its own (requantization table, staging,
+     * int16 columns: see edgeplus__conv_scratch_bytes and edgeplus__dw_geom) */
     if (a->ctx->buf == NULL) {
         return EP_FAIL(EDGEPLUS_ERR_SCRATCH, "ctx->buf", -1, 0, "must not be NULL");
     }
@@ -286,10 +286,8 @@ edgeplus_status edgeplus__conv_setup(const ep_conv_args *a, int depthwise, ep_co
     }
     base = (uintptr_t)a->ctx->buf;
     aligned = (base + 3u) & ~(uintptr_t)3u;
-    s->avail = (int64_t)a->ctx->size - (int64_t)(aligned - base) -
-               (int64_t)o->oc * (int64_t)sizeof(ep_rq);
-    s->rq = (ep_rq *)(void *)aligned;
-    s->stage = (int8_t *)(s->rq + o->oc);
+    s->avail = (int64_t)a->ctx->size - (int64_t)(aligned - base);
+    s->mem = (uint8_t *)aligned;
     s->acc_bound = (depthwise ? (int64_t)g->kh * g->kw : (int64_t)g->kc) *
                    ((1 << a->params->in_bits) - 1) * (1 << (a->params->w_bits - 1));
     return EDGEPLUS_OK;

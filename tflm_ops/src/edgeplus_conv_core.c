@@ -53,18 +53,21 @@ int32_t edgeplus__conv_wcache_bytes(const edgeplus_conv_params *params,
     return (int32_t)bytes;
 }
 
-int32_t edgeplus__conv_scratch_bytes(const edgeplus_dims *input_dims,
+int32_t edgeplus__conv_scratch_bytes(const edgeplus_conv_params *params,
+                                     const edgeplus_dims *input_dims,
                                      const edgeplus_dims *filter_dims, int32_t pixels,
-                                     int depthwise)
+                                     int lean)
 {
-    /* 8 (alignment slack) + per-channel requant table (16 B/channel) + output staging
-     * (pixels x channels int8) + int16 columns: conv: a temp column, a weight-row pair
-     * and an even number of im2col columns; depthwise: one column and the filter. */
+    /* 8 (alignment slack) + the per-channel requantization table (16 B/channel; lean:
+     * none) + output staging (pixels x channels int8; lean: none for an 8-bit output) +
+     * int16 columns: a temp column, a weight-row pair and an even number of im2col
+     * columns. */
     const int64_t kpad = ep_kpad(input_dims, filter_dims);
-    const int64_t oc = depthwise ? input_dims->c : filter_dims->n;
-    const int64_t px = depthwise ? 1 : (int64_t)((pixels + 1) & ~1);
-    const int64_t rows = depthwise ? 2 : px + 3;
-    const int64_t bytes = 8 + oc * 16 + ((px * oc + 3) & ~(int64_t)3) + rows * kpad * 2;
+    const int64_t oc = filter_dims->n;
+    const int64_t px = (int64_t)((pixels + 1) & ~1);
+    const int64_t table = lean ? 0 : oc * (int64_t)sizeof(ep_rq);
+    const int64_t stage = lean && params->out_bits == 8 ? 0 : (px * oc + 3) & ~(int64_t)3;
+    const int64_t bytes = 8 + table + stage + (px + 3) * kpad * 2;
     if (bytes > INT32_MAX) {
         return (int32_t)EP_FAIL(EDGEPLUS_ERR_DIMS, "filter_dims", -1, filter_dims->n,
                                 "the scratch bytes must fit int32");
@@ -320,10 +323,29 @@ static int64_t ep_wcache_bytes(int32_t oc, int32_t kpad, int pairs)
     return (int64_t)((oc + 1) & ~1) * mw * 4;
 }
 
-static void ep_conv_loop(const ep_im2col *g, const ep_out *o, const ep_rq *rq,
-                         const edgeplus_window *win, int32_t batches, const int8_t *filter,
-                         int32_t w_bits, int pairs, int8_t *stage, int16_t *tmp, int32_t block,
-                         uint32_t *wcache)
+/* What the lean layout needs to prepare requantization constants on the fly. */
+typedef struct {
+    int64_t acc_bound;
+} ep_conv_lean;
+
+/* The requantization constants of channels oc (and oc + 1) into pair (lean scratch). */
+static const ep_rq *ep_rq_pair(const ep_out *o, const ep_conv_lean *ln, int32_t oc,
+                               int two_ch, ep_rq *pair)
+{
+    edgeplus_quant_params q;
+    q.multiplier = o->mult + oc;
+    q.shift = o->shift + oc;
+    edgeplus__rq_prepare(pair, &q, o->bias != NULL ? o->bias + oc : NULL, two_ch ? 2 : 1,
+                         ln->acc_bound);
+    return pair;
+}
+
+/* rq: the requantization table; lean (a constant: the two layouts get their own copy of
+ * the loop): none, the constants are prepared per channel pair and block. */
+EP_INLINE void ep_conv_loop(const ep_im2col *g, const ep_out *o, const ep_rq *rq, int lean,
+                            const ep_conv_lean *ln, const edgeplus_window *win,
+                            int32_t batches, const int8_t *filter, int32_t w_bits, int pairs,
+                            int8_t *stage, int16_t *tmp, int32_t block, uint32_t *wcache)
 {
     /* scratch: tmp column | weight-row pair | block of interleaved column pairs
      * [| weight cache] */
@@ -372,6 +394,9 @@ static void ep_conv_loop(const ep_im2col *g, const ep_out *o, const ep_rq *rq,
                 }
                 for (oc = 0; oc < o->oc; oc += 2) {
                     const int two_ch = (oc + 1 < o->oc);
+                    ep_rq pair[2];
+                    const ep_rq *q =
+                        lean ? ep_rq_pair(o, ln, oc, two_ch, pair) : rq + oc;
                     const uint32_t *wp = wcache != NULL ? wcache + (oc >> 1) * 2 * mw : wpair;
                     if (wcache == NULL) {
                         ep_weight_pair(g, filter, w_bits, pairs, oc, two_ch, tmp, wpair, mw);
@@ -392,7 +417,7 @@ static void ep_conv_loop(const ep_im2col *g, const ep_out *o, const ep_rq *rq,
                         {
                             ep_dot_il(a, wp, mw, acc);
                         }
-                        ep_emit_block(o, rq + oc, acc, d0, d1, two_ch);
+                        ep_emit_block(o, q, acc, d0, d1, two_ch);
                     }
                 }
                 if (!direct) {
@@ -407,13 +432,30 @@ static void ep_conv_loop(const ep_im2col *g, const ep_out *o, const ep_rq *rq,
 
 /* ------------------------------------------------------------------ entry */
 
+/* The largest even pixel block <= pmax whose staging (stage_px bytes per pixel) and int16
+ * columns fit `avail` bytes next to the temp column and the weight-row pair; 0 if none. */
+static int32_t ep_conv_block(int64_t avail, int64_t kpad, int64_t stage_px, int64_t pmax)
+{
+    int64_t b;
+    avail -= 3 * kpad * 2;
+    b = avail > 0 ? (avail / (kpad * 2 + stage_px)) & ~(int64_t)1 : 0;
+    if (b > pmax) {
+        b = pmax;
+    }
+    while (b >= 2 && ((b * stage_px + 3) & ~(int64_t)3) + b * kpad * 2 > avail) {
+        b -= 2;
+    }
+    return (int32_t)(b < 2 ? 0 : b); /* <= EDGEPLUS_CONV_PIXEL_BLOCK */
+}
+
 edgeplus_status edgeplus__conv_core(const ep_conv_args *a)
 {
     ep_conv_setup s;
     ep_im2col g; /* copies the compiler keeps in registers (s escapes to the setup) */
     ep_out o;
     const edgeplus_window *window;
-    int64_t avail;
+    int64_t table, stage_px, pmax, avail;
+    ep_conv_lean ln;
     int32_t block;
     int pairs;
     const edgeplus_status st = edgeplus__conv_setup(a, 0, &s);
@@ -425,39 +467,49 @@ edgeplus_status edgeplus__conv_core(const ep_conv_args *a)
     window = a->window;
     pairs = ep_conv_pairs(a->params);
     g.lanes = pairs && (g.in_c % 4) == 0; /* write paired lanes directly */
-    avail = s.avail - 3 * (int64_t)g.kpad * 2;
-    {
-        /* all in int64: out_c alone may be near INT32_MAX */
-        const int64_t pixels = ((int64_t)window->h * window->w + 1) & ~(int64_t)1;
-        int64_t b = avail > 0 ? (avail / ((int64_t)g.kpad * 2 + o.oc)) & ~(int64_t)1 : 0;
-        if (b > (EDGEPLUS_CONV_PIXEL_BLOCK & ~1)) {
-            b = EDGEPLUS_CONV_PIXEL_BLOCK & ~1;
-        }
-        if (b > pixels) {
-            b = pixels;
-        }
-        while (b >= 2 && ((b * o.oc + 3) & ~(int64_t)3) + b * g.kpad * 2 > avail) {
-            b -= 2;
-        }
-        block = (int32_t)b; /* <= EDGEPLUS_CONV_PIXEL_BLOCK */
+    /* Default layout: requantization table | staging | columns [| weight cache], with
+     * blocks of pmax pixels. A smaller scratch takes the lean layout: no table (prepared
+     * per channel pair), no staging for an 8-bit output, blocks as large as fit. All in
+     * int64: out_c alone may be near INT32_MAX. */
+    pmax = ((int64_t)window->h * window->w + 1) & ~(int64_t)1;
+    if (pmax > (EDGEPLUS_CONV_PIXEL_BLOCK & ~1)) {
+        pmax = EDGEPLUS_CONV_PIXEL_BLOCK & ~1;
+    }
+    table = (int64_t)o.oc * (int64_t)sizeof(ep_rq);
+    stage_px = o.oc;
+    block = ep_conv_block(s.avail - table, g.kpad, stage_px, pmax);
+    if (block < pmax) {
+        table = 0;
+        stage_px = o.bits == 8 ? 0 : o.oc;
+        block = ep_conv_block(s.avail, g.kpad, stage_px, pmax);
     }
     if (block < 2) {
         return EP_FAIL(EDGEPLUS_ERR_SCRATCH, "ctx->size", -1, a->ctx->size,
-                       "at least the _get_buffer_size for a 1x1 output");
+                       "at least the _get_buffer_size_lean for a 1x1 output");
     }
-    edgeplus__rq_prepare(s.rq, a->quant, a->bias, o.oc, s.acc_bound);
+    avail = s.avail - table;
+    ln.acc_bound = s.acc_bound;
     {
-        /* the weight cache, when the rest of the scratch holds it */
-        int8_t *stage = s.stage;
-        int16_t *tmp = (int16_t *)(void *)(stage + ((block * o.oc + 3) & ~3));
+        /* the weight cache, when the rest of the scratch holds it (default layout) */
+        ep_rq *rq = table > 0 ? (ep_rq *)(void *)s.mem : NULL;
+        int8_t *stage = (int8_t *)(s.mem + table);
+        const int64_t stage_bytes = ((int64_t)block * stage_px + 3) & ~(int64_t)3;
+        int16_t *tmp = (int16_t *)(void *)(stage + stage_bytes);
         uint32_t *wcache = (uint32_t *)(void *)(tmp + (3 + block) * g.kpad);
-        const int64_t rest =
-            (int64_t)avail - ((block * o.oc + 3) & ~3) - (int64_t)block * g.kpad * 2;
-        if (rest < ep_wcache_bytes(o.oc, g.kpad, pairs)) {
+        const int64_t rest = avail - stage_bytes - (int64_t)(3 + block) * g.kpad * 2;
+        if (rq == NULL || rest < ep_wcache_bytes(o.oc, g.kpad, pairs)) {
             wcache = NULL;
         }
-        ep_conv_loop(&g, &o, s.rq, window, a->input_dims->n, a->filter, a->params->w_bits,
-                     pairs, stage, tmp, block, wcache);
+        if (rq != NULL) {
+            edgeplus__rq_prepare(rq, a->quant, a->bias, o.oc, s.acc_bound);
+        }
+        if (rq != NULL) {
+            ep_conv_loop(&g, &o, rq, 0, &ln, window, a->input_dims->n, a->filter,
+                         a->params->w_bits, pairs, stage, tmp, block, wcache);
+        } else {
+            ep_conv_loop(&g, &o, NULL, 1, &ln, window, a->input_dims->n, a->filter,
+                         a->params->w_bits, pairs, stage, tmp, block, NULL);
+        }
     }
     return EDGEPLUS_OK;
 }

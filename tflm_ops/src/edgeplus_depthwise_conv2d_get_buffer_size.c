@@ -11,5 +11,5 @@ int32_t edgeplus_depthwise_conv2d_get_buffer_size(const edgeplus_conv_params *pa
     if (st != EDGEPLUS_OK) {
         return (int32_t)st;
     }
-    return edgeplus__dw_scratch_bytes(params, input_dims, filter_dims);
+    return edgeplus__dw_scratch_bytes(params, input_dims, filter_dims, 0);
 }

@@ -43,45 +43,54 @@ static int32_t ep_gcd(int32_t a, int32_t b)
 /* ------------------------------------------------------------------ geometry */
 
 void edgeplus__dw_geom(const edgeplus_conv_params *params, const edgeplus_dims *input_dims,
-                       const edgeplus_dims *filter_dims, ep_dw_geom *d)
+                       const edgeplus_dims *filter_dims, int lean, ep_dw_geom *d)
 {
     const int64_t c = input_dims->c;
     const int64_t kh = filter_dims->h, kw = filter_dims->w;
     const int64_t sw = params->stride_w;
     const int64_t dw = params->dilation_w > 0 ? params->dilation_w : 1;
     const int64_t max_ow = ((int64_t)input_dims->w - 1 + params->pad_w) / sw + 1;
+    const int64_t strip = lean ? EDGEPLUS_DW_LEAN_STRIP : EDGEPLUS_DW_STRIP;
     const int64_t tw = max_ow < EDGEPLUS_DW_TILE_W ? max_ow : EDGEPLUS_DW_TILE_W;
-    const int64_t s = c < EDGEPLUS_DW_STRIP ? c : EDGEPLUS_DW_STRIP;
+    const int64_t s = c < strip ? c : strip;
     const int64_t rw = (tw - 1) * sw + (kw - 1) * dw + 1;
     /* slack: the 3x3 kernel computes whole groups of 4 pixels (reads 3 past the tile) */
     const int64_t rwp = (rw + 6) & ~(int64_t)1;
     const int64_t wrow = kw < 4 ? 4 : (kw + 1) & ~(int64_t)1;
     /* accumulators: whole groups of 4, then 8 words for the 3x3 kernel's weights+bias */
     const int64_t accw = ((tw + 3) & ~(int64_t)3) + 8;
-    const int64_t bytes = s * kh * wrow * 2 + accw * 4 + ((tw * s + 3) & ~(int64_t)3) + kh * 8 +
-                          rwp * 2 + kh * s * rwp * 2;
+    /* int8 output staging of one tile row (2/4-bit outputs; the default layout has it
+     * for 8-bit outputs too, unused) */
+    const int64_t stage = lean && params->out_bits == 8 ? 0 : (tw * s + 3) & ~(int64_t)3;
+    const int64_t bytes =
+        s * kh * wrow * 2 + accw * 4 + stage + kh * 8 + rwp * 2 + kh * s * rwp * 2;
     d->planar = bytes <= EDGEPLUS_DW_PLANAR_MAX;
     d->strip = (int32_t)s;
     d->tile_w = (int32_t)tw;
     d->rw = d->planar ? (int32_t)rw : 0;
     d->rwp = d->planar ? (int32_t)rwp : 0;
     d->wrow = (int32_t)wrow;
+    d->stage = (int32_t)stage;
     if (d->planar) {
-        d->bytes = bytes;
+        d->bytes = bytes; /* the strip's requantization table is on the stack */
     } else {
-        /* fallback: output staging + one im2col column + the unpacked filter */
-        d->bytes = ((c + 3) & ~(int64_t)3) + 2 * (int64_t)ep_kpad(input_dims, filter_dims) * 2;
+        /* fallback: the requantization table + output staging + one im2col column + the
+         * unpacked filter */
+        d->bytes = c * (int64_t)sizeof(ep_rq) + ((c + 3) & ~(int64_t)3) +
+                   2 * (int64_t)ep_kpad(input_dims, filter_dims) * 2;
     }
 }
 
 int32_t edgeplus__dw_scratch_bytes(const edgeplus_conv_params *params,
                                    const edgeplus_dims *input_dims,
-                                   const edgeplus_dims *filter_dims)
+                                   const edgeplus_dims *filter_dims, int lean)
 {
-    ep_dw_geom d;
+    ep_dw_geom d, full;
     int64_t bytes;
-    edgeplus__dw_geom(params, input_dims, filter_dims, &d);
-    bytes = 8 + (int64_t)input_dims->c * (int64_t)sizeof(ep_rq) + d.bytes;
+    edgeplus__dw_geom(params, input_dims, filter_dims, 0, &full);
+    edgeplus__dw_geom(params, input_dims, filter_dims, lean, &d);
+    /* the kernels take the default layout whenever it fits */
+    bytes = 8 + (d.bytes < full.bytes ? d.bytes : full.bytes);
     if (bytes > INT32_MAX) {
         return (int32_t)EP_FAIL(EDGEPLUS_ERR_DIMS, "input_dims", -1, input_dims->c,
                                 "the scratch bytes must fit int32");
@@ -676,6 +685,35 @@ EP_NOINLINE static void ep_dw_pack_row(int8_t *buf, int32_t start, int32_t oc,
         }
         return;
     }
+    /* narrow (lean) strips: 4 channels = one halfword (4-bit) or one byte (2-bit) */
+    if (bits == 4 && (start & 1) == 0 && (oc & 1) == 0 && (s & 3) == 0) {
+        uint8_t *d = (uint8_t *)buf + (start >> 1);
+        for (p = 0; p < tw; p++) {
+            const int8_t *v = stage + p * s;
+            for (i = 0; i < s; i += 4) {
+                uint32_t t = ep_ld32(v + i) & 0x0F0F0F0Fu;
+                t |= t >> 4; /* bytes 0, 2: (v0, v1), (v2, v3) */
+                d[i / 2] = (uint8_t)t;
+                d[i / 2 + 1] = (uint8_t)(t >> 16);
+            }
+            d += oc >> 1;
+        }
+        return;
+    }
+    if (bits == 2 && (start & 3) == 0 && (oc & 3) == 0 && (s & 3) == 0) {
+        uint8_t *d = (uint8_t *)buf + (start >> 2);
+        for (p = 0; p < tw; p++) {
+            const int8_t *v = stage + p * s;
+            for (i = 0; i < s; i += 4) {
+                uint32_t t = ep_ld32(v + i) & 0x03030303u;
+                t |= t >> 6;  /* bytes 0, 2: (v0, v1), (v2, v3) */
+                t |= t >> 12; /* byte 0: v0 v1 v2 v3 */
+                d[i / 4] = (uint8_t)t;
+            }
+            d += oc >> 2;
+        }
+        return;
+    }
     for (p = 0; p < tw; p++) {
         ep_dw_pack(buf, start + p * oc, stage + p * s, s, bits);
     }
@@ -688,16 +726,17 @@ EP_NOINLINE static void ep_dw_pack_row(int8_t *buf, int32_t start, int32_t oc,
  * groups of 4, then 8 words for the 3x3 kernel's weights + initial sum) | int8 output
  * staging (2/4-bit outputs) | kh slot rows | kh slot offsets | a zero row | kh slots of
  * S planar rows of rwp int16. */
-void edgeplus__dw_planar(const ep_im2col *g, const ep_out *o, const ep_rq *rq,
+void edgeplus__dw_planar(const ep_im2col *g, const ep_out *o, int64_t acc_bound,
                          const edgeplus_window *win, int32_t batches, const int8_t *filter,
                          int32_t w_bits, const ep_dw_geom *d, uint8_t *mem)
 {
     const int32_t c = g->in_c, kh = g->kh, kw = g->kw, S = d->strip, rwp = d->rwp;
     const int32_t wrow = d->wrow;
+    ep_rq rq[EDGEPLUS_DW_STRIP]; /* the strip's requantization table */
     int16_t *wts = (int16_t *)(void *)mem;
     int32_t *acc = (int32_t *)(void *)(wts + S * kh * wrow);
     int8_t *stage = (int8_t *)(acc + ((d->tile_w + 3) & ~3) + 8);
-    int32_t *slot_row = (int32_t *)(void *)(stage + ((d->tile_w * S + 3) & ~3));
+    int32_t *slot_row = (int32_t *)(void *)(stage + d->stage);
     int32_t *row_of = slot_row + kh; /* per ky: slot index, or -1 for a padding row */
     int16_t *zero = (int16_t *)(void *)(row_of + kh);
     int16_t *slots = zero + rwp;
@@ -718,11 +757,17 @@ void edgeplus__dw_planar(const ep_im2col *g, const ep_out *o, const ep_rq *rq,
     memset(zero, 0, (size_t)rwp * sizeof(int16_t));
     for (c0 = 0; c0 < c; c0 += S) {
         const int32_t s = c - c0 < S ? c - c0 : S;
+        {
+            edgeplus_quant_params q;
+            q.multiplier = o->mult + c0;
+            q.shift = o->shift + c0;
+            edgeplus__rq_prepare(rq, &q, o->bias != NULL ? o->bias + c0 : NULL, s, acc_bound);
+        }
         /* weights of the strip: channel j, row ky at wts + (j * kh + ky) * wrow; the
          * 3-wide DSP layout is (w0, w1, w1, w2), else w0 .. w(kw-1) */
         for (j = 0; j < s; j++) {
             /* fast channels: weights << lshift (see ep_dw_fast) */
-            const ep_rq *q = rq + c0 + j;
+            const ep_rq *q = rq + j;
             const int32_t sh = ep_dw_fast(q, w_bits) ? q->lshift : 0;
             for (ky = 0; ky < kh; ky++) {
                 int16_t *wk = wts + (j * kh + ky) * wrow;
@@ -742,7 +787,7 @@ void edgeplus__dw_planar(const ep_im2col *g, const ep_out *o, const ep_rq *rq,
 #if EP_M4_ASM
         if (m4) {
             for (j = 0; j < s; j++) {
-                const ep_rq *q = rq + c0 + j;
+                const ep_rq *q = rq + j;
                 const int fast = ep_dw_fast(q, w_bits);
                 memcpy(blk[j].w, wts + j * 3 * wrow, 6 * sizeof(int32_t));
                 blk[j].init = fast ? (int32_t)((uint32_t)q->bias << q->lshift) : 0;
@@ -794,7 +839,7 @@ void edgeplus__dw_planar(const ep_im2col *g, const ep_out *o, const ep_rq *rq,
                             rb[ky] = row_of[ky] < 0 ? zero : slots + row_of[ky] * S * rwp;
                             rs[ky] = row_of[ky] < 0 ? 0 : rwp;
                         }
-                        ep_dw_row33_m4(o, rq + c0, blk, rb, rs, s, tw, acc,
+                        ep_dw_row33_m4(o, rq, blk, rb, rs, s, tw, acc,
                                        o->bits == 8 ? o->output + ep_out_index(o, n, oy, x0) + c0
                                                     : stage,
                                        o->bits == 8 ? o->oc : s, w_bits);
@@ -807,7 +852,7 @@ void edgeplus__dw_planar(const ep_im2col *g, const ep_out *o, const ep_rq *rq,
 #endif
                     for (; j < s; j++) {
                         const int16_t *wj = wts + j * kh * wrow;
-                        const ep_rq *q = rq + c0 + j;
+                        const ep_rq *q = rq + j;
                         /* fast channels start from bias << lshift (see ep_dw_fast) */
                         const int fast = ep_dw_fast(q, w_bits);
                         const int32_t init =
@@ -936,18 +981,24 @@ edgeplus_status edgeplus__depthwise_core(const ep_conv_args *a)
     if (st != EDGEPLUS_OK) {
         return st;
     }
-    edgeplus__dw_geom(a->params, a->input_dims, a->filter_dims, &d);
+    /* the default layout, or the lean one when the scratch is smaller */
+    edgeplus__dw_geom(a->params, a->input_dims, a->filter_dims, 0, &d);
+    if (s.avail < d.bytes) {
+        edgeplus__dw_geom(a->params, a->input_dims, a->filter_dims, 1, &d);
+    }
     if (s.avail < d.bytes) {
         return EP_FAIL_SCRATCH("ctx->size", a->ctx->size, a->ctx->size - s.avail + d.bytes);
     }
-    edgeplus__rq_prepare(s.rq, a->quant, a->bias, s.o.oc, s.acc_bound);
     if (d.planar) {
-        edgeplus__dw_planar(&s.g, &s.o, s.rq, a->window, a->input_dims->n, a->filter,
-                            a->params->w_bits, &d, (uint8_t *)s.stage);
+        edgeplus__dw_planar(&s.g, &s.o, s.acc_bound, a->window, a->input_dims->n, a->filter,
+                            a->params->w_bits, &d, s.mem);
     } else {
+        ep_rq *rq = (ep_rq *)(void *)s.mem;
+        int8_t *stage = (int8_t *)(rq + s.o.oc);
         const int32_t stage_bytes = (s.o.oc + 3) & ~3;
-        ep_depthwise_loop(&s.g, &s.o, s.rq, a->window, a->input_dims->n, a->filter,
-                          a->params->w_bits, s.stage, (int16_t *)(void *)(s.stage + stage_bytes));
+        edgeplus__rq_prepare(rq, a->quant, a->bias, s.o.oc, s.acc_bound);
+        ep_depthwise_loop(&s.g, &s.o, rq, a->window, a->input_dims->n, a->filter,
+                          a->params->w_bits, stage, (int16_t *)(void *)(stage + stage_bytes));
     }
     return EDGEPLUS_OK;
 }

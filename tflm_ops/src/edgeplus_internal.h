@@ -15,14 +15,28 @@
 #define EDGEPLUS_CONV_PIXEL_BLOCK 32
 #endif
 
-/* Depthwise planar layout (see edgeplus_conv_core.c): channels per strip, output
+/* Lean conv scratch (edgeplus_conv2d_get_buffer_size_lean): output pixels per block; the
+ * requantization constants are then prepared per channel pair instead of kept in a table
+ * and an 8-bit output needs no staging. */
+#ifndef EDGEPLUS_CONV_LEAN_BLOCK
+#define EDGEPLUS_CONV_LEAN_BLOCK 8
+#endif
+
+/* Depthwise planar layout (see edgeplus_depthwise_core.c): channels per strip, output
  * pixels per tile row, and the largest scratch (bytes) it may ask for; geometries
- * needing more (huge dilations) take the per-pixel im2col fallback. */
+ * needing more (huge dilations) take the per-pixel im2col fallback. The lean layout
+ * (edgeplus_depthwise_conv2d_get_buffer_size_lean) has narrower strips and tiles. */
 #ifndef EDGEPLUS_DW_STRIP
 #define EDGEPLUS_DW_STRIP 16
 #endif
 #ifndef EDGEPLUS_DW_TILE_W
 #define EDGEPLUS_DW_TILE_W 64
+#endif
+#ifndef EDGEPLUS_DW_LEAN_STRIP
+#define EDGEPLUS_DW_LEAN_STRIP 4
+#endif
+#if EDGEPLUS_DW_LEAN_STRIP > EDGEPLUS_DW_STRIP
+#error "EDGEPLUS_DW_LEAN_STRIP must not exceed EDGEPLUS_DW_STRIP"
 #endif
 #ifndef EDGEPLUS_DW_PLANAR_MAX
 #define EDGEPLUS_DW_PLANAR_MAX 32768
@@ -98,27 +112,29 @@ EP_INLINE int32_t ep_out_index(const ep_out *o, int32_t n, int32_t oy, int32_t o
     return ((n * o->rh + (oy - o->ry)) * o->rw + (ox - o->rx)) * o->oc;
 }
 
-/* Planar depthwise (the default layout; see edgeplus_depthwise_core.c). Scratch after the
- * requantization table: per-strip weights | int32 accumulators of one tile row |
- * int8 output staging (2/4-bit outputs) | kh slot bookkeeping | a zero row | kh slots
- * of S planar input rows. Every part is a multiple of 4 bytes. */
+/* Planar depthwise (the default layout; see edgeplus_depthwise_core.c). Scratch:
+ * per-strip weights | int32 accumulators of one tile row | int8 output staging (2/4-bit
+ * outputs) | kh slot bookkeeping | a zero row | kh slots of S planar input rows. Every
+ * part is a multiple of 4 bytes. The strip's requantization table is on the stack
+ * (EDGEPLUS_DW_STRIP x 16 bytes). */
 typedef struct {
     int32_t strip;  /* channels per strip, S */
     int32_t tile_w; /* output pixels per tile row, TW */
     int32_t rw;     /* input columns one tile row reads */
     int32_t rwp;    /* int16 per planar row: rw + >= 2 slack, even */
     int32_t wrow;   /* int16 weights per kernel row and channel (>= 4, even) */
+    int32_t stage;  /* bytes of int8 output staging */
     int32_t planar; /* 1: planar layout; 0: the per-pixel im2col fallback */
-    int64_t bytes;  /* scratch bytes after the requantization table, no slack */
+    int64_t bytes;  /* scratch bytes (requantization table included), no slack */
 } ep_dw_geom;
 
-/* The depthwise geometry of a call (args already validated). */
+/* The depthwise geometry of a call (args already validated); lean: the lean layout. */
 void edgeplus__dw_geom(const edgeplus_conv_params *params, const edgeplus_dims *input_dims,
-                       const edgeplus_dims *filter_dims, ep_dw_geom *d);
+                       const edgeplus_dims *filter_dims, int lean, ep_dw_geom *d);
 
-/* Planar depthwise over `win` (d->planar set; mem: d->bytes of 4-byte aligned scratch
- * after the requantization table rq). */
-void edgeplus__dw_planar(const ep_im2col *g, const ep_out *o, const ep_rq *rq,
+/* Planar depthwise over `win` (d->planar set; mem: d->bytes of 4-byte aligned scratch;
+ * acc_bound: the accumulator bound of the strips' requantization tables). */
+void edgeplus__dw_planar(const ep_im2col *g, const ep_out *o, int64_t acc_bound,
                          const edgeplus_window *win, int32_t batches, const int8_t *filter,
                          int32_t w_bits, const ep_dw_geom *d, uint8_t *mem);
 
@@ -139,15 +155,13 @@ typedef struct {
     const edgeplus_window *window;
 } ep_conv_args;
 
-/* What edgeplus__conv_setup prepared: the im2col geometry, the output, the requantization
- * table's place (4-byte aligned start of the scratch), the staging bytes after it, the
- * scratch bytes left after the table (int64: out_c * 16 alone may pass INT32_MAX) and the
- * accumulator bound. */
+/* What edgeplus__conv_setup prepared: the im2col geometry, the output, the 4-byte aligned
+ * start of the scratch, the scratch bytes from there (int64: the cores add out_c * 16 and
+ * more to it) and the accumulator bound. */
 typedef struct {
     ep_im2col g;
     ep_out o;
-    ep_rq *rq;
-    int8_t *stage;
+    uint8_t *mem;
     int64_t avail;
     int64_t acc_bound;
 } ep_conv_setup;
@@ -181,15 +195,18 @@ int32_t edgeplus__conv_wcache_bytes(const edgeplus_conv_params *params,
                                     const edgeplus_dims *input_dims,
                                     const edgeplus_dims *filter_dims);
 
-/* Scratch bytes for pixel-block `pixels` (conv) or the depthwise layout. */
-int32_t edgeplus__conv_scratch_bytes(const edgeplus_dims *input_dims,
+/* Conv scratch bytes for pixel blocks of `pixels` (args already validated): the default
+ * layout (with the requantization table), or lean (without it, no staging for 8-bit
+ * outputs); EDGEPLUS_ERR_DIMS when they exceed int32. */
+int32_t edgeplus__conv_scratch_bytes(const edgeplus_conv_params *params,
+                                     const edgeplus_dims *input_dims,
                                      const edgeplus_dims *filter_dims, int32_t pixels,
-                                     int depthwise);
+                                     int lean);
 
-/* Scratch bytes of the depthwise kernels (args already validated), or
- * EDGEPLUS_ERR_DIMS when they exceed int32. */
+/* Scratch bytes of the depthwise kernels' default or lean layout (args already
+ * validated), or EDGEPLUS_ERR_DIMS when they exceed int32. */
 int32_t edgeplus__dw_scratch_bytes(const edgeplus_conv_params *params,
                                    const edgeplus_dims *input_dims,
-                                   const edgeplus_dims *filter_dims);
+                                   const edgeplus_dims *filter_dims, int lean);
 
 #endif /* EDGEPLUS_INTERNAL_H */

@@ -234,18 +234,25 @@ static void test_golden_conv(void)
                          c->window.x == 0 && c->window.h == c->output_dims.h &&
                          c->window.w == c->output_dims.w;
         edgeplus_dims sized = c->output_dims;
-        int32_t size, min_size, fast_size;
+        int32_t size, lean_size, min_size, fast_size;
         sized.h = c->window.h;
         sized.w = c->window.w;
         size = c->depthwise ? edgeplus_depthwise_conv2d_get_buffer_size(
                                   &c->params, &c->input_dims, &c->filter_dims, &sized)
                             : edgeplus_conv2d_get_buffer_size(&c->params, &c->input_dims,
                                                               &c->filter_dims, &sized);
+        lean_size = c->depthwise ? edgeplus_depthwise_conv2d_get_buffer_size_lean(
+                                       &c->params, &c->input_dims, &c->filter_dims, &sized)
+                                 : edgeplus_conv2d_get_buffer_size_lean(
+                                       &c->params, &c->input_dims, &c->filter_dims, &sized);
         sized.h = 1;
         sized.w = 1;
-        min_size = c->depthwise ? size
-                                : edgeplus_conv2d_get_buffer_size(&c->params, &c->input_dims,
-                                                                  &c->filter_dims, &sized);
+        min_size = c->depthwise ? lean_size
+                                : edgeplus_conv2d_get_buffer_size_lean(
+                                      &c->params, &c->input_dims, &c->filter_dims, &sized);
+        CHECK(min_size > 0 && min_size <= lean_size && lean_size <= size,
+              "%s: minimum %ld, lean %ld, default %ld", c->name, (long)min_size,
+              (long)lean_size, (long)size);
         CHECK(size > 0 && size <= SCRATCH_BYTES, "%s: buffer size %ld", c->name, (long)size);
         CHECK(c->output_bytes <= BUF_BYTES, "%s: output too large", c->name);
         if (size <= 0 || size > SCRATCH_BYTES || c->output_bytes > BUF_BYTES) {
@@ -273,7 +280,12 @@ static void test_golden_conv(void)
                       "%s (weight cache)", c->name);
             }
         }
-        /* minimal scratch (one pixel per block): same bytes */
+        /* lean scratch: same bytes */
+        memset(g_out, c->prefill, (size_t)c->output_bytes);
+        CHECK_STATUS(run_case(c, lean_size, g_out, 1), EDGEPLUS_OK);
+        CHECK(compare_bytes(c->name, g_out, c->expected, c->output_bytes),
+              "%s (lean scratch %ld)", c->name, (long)lean_size);
+        /* minimal scratch (two pixels per block): same bytes */
         memset(g_out, c->prefill, (size_t)c->output_bytes);
         CHECK_STATUS(run_case(c, min_size, g_out, 1), EDGEPLUS_OK);
         CHECK(compare_bytes(c->name, g_out, c->expected, c->output_bytes),
@@ -408,14 +420,14 @@ static edgeplus_status run_setup(const conv_setup *s, int depthwise)
                                               &s->win);
 }
 
-/* The documented minimum scratch: _get_buffer_size for an output width of 1. */
+/* The documented minimum scratch: _get_buffer_size_lean for an output of 1x1. */
 static int32_t min_scratch(const conv_setup *s, int dw)
 {
     edgeplus_dims one = s->out;
     one.h = 1;
     one.w = 1;
-    return dw ? edgeplus_depthwise_conv2d_get_buffer_size(&s->p, &s->in, &s->f, &one)
-              : edgeplus_conv2d_get_buffer_size(&s->p, &s->in, &s->f, &one);
+    return dw ? edgeplus_depthwise_conv2d_get_buffer_size_lean(&s->p, &s->in, &s->f, &one)
+              : edgeplus_conv2d_get_buffer_size_lean(&s->p, &s->in, &s->f, &one);
 }
 
 #define EXPECT_SETUP(mutation, expected)                                                   \

@@ -363,11 +363,30 @@ class Kernels:
             "edgeplus_conv2d_get_buffer_size_fast", params, input_shape, filter_shape, output_shape
         )
 
+    def conv2d_get_buffer_size_lean(self, params, input_shape, filter_shape, output_shape) -> int:
+        """The lean scratch (CMSIS-NN-like small, a little slower); for a 1x1 output the
+        smallest the conv accepts."""
+        return self._buffer_size(
+            "edgeplus_conv2d_get_buffer_size_lean", params, input_shape, filter_shape, output_shape
+        )
+
     def depthwise_conv2d_get_buffer_size(
         self, params, input_shape, filter_shape, output_shape
     ) -> int:
         return self._buffer_size(
             "edgeplus_depthwise_conv2d_get_buffer_size",
+            params,
+            input_shape,
+            filter_shape,
+            output_shape,
+        )
+
+    def depthwise_conv2d_get_buffer_size_lean(
+        self, params, input_shape, filter_shape, output_shape
+    ) -> int:
+        """The depthwise's lean scratch, also the smallest it accepts."""
+        return self._buffer_size(
+            "edgeplus_depthwise_conv2d_get_buffer_size_lean",
             params,
             input_shape,
             filter_shape,

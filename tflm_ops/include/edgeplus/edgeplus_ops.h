@@ -134,9 +134,8 @@ edgeplus_status edgeplus_unpack(const int8_t *src, int32_t count, int32_t bits, 
 /* Scratch bytes for edgeplus_conv2d / edgeplus_conv2d_window (>= 0), or a negative
  * edgeplus_status when the arguments are invalid. output_dims->h/w may be those of
  * the largest window you will run instead of the whole output (less scratch when
- * it has fewer than 32 pixels). A smaller ctx still works, more slowly, down to the
- * minimum: what this returns for an output of 1x1 (it includes 8 bytes of alignment
- * slack, so the kernels refuse with EDGEPLUS_ERR_SCRATCH from 9 bytes below it on).
+ * it has fewer than 32 pixels). A smaller ctx still works, more slowly (the lean
+ * layout, see edgeplus_conv2d_get_buffer_size_lean), down to the minimum.
  * With P = min(out_h*out_w, 32) rounded up to even: 8 + out_c*16 + P*out_c (to 4)
  * + (P + 3) * kpad * 2 bytes, kpad = filter_h*filter_w*in_c rounded up to 16. */
 int32_t edgeplus_conv2d_get_buffer_size(const edgeplus_conv_params *params,
@@ -150,6 +149,23 @@ int32_t edgeplus_conv2d_get_buffer_size(const edgeplus_conv_params *params,
  * to 0.2 instructions per MAC on the M4). Any ctx at least this large gets the
  * cache; the result does not depend on it. Negative edgeplus_status on bad args. */
 int32_t edgeplus_conv2d_get_buffer_size_fast(const edgeplus_conv_params *params,
+                                             const edgeplus_dims *input_dims,
+                                             const edgeplus_dims *filter_dims,
+                                             const edgeplus_dims *output_dims);
+
+/* Lean scratch (CMSIS-NN's spirit: little SRAM, a little slower): the bytes with which
+ * edgeplus_conv2d[_window] takes its lean layout: no requantization table (the constants
+ * of each channel pair are prepared per block of output pixels), no output staging for an
+ * 8-bit output, blocks of P = min(out_h*out_w, EDGEPLUS_CONV_LEAN_BLOCK = 8) pixels
+ * rounded up to even: 8 + (out_bits < 8: P*out_c to 4) + (P + 3) * kpad * 2 bytes
+ * (conv 32x32x16 -> 32 3x3: 3,176 B at 8-bit output, against 11,624 by default; cost on
+ * the emulated M4: benchmarks.kernels_m4, its scratch_mode rows). The same call serves
+ * both: the kernels choose the layout and the block from ctx->size (the default layout
+ * from _get_buffer_size on, the lean one below it, with as many pixels per block as fit),
+ * and every layout gives the same bytes. The minimum, what this returns for an output of
+ * 1x1 (P = 2), includes 8 bytes of alignment slack: the kernels refuse with
+ * EDGEPLUS_ERR_SCRATCH from 9 bytes below it on. Negative edgeplus_status on bad args. */
+int32_t edgeplus_conv2d_get_buffer_size_lean(const edgeplus_conv_params *params,
                                              const edgeplus_dims *input_dims,
                                              const edgeplus_dims *filter_dims,
                                              const edgeplus_dims *output_dims);
@@ -187,21 +203,33 @@ edgeplus_status edgeplus_conv2d_window(const edgeplus_context *ctx,
 /* ------------------------------------------------------------------ depthwise */
 
 /* Scratch bytes for the depthwise kernels (>= 0), or a negative edgeplus_status. It
- * depends on params, input_dims and filter_dims only (not on output_dims or the window),
- * and is also the minimum: the kernels refuse (EDGEPLUS_ERR_SCRATCH) from 9 bytes below
- * it on (it includes 8 bytes of alignment slack). With S = min(c, 16) channels per
- * strip, T = min(64, (in_w - 1 + pad_w) / stride_w + 1) output pixels per tile row,
- * R = (T - 1) * stride_w + (filter_w - 1) * dilation_w + 1 input columns per tile row,
- * Rp = R + 6 rounded down to even, F = max(4, filter_w rounded up to even), "to 4" =
- * rounded up to a multiple of 4: 8 + 16 c + 2 S filter_h F + 4 (T to 4) + 32
- * + (T S to 4) + 8 filter_h + 2 Rp (filter_h S + 1) bytes (48x48x32 3x3 SAME: 7,440).
- * Where the terms after 16 c exceed 32,768 (huge dilations) the kernels use a per-pixel
- * im2col instead: 8 + 16 c + (c to 4) + 4 kpad bytes, kpad = filter_h filter_w c to 16. */
+ * depends on params, input_dims and filter_dims only (not on output_dims or the window).
+ * With S = min(c, 16) channels per strip, T = min(64, (in_w - 1 + pad_w) / stride_w + 1)
+ * output pixels per tile row, R = (T - 1) * stride_w + (filter_w - 1) * dilation_w + 1
+ * input columns per tile row, Rp = R + 6 rounded down to even, F = max(4, filter_w
+ * rounded up to even), "to 4" = rounded up to a multiple of 4: 8 + 2 S filter_h F
+ * + 4 (T to 4) + 32 + (T S to 4) + 8 filter_h + 2 Rp (filter_h S + 1) bytes (48x48x32 3x3
+ * SAME: 6,928; the strip's requantization table, S x 16 bytes, is on the stack). Where the
+ * terms after 8 exceed 32,768 (huge dilations) the kernels use a per-pixel im2col instead:
+ * 8 + 16 c + (c to 4) + 4 kpad bytes, kpad = filter_h filter_w c to 16. A smaller ctx
+ * takes the lean layout (_get_buffer_size_lean). */
 int32_t edgeplus_depthwise_conv2d_get_buffer_size(const edgeplus_conv_params *params,
                                                   const edgeplus_dims *input_dims,
                                                   const edgeplus_dims *filter_dims,
                                                   const edgeplus_dims *output_dims);
 
+/* Lean scratch of the depthwise kernels, also their minimum (the kernels refuse with
+ * EDGEPLUS_ERR_SCRATCH from 9 bytes below it on: it includes 8 bytes of alignment slack):
+ * the formula above with S = min(c, EDGEPLUS_DW_LEAN_STRIP = 4) and, for an 8-bit output,
+ * no (T S to 4) staging term (48x48x32 3x3 SAME: 1,824 B at 8-bit output, 2,020 B at 2 or
+ * 4 bits), or the default's when that is smaller. The kernels take the default layout
+ * when ctx->size holds it, else the lean one; same bytes either way (cost: about 1.07x the
+ * default's instructions at 8-bit output, 1.15x at 4-bit: benchmarks.kernels_m4, its
+ * scratch_mode rows). Negative edgeplus_status on bad args. */
+int32_t edgeplus_depthwise_conv2d_get_buffer_size_lean(const edgeplus_conv_params *params,
+                                                       const edgeplus_dims *input_dims,
+                                                       const edgeplus_dims *filter_dims,
+                                                       const edgeplus_dims *output_dims);
 /* Depthwise Conv2D, depth multiplier 1: filter 1HWO with O == input_dims->c ==
  * output_dims->c (else EDGEPLUS_ERR_DIMS). quant and bias have c entries. */
 edgeplus_status edgeplus_depthwise_conv2d(const edgeplus_context *ctx,
