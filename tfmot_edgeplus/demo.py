@@ -50,6 +50,7 @@ from tfmot_edgeplus.models import compile_classifier, reference_model
 from tfmot_edgeplus.patching import lower
 from tfmot_edgeplus.patching.deploy import deploy_model
 from tfmot_edgeplus.patching.patch_runner import PatchStageRunner
+from tfmot_edgeplus.quantization.best_weights import describe_best
 from tfmot_edgeplus.recipes.cora import CoRaConfig, cora_ptq
 from tfmot_edgeplus.recipes.qcore import QCoreConfig, qcore_continual, write_run
 from tfmot_edgeplus.recipes.qcore import summary_table as qcore_summary_table
@@ -332,6 +333,9 @@ def _quarc_stage(fp_model, data, stage: QuaRCConfig, config: DemoConfig, verbose
     _say(f"{_step(config, 'quantize')} QAT W{config.weight_bits}A{config.activation_bits} on {what}, KD{clc}")
     run = quarc_qat(fp_model, data.x_train, data.y_train, stage, verbose=verbose)
     _say(f"      {run.train_samples} samples per epoch, {stage.epochs} epochs")
+    if run.best:
+        _say(f"      best weights kept by a held-out {stage.holdout:.0%} of the training data "
+             f"(not the test set), {describe_best(run.best)}")
     return compile_classifier(run.qat_model), run.summary()
 
 
@@ -344,6 +348,9 @@ def _cora_stage(fp_model, data, stage: CoRaConfig, config: DemoConfig, verbose: 
     summary = run.summary()
     _say(f"      plain PTQ accuracy {run.accuracy['ptq']:.4f}; adapter ranks {summary['ranks']} "
          f"({summary['adapter_param_fraction']:.1%} of the adapted kernels' parameters)")
+    if summary["best_weights"]:
+        _say(f"      best weights kept by a held-out {stage.holdout:.0%} of the calibration "
+             f"samples (not the test set), {describe_best(summary['best_weights'])}")
     return compile_classifier(run.model), summary
 
 

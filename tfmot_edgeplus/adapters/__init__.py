@@ -10,6 +10,19 @@ allocation, NumPy only), :mod:`~tfmot_edgeplus.adapters.insert` (the graph surge
 design choices), :mod:`~tfmot_edgeplus.adapters.rank_search` (the paper's differentiable
 Butterworth rank search), :mod:`~tfmot_edgeplus.adapters.calibrate` (the short KD
 calibration).
+
+Deviations from the paper (CoRa, ALGORITHMS.md 3):
+
+* The residual is that of our quantizer (symmetric, per output channel, LSQ steps at their
+  minimum-MSE value), not of the paper's per-tensor asymmetric one clipped at mean +- k std.
+* Ranks by default come from :func:`allocate_ranks` (greedy on each layer's share of residual
+  energy per parameter, no data); the paper's learned Butterworth cutoffs are
+  :func:`search_ranks`, whose task loss is our KD loss. ``budget`` counts parameters.
+* Depthwise and grouped convolutions get no adapter; after a conv followed by BatchNorm the
+  Add goes after the BN with the residual scaled by it (:mod:`~tfmot_edgeplus.adapters.insert`).
+* :func:`calibrate` trains the adapters only with KD from the float model; the weights it
+  keeps are the best by held-out top-1 when given labelled held-out samples, else it rolls
+  back if the KD loss rose: both rules are ours.
 """
 
 from tfmot_edgeplus.adapters.calibrate import calibrate

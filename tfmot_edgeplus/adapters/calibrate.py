@@ -14,10 +14,19 @@ Choices stated:
   ``add_residual_adapters``) are set from the data first
   (:func:`~tfmot_edgeplus.quantization.calibrate_activation_ranges`); during the steps all
   ranges follow their EMA, as in QAT.
-* "A calibration step that makes things worse is rolled back": the KD loss is measured in
-  inference mode on (up to ``eval_samples`` of) the data before and after; if it got worse
-  every variable of the model is put back and a warning says so. The History gets
-  ``cora_kd_before``, ``cora_kd_after`` and ``cora_rolled_back``.
+* "A calibration step that makes things worse is rolled back". With ``validation_data``
+  (labelled samples held out of ``data``; :func:`~tfmot_edgeplus.recipes.cora.cora_ptq`
+  holds out 10 % of its calibration samples) that is judged on held-out top-1:
+  :class:`~tfmot_edgeplus.quantization.BestWeights` measures it before the first step and
+  after each of ``parts`` equal parts of the steps (``parts`` the largest divisor of
+  ``steps`` up to 5: 50 steps each for 250) and the best of those weights is kept (ties: the
+  lower held-out cross-entropy). Without it (unlabelled data), the KD loss is measured in
+  inference mode on (up to ``eval_samples`` of) the data before and after, and if it got
+  worse every variable of the model is put back. Either way a warning says when the
+  adapters end as they were before calibration. The History gets ``cora_kd_before``,
+  ``cora_kd_after`` (of the weights kept), ``cora_rolled_back``, and with
+  ``validation_data`` the ``heldout_accuracy`` of each part and ``cora_best`` (the
+  BestWeights summary; ``best_epoch`` counts parts, 0 = before calibration).
 * ``data`` as a NumPy array / ``(x, y)`` tuple is shuffled (``seed``) and batched by
   ``batch_size``; a ``tf.data.Dataset`` whose elements have the model's input rank is taken
   as already batched, one rank less as single samples (then batched by ``batch_size``).
@@ -35,6 +44,7 @@ from tfmot_edgeplus import _tfmot
 from tfmot_edgeplus._compat import keras, tf
 from tfmot_edgeplus.adapters.insert import adapter_record
 from tfmot_edgeplus.distillation import CLCTrainer
+from tfmot_edgeplus.quantization.best_weights import BestWeights
 from tfmot_edgeplus.quantization.calibrate import (
     calibrate_activation_ranges,
     uncalibrated_ranges,
@@ -112,12 +122,24 @@ def _prepare_data(data, model, batch_size, seed, eval_samples):
         y = np.asarray(y)
         if len(y) != len(x):
             raise ValueError(f"data = (x, y) with {len(x)} samples in x but {len(y)} labels in y.")
+    return repeated_batches(x, y, batch_size, seed), x[:eval_samples], \
+        None if y is None else y[:eval_samples]
+
+
+def repeated_batches(x, y, batch_size: int, seed: int):
+    """``x`` (and ``y``) shuffled (``seed``, again at each pass), repeated forever, batched;
+    a full last batch whenever there are at least ``batch_size`` samples."""
     tensors = x if y is None else (x, y)
-    dataset = (tf.data.Dataset.from_tensor_slices(tensors)
-               .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-               .repeat()
-               .batch(batch_size, drop_remainder=len(x) >= batch_size))
-    return dataset, x[:eval_samples], None if y is None else y[:eval_samples]
+    return (tf.data.Dataset.from_tensor_slices(tensors)
+            .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+            .repeat()
+            .batch(batch_size, drop_remainder=len(x) >= batch_size))
+
+
+def step_parts(steps: int, most: int = 5) -> int:
+    """The number of equal parts (epochs) ``steps`` optimizer steps are split into so that
+    the held-out accuracy is checked between them: the largest divisor of ``steps`` <= most."""
+    return max(d for d in range(1, min(most, steps) + 1) if steps % d == 0)
 
 
 def _trained_variables(model, record, train_scales):
@@ -143,7 +165,7 @@ def _kd_loss(trainer, x, batch_size):
 
 
 def calibrate(model, data, steps=250, teacher=None, learning_rate=1e-3, batch_size=64,
-              train_scales=False, verbose=1, seed=0, eval_samples=2048):
+              train_scales=False, verbose=1, seed=0, eval_samples=2048, validation_data=None):
     """Train the adapters of ``model`` for ``steps`` optimizer steps with KD; return the History.
 
     Args:
@@ -158,6 +180,8 @@ def calibrate(model, data, steps=250, teacher=None, learning_rate=1e-3, batch_si
       verbose: Keras progress bar (1) or silent (0).
       seed: shuffling seed of NumPy data.
       eval_samples: samples of ``data`` on which the KD loss is compared before/after.
+      validation_data: ``(x_held, y_held)``, labelled samples held out of ``data``: the
+        weights kept are the best by their top-1 (module docstring); None: by the KD loss.
     """
     record = adapter_record(model)
     steps = _positive_int(steps, "steps")
@@ -168,6 +192,7 @@ def calibrate(model, data, steps=250, teacher=None, learning_rate=1e-3, batch_si
         raise ValueError(f"learning_rate must be a number > 0, got {learning_rate!r}.")
     teacher = record.fp_model if teacher is None else teacher
     dataset, x_eval, y_eval = _prepare_data(data, model, batch_size, seed, eval_samples)
+    best = None if validation_data is None else _best_weights(validation_data)
     adapter_layers, variables = _trained_variables(model, record, train_scales)
 
     if uncalibrated_ranges(model):
@@ -184,24 +209,44 @@ def calibrate(model, data, steps=250, teacher=None, learning_rate=1e-3, batch_si
                         metrics=["accuracy"] if y_eval is not None else None)
         saved = [v.numpy() for v in model.variables]
         before = _kd_loss(trainer, x_eval, batch_size)
-        history = trainer.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=verbose)
+        if best is None:
+            history = trainer.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=verbose)
+        else:
+            parts = step_parts(steps)
+            history = trainer.fit(dataset, epochs=parts, steps_per_epoch=steps // parts,
+                                  verbose=verbose, callbacks=[best])
         after = _kd_loss(trainer, x_eval, batch_size)
-        rolled_back = not after <= before  # also when the loss became NaN
+        if best is None:
+            rolled_back = not after <= before  # also when the loss became NaN
+            if rolled_back:
+                for variable, value in zip(model.variables, saved):
+                    variable.assign(value)
+                why = f"the KD loss on the calibration data rose from {before:.4f} to {after:.4f}"
+        else:
+            rolled_back = best.best_epoch == 0
+            why = (f"the held-out top-1 ({best.start_accuracy:.4f} before) was not beaten "
+                   f"(last {best.last_accuracy:.4f})")
         if rolled_back:
-            for variable, value in zip(model.variables, saved):
-                variable.assign(value)
             warnings.warn(
-                f"CoRa calibrate: the KD loss on the calibration data rose from {before:.4f} to "
-                f"{after:.4f} after {steps} steps, so the adapters were restored to their values "
-                "before calibration. Try a smaller learning_rate or more data.",
+                f"CoRa calibrate: {why} after {steps} steps, so the adapters were restored "
+                "to their values before calibration. Try a smaller learning_rate or more data.",
                 RuntimeWarning, stacklevel=2)
     finally:
         for layer, trainable in flags.values():
             layer.trainable = trainable
     history.history["cora_kd_before"] = [before]
-    history.history["cora_kd_after"] = [after]
+    history.history["cora_kd_after"] = [before if rolled_back and best is None else after]
     history.history["cora_rolled_back"] = [rolled_back]
+    if best is not None:
+        history.history["cora_best"] = [best.summary()]
     return history
+
+
+def _best_weights(validation_data) -> BestWeights:
+    if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
+        raise ValueError(f"validation_data must be a tuple (x_held, y_held) of labelled samples "
+                         f"held out of data, got {type(validation_data).__name__}.")
+    return BestWeights(*validation_data)
 
 
 __all__ = ["calibrate"]

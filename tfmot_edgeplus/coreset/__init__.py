@@ -9,6 +9,18 @@
   callback counting per-sample quantization misses of 2..8-bit copies while the FP model
   trains, and ``tracker.sample(20)`` / ``tracker.core(20)`` drawing the core by misses;
   :func:`count_misses` and :func:`fake_quantize` are its pure NumPy pieces.
+
+Deviations from the paper (QuaRC's RES, ALGORITHMS.md 1; QCore's are in
+:mod:`~tfmot_edgeplus.coreset.quant_miss` and ``calibration/calibrator.py``):
+
+* :class:`RESCoreset` follows the paper by default (all samples ranked together, the top
+  ``d_S`` kept); ``per_class=True`` (per-class quotas) and ``sampling="weighted"`` (a seeded
+  draw proportional to ``d_S``) are our additions, and the QuaRC recipe turns both on: on
+  Fashion-MNIST at W2 and 1 % the top-``d_S`` samples alone fell below a random coreset.
+* :class:`RandomCoreset` (the paper's "random" baseline) can draw with the same per-class
+  quotas (``stratified=True``), so that a gain of RES is not a gain of stratification.
+* Re-selection every ``R`` epochs is as in the paper when ``reselect_every=R``; it re-scores
+  the whole training set, which the recipe skips by default (``reselect_every=None``).
 """
 
 from tfmot_edgeplus.coreset.quant_miss import (

@@ -6,6 +6,18 @@
 
 The transforms (feature map -> channel-softmax distribution, KL, KD cross-entropy) are public
 so that coreset scoring and tests use the same definitions.
+
+Deviations from the paper (QuaRC's CLC + KD, ALGORITHMS.md 1):
+
+* The paper does not say how a feature map becomes a distribution; ours is a softmax over
+  channels at each position, at ``feature_temperature``
+  (:mod:`~tfmot_edgeplus.distillation.distributions`), and L_CLC is the per-position mean KL
+  summed over layers, so ``beta`` is on our scale: the paper's 1e5 / 3e3 do not carry over
+  (:class:`CLCTrainer`).
+* The compared tensor is the named layer's own output in both models, i.e. a conv's output
+  before its BatchNorm (:mod:`~tfmot_edgeplus.distillation.matching`); ``layers="all"``
+  corrects every Conv/Dense but the last, as the paper's "all intermediate layers".
+* An optional hard-label term (``alpha``, default 0 as in the paper) is ours.
 """
 
 from tfmot_edgeplus.distillation.distributions import (

@@ -18,6 +18,20 @@ program (:mod:`~tfmot_edgeplus.core.program`, the words the C executor and the
 
 Kernels: the NumPy reference of the tflm_ops conv kernels (bit-exact with the C), on whole
 tensors and on patch windows.
+
+Deviations from the paper (QuantMCU, ALGORITHMS.md 4; no public code):
+
+* VDPC is decided once, on calibration data, and fixed in the deployed plan: ``phi`` is a
+  quantile of each map's ``|v|`` and a patch is an outlier patch when it exceeds it in more
+  than ``outlier_sample_fraction`` of the calibration samples (:mod:`~tfmot_edgeplus.patching.vdq`),
+  not a test on each input at run time.
+* VDQS's entropy change is measured on the normal patches' values quantized on their own
+  least-MSE range, Omega and Phi are normalised by their maxima over all maps, and the maps
+  are taken greedily in decreasing best score (one pass: the scores do not interact under
+  our BitOPs model); the split tensor stays 8-bit.
+* Peak SRAM counts activations only (weights in flash; no kernel scratch, no in-place
+  tricks), as MCUNetV2 counts; our kernels take no fewer M4 instructions with 4-bit than
+  with 8-bit activations, so VDQS saves BitOPs and memory, not time, on the M4.
 """
 
 from tfmot_edgeplus.core.conv_reference import (

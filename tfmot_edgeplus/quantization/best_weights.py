@@ -33,7 +33,15 @@ import numpy as np
 
 from tfmot_edgeplus._compat import keras
 
-__all__ = ["BestWeights", "holdout_split"]
+__all__ = ["BestWeights", "check_holdout", "describe_best", "holdout_split"]
+
+
+def check_holdout(value, name: str = "holdout") -> float:
+    """A recipe's held-out fraction: in [0, 1), 0 turning the held-out slice off."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value < 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {value!r}. Example: 0.1 keeps 10 % of "
+                         "the data aside to keep the best weights; 0 turns that off.")
+    return float(value)
 
 
 def holdout_split(n: int, fraction: float = 0.1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -133,13 +141,18 @@ class BestWeights(keras.callbacks.Callback):
 
     def describe(self) -> str:
         """One log line of :meth:`summary`."""
-        s = self.summary()
-        if s["start_accuracy"] is None:
-            return "BestWeights: no fit has run yet"
-        kept = (f"restored the weights of epoch {s['best_epoch']}" if s["restored"]
-                else "kept the last weights")
-        if s["restored"] and s["best_epoch"] == 0:
-            kept = "restored the weights from before training"
-        return (f"held-out top-1 on {s['heldout_samples']} samples: {s['start_accuracy']:.4f} "
-                f"before training, {s['last_accuracy']:.4f} at the end, best "
-                f"{s['best_accuracy']:.4f}: {kept}")
+        return describe_best(self.summary())
+
+
+def describe_best(summary: dict) -> str:
+    """One log line of a :meth:`BestWeights.summary`."""
+    s = summary
+    if s["start_accuracy"] is None:
+        return "BestWeights: no fit has run yet"
+    kept = (f"restored the weights of epoch {s['best_epoch']}" if s["restored"]
+            else "kept the last weights")
+    if s["restored"] and s["best_epoch"] == 0:
+        kept = "restored the weights from before training"
+    return (f"held-out top-1 on {s['heldout_samples']} samples: {s['start_accuracy']:.4f} "
+            f"before training, {s['last_accuracy']:.4f} at the end, best "
+            f"{s['best_accuracy']:.4f}: {kept}")

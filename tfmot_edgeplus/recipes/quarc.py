@@ -62,6 +62,7 @@ from tfmot_edgeplus.quantization import (
     holdout_split,
     quantize_model,
 )
+from tfmot_edgeplus.quantization.best_weights import check_holdout
 
 __all__ = ["CORESETS", "QuaRCConfig", "QuaRCRun", "quarc_qat"]
 
@@ -126,11 +127,7 @@ class QuaRCConfig:
             raise ValueError(f"beta must be >= 0 (0 turns CLC off), got {self.beta!r}.")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature!r}.")
-        if isinstance(self.holdout, bool) or not isinstance(self.holdout, numbers.Real) \
-                or not 0.0 <= self.holdout < 1.0:
-            raise ValueError(f"holdout must be in [0, 1), got {self.holdout!r}. Example: 0.1 "
-                             "keeps 10 % of the data aside to keep the best weights; 0 turns "
-                             "that off.")
+        check_holdout(self.holdout)
 
     @property
     def scheme(self) -> EdgePlusQuantizeScheme:
