@@ -39,13 +39,36 @@ def imu_cnn(window: int = 100, channels: int = 6, classes: int = 7, width: int =
     """1-D CNN for IMU windows (samples x channels). ``hidden > 0`` adds a ReLU Dense layer
     of that width (named ``fc``) before the classifier: a two-layer head for QCore."""
     inputs = keras.Input((window, channels), name="imu")
-    x = keras.layers.Conv1D(width, 5, strides=2, padding="same", activation="relu", name="conv1")(inputs)
-    x = keras.layers.Conv1D(2 * width, 5, strides=2, padding="same", activation="relu", name="conv2")(x)
-    x = keras.layers.Conv1D(2 * width, 3, padding="same", activation="relu", name="conv3")(x)
+    conv = keras.layers.Conv1D
+    x = conv(width, 5, strides=2, padding="same", activation="relu", name="conv1")(inputs)
+    x = conv(2 * width, 5, strides=2, padding="same", activation="relu", name="conv2")(x)
+    x = conv(2 * width, 3, padding="same", activation="relu", name="conv3")(x)
     x = keras.layers.GlobalAveragePooling1D(name="gap")(x)
     if hidden:
         x = keras.layers.Dense(hidden, activation="relu", name="fc")(x)
     outputs = keras.layers.Dense(classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def imu_deep_cnn(window: int = 100, channels: int = 6, classes: int = 7, width: int = 24,
+                 name: str = "imu_deep_cnn"):
+    """A deeper 1-D CNN for IMU windows: three stages of two Conv1D-BatchNorm-ReLU layers
+    (``width``, 2x and 4x channels; the second layer of each stage strides 2), global average
+    pooling and a Dense classifier; about 56k parameters at width 24. The hard IMU task of
+    the benchmark bed (``benchmarks/_tasks.py``): deep enough that 2-3 bit weights and little
+    data hurt. BatchNorm momentum 0.9, as :func:`small_cnn`."""
+    L = keras.layers
+    inputs = keras.Input((window, channels), name="imu")
+    x = inputs
+    for stage, filters in enumerate((width, 2 * width, 4 * width), start=1):
+        for layer, (kernel, stride) in enumerate(((5 if stage == 1 else 3, 1), (3, 2)), start=1):
+            tag = f"s{stage}c{layer}"
+            x = L.Conv1D(filters, kernel, strides=stride, padding="same", use_bias=False,
+                         name=f"conv_{tag}")(x)
+            x = L.BatchNormalization(momentum=0.9, name=f"bn_{tag}")(x)
+            x = L.ReLU(name=f"relu_{tag}")(x)
+    x = L.GlobalAveragePooling1D(name="gap")(x)
+    outputs = L.Dense(classes, name="logits")(x)
     return keras.Model(inputs, outputs, name=name)
 
 
