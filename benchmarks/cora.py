@@ -1,60 +1,55 @@
-"""CoRa with 1,600 samples: plain PTQ vs TF-MOT QAT (same steps) vs CoRa vs full-data QAT.
+"""CoRa with 1,600 samples: plain PTQ vs QAT with the same steps and samples vs CoRa vs
+full-data QAT.
 
-    python -m benchmarks.cora [--quick] [--out FILE.json] [--datasets fashion_mnist,imu_watch]
+    python -m benchmarks.cora [--quick] [--out FILE.json] [--tasks imu_deep,fashion_mbv2]
 
-Data (``tfmot_edgeplus.datasets.classification_task``): Fashion-MNIST (full run: a 20k
-class-stratified training pool, the whole 10k test set; quick: 5k / 1k) and the IMU watch
-set, whole (subjects 9 and 10 held out for test: 3,675 training / 1,002 test windows).
-``--quick`` runs Fashion-MNIST only, to stay under 5 minutes on 2 cores (each row's
-conversion alone takes about 5 s); ``--quick --datasets fashion_mnist,imu_watch`` adds the
-IMU set (about 2.5 more minutes).
-Models: ``tfmot_edgeplus.models.reference_model`` (``small_cnn`` / ``imu_cnn``).
+Tasks: the bed of ``benchmarks/_tasks.py`` (``fashion_mnist``, ``imu_watch`` and the deeper
+``fashion_mbv2``, ``imu_deep``; Fashion-MNIST: a 20k class-stratified pool, the whole 10k
+test set; quick: the IMU deep net only). One float model per task (seed 0, cached on disk by
+``_tasks.train_float``) is shared by every row.
 
 Method:
 
-1. Per dataset one float model is trained once (seed 0, Adam 1e-3, as benchmarks/coreset_qat)
-   and shared by every row.
-2. The calibration set: ``calib_samples`` (1,600; ``min(1600, n)``) samples drawn uniformly
+1. The calibration set: ``calib_samples`` (1,600; ``min(1600, n)``) samples drawn uniformly
    at random (seed 0) from the training pool, with their labels.
-3. For each weight bit-width (activations 8) every method starts from a fresh quantized copy
-   ``quantize_model(fp, EdgePlusQuantizeScheme(bits, 8, learnable_scales=True))`` (LSQ steps
-   set by minimum quantization MSE) whose activation ranges are calibrated on the whole
-   calibration set (``calibrate_activation_ranges``), then:
+2. For each weight bit-width (activations 8) every method starts from the same PTQ:
+   ``recipes.cora.ptq_model`` (``EdgePlusQuantizeScheme(bits, 8, learnable_scales=True)``,
+   LSQ steps at minimum quantization MSE, activation ranges calibrated on the calibration
+   set), then:
 
-   - ``ptq``: nothing more (steps 0): MSE-initialised post-training quantization;
-   - ``tfmot_qat_same_steps``: standard TF-MOT-style QAT on the labelled calibration set:
-     ``compile(Adam(qat_lr), sparse CE from logits)`` and ``fit`` for exactly ``steps``
-     optimizer steps (batch 64, data reshuffled and repeated); every weight and LSQ step
-     trains. ``qat_lr`` = 5e-4, chosen once on Fashion-MNIST W4 quick (test accuracy
-     1e-4: 0.798, 5e-4: 0.815; PTQ 0.807);
-   - ``cora``: ``tfmot_edgeplus.recipes.cora.cora_ptq`` on the calibration set: the same PTQ, then
-     ``add_residual_adapters(qat, fp, budget=B)`` with ranks from ``rank_method``
-     (``"greedy"``: ``adapters.allocate_ranks`` from the residuals' singular values;
-     ``"butterworth"``: the paper's learned cutoffs, ``adapters.search_ranks``, 100 steps,
-     counted in ``wall_s`` but not in ``steps``), then ``adapters.calibrate`` (KD from the
-     float model, adapters only, Adam 1e-3, batch 64) for ``steps`` steps.
+   - ``ptq``: nothing more (steps 0);
+   - ``qat_same_steps``: ``recipes.cora.qat_same_steps``: plain QAT (cross-entropy on the
+     labels, every weight and LSQ step trained, Adam ``qat_lr`` = 5e-4) on the same
+     calibration samples and held-out slice as CoRa, for exactly ``steps`` steps;
+   - ``cora``: ``recipes.cora.cora_ptq`` on the calibration set: the same PTQ, then adapters
+     with ranks from ``rank_method`` (``"greedy"``: ``adapters.allocate_ranks``;
+     ``"butterworth"``: the paper's learned cutoffs, 100 steps, counted in ``wall_s`` but not
+     in ``steps``), KD-calibrated (adapters only, Adam 1e-3, batch 64) for ``steps`` steps.
      ``budgets``: ``None`` means "adapter bytes = 5 % of the main weights' bytes", i.e.
      B = 0.05 * bits / 8 as a parameter fraction (adapters are int8); a float is a parameter
      fraction used as is. One row per budget; ``budget`` is the fraction passed;
    - ``full_qat``: ``quarc_qat(fp, x_train, y_train, QuaRCConfig(bits, coreset="full",
      beta=0, epochs=E, batch_size=64))``: QAT with KD on the whole training pool (E = 10,
-     quick 4), the ceiling. ``steps`` = E * ceil(n / 64), ``calib_samples`` = n.
-4. Every row's model is converted (``tfmot_edgeplus.convert(model, x_calib[:256])``, 2-3 bit
+     quick 2; the recipe keeps its best weights by a held-out 10 % of the pool), the
+     ceiling. ``steps`` = E * ceil(n / 64), ``calib_samples`` = n.
+3. Every row's model is converted (``tfmot_edgeplus.convert(model, x_calib[:256])``, 2-3 bit
    layers repacked to 2/3 bits per weight) and run in the TFLM interpreter on the host.
 
-Row keys (the issue's first): ``dataset``, ``weight_bits``, ``method``, ``steps``,
-``calib_samples``, ``acc`` (Keras QAT model, whole test set), ``adapter_bytes_frac`` (from
-the flatbuffer: bytes of the weight tensors whose names contain ``_cora_a`` / ``_cora_b``
-over the bytes of every other CONV / DEPTHWISE_CONV / FULLY_CONNECTED weight tensor, LUT
-tables included, ``lowbit.describe_weights``; 0 for other methods), ``flatbuffer_bytes``,
-``wall_s`` (quantize + range calibration + rank choice + training; not conversion), then
-``budget``, ``adapter_param_frac`` (``AdapterRecord.param_fraction``: adapter parameters
-over the adapted kernels' parameters), ``tflm_acc`` (the flatbuffer in TFLM, on the first
-``tflm_test`` test samples: the whole test set by default, as ``acc``),
+Row keys (the issue's first): ``task``, ``method``, ``weight_bits``, ``acc`` (Keras QAT
+model, whole test set), ``steps``, ``flatbuffer_overhead_frac`` (what the adapters add to
+the converted flatbuffer, op and tensor metadata included: this row's flatbuffer bytes over
+those of the ``ptq`` row at the same task and bits, minus 1; 0 for other methods), then
+``calib_samples``, ``adapter_bytes_frac`` (the adapter weight tensors' bytes, names
+``*_cora_a`` / ``*_cora_b``, over those of every other weight tensor, LUT tables included,
+``lowbit.describe_weights``; 0 for other methods), ``flatbuffer_bytes``, ``wall_s``
+(quantize + range calibration + rank choice + training; not conversion), ``budget``,
+``adapter_param_frac`` (``AdapterRecord.param_fraction``), ``tflm_acc`` (the flatbuffer in
+TFLM, on the first ``tflm_test`` test samples: the whole test set by default),
 ``tflm_agreement`` (share of those samples where TFLM and Keras pick the same class) and
-``time_vs_full`` (``wall_s`` / that of ``full_qat`` at the same dataset and bits).
-A plot of accuracy vs weight bits (one panel per dataset, full_qat dashed) is written
-beside the JSON.
+``time_vs_full`` (``wall_s`` / that of ``full_qat`` at the same task and bits).
+``env["room"]``: per task and bits, ``full_qat`` minus ``ptq`` and minus ``qat_same_steps``,
+and ``cora`` minus ``qat_same_steps``. A plot of accuracy vs weight bits (one panel per task,
+full_qat dashed) is written beside the JSON.
 """
 
 from __future__ import annotations
@@ -70,17 +65,17 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import _tasks
 from benchmarks._report import save_figure, write_report
-from benchmarks._tasks import load, say, train_float
+from benchmarks._tasks import say
 
 NAME = "cora"
-METHODS = ("ptq", "tfmot_qat_same_steps", "cora", "full_qat")
-DATASETS = ("fashion_mnist", "imu_watch")
+METHODS = ("ptq", "qat_same_steps", "cora", "full_qat")
 BITS = (2, 3, 4, 8)
 RANK_METHODS = ("greedy", "butterworth")
-ROW_KEYS = ("dataset", "weight_bits", "method", "steps", "calib_samples", "acc",
-            "adapter_bytes_frac", "flatbuffer_bytes", "wall_s",
-            "budget", "adapter_param_frac", "tflm_acc", "tflm_agreement", "time_vs_full")
+ROW_KEYS = ("task", "method", "weight_bits", "acc", "steps", "flatbuffer_overhead_frac",
+            "calib_samples", "adapter_bytes_frac", "flatbuffer_bytes", "wall_s", "budget",
+            "adapter_param_frac", "tflm_acc", "tflm_agreement", "time_vs_full")
 ADAPTER_TENSOR_MARKS = ("_cora_a", "_cora_b")
 
 
@@ -90,8 +85,8 @@ def _is_int(value, low: int = 1) -> bool:
 
 @dataclass(frozen=True)
 class Config:
-    datasets: tuple[str, ...] = DATASETS
-    weight_bits: tuple[int, ...] = (4, 3, 2)
+    tasks: tuple[str, ...] = _tasks.TASKS
+    weight_bits: tuple[int, ...] = (3, 2)
     methods: tuple[str, ...] = METHODS
     calib_samples: int = 1600
     steps: int = 250
@@ -101,10 +96,11 @@ class Config:
     cora_lr: float = 1e-3
     fashion_train: int | None = 20000
     fashion_test: int | None = None
-    fp_epochs: dict | None = None  # per dataset; None: benchmarks._tasks.FP_EPOCHS
+    fp_epochs: dict | None = None  # per task; None: benchmarks._tasks.FP_EPOCHS
     full_qat_epochs: int = 10
     batch_size: int = 64
     tflm_test: int | None = None  # test samples run in TFLM; None: all
+    cache_dir: str | None = None  # float-model cache; None: build/bench_cache
 
     @classmethod
     def full(cls, **overrides) -> Config:
@@ -112,15 +108,11 @@ class Config:
 
     @classmethod
     def quick(cls, **overrides) -> Config:
-        return replace(cls(datasets=("fashion_mnist",), fashion_train=5000, fashion_test=1000,
-                           budgets=(None,),
-                           full_qat_epochs=4,
-                           fp_epochs={"fashion_mnist": 3, "imu_watch": 15}), **overrides)
+        return replace(cls(tasks=("imu_deep",), budgets=(None,), full_qat_epochs=2,
+                           fp_epochs={name: 10 for name in _tasks.TASKS}), **overrides)
 
     def __post_init__(self):
-        if not self.datasets or any(d not in DATASETS for d in self.datasets):
-            raise ValueError(f"datasets must be a non-empty subset of {DATASETS}, got "
-                             f"{self.datasets!r}.")
+        _tasks.check_tasks(self.tasks)
         if not self.weight_bits or any(b not in BITS or isinstance(b, bool)
                                        for b in self.weight_bits):
             raise ValueError(f"weight_bits must be a non-empty subset of {BITS}, got "
@@ -128,6 +120,10 @@ class Config:
         if not self.methods or any(m not in METHODS for m in self.methods):
             raise ValueError(f"methods must be a non-empty subset of {METHODS}, got "
                              f"{self.methods!r}.")
+        if "cora" in self.methods and "ptq" not in self.methods:
+            raise ValueError(f"methods {self.methods!r} have 'cora' without 'ptq': the ptq "
+                             "row's flatbuffer is the base of cora's flatbuffer_overhead_frac; "
+                             "add 'ptq'.")
         for name in ("calib_samples", "steps", "full_qat_epochs", "batch_size"):
             if not _is_int(getattr(self, name)):
                 raise ValueError(f"{name} must be an int >= 1, got {getattr(self, name)!r}.")
@@ -170,19 +166,6 @@ def _keras_accuracy(model, data) -> float:
     return float(np.mean(_keras_classes(model, data.x_test) == data.y_test))
 
 
-def _qat_same_steps(qat, x_calib, y_calib, config: Config) -> None:
-    from tfmot_edgeplus._compat import keras, tf
-
-    qat.compile(optimizer=keras.optimizers.Adam(config.qat_lr),
-                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                metrics=["accuracy"])
-    dataset = (tf.data.Dataset.from_tensor_slices((x_calib, y_calib))
-               .shuffle(len(x_calib), seed=0, reshuffle_each_iteration=True)
-               .repeat()
-               .batch(config.batch_size, drop_remainder=len(x_calib) >= config.batch_size))
-    qat.fit(dataset, epochs=1, steps_per_epoch=config.steps, verbose=0)
-
-
 def adapter_bytes_frac(model_bytes: bytes) -> tuple[float, int]:
     """(adapter weight bytes / other weight bytes, adapter bytes) read from the flatbuffer."""
     from tfmot_edgeplus.conversion.lowbit import describe_weights
@@ -197,12 +180,12 @@ def adapter_bytes_frac(model_bytes: bytes) -> tuple[float, int]:
     return adapter / max(other, 1), adapter
 
 
-def measure(fp_model, data, calib, dataset: str, method: str, bits: int, budget,
+def measure(fp_model, data, calib, task: str, method: str, bits: int, budget,
             config: Config, env: dict) -> dict:
     """Build, train, convert and score one row (without ``time_vs_full``)."""
     from tfmot_edgeplus import QuaRCConfig, convert, quarc_qat
     from tfmot_edgeplus._compat import tf
-    from tfmot_edgeplus.recipes.cora import CoRaConfig, cora_ptq, ptq_model
+    from tfmot_edgeplus.recipes.cora import CoRaConfig, cora_ptq, ptq_model, qat_same_steps
     from tfmot_edgeplus.runtime import TFLMRunner
 
     x_calib, y_calib = calib
@@ -217,11 +200,13 @@ def measure(fp_model, data, calib, dataset: str, method: str, bits: int, budget,
         model = run.qat_model
         steps = config.full_qat_epochs * math.ceil(n_train / config.batch_size)
         samples = n_train
-    elif method in ("ptq", "tfmot_qat_same_steps"):
-        model = ptq_model(fp_model, bits, 8, x_calib)
-        steps, samples = (0 if method == "ptq" else config.steps), len(x_calib)
-        if method == "tfmot_qat_same_steps":
-            _qat_same_steps(model, x_calib, y_calib, config)
+    elif method == "ptq":
+        model, steps, samples = ptq_model(fp_model, bits, 8, x_calib), 0, len(x_calib)
+    elif method == "qat_same_steps":
+        model = qat_same_steps(fp_model, x_calib, y_calib, CoRaConfig(
+            weight_bits=bits, steps=config.steps, calib_samples=len(x_calib),
+            batch_size=config.batch_size, seed=0), learning_rate=config.qat_lr)
+        steps, samples = config.steps, len(x_calib)
     if method == "cora":
         fraction = budget_fraction(budget, bits)
         with warnings.catch_warnings(record=True) as caught:
@@ -233,9 +218,9 @@ def measure(fp_model, data, calib, dataset: str, method: str, bits: int, budget,
         model, samples, steps = run.model, run.calib_samples, config.steps
         summary = run.summary()
         row.update(budget=fraction, adapter_param_frac=float(summary["adapter_param_fraction"]))
-        env["cora"][f"{dataset}_W{bits}_b{fraction:.4g}"] = {
+        env["cora"][f"{task}_W{bits}_b{fraction:.4g}"] = {
             key: summary[key] for key in ("ranks", "cutoffs", "kd_before", "kd_after",
-                                          "rolled_back", "seconds")
+                                          "rolled_back", "best_weights", "seconds")
         } | {"warnings": [str(w.message) for w in caught]}
     wall = time.perf_counter() - start
 
@@ -252,44 +237,62 @@ def measure(fp_model, data, calib, dataset: str, method: str, bits: int, budget,
         if not found:
             raise RuntimeError("The converted CoRa model has no weight tensor named *_cora_a / "
                                "*_cora_b: the converter dropped the layer names.")
-    row.update(weight_bits=bits, method=method, steps=int(steps), calib_samples=int(samples),
-               flatbuffer_bytes=len(model_bytes), wall_s=wall)
+    row.update(task=task, weight_bits=bits, method=method, steps=int(steps),
+               calib_samples=int(samples), flatbuffer_bytes=len(model_bytes), wall_s=wall)
     return row
+
+
+def room(task: str, group: list[dict]) -> dict:
+    """What separates the methods at one task and bit-width (module doc, ``env["room"]``)."""
+    acc = {r["method"]: r["acc"] for r in group if r["method"] != "cora"}
+    cora = [r["acc"] for r in group if r["method"] == "cora"]
+    entry = {"task": task, "weight_bits": group[0]["weight_bits"]}
+    for name, first, second in (("full_minus_ptq", acc.get("full_qat"), acc.get("ptq")),
+                                ("full_minus_qat_same_steps", acc.get("full_qat"),
+                                 acc.get("qat_same_steps")),
+                                ("cora_minus_qat_same_steps", max(cora, default=None),
+                                 acc.get("qat_same_steps"))):
+        entry[name] = None if first is None or second is None else first - second
+    return entry
 
 
 def run(config: Config) -> tuple[list[dict], dict]:
     rows = []
     env = {"fp_acc": {}, "train_samples": {}, "test_samples": {}, "calib_samples": {},
-           "cora": {}}
+           "cora": {}, "room": [], "seeds": [0]}
     jobs = [(m, b) for m in config.methods
             for b in (config.budgets if m == "cora" else (None,))]
-    total = len(config.datasets) * len(config.weight_bits) * len(jobs)
-    for dataset in config.datasets:
-        data = load(dataset, config)
-        fp_model = train_float(data, dataset, config)
+    total = len(config.tasks) * len(config.weight_bits) * len(jobs)
+    for task in config.tasks:
+        data = _tasks.load(task, config)
+        fp_model = _tasks.train_float(data, task, config, seed=0)
         calib = calibration_set(data, config)
-        env["fp_acc"][dataset] = _keras_accuracy(fp_model, data)
-        env["train_samples"][dataset] = len(data.x_train)
-        env["test_samples"][dataset] = len(data.x_test)
-        env["calib_samples"][dataset] = len(calib[0])
-        say(f"{dataset}: {len(data.x_train)} train / {len(data.x_test)} test / "
-             f"{len(calib[0])} calibration, float accuracy {env['fp_acc'][dataset]:.4f}")
+        env["fp_acc"][task] = _keras_accuracy(fp_model, data)
+        env["train_samples"][task] = len(data.x_train)
+        env["test_samples"][task] = len(data.x_test)
+        env["calib_samples"][task] = len(calib[0])
+        say(f"{task}: {len(data.x_train)} train / {len(data.x_test)} test / "
+            f"{len(calib[0])} calibration, float accuracy {env['fp_acc'][task]:.4f}")
         for bits in config.weight_bits:
             group = []
             for method, budget in jobs:
-                row = {"dataset": dataset, **measure(fp_model, data, calib, dataset, method,
-                                                     bits, budget, config, env)}
+                row = measure(fp_model, data, calib, task, method, bits, budget, config, env)
                 group.append(row)
                 extra = (f" budget {row['budget']:.4f} bytes +{row['adapter_bytes_frac']:.1%}"
                          if method == "cora" else "")
-                say(f"[{len(rows) + len(group)}/{total}] {dataset} W{bits}A8 {method:<20} "
-                     f"acc {row['acc']:.4f} tflm {row['tflm_acc']:.4f} "
-                     f"(same class {row['tflm_agreement']:.2%}) "
-                     f"{row['flatbuffer_bytes']} B  {row['wall_s']:.1f} s{extra}")
+                say(f"[{len(rows) + len(group)}/{total}] {task} W{bits}A8 {method:<15} "
+                    f"acc {row['acc']:.4f} tflm {row['tflm_acc']:.4f} "
+                    f"(same class {row['tflm_agreement']:.2%}) "
+                    f"{row['flatbuffer_bytes']} B  {row['wall_s']:.1f} s{extra}")
             full = next((r["wall_s"] for r in group if r["method"] == "full_qat"), None)
+            base = next((r["flatbuffer_bytes"] for r in group if r["method"] == "ptq"), None)
             for row in group:
                 row["time_vs_full"] = None if full is None else row["wall_s"] / full
+                row["flatbuffer_overhead_frac"] = (row["flatbuffer_bytes"] / base - 1.0
+                                                   if row["method"] == "cora" else 0.0)
                 rows.append({key: row[key] for key in ROW_KEYS})
+            env["room"].append(room(task, group))
+            say(f"room {env['room'][-1]}")
     env["config"] = {k: (list(v) if isinstance(v, tuple) else v)
                      for k, v in asdict(config).items()}
     return rows, env
@@ -303,18 +306,17 @@ def _label(row: dict) -> str:
 
 
 def plot(rows: list[dict], path: str | Path) -> Path:
-    """Accuracy vs weight bits, one panel per dataset; full_qat (the ceiling) dashed."""
+    """Accuracy vs weight bits, one panel per task; full_qat (the ceiling) dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
-    fig, axes = plt.subplots(1, len(datasets), figsize=(5.0 * len(datasets), 3.8),
-                             squeeze=False)
-    colors = {"ptq": "#888", "tfmot_qat_same_steps": "#d62", "full_qat": "k"}
-    for ax, dataset in zip(axes[0], datasets):
-        sel = [r for r in rows if r["dataset"] == dataset]
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.0 * len(tasks), 3.8), squeeze=False)
+    colors = {"ptq": "#888", "qat_same_steps": "#d62", "full_qat": "k"}
+    for ax, task in zip(axes[0], tasks):
+        sel = [r for r in rows if r["task"] == task]
         for label in dict.fromkeys(_label(r) for r in sel):
             pts = sorted((r["weight_bits"], r["acc"]) for r in sel if _label(r) == label)
             bits, acc = zip(*pts)
@@ -322,7 +324,7 @@ def plot(rows: list[dict], path: str | Path) -> Path:
                     color=colors.get(label), linestyle="--" if label == "full_qat" else "-")
         ax.set_xticks(sorted({r["weight_bits"] for r in sel}))
         ax.set_xlabel("weight bits (activations 8)")
-        ax.set_title(dataset)
+        ax.set_title(task)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("test accuracy (Keras QAT model)")
     axes[0][0].legend(fontsize=7)
@@ -340,18 +342,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.cora",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
-                        help="Fashion-MNIST only (5k train / 1k test), one CoRa budget, "
-                             "4 full-QAT epochs")
+                        help="imu_deep only, one CoRa budget, 2 full-QAT epochs")
     parser.add_argument("--out", default=None,
                         help="JSON output (default benchmarks/results/cora.json)")
-    parser.add_argument("--datasets", default=None, help="comma-separated subset of "
-                        + ",".join(DATASETS))
+    parser.add_argument("--tasks", default=None, help="comma-separated subset of "
+                        + ",".join(_tasks.TASKS))
     parser.add_argument("--rank-method", choices=RANK_METHODS, default="greedy",
                         help="how CoRa picks the adapter ranks (default greedy)")
     args = parser.parse_args(argv)
     overrides = {"rank_method": args.rank_method}
-    if args.datasets:
-        overrides["datasets"] = tuple(d.strip() for d in args.datasets.split(",") if d.strip())
+    if args.tasks:
+        overrides["tasks"] = tuple(d.strip() for d in args.tasks.split(",") if d.strip())
     config = Config.quick(**overrides) if args.quick else Config.full(**overrides)
     start = time.perf_counter()
     rows, env = run(config)
