@@ -23,6 +23,13 @@ Choices stated:
   ``fit`` the attributes ``start_accuracy``, ``best_accuracy``, ``best_epoch``,
   ``last_accuracy``, ``restored`` and :meth:`summary` say what happened.
 * State is reset in ``on_train_begin``: one instance can serve several ``fit`` calls.
+* "Never worse" is by the held-out slice: on other data (a test set) the kept weights can
+  still score below the start by the slice's sampling noise (a slice of n samples measures
+  top-1 within about ``1 / sqrt(n)``).
+
+The recipes share the rest: :func:`holdout_split` (which samples are held out: a seeded random
+fraction), :func:`check_holdout` (their ``holdout`` setting) and :func:`describe_best` (the
+log line).
 """
 
 from __future__ import annotations
