@@ -42,6 +42,7 @@ from arduino_build import (
     warnings_in,
 )
 
+from benchmarks.deploy_m4 import parse_output
 from tfmot_edgeplus import patching
 from tfmot_edgeplus.calibration import BitFlipCalibrator, load_qcore, save_qcore
 from tfmot_edgeplus.calibration.device import device_bytes
@@ -614,12 +615,12 @@ def test_exported_models_run_in_the_arduino_tflm_on_the_m4_like_the_host(core_bu
     rows, differ = [], {}
     for folder in b["sketches"]:
         model_cpp = b["out"] / "build" / folder.name / "obj" / "edgeplus_model.cpp.o"
-        main = out / "m4" / folder.name / "tflm_main.o"
-        compile_with_core(CORE, STANDINS / "tflm_main.cpp", main,
+        main = out / "m4" / folder.name / "model_bench_main.o"
+        compile_with_core(CORE, M4 / "model_bench_main.cc", main,
                           [folder, M4, ARDUINO_TFLM / "src", b["ours"][0] / "src"])  # fmt: skip
         objs = [main, *harness, model_cpp, *lib_objs, tflm_lib]
         sizes = link(objs, out / "m4" / f"{folder.name}.elf", float_abi="softfp")
-        got = _parse(run_qemu(out / "m4" / f"{folder.name}.elf"))
+        got = parse_output(run_qemu(out / "m4" / f"{folder.name}.elf"), 1)
         cpp = (folder / "edgeplus_model.cpp").read_text()
         d = _defines((folder / "edgeplus_model.h").read_text())
         model = _array_bytes(cpp, "edgeplus_model")
@@ -628,20 +629,19 @@ def test_exported_models_run_in_the_arduino_tflm_on_the_m4_like_the_host(core_bu
         assert None not in reg, "the host glue library did not build"
         r = TFLMRunner(model, custom_op_registerers=reg)
         want = r.predict(x.reshape(r.input_details[0]["shape"]), dequantize=False)
-        diff = np.frombuffer(bytes.fromhex(got["OUTPUT"]), np.int8).astype(int) - want.reshape(
-            -1).astype(int)  # fmt: skip
+        diff = got["outputs"][0].astype(int) - want.reshape(-1).astype(int)
         if diff.any():
-            differ[folder.name] = (got["OUTPUT"], _h(want.reshape(-1)))
+            differ[folder.name] = (_h(got["outputs"][0]), _h(want.reshape(-1)))
         if folder.parent != b["ours"][0] / "examples":  # exported here: no MEAN left
             assert mean_ops(model) == 0, folder.name
-        arena = dict(kv.split("=") for kv in got["ARENA"].split())
-        assert int(arena["used"]) <= int(arena["exported"]) == int(d["EDGEPLUS_ARENA_BYTES"])
+        assert got["arena_used"] <= got["arena_size"] == int(d["EDGEPLUS_ARENA_BYTES"])
         code = sizes["flash"] - len(model) - x.size
         assert code <= SKETCH_CODE_FLASH, (folder.name, code)
         rows.append(f"{folder.name}: {np.count_nonzero(diff)} of {diff.size} outputs differ (max "
                     f"{np.abs(diff).max()}) "
-                    f"(MEAN ops: {mean_ops(model)}), arena {arena['used']}/"
-                    f"{arena['exported']} B, code {code:,} B, invoke {got['INVOKE_US']}")  # fmt: skip
+                    f"(MEAN ops: {mean_ops(model)}), arena {got['arena_used']}/"
+                    f"{got['arena_size']} B, code {code:,} B, invoke "
+                    f"{got['instructions'][0]:,} instructions")  # fmt: skip
     with capsys.disabled():
         print("\n[arduino] Chirale_TensorFLowLite on the M4 vs the host: " + "; ".join(rows))
     assert not differ, differ  # the M4's outputs, the host's

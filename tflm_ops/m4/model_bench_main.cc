@@ -1,9 +1,11 @@
 /* A whole converted model in the Arduino TFLM library (Chirale_TensorFLowLite, with its
- * CMSIS-NN kernels, compiled with the Nano 33 BLE core's recipes) on the emulated Cortex-M4F:
- * EdgePlusAddModelOps (the model's builtins and our custom ops), a MicroInterpreter on the
- * exported arena size, one Invoke per input sample with the instruction count around it
- * (benchmarks/deploy_m4.py builds it with an exported edgeplus_model.h/.cpp and a generated
- * bench_samples.h/.cpp, compares every output with the host TFLM's).
+ * CMSIS-NN kernels, compiled with the Nano 33 BLE core's recipes) on the emulated Cortex-M4F,
+ * as a sketch runs it: EdgePlusAddModelOps (the model's builtins and our custom ops), a
+ * MicroInterpreter on the exported arena size, one Invoke per input sample with the
+ * instruction count around it. Built with an exported sketch's edgeplus_model.h/.cpp and either
+ * a generated bench_samples.h (benchmarks/deploy_m4.py: test samples) or none (the sketch's own
+ * test input: tests/test_arduino.py); the callers compare every output with the host TFLM's
+ * (benchmarks.deploy_m4.parse_output reads the lines).
  *
  * Output lines:
  *   CALIB instr_per_tick_x1000=<n>               (40000 with -icount shift=0)
@@ -18,8 +20,14 @@
 #include <new>
 
 #include "bench_common.h"
-#include "bench_samples.h"
 #include "edgeplus_model.h"
+#if __has_include("bench_samples.h")
+#include "bench_samples.h"
+#else  // the exported sketch's test input
+#define BENCH_SAMPLES 1u
+#define BENCH_SAMPLE_ELEMENTS EDGEPLUS_INPUT_ELEMENTS
+#define bench_samples edgeplus_test_input
+#endif
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
 #include "tensorflow/lite/schema/schema_generated.h"
