@@ -5,7 +5,8 @@ SMLAD & co emulated in C) and runs them: golden vectors from the NumPy reference
 (NULL, zero/negative dims, bits outside {2,4,8}, windows outside the tensor, scratch too
 small), and tile-by-tile == whole-tensor equivalence. test-asan adds
 -fsanitize=address,undefined (any report aborts the run). And, through the ctypes binding, the
-conv kernels' scratch split at a channel count whose byte sizes pass INT32_MAX.
+conv kernels' scratch split at a channel count whose byte sizes pass INT32_MAX, and the conv's
+lean layout against the NumPy reference on the geometries that choose its paths.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from builders import golden
+from kernel_helpers import assert_same, run_c, window_of
 
 from tfmot_edgeplus.core.conv_reference import ConvParams
 from tfmot_edgeplus.runtime import kernels
@@ -77,7 +80,9 @@ def test_conv_scratch_split_with_huge_channel_counts():
     i32p, i8p = ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(ctypes.c_int8)
     dims = abi.struct("edgeplus_dims")
     params = abi.struct("edgeplus_conv_params")(**dataclasses.asdict(ConvParams()))  # 8-bit
-    quant = abi.struct("edgeplus_quant_params")(mult.ctypes.data_as(i32p), shift.ctypes.data_as(i32p))
+    quant = abi.struct("edgeplus_quant_params")(
+        mult.ctypes.data_as(i32p), shift.ctypes.data_as(i32p)
+    )
     small = np.zeros(64, np.int8)
     ctx = abi.struct("edgeplus_context")(small.ctypes.data, small.size)
     one = dims(1, 1, 1, 1)
@@ -88,3 +93,42 @@ def test_conv_scratch_split_with_huge_channel_counts():
                                ctypes.byref(out), ptr)  # fmt: skip
     assert k.status_str(st) == "EDGEPLUS_ERR_SCRATCH"
     assert not small.any()
+
+
+# in_bits, w_bits, out_bits, in_c, out_c, filter, input h, w: what the lean layout does there
+LEAN_CONV = [
+    (8, 8, 8, 3, 5, (3, 3), 5, 7),  # K*C 27: a partial last weight word
+    (4, 4, 4, 3, 6, (3, 3), 5, 6),  # odd K*C with 4-bit weights: the unpacking path
+    (2, 2, 2, 2, 3, (3, 3), 4, 5),  # 2-bit rows not on a byte: the unpacking path
+    (2, 2, 4, 6, 5, (2, 2), 5, 5),  # paired lanes from an int16 column (in_c % 4 != 0)
+    (2, 2, 2, 80, 3, (3, 3), 3, 4),  # K*C 720: the lanes are decoded mid-row
+    (8, 2, 8, 8, 4, (1, 1), 3, 3),  # 2-bit weights x64
+    (4, 8, 2, 8, 7, (3, 3), 6, 7),  # 8-bit weights, 2-bit output (staging)
+    (8, 4, 8, 65800, 2, (1, 1), 2, 2),  # K*C x 16 past the bound: the unpacking path
+]
+
+
+@pytest.mark.parametrize("in_bits,w_bits,out_bits,c,oc,kernel,h,w", LEAN_CONV)
+def test_conv_lean_layouts(k, in_bits, w_bits, out_bits, c, oc, kernel, h, w):
+    """The conv's lean layout (packed weights read straight from the filter, 4 pixels per
+    dot product; or the unpacking path where rows do not start on a byte or the scaled
+    sums could overflow) gives the reference's bytes at the lean scratch, at the minimum
+    and in between, on a window and the whole tensor; 9 bytes below the minimum (8 are
+    alignment slack) it refuses."""
+    rng = np.random.default_rng(c * 7 + oc)
+    for window in (None, (1, 1, h - 1, max(w - 2, 1))):
+        case = golden.random_conv_case(
+            rng, in_bits=in_bits, w_bits=w_bits, out_bits=out_bits, h=h, w=w, c=c, oc=oc,
+            k=kernel, window=window, region_margin=None if window is None else 1,
+        )  # fmt: skip
+        shapes = (case.params, case.input_shape, case.w.shape)
+        default = k.conv2d_get_buffer_size(*shapes, case.output_shape)
+        lean = k.conv2d_get_buffer_size_lean(*shapes, case.output_shape)
+        minimum = k.conv2d_get_buffer_size_lean(*shapes, (1, 1, 1, oc))
+        assert 0 < minimum <= lean < default
+        want = case.reference()
+        for size in (lean, minimum, (minimum + default) // 2, default - 1):
+            got = window_of(run_c(k, case, scratch_bytes=size), case)
+            assert_same(got, want, f"scratch {size} (lean {lean}, minimum {minimum})")
+        with pytest.raises(kernels.KernelScratchError, match="EDGEPLUS_ERR_SCRATCH"):
+            run_c(k, case, scratch_bytes=minimum - 9)

@@ -1,7 +1,7 @@
 /*
  * Fuzz target: the conv / depthwise argument checks and kernels (edgeplus_conv2d[_window],
- * edgeplus_depthwise_conv2d[_window], their _get_buffer_size and
- * edgeplus_conv2d_get_buffer_size_fast), on arbitrary geometry.
+ * edgeplus_depthwise_conv2d[_window], their _get_buffer_size and _get_buffer_size_lean,
+ * and edgeplus_conv2d_get_buffer_size_fast), on arbitrary geometry.
  *
  * Input (ep_rd_int values, fuzz_common.h): mode (bit 0 depthwise, bit 1 window variant,
  * bit 2 no bias, bit 3 an input_region, bit 4 an output_region), the 13 edgeplus_conv_params
@@ -13,9 +13,13 @@
  * the scratch asked is >= 0 and the buffers and work are under the caps: the kernel runs at
  * exactly that scratch (exact malloc blocks for every buffer) with the output prefilled with
  * canary A. If it succeeds it runs again at exactly that scratch, misaligned, canary B,
- * and (conv) at the _fast scratch: every element of the window must be written and equal
- * in all runs, every other element of the output buffer keep its canary. If it refuses,
- * the output must still be all canary.
+ * and (conv) at the _fast scratch, then at the lean scratch, at the minimum (the lean
+ * scratch of a 1x1 output) and at a size between the minimum and the default: every
+ * element of the window must be written and equal in all runs, every other element of the
+ * output buffer keep its canary. 9 bytes below the minimum the kernel must refuse
+ * (EDGEPLUS_ERR_SCRATCH) and leave the output all canary. If the first run refuses, the
+ * output must still be all canary. The lean sizes must agree with the default one (the
+ * same status for bad arguments, else 0 <= minimum <= lean <= default).
  */
 #include "fuzz_common.h"
 
@@ -80,13 +84,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     ep_reader r = {data, size, 0};
     ep_conv_case c;
-    int32_t need, fast = -1, out_c;
+    int32_t need, fast = -1, lean, least, out_c;
     edgeplus_status rc;
     edgeplus_context none;
     edgeplus_quant_params q;
     int64_t in_h, in_w, out_h, out_w, oy, ox, wy, wx, wh, ww;
     int64_t in_bytes, f_bytes, out_elems, out_bytes, pixels, work;
-    int8_t *in, *f, *o1, *o2 = NULL, *o3 = NULL;
+    int8_t *in, *f, *o1, *o2 = NULL, *o3 = NULL, *o4 = NULL, *o5 = NULL, *o6 = NULL;
     int32_t *bias, *mult, *shift;
     int64_t i;
     int k;
@@ -105,6 +109,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     FUZZ_CHECK(need >= 0 || (need >= EDGEPLUS_ERR_ARG && need <= EDGEPLUS_ERR_NULL),
                "_get_buffer_size returned %d, neither a size nor a status", need);
+    {
+        edgeplus_dims one = c.dout;
+        one.h = 1;
+        one.w = 1;
+        lean = (c.depthwise ? edgeplus_depthwise_conv2d_get_buffer_size_lean
+                            : edgeplus_conv2d_get_buffer_size_lean)(&c.p, &c.di, &c.df, &c.dout);
+        FUZZ_RECORDED(lean);
+        least = (c.depthwise ? edgeplus_depthwise_conv2d_get_buffer_size_lean
+                             : edgeplus_conv2d_get_buffer_size_lean)(&c.p, &c.di, &c.df, &one);
+        FUZZ_RECORDED(least);
+        FUZZ_CHECK(need < 0 ? lean == need : 0 <= lean && lean <= need,
+                   "_get_buffer_size %d but _lean %d", need, lean);
+        FUZZ_CHECK(need < 0 || (0 <= least && least <= lean), "_lean %d but for 1x1 %d", lean,
+                   least);
+    }
 
     /* data buffer sizes (64-bit; regions of the buffers when given) */
     out_c = c.dout.c;
@@ -184,16 +203,40 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     o2 = (int8_t *)ep_xmalloc((size_t)out_bytes);
     o3 = (int8_t *)ep_xmalloc((size_t)out_bytes);
-    for (k = 0; k < 2; ++k) {
+    o4 = (int8_t *)ep_xmalloc((size_t)out_bytes);
+    o5 = (int8_t *)ep_xmalloc((size_t)out_bytes);
+    o6 = (int8_t *)ep_xmalloc((size_t)out_bytes);
+    for (k = 0; k < 5; ++k) {
+        /* misaligned default, larger (the _fast), lean, the minimum, between the two */
+        static const char *const what[] = {"misaligned", "larger", "lean", "minimum",
+                                           "reduced"};
+        int8_t *const outs[] = {o2, o3, o4, o5, o6};
+        const int32_t sizes[] = {need, fast >= 0 ? fast : need + 4096, lean, least,
+                                 least + (int32_t)(c.seed % (uint32_t)(need - least + 1))};
         ep_scratch s;
         const int misalign = k == 0 ? 1 + (int)(c.seed % 3u) : 0;
-        int8_t *o = k == 0 ? o2 : o3;
-        ep_scratch_alloc(&s, k == 0 ? need : (fast >= 0 ? fast : need + 4096), misalign);
-        memset(o, k == 0 ? FUZZ_CANARY_B : FUZZ_CANARY_A, (size_t)out_bytes);
-        rc = ep_call(&c, &s.ctx, &q, in, f, c.no_bias ? NULL : bias, o);
-        FUZZ_CHECK(rc == EDGEPLUS_OK, "%s scratch: %s after EDGEPLUS_OK at the exact one",
-                   k == 0 ? "misaligned" : "larger", edgeplus_status_str(rc));
+        ep_scratch_alloc(&s, sizes[k], misalign);
+        memset(outs[k], k == 0 ? FUZZ_CANARY_B : FUZZ_CANARY_A, (size_t)out_bytes);
+        rc = ep_call(&c, &s.ctx, &q, in, f, c.no_bias ? NULL : bias, outs[k]);
+        FUZZ_CHECK(rc == EDGEPLUS_OK, "%s scratch %d: %s after EDGEPLUS_OK at the default",
+                   what[k], sizes[k], edgeplus_status_str(rc));
         ep_scratch_free(&s);
+    }
+    if (least >= 9) {
+        /* below the minimum (less its 8 bytes of alignment slack): refused, untouched */
+        ep_scratch s;
+        int8_t *o = (int8_t *)ep_xmalloc((size_t)out_bytes);
+        ep_scratch_alloc(&s, least - 9, 0);
+        memset(o, FUZZ_CANARY_A, (size_t)out_bytes);
+        rc = ep_call(&c, &s.ctx, &q, in, f, c.no_bias ? NULL : bias, o);
+        FUZZ_CHECK(rc == EDGEPLUS_ERR_SCRATCH, "scratch %d below the minimum %d: %s",
+                   least - 9, least, edgeplus_status_str(rc));
+        for (i = 0; i < out_bytes; ++i) {
+            FUZZ_CHECK((uint8_t)o[i] == FUZZ_CANARY_A, "refused but wrote output byte %lld",
+                       (long long)i);
+        }
+        ep_scratch_free(&s);
+        free(o);
     }
     /* element by element: inside the window written and equal, outside kept */
     for (i = 0; i < out_elems; ++i) {
@@ -201,13 +244,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const int inside = y >= wy && y < wy + wh && x >= wx && x < wx + ww;
         const int32_t b = c.p.out_bits;
         const int32_t a = ep_field(o1, i, b), e = ep_field(o2, i, b), g = ep_field(o3, i, b);
+        const int32_t l = ep_field(o4, i, b), m = ep_field(o5, i, b), h = ep_field(o6, i, b);
+        const int32_t ca = ep_field((const int8_t *)"\x5A", i % (8 / b), b);
         if (inside) {
-            FUZZ_CHECK(a == e && a == g, "window element %lld not written or scratch-dependent "
-                       "(%d, %d, %d)", (long long)i, a, e, g);
+            FUZZ_CHECK(a == e && a == g && a == l && a == m && a == h,
+                       "window element %lld not written or scratch-dependent "
+                       "(%d, %d, %d, lean %d, %d, %d)", (long long)i, a, e, g, l, m, h);
         } else {
-            FUZZ_CHECK(a == ep_field((const int8_t *)"\x5A", i % (8 / b), b) &&
-                           e == ep_field((const int8_t *)"\xA5", i % (8 / b), b) &&
-                           g == ep_field((const int8_t *)"\x5A", i % (8 / b), b),
+            FUZZ_CHECK(a == ca && e == ep_field((const int8_t *)"\xA5", i % (8 / b), b) &&
+                           g == ca && l == ca && m == ca && h == ca,
                        "element %lld outside the window was changed", (long long)i);
         }
     }
@@ -216,6 +261,9 @@ done:
     if (o2 != NULL) {
         free(o2);
         free(o3);
+        free(o4);
+        free(o5);
+        free(o6);
     }
     free(in);
     free(f);

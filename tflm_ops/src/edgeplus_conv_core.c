@@ -21,6 +21,15 @@
  * accumulators are decoded (sign-extended bits 13..25 after adding 2^12) and
  * cleared every EDGEPLUS_W2A2_FLUSH (160) words. Bits above 26 wrap harmlessly.
  *
+ * Lean layout (a scratch below _get_buffer_size, see edgeplus_ops.h): no requantization
+ * table and, when the weight rows start on a byte, no weight unpacking at all: the rows
+ * are read packed from the filter, one 32-bit word per group of 32 / w_bits weights,
+ * widened by SXTB16 (4-bit and 2-bit fields first masked to the top of their byte, so the
+ * sums are x16 / x64 and shifted back before requantization), against columns stored in
+ * the order those words unpack in, 4 pixels x 1 channel per dot product (assembly on the
+ * M4: 14 / 30 / 58 instructions per 16 / 32 / 64 MACs). Otherwise the default algorithm
+ * runs with smaller blocks.
+ *
  * Accumulators: every lane product is |x - zp| * |w| <= (2^in_bits - 1) *
  * 2^(w_bits-1) and K*C <= EDGEPLUS_MAX_KC(in_bits, w_bits) is checked at entry, so
  * the int32 sums cannot overflow (SMLAD adds two such products at a time).
@@ -61,13 +70,15 @@ int32_t edgeplus__conv_scratch_bytes(const edgeplus_conv_params *params,
     /* 8 (alignment slack) + the per-channel requantization table (16 B/channel; lean:
      * none) + output staging (pixels x channels int8; lean: none for an 8-bit output) +
      * int16 columns: a temp column, a weight-row pair and an even number of im2col
-     * columns. */
+     * columns (lean: see below). */
     const int64_t kpad = ep_kpad(input_dims, filter_dims);
     const int64_t oc = filter_dims->n;
     const int64_t px = (int64_t)((pixels + 1) & ~1);
     const int64_t table = lean ? 0 : oc * (int64_t)sizeof(ep_rq);
     const int64_t stage = lean && params->out_bits == 8 ? 0 : (px * oc + 3) & ~(int64_t)3;
-    const int64_t bytes = 8 + table + stage + (px + 3) * kpad * 2;
+    /* lean: px (a multiple of 4) columns of the raw-weight path and its temp column, or
+     * px - 2 of the unpacking path and its 3 */
+    const int64_t bytes = 8 + table + stage + (px + (lean ? 1 : 3)) * kpad * 2;
     if (bytes > INT32_MAX) {
         return (int32_t)EP_FAIL(EDGEPLUS_ERR_DIMS, "filter_dims", -1, filter_dims->n,
                                 "the scratch bytes must fit int32");
@@ -432,6 +443,372 @@ EP_INLINE void ep_conv_loop(const ep_im2col *g, const ep_out *o, const ep_rq *rq
 
 /* ------------------------------------------------------------------ entry */
 
+/* ------------------------------------------------------------------ lean: raw weights */
+
+/* The lean layout's main path (DSP path): the weight rows are read packed, straight from
+ * the filter, one 32-bit word per group of G = 32 / w_bits values, and widened in
+ * registers by SXTB16: int8 as is, 4-bit fields moved to the top of their byte (x16),
+ * 2-bit fields likewise (x64). The columns are stored in the order those words unpack in
+ * (ep_interleave_raw), so no weight row is ever unpacked into scratch; the dot products
+ * take 4 pixels x 1 channel (ep_dot_raw4). The x16 / x64 sums are exact while
+ * acc_bound x 16 (x64) < 2^31 (ep_raw_ok) and are shifted back before requantization. */
+
+#if EP_USE_WORDS
+/* log2 of the raw path's weight scale: 0, 4 or 6. */
+EP_INLINE int32_t ep_raw_lg(int32_t w_bits) { return w_bits == 8 ? 0 : (w_bits == 4 ? 4 : 6); }
+
+/* Whether the raw path can run: rows start on a byte, the scaled sums fit int32 (paired
+ * 2-bit lanes: decoded sums, unscaled). */
+static int ep_raw_ok(int32_t kc, int32_t w_bits, int64_t acc_bound, int pairs)
+{
+    return ((int64_t)kc * w_bits) % 8 == 0 &&
+           (pairs || (acc_bound << ep_raw_lg(w_bits)) <= INT32_MAX);
+}
+
+/* Natural-order int16 column src (kpad values) -> slot `slot` (0..3) of a 4-pixel quad
+ * (word i of pixel p at quad[4 i + p]), each group of G values permuted to the raw weight
+ * word's order: G = 4 (w8): (x0,x2)(x1,x3); G = 8 (w4): (x0,x4)(x2,x6)(x1,x5)(x3,x7);
+ * G = 16 (w2): (x0,x8)(x4,x12)(x1,x9)(x5,x13)(x2,x10)(x6,x14)(x3,x11)(x7,x15). */
+static void ep_interleave_raw(uint32_t *quad, int slot, const int16_t *src, int32_t kpad,
+                              int32_t w_bits)
+{
+    uint32_t *d = quad + slot;
+    int32_t i;
+    if (w_bits == 8) {
+        for (i = 0; i < kpad; i += 4) {
+            const uint32_t u0 = ep_ld32(src + i), u1 = ep_ld32(src + i + 2);
+            d[0] = ep_pkhbt16(u0, u1);
+            d[4] = ep_pkhtb16(u1, u0);
+            d += 8;
+        }
+    } else if (w_bits == 4) {
+        for (i = 0; i < kpad; i += 8) {
+            const uint32_t u0 = ep_ld32(src + i), u1 = ep_ld32(src + i + 2);
+            const uint32_t u2 = ep_ld32(src + i + 4), u3 = ep_ld32(src + i + 6);
+            d[0] = ep_pkhbt16(u0, u2);
+            d[4] = ep_pkhbt16(u1, u3);
+            d[8] = ep_pkhtb16(u2, u0);
+            d[12] = ep_pkhtb16(u3, u1);
+            d += 16;
+        }
+    } else {
+        for (i = 0; i < kpad; i += 16) {
+            const uint32_t u0 = ep_ld32(src + i), u1 = ep_ld32(src + i + 2);
+            const uint32_t u2 = ep_ld32(src + i + 4), u3 = ep_ld32(src + i + 6);
+            const uint32_t u4 = ep_ld32(src + i + 8), u5 = ep_ld32(src + i + 10);
+            const uint32_t u6 = ep_ld32(src + i + 12), u7 = ep_ld32(src + i + 14);
+            d[0] = ep_pkhbt16(u0, u4);
+            d[4] = ep_pkhbt16(u2, u6);
+            d[8] = ep_pkhtb16(u4, u0);
+            d[12] = ep_pkhtb16(u6, u2);
+            d[16] = ep_pkhbt16(u1, u5);
+            d[20] = ep_pkhbt16(u3, u7);
+            d[24] = ep_pkhtb16(u5, u1);
+            d[28] = ep_pkhtb16(u7, u3);
+            d += 32;
+        }
+    }
+}
+
+/* SMLADs of column word k of the 4 pixels (quad a) with c. */
+#define EP_RAW4(c, k)                               \
+    do {                                            \
+        s[0] = EP_SMLAD(a[4 * (k)], (c), s[0]);     \
+        s[1] = EP_SMLAD(a[4 * (k) + 1], (c), s[1]); \
+        s[2] = EP_SMLAD(a[4 * (k) + 2], (c), s[2]); \
+        s[3] = EP_SMLAD(a[4 * (k) + 3], (c), s[3]); \
+    } while (0)
+
+/* s[0..3] += one group: the weight word w against the next G column values of the quad
+ * a; returns the quad's next group. */
+static const uint32_t *ep_raw_group(const uint32_t *a, uint32_t w, int32_t w_bits, int32_t *s)
+{
+    if (w_bits == 8) {
+        EP_RAW4(EP_SXTB16(w), 0);
+        EP_RAW4(ep_sxtb16_ror8(w), 1);
+        return a + 8;
+    }
+    if (w_bits == 4) {
+        const uint32_t lo = (w << 4) & 0xF0F0F0F0u, hi = w & 0xF0F0F0F0u;
+        EP_RAW4(EP_SXTB16(lo), 0);
+        EP_RAW4(ep_sxtb16_ror8(lo), 1);
+        EP_RAW4(EP_SXTB16(hi), 2);
+        EP_RAW4(ep_sxtb16_ror8(hi), 3);
+        return a + 16;
+    }
+    {
+        int32_t f;
+        for (f = 0; f < 4; f++) {
+            const uint32_t t = (w << (6 - 2 * f)) & 0xC0C0C0C0u;
+            EP_RAW4(EP_SXTB16(t), 2 * f);
+            EP_RAW4(ep_sxtb16_ror8(t), 2 * f + 1);
+        }
+        return a + 32;
+    }
+}
+#undef EP_RAW4
+
+#if EP_M4_ASM
+/* The whole groups in Thumb-2 assembly: s[0..3] = (quad cols) x (weight words w..wend),
+ * w < wend (w8: an even number of words). Per group 14 (w8), 30 (w4), 58 (w2)
+ * instructions for 16, 32, 64 MACs. */
+void edgeplus__raw4_w8_m4(const uint32_t *cols, const int8_t *w, const int8_t *wend,
+                          int32_t *s);
+void edgeplus__raw4_w4_m4(const uint32_t *cols, const int8_t *w, const int8_t *wend,
+                          int32_t *s);
+void edgeplus__raw4_w2_m4(const uint32_t *cols, const int8_t *w, const int8_t *wend,
+                          int32_t *s);
+#define EP_RAW_HEAD(NAME)                                                       \
+    ".syntax unified\n.thumb\n.text\n.p2align 2\n.global " NAME "\n.type " NAME \
+    ", %function\n.thumb_func\n" NAME ":\n"                                     \
+    "  push {r3-r11, lr}\n"                                                     \
+    "  movs r4, #0\n  movs r5, #0\n  movs r6, #0\n  movs r7, #0\n"              \
+    "1:\n"                                                                      \
+    "  ldr r12, [r1], #4\n"
+#define EP_RAW_TAIL(NAME)                                                       \
+    "  cmp r1, r2\n  blo 1b\n"                                                  \
+    "  ldr r3, [sp]\n  stmia r3, {r4-r7}\n"                                     \
+    "  pop {r3-r11, pc}\n.size " NAME ", .-" NAME "\n"
+/* lr = c: four SMLADs with the next column word of the 4 pixels */
+#define EP_RAW_SMLAD4                                                           \
+    "  ldmia r0!, {r8-r11}\n"                                                   \
+    "  smlad r4, r8, lr, r4\n  smlad r5, r9, lr, r5\n"                          \
+    "  smlad r6, r10, lr, r6\n  smlad r7, r11, lr, r7\n"
+/* w8: two groups per iteration (an even number of groups) */
+__asm__(EP_RAW_HEAD("edgeplus__raw4_w8_m4")
+        "  sxtb16 lr, r12\n" EP_RAW_SMLAD4
+        "  sxtb16 lr, r12, ror #8\n" EP_RAW_SMLAD4
+        "  ldr r12, [r1], #4\n"
+        "  sxtb16 lr, r12\n" EP_RAW_SMLAD4
+        "  sxtb16 lr, r12, ror #8\n" EP_RAW_SMLAD4
+        EP_RAW_TAIL("edgeplus__raw4_w8_m4"));
+__asm__(EP_RAW_HEAD("edgeplus__raw4_w4_m4")
+        "  lsl r3, r12, #4\n  and r3, r3, #0xF0F0F0F0\n  and r12, r12, #0xF0F0F0F0\n"
+        "  sxtb16 lr, r3\n" EP_RAW_SMLAD4
+        "  sxtb16 lr, r3, ror #8\n" EP_RAW_SMLAD4
+        "  sxtb16 lr, r12\n" EP_RAW_SMLAD4
+        "  sxtb16 lr, r12, ror #8\n" EP_RAW_SMLAD4
+        EP_RAW_TAIL("edgeplus__raw4_w4_m4"));
+#define EP_RAW_W2(SH)                                         \
+    "  lsl r3, r12, #" SH "\n  and r3, r3, #0xC0C0C0C0\n"     \
+    "  sxtb16 lr, r3\n" EP_RAW_SMLAD4 "  sxtb16 lr, r3, ror #8\n" EP_RAW_SMLAD4
+__asm__(EP_RAW_HEAD("edgeplus__raw4_w2_m4")
+        EP_RAW_W2("6") EP_RAW_W2("4") EP_RAW_W2("2")
+        "  and r3, r12, #0xC0C0C0C0\n"
+        "  sxtb16 lr, r3\n" EP_RAW_SMLAD4 "  sxtb16 lr, r3, ror #8\n" EP_RAW_SMLAD4
+        EP_RAW_TAIL("edgeplus__raw4_w2_m4"));
+#undef EP_RAW_W2
+#undef EP_RAW_SMLAD4
+#undef EP_RAW_TAIL
+#undef EP_RAW_HEAD
+#endif
+
+/* s[0..3] = the raw weight row w (kc values packed at w_bits, starting on a byte) times
+ * the columns of the quad a (permuted by ep_interleave_raw), x 2^ep_raw_lg. Reads exactly
+ * the row's bytes (the last partial word is assembled bytewise). */
+EP_NOINLINE static void ep_dot_raw4(const uint32_t *a, const int8_t *w, int32_t kc,
+                                    int32_t w_bits, int32_t *s)
+{
+    const int32_t g = 32 / w_bits;
+    const int32_t full = kc / g, rest = kc - full * g;
+    int32_t i = 0;
+    s[0] = s[1] = s[2] = s[3] = 0;
+#if EP_M4_ASM
+    i = w_bits == 8 ? full & ~1 : full;
+    if (i > 0) {
+        if (w_bits == 8) {
+            edgeplus__raw4_w8_m4(a, w, w + 4 * i, s);
+        } else if (w_bits == 4) {
+            edgeplus__raw4_w4_m4(a, w, w + 4 * i, s);
+        } else {
+            edgeplus__raw4_w2_m4(a, w, w + 4 * i, s);
+        }
+        a += 2 * g * i; /* 4 pixels x g/2 words per group */
+        w += 4 * i;
+    }
+#endif
+    for (; i < full; i++) {
+        a = ep_raw_group(a, ep_ld32(w), w_bits, s);
+        w += 4;
+    }
+    if (rest > 0) {
+        uint32_t ww = 0;
+        memcpy(&ww, w, (size_t)(rest * w_bits + 7) / 8); /* little-endian, like ep_ld32 */
+        (void)ep_raw_group(a, ww, w_bits, s);
+    }
+}
+
+/* 2-bit x 2-bit lean: the paired lanes of the default path (two products per 16-bit lane,
+ * see the top of this file) with packed weights: one weight byte (4 weights) is one lane
+ * word (b1 + b0 2^13, b3 + b2 2^13), looked up in EP_LANE_W, against one lane word of each
+ * of 4 pixels: 4 SMLADs = 16 MACs. */
+#define EP_LV(f) ((int32_t)(((f) & 3u) ^ 2u) - 2)
+#define EP_LH(a, b) ((uint32_t)(EP_LV(b) + EP_LV(a) * (1 << EP_LANE_SHIFT)) & 0xFFFFu)
+#define EP_LW(x) (EP_LH((x), (x) >> 2) | (EP_LH((x) >> 4, (x) >> 6) << 16))
+#define EP_LW4(x) EP_LW(x), EP_LW((x) + 1u), EP_LW((x) + 2u), EP_LW((x) + 3u)
+#define EP_LW16(x) EP_LW4(x), EP_LW4((x) + 4u), EP_LW4((x) + 8u), EP_LW4((x) + 12u)
+#define EP_LW64(x) EP_LW16(x), EP_LW16((x) + 16u), EP_LW16((x) + 32u), EP_LW16((x) + 48u)
+static const uint32_t EP_LANE_W[256] = {EP_LW64(0u), EP_LW64(64u), EP_LW64(128u),
+                                        EP_LW64(192u)};
+#undef EP_LW64
+#undef EP_LW16
+#undef EP_LW4
+#undef EP_LW
+#undef EP_LH
+#undef EP_LV
+
+/* Column words (lane or int16 words) of a pixel -> slot `slot` of a 4-pixel quad. */
+static void ep_interleave_quad(uint32_t *quad, int slot, const int16_t *src, int32_t words)
+{
+    uint32_t *d = quad + slot;
+    int32_t i;
+    for (i = 0; i < words; i++) {
+        d[4 * i] = ep_ld32(src + 2 * i);
+    }
+}
+
+#if EP_M4_ASM
+/* s[0..3] = raw lane sums of the quad cols x the weight bytes w..wend (a multiple of 4
+ * bytes, at most EDGEPLUS_W2A2_FLUSH): 30 instructions per 4 bytes = 64 MACs. */
+void edgeplus__lanes4_m4(const uint32_t *cols, const uint8_t *w, const uint8_t *wend,
+                         const uint32_t *table, int32_t *s);
+#define EP_LANES_BYTE                                                           \
+    "  ldrb r12, [r1], #1\n  ldr lr, [r3, r12, lsl #2]\n"                       \
+    "  ldmia r0!, {r8-r11}\n"                                                   \
+    "  smlad r4, r8, lr, r4\n  smlad r5, r9, lr, r5\n"                          \
+    "  smlad r6, r10, lr, r6\n  smlad r7, r11, lr, r7\n"
+__asm__(".syntax unified\n.thumb\n.text\n.p2align 2\n.global edgeplus__lanes4_m4\n"
+        ".type edgeplus__lanes4_m4, %function\n.thumb_func\nedgeplus__lanes4_m4:\n"
+        "  push {r4-r11, lr}\n"
+        "  movs r4, #0\n  movs r5, #0\n  movs r6, #0\n  movs r7, #0\n"
+        "1:\n" EP_LANES_BYTE EP_LANES_BYTE EP_LANES_BYTE EP_LANES_BYTE
+        "  cmp r1, r2\n  blo 1b\n"
+        "  ldr r12, [sp, #36]\n  stmia r12, {r4-r7}\n"
+        "  pop {r4-r11, pc}\n.size edgeplus__lanes4_m4, .-edgeplus__lanes4_m4\n");
+#undef EP_LANES_BYTE
+#endif
+
+/* s[0..3] = the 2-bit weight row w (kc values, kc a multiple of 4, starting on a byte)
+ * times the lane columns of the quad a, decoded every EDGEPLUS_W2A2_FLUSH bytes. */
+EP_NOINLINE static void ep_dot_lanes4(const uint32_t *a, const uint8_t *w, int32_t kc,
+                                      int32_t *s)
+{
+    int32_t bytes = kc / 4, p;
+    s[0] = s[1] = s[2] = s[3] = 0;
+    while (bytes > 0) {
+        const int32_t chunk = bytes < EDGEPLUS_W2A2_FLUSH ? bytes : EDGEPLUS_W2A2_FLUSH;
+        int32_t t[4] = {0, 0, 0, 0};
+        int32_t j = 0;
+#if EP_M4_ASM
+        j = chunk & ~3;
+        if (j > 0) {
+            edgeplus__lanes4_m4(a, w, w + j, EP_LANE_W, t);
+        }
+#endif
+        for (; j < chunk; j++) {
+            const uint32_t lw = EP_LANE_W[w[j]];
+            for (p = 0; p < 4; p++) {
+                t[p] = EP_SMLAD(a[4 * j + p], lw, t[p]);
+            }
+        }
+        for (p = 0; p < 4; p++) {
+            s[p] += ep_lane_decode(t[p]);
+        }
+        a += 4 * chunk;
+        w += chunk;
+        bytes -= chunk;
+    }
+}
+
+/* The cnt (1..4) results of a quad for channel oc, x 2^lg, as int8 at dst[i][oc]. */
+EP_NOINLINE static void ep_emit_quad(const ep_out *o, const ep_rq *q, const int32_t *acc,
+                                     int32_t lg, int8_t *const *dst, int32_t oc, int32_t cnt)
+{
+    int32_t i;
+    if (q->lshift >= 0) {
+        const int32_t zp = o->zp, lo = o->act_min, hi = o->act_max;
+        const int32_t m = q->mult, b = q->bias, l = q->lshift, r = q->rshift, n = q->round;
+        for (i = 0; i < cnt; i++) {
+            dst[i][oc] = ep_clamp8(ep_rq_fast(acc[i] >> lg, b, l, m, r, n) + zp, lo, hi);
+        }
+        return;
+    }
+    for (i = 0; i < cnt; i++) {
+        dst[i][oc] = ep_out_value(o, q, acc[i] >> lg);
+    }
+}
+
+/* The lean layout with raw weights: blocks of `block` pixels (a multiple of 4), their
+ * columns at blk (quads of 4 x mw words: permuted int16, or paired 2-bit lanes when
+ * `pairs`), tmp one column. */
+static void ep_conv_loop_raw(const ep_im2col *g, const ep_out *o, const ep_conv_lean *ln,
+                             const edgeplus_window *win, int32_t batches, const int8_t *filter,
+                             int32_t w_bits, int pairs, int8_t *stage, int16_t *tmp,
+                             int32_t block, uint32_t *blk)
+{
+    const int32_t mw = pairs ? g->kpad / 4 : g->kpad / 2;
+    const int32_t lg = pairs ? 0 : ep_raw_lg(w_bits);
+    const int direct = (o->bits == 8);
+    const int32_t total = win->h * win->w;
+    const int32_t row_bytes = g->kc * w_bits / 8; /* int32: kc * 8 <= INT32_MAX (checked) */
+    int32_t obase[EDGEPLUS_CONV_PIXEL_BLOCK];
+    int8_t *dst[EDGEPLUS_CONV_PIXEL_BLOCK]; /* each pixel's int8 row: output or staging */
+    int32_t n;
+    int64_t f;
+    for (n = 0; n < batches; n++) {
+        int32_t oy = win->y, ox = win->x;
+        for (f = 0; f < total; f += block) {
+            const int32_t np = total - f < block ? (int32_t)(total - f) : block;
+            const int32_t np4 = (np + 3) & ~3;
+            int32_t p, oc;
+            for (p = 0; p < np4; p++) {
+                if (p < np) {
+                    ep_im2col_pixel(g, n, oy, ox, tmp);
+                    obase[p] = ep_out_index(o, n, oy, ox);
+                    dst[p] = direct ? o->output + obase[p] : stage + p * o->oc;
+                    if (++ox == win->x + win->w) {
+                        ox = win->x;
+                        oy++;
+                    }
+                } /* past np: the last column again (its results are not stored) */
+                if (pairs) {
+                    if (p < np && !g->lanes) {
+                        ep_pair_lanes(tmp, g->kpad, 0);
+                    }
+                    ep_interleave_quad(blk + (p >> 2) * 4 * mw, p & 3, tmp, mw);
+                } else {
+                    ep_interleave_raw(blk + (p >> 2) * 4 * mw, p & 3, tmp, g->kpad, w_bits);
+                }
+            }
+            for (oc = 0; oc < o->oc; oc++) {
+                ep_rq q;
+                edgeplus_quant_params qp;
+                const int8_t *wrow = filter + (int64_t)oc * row_bytes;
+                qp.multiplier = o->mult + oc;
+                qp.shift = o->shift + oc;
+                edgeplus__rq_prepare(&q, &qp, o->bias != NULL ? o->bias + oc : NULL, 1,
+                                     ln->acc_bound);
+                for (p = 0; p < np; p += 4) {
+                    int32_t acc[4];
+                    if (pairs) {
+                        ep_dot_lanes4(blk + (p >> 2) * 4 * mw, (const uint8_t *)wrow, g->kc,
+                                      acc);
+                    } else {
+                        ep_dot_raw4(blk + (p >> 2) * 4 * mw, wrow, g->kc, w_bits, acc);
+                    }
+                    ep_emit_quad(o, &q, acc, lg, dst + p, oc, np - p < 4 ? np - p : 4);
+                }
+            }
+            if (!direct) {
+                for (p = 0; p < np; p++) {
+                    ep_pack_run(o->output, obase[p], stage + p * o->oc, o->oc, o->bits);
+                }
+            }
+        }
+    }
+}
+#endif
+
 /* The largest even pixel block <= pmax whose staging (stage_px bytes per pixel) and int16
  * columns fit `avail` bytes next to the temp column and the weight-row pair; 0 if none. */
 static int32_t ep_conv_block(int64_t avail, int64_t kpad, int64_t stage_px, int64_t pmax)
@@ -456,6 +833,7 @@ edgeplus_status edgeplus__conv_core(const ep_conv_args *a)
     const edgeplus_window *window;
     int64_t table, stage_px, pmax, avail;
     ep_conv_lean ln;
+    ln.acc_bound = 0;
     int32_t block;
     int pairs;
     const edgeplus_status st = edgeplus__conv_setup(a, 0, &s);
@@ -481,6 +859,31 @@ edgeplus_status edgeplus__conv_core(const ep_conv_args *a)
     if (block < pmax) {
         table = 0;
         stage_px = o.bits == 8 ? 0 : o.oc;
+        ln.acc_bound = s.acc_bound;
+        /* the minimum: 4 pixels of the raw-weight path (2 of the unpacking path) */
+        if (((4 * stage_px + 3) & ~(int64_t)3) + 5 * (int64_t)g.kpad * 2 > s.avail) {
+            return EP_FAIL(EDGEPLUS_ERR_SCRATCH, "ctx->size", -1, a->ctx->size,
+                           "at least the _get_buffer_size_lean for a 1x1 output");
+        }
+#if EP_USE_WORDS
+        if (ep_raw_ok(g.kc, a->params->w_bits, s.acc_bound, pairs)) {
+            /* raw weights: blocks of a multiple of 4 pixels, columns + one temp column */
+            const int64_t p4 = ((int64_t)window->h * window->w + 3) & ~(int64_t)3;
+            int64_t b = EDGEPLUS_CONV_PIXEL_BLOCK & ~3;
+            b = b < p4 ? b : p4;
+            while (b >= 4 && ((b * stage_px + 3) & ~(int64_t)3) + (b + 1) * g.kpad * 2 > s.avail) {
+                b -= 4;
+            }
+            if (b >= 4) {
+                int8_t *stage = (int8_t *)s.mem;
+                int16_t *tmp = (int16_t *)(void *)(stage + (((b * stage_px) + 3) & ~(int64_t)3));
+                ep_conv_loop_raw(&g, &o, &ln, window, a->input_dims->n, a->filter,
+                                 a->params->w_bits, pairs, stage, tmp, (int32_t)b,
+                                 (uint32_t *)(void *)(tmp + g.kpad));
+                return EDGEPLUS_OK;
+            }
+        }
+#endif
         block = ep_conv_block(s.avail, g.kpad, stage_px, pmax);
     }
     if (block < 2) {
@@ -488,7 +891,6 @@ edgeplus_status edgeplus__conv_core(const ep_conv_args *a)
                        "at least the _get_buffer_size_lean for a 1x1 output");
     }
     avail = s.avail - table;
-    ln.acc_bound = s.acc_bound;
     {
         /* the weight cache, when the rest of the scratch holds it (default layout) */
         ep_rq *rq = table > 0 ? (ep_rq *)(void *)s.mem : NULL;

@@ -6,10 +6,5 @@ int32_t edgeplus_depthwise_conv2d_get_buffer_size(const edgeplus_conv_params *pa
                                                   const edgeplus_dims *filter_dims,
                                                   const edgeplus_dims *output_dims)
 {
-    const edgeplus_status st =
-        edgeplus__check_conv_args(params, input_dims, filter_dims, output_dims, 1);
-    if (st != EDGEPLUS_OK) {
-        return (int32_t)st;
-    }
-    return edgeplus__dw_scratch_bytes(params, input_dims, filter_dims, 0);
+    return edgeplus__dw_buffer_size(params, input_dims, filter_dims, output_dims, 0);
 }

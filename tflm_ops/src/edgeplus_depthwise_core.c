@@ -81,12 +81,18 @@ void edgeplus__dw_geom(const edgeplus_conv_params *params, const edgeplus_dims *
     }
 }
 
-int32_t edgeplus__dw_scratch_bytes(const edgeplus_conv_params *params,
-                                   const edgeplus_dims *input_dims,
-                                   const edgeplus_dims *filter_dims, int lean)
+int32_t edgeplus__dw_buffer_size(const edgeplus_conv_params *params,
+                                 const edgeplus_dims *input_dims,
+                                 const edgeplus_dims *filter_dims,
+                                 const edgeplus_dims *output_dims, int lean)
 {
     ep_dw_geom d, full;
     int64_t bytes;
+    const edgeplus_status st =
+        edgeplus__check_conv_args(params, input_dims, filter_dims, output_dims, 1);
+    if (st != EDGEPLUS_OK) {
+        return (int32_t)st;
+    }
     edgeplus__dw_geom(params, input_dims, filter_dims, 0, &full);
     edgeplus__dw_geom(params, input_dims, filter_dims, lean, &d);
     /* the kernels take the default layout whenever it fits */

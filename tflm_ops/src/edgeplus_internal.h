@@ -15,11 +15,12 @@
 #define EDGEPLUS_CONV_PIXEL_BLOCK 32
 #endif
 
-/* Lean conv scratch (edgeplus_conv2d_get_buffer_size_lean): output pixels per block; the
- * requantization constants are then prepared per channel pair instead of kept in a table
- * and an 8-bit output needs no staging. */
-#ifndef EDGEPLUS_CONV_LEAN_BLOCK
-#define EDGEPLUS_CONV_LEAN_BLOCK 8
+/* Lean conv scratch (edgeplus_conv2d_get_buffer_size_lean): blocks of output pixels with
+ * at least this many MACs per channel (4 to EDGEPLUS_CONV_PIXEL_BLOCK pixels); the
+ * requantization constants are prepared per channel and block instead of kept in a
+ * table, and an 8-bit output needs no staging. */
+#ifndef EDGEPLUS_CONV_LEAN_MACS
+#define EDGEPLUS_CONV_LEAN_MACS 512
 #endif
 
 /* Depthwise planar layout (see edgeplus_depthwise_core.c): channels per strip, output
@@ -203,10 +204,12 @@ int32_t edgeplus__conv_scratch_bytes(const edgeplus_conv_params *params,
                                      const edgeplus_dims *filter_dims, int32_t pixels,
                                      int lean);
 
-/* Scratch bytes of the depthwise kernels' default or lean layout (args already
- * validated), or EDGEPLUS_ERR_DIMS when they exceed int32. */
-int32_t edgeplus__dw_scratch_bytes(const edgeplus_conv_params *params,
-                                   const edgeplus_dims *input_dims,
-                                   const edgeplus_dims *filter_dims, int lean);
+/* Scratch bytes of the depthwise kernels' default or lean layout, or the status of the
+ * arguments' first problem (EDGEPLUS_ERR_DIMS also when the bytes exceed int32): the two
+ * _get_buffer_size functions. */
+int32_t edgeplus__dw_buffer_size(const edgeplus_conv_params *params,
+                                 const edgeplus_dims *input_dims,
+                                 const edgeplus_dims *filter_dims,
+                                 const edgeplus_dims *output_dims, int lean);
 
 #endif /* EDGEPLUS_INTERNAL_H */

@@ -55,7 +55,9 @@
  *   The bias is added with int32 wrap-around, as TFLite does (in range for any
  *   bias a converter produces). The DSP path's packed 2-bit products (two
  *   products per 16-bit lane) flush their fields every EDGEPLUS_W2A2_FLUSH words,
- *   so they cannot overflow either (see src/edgeplus_conv_core.c).
+ *   so they cannot overflow either (see src/edgeplus_conv_core.c). The conv's lean
+ *   layout sums 4-bit (2-bit) weights scaled by 16 (64); it does so only when the bound
+ *   above times 16 (64) stays below 2^31, else it takes its unpacking path.
  *
  * Patch-based inference (the _window variants): the output `window` is given in
  * OUTPUT tensor coordinates. The input buffer may hold only a region of the logical
@@ -153,17 +155,22 @@ int32_t edgeplus_conv2d_get_buffer_size_fast(const edgeplus_conv_params *params,
                                              const edgeplus_dims *filter_dims,
                                              const edgeplus_dims *output_dims);
 
-/* Lean scratch (CMSIS-NN's spirit: little SRAM, a little slower): the bytes with which
- * edgeplus_conv2d[_window] takes its lean layout: no requantization table (the constants
- * of each channel pair are prepared per block of output pixels), no output staging for an
- * 8-bit output, blocks of P = min(out_h*out_w, EDGEPLUS_CONV_LEAN_BLOCK = 8) pixels
- * rounded up to even: 8 + (out_bits < 8: P*out_c to 4) + (P + 3) * kpad * 2 bytes
- * (conv 32x32x16 -> 32 3x3: 3,176 B at 8-bit output, against 11,624 by default; cost on
- * the emulated M4: benchmarks.kernels_m4, its scratch_mode rows). The same call serves
- * both: the kernels choose the layout and the block from ctx->size (the default layout
- * from _get_buffer_size on, the lean one below it, with as many pixels per block as fit),
- * and every layout gives the same bytes. The minimum, what this returns for an output of
- * 1x1 (P = 2), includes 8 bytes of alignment slack: the kernels refuse with
+/* Lean scratch (CMSIS-NN's spirit: little SRAM, about the same speed): the bytes with
+ * which edgeplus_conv2d[_window] takes its lean layout. No requantization table (each
+ * channel's constants are prepared per block of output pixels), no output staging for an
+ * 8-bit output, and the weight rows are read packed, straight from the filter (one 32-bit
+ * word per 4 / 8 / 16 weights, widened in registers), against the im2col columns of
+ * blocks of P pixels: P = 512 / (filter_h*filter_w*in_c) rounded up to a multiple of 4,
+ * within [4, 32] and at most the window's pixels rounded up to 4; 8 + (out_bits < 8:
+ * P*out_c to 4) + (P + 1) * kpad * 2 bytes (conv 32x32x16 -> 32 3x3: 1,448 B at 8-bit
+ * output against 11,624 by default; 1x1 16x16x64 -> 64: 1,160 B). Where a weight row does
+ * not start on a byte (4-bit weights and an odd K*C, 2-bit and K*C not a multiple of 4) or
+ * K*C exceeds EDGEPLUS_MAX_KC / 16 (4-bit weights) or / 64 (2-bit), the lean layout
+ * unpacks the weight rows instead (slower). The same call serves both layouts: the kernels
+ * take the default one from _get_buffer_size on and the lean one below it, with as many
+ * pixels per block as fit; every layout gives the same bytes (cost on the emulated M4:
+ * benchmarks.kernels_m4, its scratch_mode rows). The minimum, what this returns for an
+ * output of 1x1 (P = 4), includes 8 bytes of alignment slack: the kernels refuse with
  * EDGEPLUS_ERR_SCRATCH from 9 bytes below it on. Negative edgeplus_status on bad args. */
 int32_t edgeplus_conv2d_get_buffer_size_lean(const edgeplus_conv_params *params,
                                              const edgeplus_dims *input_dims,
