@@ -7,7 +7,11 @@ MobileNetV2 alpha 0.35 (``models.mobilenet_v2``, input 32x32x1: Fashion-MNIST up
 ``recipes.quantmcu.upsample``) on Fashion-MNIST, the IMU net (``models.imu_cnn``) on
 ``imu_watch``. Each is trained in float once, then QAT-fine-tuned per bit pair with
 ``quantize_model(fp, EdgePlusQuantizeScheme(w, a, learnable_scales=True))``
-(``benchmarks.qat_bits.build_qat``) and converted with ``tfmot_edgeplus.convert``:
+(``benchmarks.qat_bits.build_qat``) and converted with ``tfmot_edgeplus.convert``. Full run:
+5000 train / 1000 test Fashion-MNIST images (class-stratified, seed 0), every imu_watch window,
+float 5 epochs (MobileNetV2 3, IMU 30), QAT 2 epochs (MobileNetV2 1), 3 M4 samples per model;
+``--quick``: 2000 / 300 images, 1500 / 300 windows, float 1 epoch (IMU 3), QAT 1, 2 samples.
+Conversions:
 
 - backend ``builtin_cmsis_nn``: the plain converter, every layer a TFLM builtin, on the board
   Chirale_TensorFLowLite's CMSIS-NN kernels. Configs ``int8`` (W8A8), ``w4a8`` (INT4 filters:
@@ -27,8 +31,10 @@ the Arduino export does):
   acc              top-1 on the test slice in the host TFLM (pip ``tflite-micro`` + our glue,
                    ``patching.patch_runner.glue_registerer``, when the model has our ops)
   keras_acc        the QAT Keras model's top-1 on the same slice
+  agreement        the host TFLM's top-1 agreement with the QAT Keras model
   flash_bytes      the M4 program's flash (text + data of the linked ELF: TFLM, our library, the
-                   model; the benchmark's input samples subtracted), startup code included
+                   model and one test input as in an exported sketch, startup code; the
+                   benchmark's input samples subtracted)
   model_bytes      the flatbuffer's size
   arena_bytes      ``MicroInterpreter::arena_used_bytes()`` on the M4 after AllocateTensors
   m4_instructions  one Invoke, mean over ``m4_samples`` test inputs (SysTick around Invoke in
@@ -85,6 +91,7 @@ ROW_KEYS = (
     "weight_bits",
     "activation_bits",
     "keras_acc",
+    "agreement",
     "acc",
     "flash_bytes",
     "model_bytes",
@@ -109,16 +116,17 @@ class Config:
     """Budget of one run; :meth:`full` and :meth:`quick` are the two presets."""
 
     models: tuple[str, ...] = MODELS
-    fashion_train: int | None = 12000
-    fashion_test: int | None = 2000
+    fashion_train: int | None = 5000
+    fashion_test: int | None = 1000
     imu_train: int | None = None  # None: every window of the training subjects
     imu_test: int | None = None
     fp_epochs: tuple[tuple[str, int], ...] = (
-        ("reference_cnn", 5), ("mobilenet_v2_035", 5), ("imu_cnn", 30))  # fmt: skip
-    qat_epochs: int = 2
+        ("reference_cnn", 5), ("mobilenet_v2_035", 3), ("imu_cnn", 30))  # fmt: skip
+    qat_epochs: tuple[tuple[str, int], ...] = (
+        ("reference_cnn", 2), ("mobilenet_v2_035", 1), ("imu_cnn", 2))  # fmt: skip
     batch_size: int = 64
     qat_learning_rate: float = 5e-4
-    m4_samples: int = 4
+    m4_samples: int = 3
     representative_samples: int = 200
     seed: int = 0
 
@@ -131,7 +139,8 @@ class Config:
         return replace(
             cls(fashion_train=2000, fashion_test=300, imu_train=1500, imu_test=300,
                 fp_epochs=(("reference_cnn", 1), ("mobilenet_v2_035", 1), ("imu_cnn", 3)),
-                qat_epochs=1, m4_samples=2, representative_samples=100),
+                qat_epochs=(("reference_cnn", 1), ("mobilenet_v2_035", 1), ("imu_cnn", 1)),
+                m4_samples=2, representative_samples=100),
             **overrides,
         )  # fmt: skip
 
@@ -357,8 +366,10 @@ def check_same_outputs(name: str, m4: np.ndarray, host: np.ndarray) -> None:
         )
 
 
-def deploy_row(m4: M4Bed, name: str, model_bytes: bytes, x_test_q, y_test, m4_samples: int):
-    """The M4 and host figures of one converted model (see the module doc)."""
+def deploy_row(m4: M4Bed, name: str, model_bytes: bytes, x_test_q, y_test, m4_samples: int,
+               keras_pred: np.ndarray | None = None) -> dict:
+    """The M4 and host figures of one converted model (see the module doc); with
+    ``keras_pred``, the host TFLM's top-1 agreement with it too."""
     from tfmot_edgeplus.core.tflite import TFLiteGraph
 
     samples = x_test_q[:m4_samples]
@@ -367,7 +378,7 @@ def deploy_row(m4: M4Bed, name: str, model_bytes: bytes, x_test_q, y_test, m4_sa
     host = host_outputs(device, x_test_q)
     check_same_outputs(name, got["outputs"], host)
     g = TFLiteGraph(device)
-    return {
+    row = {
         "acc": float(np.mean(host.argmax(1) == y_test)),
         "flash_bytes": int(got["flash_bytes"]),
         "model_bytes": len(device),
@@ -376,6 +387,9 @@ def deploy_row(m4: M4Bed, name: str, model_bytes: bytes, x_test_q, y_test, m4_sa
         "m4_samples": len(samples),
         "operators": "+".join(sorted({g.op_name(op) for op in g.operators})),
     }
+    if keras_pred is not None:
+        row["agreement"] = float(np.mean(host.argmax(1) == keras_pred))
+    return row
 
 
 # ----------------------------------------------------------------------------- models
@@ -433,7 +447,7 @@ def run_model(model: str, config: Config, m4: M4Bed, builtin_layers: dict) -> li
         qat.compile(optimizer=keras.optimizers.Adam(config.qat_learning_rate),
                     loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                     metrics=["accuracy"])  # fmt: skip
-        qat.fit(data.x_train, data.y_train, epochs=config.qat_epochs,
+        qat.fit(data.x_train, data.y_train, epochs=dict(config.qat_epochs)[model],
                 batch_size=config.batch_size, verbose=0)  # fmt: skip
         keras_pred = np.asarray(qat.predict(data.x_test, batch_size=256, verbose=0)).argmax(1)
         keras_acc = float(np.mean(keras_pred == data.y_test))
@@ -443,7 +457,7 @@ def run_model(model: str, config: Config, m4: M4Bed, builtin_layers: dict) -> li
             row = {"model": model, "config": name, "backend": backend, "weight_bits": w,
                    "activation_bits": a, "keras_acc": keras_acc}  # fmt: skip
             row.update(deploy_row(m4, f"{model}_{name}_{backend}", model_bytes, x_q,
-                                  data.y_test, config.m4_samples))  # fmt: skip
+                                  data.y_test, config.m4_samples, keras_pred))  # fmt: skip
             placed = describe_placement(model_bytes)
             row["layers_on_ours"] = f"{sum(not p.why for p in placed)}/{len(placed)}"
             if backend == "edgeplus":
@@ -452,7 +466,7 @@ def run_model(model: str, config: Config, m4: M4Bed, builtin_layers: dict) -> li
             say(f"[{model}] {name} {backend}: acc {row['acc']:.3f} (keras {keras_acc:.3f}), "
                 f"{row['m4_instructions']:,} instructions, arena {row['arena_bytes']:,} B, "
                 f"flash {row['flash_bytes']:,} B")  # fmt: skip
-            rows.append(row)
+            rows.append({k: row[k] for k in ROW_KEYS})
     return rows
 
 
