@@ -47,11 +47,14 @@ def test_demo_writes_model_report_and_plot(tmp_path, capsys):
     assert abs(result.tflm_acc - result.qat_acc) <= 1 - result.tflm_keras_agreement + 1e-6
     assert result.arena_bytes == TFLMRunner(model_path.read_bytes()).arena_bytes
     assert report["result"]["tflm_acc"] == result.tflm_acc
-    # The QAT stage is QuaRC: a RES coreset of 10 % of the data, KD + CLC.
+    # The QAT stage is QuaRC: a RES coreset of 10 % of the data (less the held-out 10 %), KD +
+    # CLC, the best weights kept by the held-out slice and said so.
     qat = report["result"]["qat"]
     assert qat["config"]["coreset"] == "res" and qat["config"]["beta"] > 0
-    assert qat["train_samples"] == 100
-    assert qat["history"]["coreset_size"] == [100.0, 100.0]
+    assert qat["train_samples"] == 90
+    assert qat["history"]["coreset_size"] == [90.0, 90.0]
+    assert qat["best_weights"]["heldout_samples"] == 100
+    assert "best weights kept by a held-out 10 % of the training data (not the test set)" in out
     assert min(qat["history"]["clc_loss"]) > 0
     # Then the on-device calibration part (QCore on the IMU stream), with its own files.
     rows = {row["method"]: row for row in result.qcore["rows"]}

@@ -59,7 +59,7 @@ def test_quarc_coreset_qat(small_cnn_h5, tmp_path):
     from tfmot_edgeplus.conversion import describe_weights
 
     r = run_example("quarc_coreset_qat", tmp_path, "--model", small_cnn_h5)
-    assert r["res_samples"] == r["random_samples"] == 100  # 5 % of 2,000 images
+    assert r["res_samples"] == r["random_samples"] == 90  # 5 % of 2,000 images less 10 % held out
     tflite = (tmp_path / "fashion_w4a8_res.tflite").read_bytes()
     assert len(tflite) == r["flatbuffer_bytes"]
     assert {row["type"] for row in describe_weights(tflite)} == {"INT4"}
@@ -81,7 +81,7 @@ def test_cora_adapters(small_cnn_h5, tmp_path):
     assert 0 < r["adapters"]["parameter_bytes"] < r["adapters"]["bytes"]
     assert r["tflm_keras_agreement"] >= 0.95
     assert abs(r["tflm_acc"] - r["cora_acc"]) <= 1 - r["tflm_keras_agreement"] + 1e-6
-    # KD on the adapters only, rolled back if its loss rose: never far below plain PTQ
+    # KD on the adapters only, the best by held-out calibration samples: never far below PTQ
     assert r["cora_acc"] >= r["ptq_acc"] - 0.02
 
 

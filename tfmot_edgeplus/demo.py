@@ -334,8 +334,8 @@ def _quarc_stage(fp_model, data, stage: QuaRCConfig, config: DemoConfig, verbose
     run = quarc_qat(fp_model, data.x_train, data.y_train, stage, verbose=verbose)
     _say(f"      {run.train_samples} samples per epoch, {stage.epochs} epochs")
     if run.best:
-        _say(f"      best weights kept by a held-out {stage.holdout:.0%} of the training data "
-             f"(not the test set), {describe_best(run.best)}")
+        _say(f"      best weights kept by a held-out {stage.holdout * 100:.0f} % of the training "
+             f"data (not the test set), {describe_best(run.best)}")
     return compile_classifier(run.qat_model), run.summary()
 
 
@@ -349,8 +349,9 @@ def _cora_stage(fp_model, data, stage: CoRaConfig, config: DemoConfig, verbose: 
     _say(f"      plain PTQ accuracy {run.accuracy['ptq']:.4f}; adapter ranks {summary['ranks']} "
          f"({summary['adapter_param_fraction']:.1%} of the adapted kernels' parameters)")
     if summary["best_weights"]:
-        _say(f"      best weights kept by a held-out {stage.holdout:.0%} of the calibration "
-             f"samples (not the test set), {describe_best(summary['best_weights'])}")
+        _say(f"      best weights kept by a held-out {stage.holdout * 100:.0f} % of the "
+             f"calibration samples (not the test set), "
+             f"{describe_best(summary['best_weights'])}")
     return compile_classifier(run.model), summary
 
 

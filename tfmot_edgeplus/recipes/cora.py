@@ -204,8 +204,8 @@ def cora_ptq(fp_model, x, y=None, config: CoRaConfig | None = None, verbose: int
                                  seed=config.seed, validation_data=held)
     seconds["calibrate"] = time.perf_counter() - start
     if held is not None and verbose:
-        print(f"[cora] held out a seeded random {config.holdout:.0%} of the calibration samples "
-              f"({len(held[1])}, not trained on): "
+        print(f"[cora] held out a seeded random {config.holdout * 100:.0f} % of the calibration "
+              f"samples ({len(held[1])}, not trained on): "
               f"{describe_best(history.history['cora_best'][0])}", flush=True)
     if validation_data is not None:
         accuracy["cora"] = _accuracy(model, validation_data)

@@ -176,8 +176,9 @@ def quarc_qat(fp_model, x, y, config: QuaRCConfig | None = None, verbose: int = 
         train, held = holdout_split(len(x), config.holdout, config.seed)
         callbacks.append(BestWeights(x[held], y[held]))
         x, y = x[train], y[train]
-        _say(verbose, f"[quarc] held out a seeded random {config.holdout:.0%} of the training "
-                      f"data ({len(held)} samples, not trained on) to keep the best weights")
+        _say(verbose, f"[quarc] held out a seeded random {config.holdout * 100:.0f} % of the "
+                      f"training data ({len(held)} samples, not trained on) to keep the best "
+                      "weights")
 
     start = time.perf_counter()
     qat_model = quantize_model(fp_model, config.scheme)
