@@ -132,3 +132,19 @@ def test_conv_lean_layouts(k, in_bits, w_bits, out_bits, c, oc, kernel, h, w):
             assert_same(got, want, f"scratch {size} (lean {lean}, minimum {minimum})")
         with pytest.raises(kernels.KernelScratchError, match="EDGEPLUS_ERR_SCRATCH"):
             run_c(k, case, scratch_bytes=minimum - 9)
+
+
+@pytest.mark.parametrize("c,kernel", [(8, (3, 3)), (6, (2, 2))])
+@pytest.mark.parametrize("relu", [False, True])
+def test_conv_w2a2_threshold_outputs(k, c, kernel, relu):
+    """2-bit x 2-bit conv with 2-bit outputs on windows of 64 pixels or more: the DSP path
+    reads the packed weights through the lane table and requantizes by per-channel
+    thresholds found with the multiplier path (fused ReLU clamps included); the reference's
+    bytes at the default scratch, on the whole tensor and on a window."""
+    rng = np.random.default_rng(c + 10 * relu)
+    for window in (None, (0, 1, 9, 8)):
+        case = golden.random_conv_case(
+            rng, in_bits=2, w_bits=2, out_bits=2, h=9, w=10, c=c, oc=5, k=kernel,
+            relu=relu, window=window,
+        )  # fmt: skip
+        assert_same(window_of(run_c(k, case), case), case.reference(), f"window {window}")

@@ -19,7 +19,12 @@
  * field moves by at most 2*3*2 = 12 and the middle one by at most 4*6 = 24; both must
  * stay inside (-2^12, 2^12) to be decoded, which holds for up to 170 SMLADs: the
  * accumulators are decoded (sign-extended bits 13..25 after adding 2^12) and
- * cleared every EDGEPLUS_W2A2_FLUSH (160) words. Bits above 26 wrap harmlessly.
+ * cleared every EDGEPLUS_W2A2_FLUSH (160) words. Bits above 26 wrap harmlessly. When K*C
+ * is a multiple of 4 the weight rows are not unpacked at all: each packed weight byte is
+ * its lane word through a 256-entry table (EP_LANE_W), against 4 pixels at a time
+ * (ep_dot_lanes4, the lean layout's kernel with the requantization table), and on windows
+ * of 64 pixels or more a 2-bit output is requantized by three per-channel thresholds
+ * found with the channel's own requantization (ep_rq_thresholds: bit-exact).
  *
  * Lean layout (a scratch below _get_buffer_size, see edgeplus_ops.h): no requantization
  * table and, when the weight rows start on a byte, no weight unpacking at all: the rows
@@ -443,6 +448,18 @@ EP_INLINE void ep_conv_loop(const ep_im2col *g, const ep_out *o, const ep_rq *rq
 
 /* ------------------------------------------------------------------ entry */
 
+/* The lean layout's unpacking path: ep_conv_loop's lean copy, in a function of its own so
+ * that the default copy inlined into edgeplus__conv_core keeps its code. */
+EP_NOINLINE static void ep_conv_loop_lean(const ep_im2col *g, const ep_out *o,
+                                          const ep_conv_lean *ln, const edgeplus_window *win,
+                                          int32_t batches, const int8_t *filter,
+                                          int32_t w_bits, int pairs, int8_t *stage,
+                                          int16_t *tmp, int32_t block)
+{
+    ep_conv_loop(g, o, NULL, 1, ln, win, batches, filter, w_bits, pairs, stage, tmp, block,
+                 NULL);
+}
+
 /* ------------------------------------------------------------------ lean: raw weights */
 
 /* The lean layout's main path (DSP path): the weight rows are read packed, straight from
@@ -720,11 +737,52 @@ EP_NOINLINE static void ep_dot_lanes4(const uint32_t *a, const uint8_t *w, int32
     }
 }
 
+/* A requantization entry turned into thresholds (ep_rq_thresholds): lshift holds this,
+ * mult, bias and round the three thresholds. */
+#define EP_RQ_THRESHOLDS (-2)
+
+/* 2-bit outputs of a fast-path channel: the output is monotone in the accumulator (no
+ * wrap-around: the fast path's bound), so it is act_min + the number of thresholds t_k
+ * <= acc, t_k the least accumulator in [-bound, bound] whose output reaches act_min + k
+ * (binary search with the channel's own requantization, so bit-exact; INT32_MAX when
+ * none does: |acc| <= bound < 2^30). */
+static void ep_rq_thresholds(ep_rq *q, const ep_out *o, int64_t bound)
+{
+    const ep_rq r = *q;
+    int32_t t[3];
+    int32_t k;
+    for (k = 0; k < 3; k++) {
+        const int32_t level = o->act_min + 1 + k;
+        int64_t lo = -bound, hi = bound + 1;
+        while (level <= o->act_max && lo < hi) {
+            const int64_t mid = lo + (hi - lo) / 2;
+            if (ep_out_value(o, &r, (int32_t)mid) >= level) {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        t[k] = level > o->act_max || hi > bound ? INT32_MAX : (int32_t)hi;
+    }
+    q->mult = t[0];
+    q->bias = t[1];
+    q->round = t[2];
+    q->lshift = EP_RQ_THRESHOLDS;
+}
+
 /* The cnt (1..4) results of a quad for channel oc, x 2^lg, as int8 at dst[i][oc]. */
 EP_NOINLINE static void ep_emit_quad(const ep_out *o, const ep_rq *q, const int32_t *acc,
                                      int32_t lg, int8_t *const *dst, int32_t oc, int32_t cnt)
 {
     int32_t i;
+    if (q->lshift == EP_RQ_THRESHOLDS) {
+        const int32_t t0 = q->mult, t1 = q->bias, t2 = q->round, lo = o->act_min;
+        for (i = 0; i < cnt; i++) {
+            const int32_t a = acc[i] >> lg;
+            dst[i][oc] = (int8_t)(lo + (a >= t0) + (a >= t1) + (a >= t2));
+        }
+        return;
+    }
     if (q->lshift >= 0) {
         const int32_t zp = o->zp, lo = o->act_min, hi = o->act_max;
         const int32_t m = q->mult, b = q->bias, l = q->lshift, r = q->rshift, n = q->round;
@@ -741,10 +799,10 @@ EP_NOINLINE static void ep_emit_quad(const ep_out *o, const ep_rq *q, const int3
 /* The lean layout with raw weights: blocks of `block` pixels (a multiple of 4), their
  * columns at blk (quads of 4 x mw words: permuted int16, or paired 2-bit lanes when
  * `pairs`), tmp one column. */
-static void ep_conv_loop_raw(const ep_im2col *g, const ep_out *o, const ep_conv_lean *ln,
-                             const edgeplus_window *win, int32_t batches, const int8_t *filter,
-                             int32_t w_bits, int pairs, int8_t *stage, int16_t *tmp,
-                             int32_t block, uint32_t *blk)
+static void ep_conv_loop_raw(const ep_im2col *g, const ep_out *o, const ep_rq *rq,
+                             const ep_conv_lean *ln, const edgeplus_window *win,
+                             int32_t batches, const int8_t *filter, int32_t w_bits, int pairs,
+                             int8_t *stage, int16_t *tmp, int32_t block, uint32_t *blk)
 {
     const int32_t mw = pairs ? g->kpad / 4 : g->kpad / 2;
     const int32_t lg = pairs ? 0 : ep_raw_lg(w_bits);
@@ -781,13 +839,16 @@ static void ep_conv_loop_raw(const ep_im2col *g, const ep_out *o, const ep_conv_
                 }
             }
             for (oc = 0; oc < o->oc; oc++) {
-                ep_rq q;
-                edgeplus_quant_params qp;
+                ep_rq qc;
+                const ep_rq *q = rq != NULL ? rq + oc : &qc;
                 const int8_t *wrow = filter + (int64_t)oc * row_bytes;
-                qp.multiplier = o->mult + oc;
-                qp.shift = o->shift + oc;
-                edgeplus__rq_prepare(&q, &qp, o->bias != NULL ? o->bias + oc : NULL, 1,
-                                     ln->acc_bound);
+                if (rq == NULL) {
+                    edgeplus_quant_params qp;
+                    qp.multiplier = o->mult + oc;
+                    qp.shift = o->shift + oc;
+                    edgeplus__rq_prepare(&qc, &qp, o->bias != NULL ? o->bias + oc : NULL, 1,
+                                         ln->acc_bound);
+                }
                 for (p = 0; p < np; p += 4) {
                     int32_t acc[4];
                     if (pairs) {
@@ -796,7 +857,7 @@ static void ep_conv_loop_raw(const ep_im2col *g, const ep_out *o, const ep_conv_
                     } else {
                         ep_dot_raw4(blk + (p >> 2) * 4 * mw, wrow, g->kc, w_bits, acc);
                     }
-                    ep_emit_quad(o, &q, acc, lg, dst + p, oc, np - p < 4 ? np - p : 4);
+                    ep_emit_quad(o, q, acc, lg, dst + p, oc, np - p < 4 ? np - p : 4);
                 }
             }
             if (!direct) {
@@ -877,7 +938,7 @@ edgeplus_status edgeplus__conv_core(const ep_conv_args *a)
             if (b >= 4) {
                 int8_t *stage = (int8_t *)s.mem;
                 int16_t *tmp = (int16_t *)(void *)(stage + (((b * stage_px) + 3) & ~(int64_t)3));
-                ep_conv_loop_raw(&g, &o, &ln, window, a->input_dims->n, a->filter,
+                ep_conv_loop_raw(&g, &o, NULL, &ln, window, a->input_dims->n, a->filter,
                                  a->params->w_bits, pairs, stage, tmp, (int32_t)b,
                                  (uint32_t *)(void *)(tmp + g.kpad));
                 return EDGEPLUS_OK;
@@ -905,12 +966,30 @@ edgeplus_status edgeplus__conv_core(const ep_conv_args *a)
         if (rq != NULL) {
             edgeplus__rq_prepare(rq, a->quant, a->bias, o.oc, s.acc_bound);
         }
+#if EP_USE_WORDS
+        if (rq != NULL && pairs && wcache == NULL && g.kc % 4 == 0) {
+            /* 2-bit x 2-bit: packed weights through the lane table (no weight-row
+             * unpacking; the lane columns fit the default layout's int16 ones); 2-bit
+             * outputs of windows of 64 pixels or more by thresholds */
+            int32_t ch;
+            if (o.bits == 2 && (int64_t)window->h * window->w >= 64) {
+                for (ch = 0; ch < o.oc; ch++) {
+                    if (rq[ch].lshift >= 0) {
+                        ep_rq_thresholds(rq + ch, &o, s.acc_bound);
+                    }
+                }
+            }
+            ep_conv_loop_raw(&g, &o, rq, &ln, window, a->input_dims->n, a->filter,
+                             a->params->w_bits, pairs, stage, tmp, block,
+                             (uint32_t *)(void *)(tmp + g.kpad));
+        } else
+#endif
         if (rq != NULL) {
             ep_conv_loop(&g, &o, rq, 0, &ln, window, a->input_dims->n, a->filter,
                          a->params->w_bits, pairs, stage, tmp, block, wcache);
         } else {
-            ep_conv_loop(&g, &o, NULL, 1, &ln, window, a->input_dims->n, a->filter,
-                         a->params->w_bits, pairs, stage, tmp, block, NULL);
+            ep_conv_loop_lean(&g, &o, &ln, window, a->input_dims->n, a->filter,
+                              a->params->w_bits, pairs, stage, tmp, block);
         }
     }
     return EDGEPLUS_OK;
