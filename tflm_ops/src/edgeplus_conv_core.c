@@ -117,9 +117,10 @@ static void ep_interleave(uint32_t *pair, int slot, const int16_t *src, int32_t 
 /* Decode the middle field of a paired-lane accumulator. */
 EP_INLINE int32_t ep_lane_decode(int32_t acc)
 {
+    /* bits 13..25 of acc + 2^12, sign-extended (SBFX); >> of a negative int32 is
+     * arithmetic on every compiler the kernels support */
     const uint32_t t = (uint32_t)acc + (1u << (EP_LANE_SHIFT - 1));
-    const uint32_t field = (t >> EP_LANE_SHIFT) & ((1u << EP_LANE_SHIFT) - 1u);
-    return (int32_t)(field ^ (1u << (EP_LANE_SHIFT - 1))) - (1 << (EP_LANE_SHIFT - 1));
+    return (int32_t)(t << (32 - 2 * EP_LANE_SHIFT)) >> (32 - EP_LANE_SHIFT);
 }
 
 /* 2x2 dot products of interleaved pairs: a = pixel pair, b = channel pair, each
@@ -711,6 +712,17 @@ EP_NOINLINE static void ep_dot_lanes4(const uint32_t *a, const uint8_t *w, int32
                                       int32_t *s)
 {
     int32_t bytes = kc / 4, p;
+#if EP_M4_ASM
+    if (bytes <= EDGEPLUS_W2A2_FLUSH && (bytes & 3) == 0) {
+        /* one chunk of whole steps (bytes: a positive multiple of 4) */
+        edgeplus__lanes4_m4(a, w, w + bytes, EP_LANE_W, s);
+        s[0] = ep_lane_decode(s[0]);
+        s[1] = ep_lane_decode(s[1]);
+        s[2] = ep_lane_decode(s[2]);
+        s[3] = ep_lane_decode(s[3]);
+        return;
+    }
+#endif
     s[0] = s[1] = s[2] = s[3] = 0;
     while (bytes > 0) {
         const int32_t chunk = bytes < EDGEPLUS_W2A2_FLUSH ? bytes : EDGEPLUS_W2A2_FLUSH;
