@@ -90,18 +90,22 @@ def continual_rows(doc: dict) -> list[list[str]]:
 
 # ---------------------------------------------------------------- kernels (benchmarks.kernels_m4)
 def kernel_rows(bench: dict, core: dict, library: dict) -> list[list[str]]:
-    """Instructions per MAC per layer and bit-widths under the three flag sets, and the
-    ratios of the Arduino core's flags to ours."""
+    """Instructions per MAC per layer, bit-widths (and scratch mode, when the rows have one:
+    named unless "default") under the three flag sets, and the ratios of the Arduino core's
+    flags to ours."""
     def key(r):
-        return r["layer"], r["weight_bits"], r["activation_bits"]
+        return r["layer"], r["weight_bits"], r["activation_bits"], r.get("scratch_mode")
 
     core_by, lib_by = ({key(r): r for r in d["rows"]} for d in (core, library))
     out = []
     for r in bench["rows"]:
         base, c, lib = r["instr_per_mac"], core_by[key(r)]["instr_per_mac"], \
             lib_by[key(r)]["instr_per_mac"]
-        out.append([f"{r['layer']} W{r['weight_bits']}A{r['activation_bits']}", f"{base:.3f}",
-                    f"{c:.3f}", f"{c / base:.2f}", f"{lib:.3f}", f"{lib / base:.2f}"])
+        mode = r.get("scratch_mode", "default")
+        label = f"{r['layer']} W{r['weight_bits']}A{r['activation_bits']}" + (
+            "" if mode == "default" else f" ({mode} scratch)")
+        out.append([label, f"{base:.3f}", f"{c:.3f}", f"{c / base:.2f}", f"{lib:.3f}",
+                    f"{lib / base:.2f}"])
     return out
 
 
