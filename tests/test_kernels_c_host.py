@@ -102,6 +102,7 @@ LEAN_CONV = [
     (2, 2, 2, 2, 3, (3, 3), 4, 5),  # 2-bit rows not on a byte: the unpacking path
     (2, 2, 4, 6, 5, (2, 2), 5, 5),  # paired lanes from an int16 column (in_c % 4 != 0)
     (2, 2, 2, 80, 3, (3, 3), 3, 4),  # K*C 720: the lanes are decoded mid-row
+    (2, 2, 2, 4, 40, (1, 1), 4, 5),  # lanes without the requantization table (40 channels)
     (8, 2, 8, 8, 4, (1, 1), 3, 3),  # 2-bit weights x64
     (4, 8, 2, 8, 7, (3, 3), 6, 7),  # 8-bit weights, 2-bit output (staging)
     (8, 4, 8, 65800, 2, (1, 1), 2, 2),  # K*C x 16 past the bound: the unpacking path
@@ -140,11 +141,17 @@ def test_conv_w2a2_threshold_outputs(k, c, kernel, relu):
     """2-bit x 2-bit conv with 2-bit outputs on windows of 64 pixels or more: the DSP path
     reads the packed weights through the lane table and requantizes by per-channel
     thresholds found with the multiplier path (fused ReLU clamps included); the reference's
-    bytes at the default scratch, on the whole tensor and on a window."""
+    bytes on the whole tensor and on a window, at the default scratch, the lean one and the
+    minimum (the requantization table fits next to the narrow lane columns there)."""
     rng = np.random.default_rng(c + 10 * relu)
     for window in (None, (0, 1, 9, 8)):
         case = golden.random_conv_case(
             rng, in_bits=2, w_bits=2, out_bits=2, h=9, w=10, c=c, oc=5, k=kernel,
             relu=relu, window=window,
         )  # fmt: skip
-        assert_same(window_of(run_c(k, case), case), case.reference(), f"window {window}")
+        shapes = (case.params, case.input_shape, case.w.shape)
+        lean = k.conv2d_get_buffer_size_lean(*shapes, case.output_shape)
+        minimum = k.conv2d_get_buffer_size_lean(*shapes, (1, 1, 1, 5))
+        for size in (None, lean, minimum):
+            got = window_of(run_c(k, case, scratch_bytes=size), case)
+            assert_same(got, case.reference(), f"window {window} scratch {size}")

@@ -782,6 +782,21 @@ static void ep_rq_thresholds(ep_rq *q, const ep_out *o, int64_t bound)
     q->lshift = EP_RQ_THRESHOLDS;
 }
 
+/* A requantization table's fast-path channels as thresholds when the output is 2-bit and
+ * the window has 64 pixels or more (fewer do not repay the searches). */
+static void ep_rq_table_thresholds(ep_rq *rq, const ep_out *o, const edgeplus_window *win,
+                                   int64_t bound)
+{
+    int32_t ch;
+    if (o->bits == 2 && (int64_t)win->h * win->w >= 64) {
+        for (ch = 0; ch < o->oc; ch++) {
+            if (rq[ch].lshift >= 0) {
+                ep_rq_thresholds(rq + ch, o, bound);
+            }
+        }
+    }
+}
+
 /* The cnt (1..4) results of a quad for channel oc, x 2^lg, as int8 at dst[i][oc]. */
 EP_NOINLINE static void ep_emit_quad(const ep_out *o, const ep_rq *q, const int32_t *acc,
                                      int32_t lg, int8_t *const *dst, int32_t oc, int32_t cnt)
@@ -944,6 +959,28 @@ edgeplus_status edgeplus__conv_core(const ep_conv_args *a)
             const int64_t p4 = ((int64_t)window->h * window->w + 3) & ~(int64_t)3;
             int64_t b = EDGEPLUS_CONV_PIXEL_BLOCK & ~3;
             b = b < p4 ? b : p4;
+            if (pairs) {
+                /* lane columns are half as wide as int16 ones: the requantization table
+                 * (2-bit outputs: thresholds) often fits next to blocks of 4+ pixels */
+                const int64_t tbl = (int64_t)o.oc * (int64_t)sizeof(ep_rq);
+                int64_t bt = b;
+                while (bt >= 4 &&
+                       tbl + ((bt * stage_px + 3) & ~(int64_t)3) + (2 + bt) * g.kpad > s.avail) {
+                    bt -= 4;
+                }
+                if (bt >= 4) {
+                    ep_rq *rq = (ep_rq *)(void *)s.mem;
+                    int8_t *stage = (int8_t *)(s.mem + tbl);
+                    int16_t *tmp =
+                        (int16_t *)(void *)(stage + (((bt * stage_px) + 3) & ~(int64_t)3));
+                    edgeplus__rq_prepare(rq, a->quant, a->bias, o.oc, s.acc_bound);
+                    ep_rq_table_thresholds(rq, &o, window, s.acc_bound);
+                    ep_conv_loop_raw(&g, &o, rq, &ln, window, a->input_dims->n, a->filter,
+                                     a->params->w_bits, pairs, stage, tmp, (int32_t)bt,
+                                     (uint32_t *)(void *)(tmp + g.kpad));
+                    return EDGEPLUS_OK;
+                }
+            }
             while (b >= 4 && ((b * stage_px + 3) & ~(int64_t)3) + (b + 1) * g.kpad * 2 > s.avail) {
                 b -= 4;
             }
@@ -983,14 +1020,7 @@ edgeplus_status edgeplus__conv_core(const ep_conv_args *a)
             /* 2-bit x 2-bit: packed weights through the lane table (no weight-row
              * unpacking; the lane columns fit the default layout's int16 ones); 2-bit
              * outputs of windows of 64 pixels or more by thresholds */
-            int32_t ch;
-            if (o.bits == 2 && (int64_t)window->h * window->w >= 64) {
-                for (ch = 0; ch < o.oc; ch++) {
-                    if (rq[ch].lshift >= 0) {
-                        ep_rq_thresholds(rq + ch, &o, s.acc_bound);
-                    }
-                }
-            }
+            ep_rq_table_thresholds(rq, &o, window, s.acc_bound);
             ep_conv_loop_raw(&g, &o, rq, &ln, window, a->input_dims->n, a->filter,
                              a->params->w_bits, pairs, stage, tmp, block,
                              (uint32_t *)(void *)(tmp + g.kpad));

@@ -163,7 +163,9 @@ int32_t edgeplus_conv2d_get_buffer_size_fast(const edgeplus_conv_params *params,
  * blocks of P pixels: P = 512 / (filter_h*filter_w*in_c) rounded up to a multiple of 4,
  * within [4, 32] and at most the window's pixels rounded up to 4; 8 + (out_bits < 8:
  * P*out_c to 4) + (P + 1) * kpad * 2 bytes (conv 32x32x16 -> 32 3x3: 1,448 B at 8-bit
- * output against 11,624 by default; 1x1 16x16x64 -> 64: 1,160 B). Where a weight row does
+ * output against 11,624 by default; 1x1 16x16x64 -> 64: 1,160 B; 2-bit x 2-bit keeps its
+ * paired lanes, whose columns are half as wide, and the requantization table when it fits
+ * next to blocks of 4 pixels or more). Where a weight row does
  * not start on a byte (4-bit weights and an odd K*C, 2-bit and K*C not a multiple of 4) or
  * K*C exceeds EDGEPLUS_MAX_KC / 16 (4-bit weights) or / 64 (2-bit), the lean layout
  * unpacks the weight rows instead (slower). The same call serves both layouts: the kernels
