@@ -48,8 +48,8 @@ TFLM, on the first ``tflm_test`` test samples: the whole test set by default),
 ``tflm_agreement`` (share of those samples where TFLM and Keras pick the same class) and
 ``time_vs_full`` (``wall_s`` / that of ``full_qat`` at the same task and bits).
 ``env["room"]``: per task and bits, ``full_qat`` minus ``ptq`` and minus ``qat_same_steps``,
-and ``cora`` minus ``qat_same_steps``. A plot of accuracy vs weight bits (one panel per task,
-full_qat dashed) is written beside the JSON.
+and ``cora`` (the default budget, ``budgets`` None) minus ``qat_same_steps``. A plot of
+accuracy vs weight bits (one panel per task, full_qat dashed) is written beside the JSON.
 """
 
 from __future__ import annotations
@@ -244,13 +244,15 @@ def measure(fp_model, data, calib, task: str, method: str, bits: int, budget,
 
 def room(task: str, group: list[dict]) -> dict:
     """What separates the methods at one task and bit-width (module doc, ``env["room"]``)."""
+    bits = group[0]["weight_bits"]
     acc = {r["method"]: r["acc"] for r in group if r["method"] != "cora"}
-    cora = [r["acc"] for r in group if r["method"] == "cora"]
-    entry = {"task": task, "weight_bits": group[0]["weight_bits"]}
+    cora = [r["acc"] for r in group if r["method"] == "cora"
+            and r["budget"] == budget_fraction(None, bits)]  # the 5 %-of-bytes budget
+    entry = {"task": task, "weight_bits": bits}
     for name, first, second in (("full_minus_ptq", acc.get("full_qat"), acc.get("ptq")),
                                 ("full_minus_qat_same_steps", acc.get("full_qat"),
                                  acc.get("qat_same_steps")),
-                                ("cora_minus_qat_same_steps", max(cora, default=None),
+                                ("cora_minus_qat_same_steps", cora[0] if cora else None,
                                  acc.get("qat_same_steps"))):
         entry[name] = None if first is None or second is None else first - second
     return entry
