@@ -71,7 +71,8 @@ class Placement:
     ``layer``: the operator's output tensor name (its first part, which names the Keras
     layer that writes it); ``filter``: its filter tensor's name; ``runs_on``:
     ``"EDGEPLUS_CONV_MP"`` or ``"builtin"``; ``in_bits`` / ``w_bits`` / ``out_bits``: what
-    our op reads and writes (8 for an int8 tensor, also one holding ``b``-bit levels); ``why``: the reason it stays builtin (empty when it runs on ours).
+    our op reads and writes (8 for an int8 tensor, also one holding ``b``-bit levels);
+    ``why``: the reason it stays builtin (empty when it runs on ours).
     """
 
     op_index: int
@@ -103,12 +104,18 @@ def names_layer(tensor_name: str, layer: str) -> bool:
     return bool({layer, "quant_" + layer} & parts)
 
 
-def _filter_levels(g, op) -> np.ndarray | None:
+def _filter_levels(g, op) -> tuple[np.ndarray, int] | None:
+    """``(levels, step)`` of a filter op's constant INT8 / INT4 filter (None for any other):
+    TF stores a 2-bit layer's levels -1, 0, 1 in INT4 as -7, 0, 7 (scale / 7); those come back
+    as -1, 0, 1 with ``step`` 7 (the scale is ``step`` times the stored one), others with 1."""
     ft = int(op.inputs[1])
     raw = g.data(ft)
     if raw is None or g.type_name(ft) not in ("INT8", "INT4"):
         return None
-    return tflite.int_values(raw, g.type_name(ft), g.shape(ft), g.tensor_name(ft))
+    levels = tflite.int_values(raw, g.type_name(ft), g.shape(ft), g.tensor_name(ft))
+    if g.type_name(ft) == "INT4" and np.any(levels) and np.all(np.isin(levels, (-7, 0, 7))):
+        return levels // 7, 7
+    return levels, 1
 
 
 def _weight_bits(levels: np.ndarray) -> int:
@@ -139,9 +146,9 @@ def _geometry(g, op, name: str):
     return cin, cout, tuple(fshape[1:3]), stride, pad, dil, depthwise
 
 
-def refusal(g: tflite.TFLiteGraph, op, in_bits: int = 8) -> str:
-    """Why our kernels cannot run filter operator ``op`` of ``g`` (reading ``in_bits``
-    activations), or ``""`` when they can."""
+def refusal(g: tflite.TFLiteGraph, op) -> str:
+    """Why our kernels cannot run filter operator ``op`` of ``g``, or ``""`` when they can
+    (the accumulator bound is checked for 8-bit inputs, whatever the layer reads)."""
     name = g.op_name(op)
     ins = [int(t) for t in op.inputs]
     if name not in FILTER_OPS:
@@ -152,13 +159,6 @@ def refusal(g: tflite.TFLiteGraph, op, in_bits: int = 8) -> str:
     for what, t in (("input", x), ("output", out)):
         if g.type_name(t) != "INT8":
             return f"its {what} is {g.type_name(t)}, not INT8"
-    levels = _filter_levels(g, op)
-    if levels is None:
-        return (f"its filter is {g.type_name(ins[1])} or not a constant (needs an INT8/INT4 "
-                "constant)")
-    _, zw = g.quant(ins[1])
-    if np.any(zw != 0):
-        return "its filter has nonzero zero points"
     if len(ins) > 2 and ins[2] >= 0 and (g.type_name(ins[2]) != "INT32" or g.data(ins[2]) is None):
         return f"its bias is {g.type_name(ins[2])} or not a constant (needs an INT32 constant)"
     o = _options(op)
@@ -186,11 +186,18 @@ def refusal(g: tflite.TFLiteGraph, op, in_bits: int = 8) -> str:
         f = _FIELDS[key]
         if not f.minimum <= value <= f.maximum:
             return f"{key} = {value} is outside the op's [{f.minimum}, {f.maximum}]"
+    found = _filter_levels(g, op)
+    if found is None:
+        return (f"its filter is {g.type_name(ins[1])} or not a constant (needs an INT8/INT4 "
+                "constant)")
+    _, zw = g.quant(ins[1])
+    if np.any(zw != 0):
+        return "its filter has nonzero zero points"
     kc = kernel[0] * kernel[1] * (1 if depthwise else cin)
-    w_bits = _weight_bits(levels)
-    if kc > max_kc(in_bits, w_bits):
-        return (f"K*C = {kc} exceeds the kernel's int32 accumulator bound "
-                f"{max_kc(in_bits, w_bits)} at {in_bits}-bit inputs and {w_bits}-bit weights")
+    w_bits = _weight_bits(found[0])
+    if kc > max_kc(8, w_bits):
+        return (f"K*C = {kc} exceeds the kernel's int32 accumulator bound {max_kc(8, w_bits)} "
+                f"at 8-bit inputs and {w_bits}-bit weights")
     return ""
 
 
@@ -263,7 +270,7 @@ def _new_tensor(g, like: int, *, shape, data: bytes, name: str) -> int:
 
 def _packed_filter(g, op, name: str, w_bits: int) -> int:
     ft = int(op.inputs[1])
-    levels = _filter_levels(g, op)
+    levels, step = _filter_levels(g, op)
     if name == "FULLY_CONNECTED":
         levels = levels.reshape(levels.shape[0], 1, 1, levels.shape[1])
     shape = (*levels.shape[:3], packed_nbytes(levels.shape[3], w_bits))
@@ -272,21 +279,29 @@ def _packed_filter(g, op, name: str, w_bits: int) -> int:
     data[: packed.size] = packed
     new = _new_tensor(g, ft, shape=shape, data=data.tobytes(), name=g.tensor_name(ft))
     g.tensors[new].type = g.schema.TensorType.INT8
+    g.tensors[new].quantization = _scaled_quant(g, ft, step)
     return new
 
 
-def _rescaled_bias(g, bt: int, old_in_scale: float, new_in_scale: float) -> int:
-    """A copy of int32 bias ``bt`` for an input scale ``new_in_scale`` (was ``old_in_scale``)."""
-    b = g.data(bt).view("<i4").astype(np.float64) * (float(np.float32(old_in_scale))
-                                                     / float(np.float32(new_in_scale)))
-    b = np.clip(np.sign(b) * np.floor(np.abs(b) + 0.5), -(2**31), 2**31 - 1).astype("<i4")
-    s, _ = g.quant(bt)
-    new = _new_tensor(g, bt, shape=g.shape(bt), data=b.tobytes(), name=g.tensor_name(bt))
+def _scaled_quant(g, t: int, factor: float):
+    """Tensor ``t``'s (symmetric) quantization with every scale times ``factor``."""
+    old = g.tensors[t].quantization
+    s, _ = g.quant(t)
     q = g.schema.QuantizationParametersT()
-    q.scale = [np.float32(v * np.float32(old_in_scale) / np.float32(new_in_scale)) for v in s]
+    q.scale = [np.float32(np.float64(v) * factor) for v in s]
     q.zeroPoint = [0] * len(s)
-    q.quantizedDimension = 0
-    g.tensors[new].quantization = q
+    q.quantizedDimension = int(old.quantizedDimension or 0)
+    return q
+
+
+def _rescaled_bias(g, bt: int, factor: float) -> int:
+    """A copy of int32 bias ``bt`` whose scale is ``factor`` times its scale (the product of
+    a new input scale and filter scale over the old): the values divided by ``factor``,
+    rounded half away from zero."""
+    b = g.data(bt).view("<i4").astype(np.float64) / factor
+    b = np.clip(np.sign(b) * np.floor(np.abs(b) + 0.5), -(2**31), 2**31 - 1).astype("<i4")
+    new = _new_tensor(g, bt, shape=g.shape(bt), data=b.tobytes(), name=g.tensor_name(bt))
+    g.tensors[new].quantization = _scaled_quant(g, bt, factor)
     return new
 
 
@@ -316,12 +331,15 @@ def _custom_op(g, op, geometry, placement: Placement, filt: int, bias: int, out_
 
 
 def place_on_edgeplus(model_bytes: bytes, layer_bits: dict[str, int], input_bits: int = 8,
-                      *, include_int8: bool = False) -> tuple[bytes, list[Placement]]:
+                      *, include_int8: bool = False,
+                      pack_activations: bool = True) -> tuple[bytes, list[Placement]]:
     """Put the low-bit layers of ``model_bytes`` on ``EDGEPLUS_CONV_MP`` (module docstring).
 
     ``layer_bits``: trained activation bits by Keras layer name (the applied quantizer of the
-    layer that writes a tensor); ``input_bits``: the model input's. Returns the new model and
-    one :class:`Placement` per conv / depthwise / fully connected operator, in graph order.
+    layer that writes a tensor); ``input_bits``: the model input's. ``pack_activations=False``
+    keeps every tensor in int8 (the same values: a check that packing is lossless). Returns the
+    new model and one :class:`Placement` per conv / depthwise / fully connected operator, in
+    graph order.
     """
     g = tflite.TFLiteGraph(model_bytes)
     bits = _tensor_bits(g, layer_bits, input_bits)
@@ -336,10 +354,10 @@ def place_on_edgeplus(model_bytes: bytes, layer_bits: dict[str, int], input_bits
         if name not in FILTER_OPS:
             continue
         x, out = int(op.inputs[0]), int(op.outputs[0])
-        levels = _filter_levels(g, op)
-        w_bits = _weight_bits(levels) if levels is not None else 8
+        found = _filter_levels(g, op)
+        w_bits = _weight_bits(found[0]) if found is not None else 8
         low = w_bits < 8 or x in bits or out in bits
-        why = refusal(g, op) or ("" if levels is not None else "its filter is LUT-packed")
+        why = refusal(g, op)
         if not low and not include_int8:
             why = "weights and activations at 8 bits (builtin int8)"
         placements[k] = Placement(k, name, _layer_name(g, out), g.tensor_name(int(op.inputs[1])),
@@ -349,7 +367,8 @@ def place_on_edgeplus(model_bytes: bytes, layer_bits: dict[str, int], input_bits
     graph_outputs = {int(t) for t in g.subgraph.outputs}
 
     def packed_bits(t: int) -> int:
-        if t not in ours or t in graph_outputs or bits.get(t, 8) not in _ACTIVATION_BITS:
+        if (not pack_activations or t not in ours or t in graph_outputs
+                or bits.get(t, 8) not in _ACTIVATION_BITS):
             return 8
         readers = g.consumers(t)
         if all(k in placements and not placements[k].why
@@ -371,11 +390,13 @@ def place_on_edgeplus(model_bytes: bytes, layer_bits: dict[str, int], input_bits
         if name not in FILTER_OPS:
             continue
         x = int(op.inputs[0])
-        bias = int(op.inputs[2]) if len(op.inputs) > 2 else -1
-        if bias >= 0 and x in bits and g.data(bias) is not None:
-            bias = _rescaled_bias(g, bias, old_scale[x], float(g.quant(x)[0][0]))
-            op.inputs = [*op.inputs[:2], bias, *op.inputs[3:]]
         p = placements[k]
+        step = 1 if p.why else _filter_levels(g, op)[1]
+        factor = step * (float(g.quant(x)[0][0]) / old_scale[x] if x in bits else 1.0)
+        bias = int(op.inputs[2]) if len(op.inputs) > 2 else -1
+        if bias >= 0 and factor != 1.0 and g.data(bias) is not None:
+            bias = _rescaled_bias(g, bias, factor)
+            op.inputs = [*op.inputs[:2], bias, *op.inputs[3:]]
         if p.why:
             continue
         out = int(op.outputs[0])
@@ -402,8 +423,8 @@ def describe_placement(model_bytes: bytes) -> list[Placement]:
             rows.append(Placement(k, name, _layer_name(g, out), g.tensor_name(int(op.inputs[1])),
                                   name, o["in_bits"], o["w_bits"], o["out_bits"]))
         elif name in FILTER_OPS:
-            levels = _filter_levels(g, op)
-            w_bits = _weight_bits(levels) if levels is not None else 8
+            found = _filter_levels(g, op)
+            w_bits = _weight_bits(found[0]) if found is not None else 8
             why = refusal(g, op) or (
                 "an int8 layer our kernels could run (kernels='builtin' or 'edgeplus')")
             rows.append(Placement(k, name, _layer_name(g, out), g.tensor_name(int(op.inputs[1])),

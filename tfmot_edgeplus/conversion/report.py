@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from tfmot_edgeplus.conversion import lowbit
+from tfmot_edgeplus.conversion import edgeplus_kernels, lowbit
 from tfmot_edgeplus.conversion.converter import layer_activation_bits, layer_weight_bits
 from tfmot_edgeplus.core import tflite
 
@@ -42,8 +42,11 @@ class ConversionReport:
     """Storage of a converted model, from its bytes (and, if given, the QAT model).
 
     ``weights``: one row per CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED weight, as
-    :func:`tfmot_edgeplus.conversion.lowbit.describe_weights` gives it. ``notes``: what did
-    not deploy as trained, e.g. activations trained below 8 bits that builtin ops run in int8.
+    :func:`tfmot_edgeplus.conversion.lowbit.describe_weights` gives it. ``placements``: where
+    each conv / depthwise / fully connected layer runs (our ``EDGEPLUS_CONV_MP`` with its bits,
+    or builtin with why), as :func:`~tfmot_edgeplus.conversion.edgeplus_kernels.describe_placement`
+    gives it. ``notes``: what did not deploy as trained, e.g. activations trained below 8 bits
+    that builtin ops run in int8.
     """
 
     flatbuffer_bytes: int
@@ -53,6 +56,7 @@ class ConversionReport:
     qat_activation_bits: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     adapters: AdapterOverhead | None = None
+    placements: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {
@@ -64,6 +68,7 @@ class ConversionReport:
                         for row in self.weights],
             "qat_weight_bits": self.qat_weight_bits,
             "qat_activation_bits": self.qat_activation_bits,
+            "placements": self.placements,
             "notes": self.notes,
         }
 
@@ -79,6 +84,12 @@ class ConversionReport:
                 f"| {row['op']} | {name} | {'x'.join(map(str, row['shape']))} | {stored} | "
                 f"{row['bits']} | {row['data_bytes']} | {row['table_bytes']} |"
             )
+        if any(p["runs_on"] != "builtin" for p in self.placements):
+            lines += ["", "| op | layer | runs on | in/w/out bits | why builtin |",
+                      "|---|---|---|---|---|"]
+            lines += [f"| {p['op_index']} {p['op']} | {p['layer'][:48]} | {p['runs_on']} | "
+                      f"{p['in_bits']}/{p['w_bits']}/{p['out_bits']} | {p['why']} |"
+                      for p in self.placements]
         lines.append(
             f"\nflatbuffer: {self.flatbuffer_bytes} bytes; weights: {self.weight_bytes} bytes")
         if self.adapters is not None:
@@ -94,18 +105,26 @@ class ConversionReport:
 
 def conversion_report(model_bytes: bytes, qat_model=None) -> ConversionReport:
     """Describe ``model_bytes``; with ``qat_model``, also say what its bits became."""
+    placements = [p.to_dict() for p in edgeplus_kernels.describe_placement(model_bytes)]
+    ours = any(p["runs_on"] != "builtin" for p in placements)
     report = ConversionReport(
         flatbuffer_bytes=len(model_bytes),
         weight_bytes=lowbit.weight_bytes(model_bytes),
         weights=lowbit.describe_weights(model_bytes),
         adapters=adapter_overhead(model_bytes),
+        placements=placements if ours else [],
     )
     if qat_model is None:
         return report
     report.qat_weight_bits = layer_weight_bits(qat_model)
     report.qat_activation_bits = layer_activation_bits(qat_model)
     low_act = sorted(name for name, bits in report.qat_activation_bits.items() if bits < 8)
-    if low_act:
+    if low_act and ours:
+        report.notes.append(
+            "activations trained below 8 bits keep their trained grid: packed between two "
+            "EDGEPLUS_CONV_MP ops, int8 tensors holding the low-bit levels elsewhere (see the "
+            "placement table).")
+    elif low_act:
         report.notes.append(
             f"activations of {', '.join(low_act)} were trained at "
             f"{min(report.qat_activation_bits[n] for n in low_act)} bits but builtin TFLite ops "
