@@ -42,7 +42,12 @@ from tfmot_edgeplus.quantization import (
     quantize_model,
     quantize_scope,
 )
-from tfmot_edgeplus.conversion import ConversionReport, conversion_report, convert
+from tfmot_edgeplus.conversion import (
+    ConversionReport,
+    conversion_report,
+    convert,
+    describe_placement,
+)
 from tfmot_edgeplus.distillation import CLCTrainer
 from tfmot_edgeplus.recipes import (
     CoRaConfig,
@@ -81,6 +86,7 @@ __all__ = [  # noqa: RUF022  (grouped by use, not sorted)
     "convert",
     "conversion_report",
     "ConversionReport",
+    "describe_placement",
     # little-data QAT (QuaRC)
     "CLCTrainer",
     "QuaRCConfig",
