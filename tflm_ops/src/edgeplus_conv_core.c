@@ -708,8 +708,7 @@ __asm__(".syntax unified\n.thumb\n.text\n.p2align 2\n.global edgeplus__lanes4_m4
 
 /* s[0..3] = the 2-bit weight row w (kc values, kc a multiple of 4, starting on a byte)
  * times the lane columns of the quad a, decoded every EDGEPLUS_W2A2_FLUSH bytes. */
-EP_NOINLINE static void ep_dot_lanes4(const uint32_t *a, const uint8_t *w, int32_t kc,
-                                      int32_t *s)
+EP_INLINE void ep_dot_lanes4(const uint32_t *a, const uint8_t *w, int32_t kc, int32_t *s)
 {
     int32_t bytes = kc / 4, p;
 #if EP_M4_ASM
@@ -798,8 +797,8 @@ static void ep_rq_table_thresholds(ep_rq *rq, const ep_out *o, const edgeplus_wi
 }
 
 /* The cnt (1..4) results of a quad for channel oc, x 2^lg, as int8 at dst[i][oc]. */
-EP_NOINLINE static void ep_emit_quad(const ep_out *o, const ep_rq *q, const int32_t *acc,
-                                     int32_t lg, int8_t *const *dst, int32_t oc, int32_t cnt)
+EP_INLINE void ep_emit_quad(const ep_out *o, const ep_rq *q, const int32_t *acc, int32_t lg,
+                            int8_t *const *dst, int32_t oc, int32_t cnt)
 {
     int32_t i;
     if (q->lshift == EP_RQ_THRESHOLDS) {
@@ -821,6 +820,24 @@ EP_NOINLINE static void ep_emit_quad(const ep_out *o, const ep_rq *q, const int3
     for (i = 0; i < cnt; i++) {
         dst[i][oc] = ep_out_value(o, q, acc[i] >> lg);
     }
+}
+
+/* ep_emit_quad as a call of its own (the raw path's loop keeps its registers). */
+EP_NOINLINE static void ep_emit_quad_call(const ep_out *o, const ep_rq *q, const int32_t *acc,
+                                          int32_t lg, int8_t *const *dst, int32_t oc,
+                                          int32_t cnt)
+{
+    ep_emit_quad(o, q, acc, lg, dst, oc, cnt);
+}
+
+/* One quad of the 2-bit x 2-bit lane path: dot products and outputs (one call). */
+EP_NOINLINE static void ep_quad_lanes(const uint32_t *a, const uint8_t *w, int32_t kc,
+                                      const ep_out *o, const ep_rq *q, int8_t *const *dst,
+                                      int32_t oc, int32_t cnt)
+{
+    int32_t acc[4];
+    ep_dot_lanes4(a, w, kc, acc);
+    ep_emit_quad(o, q, acc, 0, dst, oc, cnt);
 }
 
 /* The lean layout with raw weights: blocks of `block` pixels (a multiple of 4), their
@@ -877,14 +894,15 @@ static void ep_conv_loop_raw(const ep_im2col *g, const ep_out *o, const ep_rq *r
                                          ln->acc_bound);
                 }
                 for (p = 0; p < np; p += 4) {
-                    int32_t acc[4];
+                    const int32_t cnt = np - p < 4 ? np - p : 4;
                     if (pairs) {
-                        ep_dot_lanes4(blk + (p >> 2) * 4 * mw, (const uint8_t *)wrow, g->kc,
-                                      acc);
+                        ep_quad_lanes(blk + (p >> 2) * 4 * mw, (const uint8_t *)wrow, g->kc, o,
+                                      q, dst + p, oc, cnt);
                     } else {
+                        int32_t acc[4];
                         ep_dot_raw4(blk + (p >> 2) * 4 * mw, wrow, g->kc, w_bits, acc);
+                        ep_emit_quad_call(o, q, acc, lg, dst + p, oc, cnt);
                     }
-                    ep_emit_quad(o, q, acc, lg, dst + p, oc, np - p < 4 ? np - p : 4);
                 }
             }
             if (!direct) {
