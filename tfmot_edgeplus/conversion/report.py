@@ -105,15 +105,15 @@ class ConversionReport:
 
 def conversion_report(model_bytes: bytes, qat_model=None) -> ConversionReport:
     """Describe ``model_bytes``; with ``qat_model``, also say what its bits became."""
-    placements = [p.to_dict() for p in edgeplus_kernels.describe_placement(model_bytes)]
-    ours = any(p["runs_on"] != "builtin" for p in placements)
     report = ConversionReport(
         flatbuffer_bytes=len(model_bytes),
         weight_bytes=lowbit.weight_bytes(model_bytes),
         weights=lowbit.describe_weights(model_bytes),
         adapters=adapter_overhead(model_bytes),
-        placements=placements if ours else [],
     )
+    placements = [p.to_dict() for p in edgeplus_kernels.describe_placement(model_bytes)]
+    ours = any(p["runs_on"] != "builtin" for p in placements)
+    report.placements = placements if ours else []
     if qat_model is None:
         return report
     report.qat_weight_bits = layer_weight_bits(qat_model)
