@@ -31,7 +31,8 @@ Method:
    - ``full_qat``: ``quarc_qat(fp, x_train, y_train, QuaRCConfig(bits, coreset="full",
      beta=0, epochs=E, batch_size=64))``: QAT with KD on the whole training pool (E = 10,
      quick 2; the recipe keeps its best weights by a held-out 10 % of the pool), the
-     ceiling. ``steps`` = E * ceil(n / 64), ``calib_samples`` = n.
+     ceiling. ``steps`` = E * ceil(n_trained / 64) (n_trained: the pool less the held-out
+     slice), ``calib_samples`` = n (every labelled sample it used).
 3. Every row's model is converted (``tfmot_edgeplus.convert(model, x_calib[:256])``, 2-3 bit
    layers repacked to 2/3 bits per weight) and run in the TFLM interpreter on the host.
 
@@ -198,7 +199,8 @@ def measure(fp_model, data, calib, task: str, method: str, bits: int, budget,
             weight_bits=bits, coreset="full", fraction=1.0, beta=0.0,
             epochs=config.full_qat_epochs, batch_size=config.batch_size, seed=0))
         model = run.qat_model
-        steps = config.full_qat_epochs * math.ceil(n_train / config.batch_size)
+        # The recipe trains on the pool less its held-out slice (run.train_samples).
+        steps = config.full_qat_epochs * math.ceil(run.train_samples / config.batch_size)
         samples = n_train
     elif method == "ptq":
         model, steps, samples = ptq_model(fp_model, bits, 8, x_calib), 0, len(x_calib)
