@@ -263,8 +263,9 @@ EP_CONV_HELPER void ep_im2col_pixel(const ep_im2col *g, int32_t n, int32_t oy, i
     }
 }
 
-/* Pack `count` int8 values into a buffer at `bits` starting at flat index `start`
- * (read-modify-write only at the run's ends). */
+/* Pack `count` int8 values (in range: masking is exact) into a buffer at `bits` starting
+ * at flat index `start` (read-modify-write only at the run's ends); from the first whole
+ * byte on, 8 nibbles or 16 2-bit fields per 32-bit store. */
 EP_CONV_HELPER void ep_pack_run(int8_t *buf, int32_t start, const int8_t *v, int32_t count,
                                int32_t bits)
 {
@@ -274,6 +275,15 @@ EP_CONV_HELPER void ep_pack_run(int8_t *buf, int32_t start, const int8_t *v, int
             ep_store(buf, start, 4, v[0]);
             i = 1;
         }
+        for (; i + 7 < count; i += 8) {
+            uint32_t t0 = ep_ld32(v + i) & 0x0F0F0F0Fu;
+            uint32_t t1 = ep_ld32(v + i + 4) & 0x0F0F0F0Fu;
+            t0 |= t0 >> 4; /* bytes 0, 2: (v0, v1), (v2, v3) */
+            t1 |= t1 >> 4;
+            ep_st32(buf + ((start + i) >> 1), (t0 & 0xFFu) | ((t0 >> 8) & 0xFF00u) |
+                                                  ((t1 & 0xFFu) << 16) |
+                                                  ((t1 << 8) & 0xFF000000u));
+        }
         for (; i + 1 < count; i += 2) {
             buf[(start + i) >> 1] =
                 (int8_t)(((uint32_t)v[i] & 0xFu) | (((uint32_t)v[i + 1] & 0xFu) << 4));
@@ -281,6 +291,17 @@ EP_CONV_HELPER void ep_pack_run(int8_t *buf, int32_t start, const int8_t *v, int
     } else if (bits == 2) {
         for (; i < count && ((start + i) & 3); i++) {
             ep_store(buf, start + i, 2, v[i]);
+        }
+        for (; i + 15 < count; i += 16) {
+            uint32_t r = 0;
+            int k;
+            for (k = 0; k < 4; k++) {
+                uint32_t t = ep_ld32(v + i + 4 * k) & 0x03030303u;
+                t |= t >> 6;  /* bytes 0, 2: (v0, v1), (v2, v3) */
+                t |= t >> 12; /* byte 0: v0 v1 v2 v3 */
+                r |= (t & 0xFFu) << (8 * k);
+            }
+            ep_st32(buf + ((start + i) >> 2), r);
         }
         for (; i + 3 < count; i += 4) {
             buf[(start + i) >> 2] =

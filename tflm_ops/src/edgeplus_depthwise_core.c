@@ -609,45 +609,9 @@ static void ep_dw_row33_m4(const ep_out *o, const ep_rq *rq, const ep_dw_m4ch *b
 #define EP_UXTB16(x) ((x)&0x00FF00FFu)
 #endif
 
-/* ep_pack_run with word paths for runs that start on a byte: 8 nibbles or 16 2-bit
- * fields per 32-bit store (the values are in range, so masking is exact). */
-static void ep_dw_pack(int8_t *buf, int32_t start, const int8_t *v, int32_t count, int32_t bits)
-{
-    int32_t i = 0;
-    if (bits == 4 && (start & 1) == 0) {
-        uint8_t *d = (uint8_t *)buf + (start >> 1);
-        for (; i + 7 < count; i += 8) {
-            uint32_t t0 = ep_ld32(v + i) & 0x0F0F0F0Fu;
-            uint32_t t1 = ep_ld32(v + i + 4) & 0x0F0F0F0Fu;
-            t0 |= t0 >> 4; /* bytes 0, 2: (v0, v1), (v2, v3) */
-            t1 |= t1 >> 4;
-            ep_st32(d, (t0 & 0xFFu) | ((t0 >> 8) & 0xFF00u) | ((t1 & 0xFFu) << 16) |
-                           ((t1 << 8) & 0xFF000000u));
-            d += 4;
-        }
-    } else if (bits == 2 && (start & 3) == 0) {
-        uint8_t *d = (uint8_t *)buf + (start >> 2);
-        for (; i + 15 < count; i += 16) {
-            uint32_t r = 0;
-            int k;
-            for (k = 0; k < 4; k++) {
-                uint32_t t = ep_ld32(v + i + 4 * k) & 0x03030303u;
-                t |= t >> 6;  /* bytes 0, 2: (v0, v1), (v2, v3) */
-                t |= t >> 12; /* byte 0: v0 v1 v2 v3 */
-                r |= (t & 0xFFu) << (8 * k);
-            }
-            ep_st32(d, r);
-            d += 4;
-        }
-    }
-    if (i < count) {
-        ep_pack_run(buf, start + i, v + i, count - i, bits);
-    }
-}
-
 /* The staged int8 outputs of one tile row of a strip, stage[p * s + j], into the packed
  * output at flat index start + p * oc + j. Whole-byte runs (start and oc multiples of
- * 8 / bits, s a multiple of 32 / bits) take word stores, the rest ep_dw_pack. */
+ * 8 / bits, s a multiple of 32 / bits) take word stores, the rest ep_pack_run. */
 EP_NOINLINE static void ep_dw_pack_row(int8_t *buf, int32_t start, int32_t oc,
                                        const int8_t *stage, int32_t s, int32_t tw, int32_t bits)
 {
@@ -721,7 +685,7 @@ EP_NOINLINE static void ep_dw_pack_row(int8_t *buf, int32_t start, int32_t oc,
         return;
     }
     for (p = 0; p < tw; p++) {
-        ep_dw_pack(buf, start + p * oc, stage + p * s, s, bits);
+        ep_pack_run(buf, start + p * oc, stage + p * s, s, bits);
     }
 }
 
