@@ -207,8 +207,9 @@ def test_packed_activations_are_lossless_in_tflm(mixed, registerer):
     np.testing.assert_array_equal(out, out8)
     # Here the arena's peak is elsewhere (conv1's 8x8 maps, the kernels' scratch): not larger.
     assert runner.arena_bytes <= runner8.arena_bytes, (runner.arena_bytes, runner8.arena_bytes)
-    # Top-1 agreement with Keras, measured 0.853 on these 449 images (no fine-tuning, a 2-bit
+    # Top-1 agreement with Keras, measured 0.884 on these 449 images (no fine-tuning, a 2-bit
     # tensor in the middle): below 99 % because the int32 biases at a 4- or 2-bit input scale
     # (s_in * s_w) round what Keras adds in float, and each flipped low-bit level is large.
     keras_top1 = q.predict(data.x_test, verbose=0).argmax(1)
-    assert (out.argmax(1) == keras_top1).mean() >= 0.8
+    agreement = (out.argmax(1) == keras_top1).mean()
+    assert agreement >= 0.8, agreement

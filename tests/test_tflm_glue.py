@@ -119,6 +119,16 @@ def _make_spec(
     return spec, x
 
 
+def _glue_multiplier(effective: float, spec: ConvMPSpec) -> tuple[int, int]:
+    """The glue's multiplier: TFLite's, but a multiplier below 1 of a layer with an operand
+    below 8 bits at shift 0 (one rounding), as edgeplus_conv_mp.cc's Prepare."""
+    m, s = intmath.quantize_multiplier(effective)
+    low = min(spec.in_bits, spec.w_bits, spec.out_bits) < 8
+    if low and s < 0 and effective * 2.0**31 >= 2.0**15:
+        return int(effective * 2.0**31 + 0.5), 0
+    return m, s
+
+
 def _reference(spec: ConvMPSpec, x: np.ndarray) -> np.ndarray:
     """K's NumPy reference with TFLite's multiplier derivation (float32 scales -> double)."""
     f32 = lambda v: np.float64(np.float32(v))
@@ -129,7 +139,7 @@ def _reference(spec: ConvMPSpec, x: np.ndarray) -> np.ndarray:
     )
     mult, shift = zip(
         *(
-            intmath.quantize_multiplier(f32(spec.input_scale) * f32(s) / f32(spec.output_scale))
+            _glue_multiplier(f32(spec.input_scale) * f32(s) / f32(spec.output_scale), spec)
             for s in scales
         )
     )

@@ -301,6 +301,12 @@ TfLiteStatus PrepareWithTensors(TfLiteContext* context, TfLiteNode* node, OpData
 
   // Per-channel requantization, as TFLite's PopulateConvolutionQuantizationParams:
   // double(in_scale) * double(w_scale[c]) / double(out_scale) -> QuantizeMultiplier.
+  // A layer with any operand below 8 bits has tiny accumulators (a 2-bit 3x3 conv: |acc| <= 27),
+  // for which TFLite's double rounding (SaturatingRoundingDoublingHighMul of the accumulator
+  // itself, then RoundingDivideByPOT) is coarse: acc = 1 at 0.283 gives 1, not 0 (20 % of a
+  // W2A2 conv's outputs off by one level against Keras, measured). There a multiplier below
+  // 1 is given at shift 0, m = round(effective * 2^31) (kept above 2^15 for 16 bits of
+  // precision): the kernel then rounds acc * effective once, as Keras's float math does.
   const size_t n = static_cast<size_t>(o.out_channels);
   data->multiplier = static_cast<int32_t*>(
       context->AllocatePersistentBuffer(context, n * sizeof(int32_t)));
@@ -326,6 +332,11 @@ TfLiteStatus PrepareWithTensors(TfLiteContext* context, TfLiteNode* node, OpData
       MicroPrintf("%s: effective scale %f of channel %d is too large (>= 2^30).", kOp,
                   effective, static_cast<int>(c));
       return kTfLiteError;
+    }
+    const double single = effective * 2147483648.0;
+    if ((o.in_bits < 8 || o.w_bits < 8 || o.out_bits < 8) && s < 0 && single >= 32768.0) {
+      m = static_cast<int32_t>(single + 0.5);
+      s = 0;
     }
     data->multiplier[c] = m;
     data->shift[c] = s;
