@@ -20,7 +20,7 @@ CMSIS-NN on the Cortex-M4).
 for the input, and a max pool's / reshape's / pad's input's for its output) takes TF-MOT's
 ``b``-bit quantization of its trained range: ``convert`` traced it at 8 bits over that range,
 so its int8 scale and zero point give ``lo = (-128 - zp) * s``, ``hi = (127 - zp) * s`` and
-:func:`~tfmot_edgeplus.patching.lower.low_bit_params` the ``b``-bit scale and zero point (the
+:func:`~tfmot_edgeplus.core.intmath.low_bit_params` the ``b``-bit scale and zero point (the
 values the Keras model computes, not a finer 8-bit grid). Such a tensor is **packed**
 (``[N, H, W, ceil(C * b / 8)]`` int8 bytes, ``b`` = 2 or 4) when our op writes it and only our
 ops read it; otherwise it stays an int8 tensor holding the ``b``-bit levels (our op then
@@ -39,8 +39,8 @@ import numpy as np
 from tfmot_edgeplus.conversion.op_schema import CONV_MP
 from tfmot_edgeplus.core import tflite
 from tfmot_edgeplus.core.conv_reference import conv_geometry, max_kc
+from tfmot_edgeplus.core.intmath import low_bit_params
 from tfmot_edgeplus.core.packing import pack, packed_nbytes
-from tfmot_edgeplus.patching.lower import act_range, low_bit_params
 
 __all__ = [
     "FILTER_OPS",
@@ -312,8 +312,8 @@ def _custom_op(g, op, geometry, placement: Placement, filt: int, bias: int, out_
     cin, cout, kernel, stride, pad, dil, depthwise = geometry
     out = int(op.outputs[0])
     s, z = g.quant(out)
-    act_min, act_max = act_range(int(_options(op).fusedActivationFunction or 0), float(s[0]),
-                                 int(z[0]), out_levels)
+    activation = int(_options(op).fusedActivationFunction or 0)
+    act_min, act_max = tflite.activation_range(activation, float(s[0]), int(z[0]), out_levels)
     options = {
         "in_bits": placement.in_bits, "w_bits": placement.w_bits,
         "out_bits": placement.out_bits, "depthwise": depthwise, "in_channels": cin,

@@ -22,10 +22,12 @@ __all__ = [
     "check_bits",
     "dequantize",
     "int_range",
+    "low_bit_params",
     "multiply_by_quantized_multiplier",
     "narrow_range",
     "quantize",
     "quantize_multiplier",
+    "round_half_away",
     "rounding_divide_by_pot",
     "saturating_rounding_doubling_high_mul",
     "wrap32",
@@ -111,6 +113,26 @@ def quantize_multiplier(real_multiplier: float) -> tuple[int, int]:
     if shift > 30:
         shift, q_fixed = 30, (1 << 31) - 1
     return q_fixed, shift
+
+
+def round_half_away(x) -> int:
+    """Round a scalar to the nearest integer, halves away from zero (C's ``round``)."""
+    return int(math.floor(abs(float(x)) + 0.5) * (1 if x >= 0 else -1))
+
+
+def low_bit_params(bits: int, value_range) -> tuple[float, int]:
+    """``(scale_b, zp_b)`` of a tensor at ``bits`` < 8 quantized on ``value_range = (lo, hi)``
+    (widened to contain 0), computed in float32 as TF's fake quantization nudges its range:
+    ``scale_b = (hi - lo) / (2**bits - 1)``, ``zp_b = round(qmin - lo / scale_b)`` clamped to
+    the ``bits``-bit range."""
+    lo, hi = (float(v) for v in value_range)
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    if hi <= lo:
+        raise ValueError(f"empty value range {value_range} for a {bits}-bit tensor")
+    qmin, qmax = int_range(bits)
+    sb = np.float32((hi - lo) / ((1 << bits) - 1))
+    zb = round_half_away(np.float32(qmin) - np.float32(lo) / sb)
+    return float(sb), int(min(max(zb, qmin), qmax))
 
 
 def quantize(x, scale, zero_point, dtype) -> np.ndarray:

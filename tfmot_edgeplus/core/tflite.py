@@ -38,6 +38,7 @@ from typing import NamedTuple
 import flatbuffers
 import numpy as np
 
+from tfmot_edgeplus.core.intmath import int_range, round_half_away
 from tfmot_edgeplus.core.packing import unpack_int4
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "Quantization",
     "TFLiteGraph",
     "TFLiteModelError",
+    "activation_range",
     "align",
     "build",
     "builtin_code",
@@ -86,6 +88,32 @@ def schema_py_generated():
     from tflite_micro.tensorflow.lite.python import schema_py_generated as schema
 
     return schema
+
+
+def activation_range(activation: int, scale: float, zp: int, bits: int) -> tuple[int, int]:
+    """TFLite's ``CalculateActivationRangeQuantized`` of fused ``activation`` (a schema
+    ``ActivationFunctionType``) for an output of ``scale``/``zp`` at ``bits`` (float32
+    arithmetic): the clamp ``(act_min, act_max)`` in the output's integer domain."""
+    qmin, qmax = int_range(bits)
+    s = np.float32(scale)
+
+    def q(f):
+        return int(zp) + round_half_away(np.float32(f) / s)
+
+    kinds = schema_py_generated().ActivationFunctionType
+    if activation == kinds.RELU:
+        return max(qmin, q(0.0)), qmax
+    if activation == kinds.RELU6:
+        return max(qmin, q(0.0)), min(qmax, q(6.0))
+    if activation == kinds.RELU_N1_TO_1:
+        return max(qmin, q(-1.0)), min(qmax, q(1.0))
+    if activation == kinds.NONE:
+        return qmin, qmax
+    names = {v: k for k, v in vars(kinds).items() if not k.startswith("_")}
+    raise ValueError(
+        f"fused activation {names.get(activation, activation)} is not supported (NONE, RELU, "
+        "RELU6 or RELU_N1_TO_1 are)"
+    )
 
 
 def _model_editor():

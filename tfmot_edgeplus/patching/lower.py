@@ -45,11 +45,10 @@ liveness). ``arena_bytes`` is their extent.
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
 
-from tfmot_edgeplus.core.intmath import int_range, quantize_multiplier
+from tfmot_edgeplus.core.intmath import low_bit_params, quantize_multiplier
 from tfmot_edgeplus.core.packing import unpack
 from tfmot_edgeplus.core.program import (
     KIND_ADD,
@@ -62,9 +61,9 @@ from tfmot_edgeplus.core.program import (
     live_steps,
     region_bytes,
 )
-from tfmot_edgeplus.core.tflite import TFLiteGraph, TFLiteModelError, schema_py_generated
+from tfmot_edgeplus.core.tflite import TFLiteGraph, TFLiteModelError, activation_range
 
-__all__ = ["Lowered", "PlanMismatchError", "act_range", "low_bit_params", "lower"]
+__all__ = ["Lowered", "PlanMismatchError", "lower"]
 
 
 class PlanMismatchError(ValueError):
@@ -110,43 +109,6 @@ class Lowered:
 
 
 # ----------------------------------------------------------------------------- quantization
-
-
-def _round_away(x: np.float32) -> int:
-    return int(math.floor(abs(float(x)) + 0.5) * (1 if x >= 0 else -1))
-
-
-def act_range(activation: int, scale: float, zp: int, bits: int) -> tuple[int, int]:
-    """TFLite's ``CalculateActivationRangeQuantized`` at ``bits`` (float32 arithmetic)."""
-    qmin, qmax = int_range(bits)
-    s = np.float32(scale)
-
-    def q(f):
-        return int(zp) + _round_away(np.float32(f) / s)
-
-    schema = schema_py_generated().ActivationFunctionType
-    if activation == schema.RELU:
-        return max(qmin, q(0.0)), qmax
-    if activation == schema.RELU6:
-        return max(qmin, q(0.0)), min(qmax, q(6.0))
-    if activation == schema.RELU_N1_TO_1:
-        return max(qmin, q(-1.0)), min(qmax, q(1.0))
-    if activation == schema.NONE:
-        return qmin, qmax
-    raise PlanMismatchError(f"fused activation {activation} is not supported in the patch stage")
-
-
-def low_bit_params(bits: int, value_range) -> tuple[float, int]:
-    """``(scale_b, zp_b)`` of a map at ``bits`` < 8 quantized on ``value_range = (lo, hi)``
-    (the plan's VDQS range; widened to contain 0), computed in float32."""
-    lo, hi = (float(v) for v in value_range)
-    lo, hi = min(lo, 0.0), max(hi, 0.0)
-    if hi <= lo:
-        raise PlanMismatchError(f"empty value range {value_range} for a {bits}-bit map")
-    qmin, qmax = int_range(bits)
-    sb = np.float32((hi - lo) / ((1 << bits) - 1))
-    zb = _round_away(np.float32(qmin) - np.float32(lo) / sb)
-    return float(sb), int(min(max(zb, qmin), qmax))
 
 
 def _conv_quant(s_in, s_w, s_out, bias8, s_in8) -> np.ndarray:
@@ -277,7 +239,10 @@ def lower(model_bytes, plan) -> Lowered:
                 raise PlanMismatchError(
                     f"the plan puts map {root!r} at {b} bits but gives no value range for it"
                 )
-            sb, zb = low_bit_params(b, plan.ranges[root])
+            try:
+                sb, zb = low_bit_params(b, plan.ranges[root])
+            except ValueError as err:
+                raise PlanMismatchError(f"map {root!r}: {err}") from err
         scales.append((sb, s8))
         zps.append((zb, z8))
         bits.append((b, 8))
@@ -291,9 +256,13 @@ def lower(model_bytes, plan) -> Lowered:
             ins = (ins[1], ins[0])
         opts = op.builtinOptions
         activation = int(getattr(opts, "fusedActivationFunction", 0) or 0)
-        act = tuple(
-            act_range(activation, scales[out][v], zps[out][v], bits[out][v]) for v in (0, 1)
-        )
+        try:
+            act = tuple(
+                activation_range(activation, scales[out][v], zps[out][v], bits[out][v])
+                for v in (0, 1)
+            )
+        except ValueError as err:
+            raise PlanMismatchError(f"the patch stage cannot run step {r.step!r}: {err}") from err
         if kind in (KIND_CONV, KIND_DEPTHWISE):
             step, f, ft = _conv_step(g, op, kind, r, ins, out, scales, act, len(filters))
             filters.append(f)

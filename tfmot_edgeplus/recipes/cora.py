@@ -60,6 +60,7 @@ import numpy as np
 
 from tfmot_edgeplus import adapters
 from tfmot_edgeplus._compat import check_keras2_model, keras, tf
+from tfmot_edgeplus.adapters.calibrate import repeated_batches, step_parts
 from tfmot_edgeplus.quantization import (
     BestWeights,
     EdgePlusQuantizeScheme,
@@ -223,8 +224,6 @@ def qat_same_steps(fp_model, x, y, config: CoRaConfig | None = None, learning_ra
     ``learning_rate`` 5e-4 is what benchmarks/cora chose once on Fashion-MNIST W4 quick (test
     accuracy 1e-4: 0.798, 5e-4: 0.815; PTQ 0.807).
     """
-    from tfmot_edgeplus.adapters.calibrate import repeated_batches, step_parts
-
     config = config or CoRaConfig()
     check_keras2_model(fp_model, "fp_model")
     if y is None:
