@@ -102,6 +102,11 @@ def paired_interval(diffs) -> tuple[float, float | None, float | None]:
 def _format_cell(value) -> str:
     if value is None:
         return ""
+    if isinstance(value, dict):
+        if set(value) == {"mean", "lo", "hi"}:  # a paired difference and its interval
+            return f"{_format_cell(value['mean'])} [{_format_cell(value['lo'])}, " \
+                   f"{_format_cell(value['hi'])}]"
+        return ", ".join(f"{k}={_format_cell(v)}" for k, v in value.items())
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
@@ -143,10 +148,14 @@ def _validate(name: str, rows) -> None:
                 raise TypeError(
                     f"rows[{i}] has a non-string key {key!r}; keys must be snake_case str."
                 )
-            if not isinstance(value, _SCALARS):
+            inner = value.values() if isinstance(value, dict) else (value,)
+            if not all(isinstance(v, _SCALARS) for v in inner) or (
+                isinstance(value, dict) and not all(isinstance(k, str) for k in value)
+            ):
                 raise TypeError(
                     f"rows[{i}][{key!r}] is a {type(value).__name__}; row values must be "
-                    "str, int, float, bool or None (flatten nested values into more keys)."
+                    "str, int, float, bool, None or a dict of those by str keys (e.g. a paired "
+                    "difference {'mean', 'lo', 'hi'}); flatten deeper nesting into more keys."
                 )
 
 

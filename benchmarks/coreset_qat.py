@@ -32,10 +32,10 @@ more labelled data than it trains on. Accuracy: the Keras QAT model (fake-quant)
 set; the TFLM agreement of such models is pinned by tests/test_convert.py.
 
 Row keys: ``task``, ``method``, ``weight_bits``, ``fraction``, ``acc_mean``, ``acc_std``
-(population std over seeds), ``diff_vs_random_stratified`` with ``_lo`` / ``_hi`` (the
-paired per-seed difference from ``random_stratified`` at the same task, bits and fraction:
-mean and 95 % Student-t interval, ``benchmarks._report.paired_interval``; rows are flat, so
-the interval's ends are keys of their own; None for ``full_kd``), ``time_vs_full``
+(population std over seeds), ``diff_vs_random_stratified`` (``{"mean", "lo", "hi"}``: the
+paired per-seed difference from ``random_stratified`` at the same task, bits and fraction,
+and its 95 % Student-t interval, ``benchmarks._report.paired_interval``; None for
+``full_kd``), ``time_vs_full``
 (``wall_s`` / that of ``full_kd``), ``seeds``, ``train_samples`` (per epoch), ``wall_s``
 (mean over seeds of quantize + calibrate + coreset scoring + training).
 
@@ -65,8 +65,7 @@ NAME = "coreset_qat"
 METHODS = ("random", "random_stratified", "res_top", "res", "res_clc", "full_kd")
 BASELINE = "random_stratified"
 ROW_KEYS = ("task", "method", "weight_bits", "fraction", "acc_mean", "acc_std",
-            "diff_vs_random_stratified", "diff_vs_random_stratified_lo",
-            "diff_vs_random_stratified_hi", "time_vs_full", "seeds", "train_samples", "wall_s")
+            "diff_vs_random_stratified", "time_vs_full", "seeds", "train_samples", "wall_s")
 # method -> (coreset, per_class, sampling, CLC on)
 _RECIPE = {
     "random": ("random", False, "weighted", False),
@@ -178,15 +177,15 @@ def summarize(task: str, runs: dict, ptq: dict, config: Config) -> tuple[list[di
                 continue
             accs = [r["acc"] for r in seeds]
             base = runs.get((bits, BASELINE, fraction))
-            diff = (_interval("diff_vs_random_stratified",
-                              [a - r["acc"] for a, r in zip(accs, base)])
-                    if base is not None and method != "full_kd" else
-                    dict.fromkeys(("diff_vs_random_stratified", "diff_vs_random_stratified_lo",
-                                   "diff_vs_random_stratified_hi")))
+            diff = None
+            if base is not None and method != "full_kd":
+                mean, lo, hi = paired_interval([a - r["acc"] for a, r in zip(accs, base)])
+                diff = {"mean": mean, "lo": lo, "hi": hi}
             wall = float(np.mean([r["wall_s"] for r in seeds]))
             full_wall = None if full is None else float(np.mean([r["wall_s"] for r in full]))
             row = {"task": task, "method": method, "weight_bits": bits, "fraction": fraction,
-                   "acc_mean": float(np.mean(accs)), "acc_std": float(np.std(accs)), **diff,
+                   "acc_mean": float(np.mean(accs)), "acc_std": float(np.std(accs)),
+                   "diff_vs_random_stratified": diff,
                    "time_vs_full": None if full_wall is None else wall / full_wall,
                    "seeds": len(accs), "train_samples": seeds[0]["train_samples"],
                    "wall_s": wall}
