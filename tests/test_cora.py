@@ -8,11 +8,12 @@ import pytest
 from tfmot_edgeplus.recipes.cora import CoRaConfig, cora_ptq, ptq_model, qat_same_steps
 
 
-@pytest.mark.parametrize("rank_search", ["greedy", "butterworth"])
-def test_cora_ptq_uses_only_its_calibration_samples_and_reports(digits_fp, rank_search):
+def test_cora_ptq_uses_only_its_calibration_samples_and_reports(digits_fp):
+    """With the learned (Butterworth) ranks; the default greedy ranks run in test_demo's cora
+    command, the CoRa example and benchmarks/cora's test."""
     fp, data = digits_fp
     fp_weights = [w.copy() for w in fp.get_weights()]
-    config = CoRaConfig(weight_bits=2, budget=0.2, rank_search=rank_search, search_steps=20,
+    config = CoRaConfig(weight_bits=2, budget=0.2, rank_search="butterworth", search_steps=20,
                         steps=60, calib_samples=300, learning_rate=3e-3)
     run = cora_ptq(fp, data.x_train, data.y_train, config,
                    validation_data=(data.x_test, data.y_test))
@@ -21,7 +22,7 @@ def test_cora_ptq_uses_only_its_calibration_samples_and_reports(digits_fp, rank_
     summary = run.summary()
     assert summary["calib_samples"] == 300
     assert 0 < summary["adapter_param_fraction"] <= 0.2
-    assert (summary["cutoffs"] is None) == (rank_search == "greedy")
+    assert summary["cutoffs"] is not None
     assert set(summary["seconds"]) == {"quantize", "ranks", "calibrate"}
     best = summary["best_weights"]  # 30 of the 300 held out, judged before and every 12 steps
     assert best["heldout_samples"] == 30 and len(run.history.history["heldout_accuracy"]) == 5
