@@ -73,19 +73,6 @@ def layer_weight_bits(qat_model) -> dict[str, int]:
     return bits
 
 
-def layer_activation_bits(qat_model) -> dict[str, int]:
-    """Activation bits of every quantized layer that quantizes an activation."""
-    bits = {}
-    for layer in qat_model.layers:
-        if not isinstance(layer, _QuantizeWrapper):
-            continue
-        quantizer = getattr(layer.quantize_config, "activation_quantizer", None)
-        num_bits = getattr(quantizer, "num_bits", None)
-        if num_bits is not None:
-            bits[layer.layer.name] = int(num_bits)
-    return bits
-
-
 def _off_grid_top_levels(qat_model) -> dict[str, int]:
     """Layers whose INT4 values the converter takes off their grid, with their top level.
 
@@ -223,7 +210,6 @@ def convert(qat_model, representative_data, *, lowbit_storage: bool = True,
 __all__ = [
     "convert",
     "is_quantized",
-    "layer_activation_bits",
     "layer_weight_bits",
     "trained_activation_bits",
 ]

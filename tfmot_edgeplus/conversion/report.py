@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 
 from tfmot_edgeplus.conversion import edgeplus_kernels, lowbit
-from tfmot_edgeplus.conversion.converter import layer_activation_bits, layer_weight_bits
+from tfmot_edgeplus.conversion.converter import layer_weight_bits, trained_activation_bits
 from tfmot_edgeplus.core import tflite
 
 # Tensor names of CoRa's layers (tfmot_edgeplus.adapters.insert): <layer>_cora_a / _cora_b
@@ -117,7 +117,7 @@ def conversion_report(model_bytes: bytes, qat_model=None) -> ConversionReport:
     if qat_model is None:
         return report
     report.qat_weight_bits = layer_weight_bits(qat_model)
-    report.qat_activation_bits = layer_activation_bits(qat_model)
+    report.qat_activation_bits = trained_activation_bits(qat_model)[1]
     low_act = sorted(name for name, bits in report.qat_activation_bits.items() if bits < 8)
     if low_act and ours:
         report.notes.append(
