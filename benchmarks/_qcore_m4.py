@@ -71,6 +71,7 @@ from benchmarks.kernels_m4 import (
 )
 from tfmot_edgeplus.export.c_arrays import c_float as _c_float
 from tfmot_edgeplus.export.c_arrays import c_int as _c_int
+from tfmot_edgeplus.runtime.build_lock import build_lock
 
 __all__ = ["m4_calibration_cost", "parse_qcore_output", "write_case_header"]
 
@@ -396,45 +397,46 @@ def m4_calibration_cost(
     ref_step = qcore_step(head, cal.nets, x, y, weights, cal.margin, cal.tries, **guards)
     ref_bp = bp_finetune(head, x, y, layers, weights, bp_steps, bp_learning_rate)
 
-    build = flags.build_dir("qcore-m4")
-    case_dir = build / "case"
-    case_dir.mkdir(parents=True, exist_ok=True)
-    text = write_case_header(
-        head,
-        cal.nets,
-        weights,
-        x,
-        y,
-        prior,
-        margin=cal.margin,
-        tries=cal.tries,
-        max_steps=cal.max_steps,
-        guard=guard,
-        guard_min_correct=guard_min_correct,
-        refresh_size=ref[5],
-        seed=cal._rng_state,
-        bp_layers=layers,
-        bp_steps=bp_steps,
-        bp_learning_rate=bp_learning_rate,
-    )
-    case = case_dir / "qcore_case.h"
-    if not case.exists() or case.read_text() != text:  # unchanged: make rebuilds nothing
-        case.write_text(text)
-    _run(
-        [
-            "make",
-            "-s",
-            "-C",
-            str(M4_DIR),
-            "qcore-bench",
-            f"BUILD={build}",
-            f"CASE_DIR={case_dir}",
-            *flags.make_args,
-        ],
-        600,
-        "make qcore-bench",
-    )
-    m4_text = run_qemu(qemu, build / "qcore_bench.elf", timeout)
+    with build_lock():  # the case header, the build and the run: one test process at a time
+        build = flags.build_dir("qcore-m4")
+        case_dir = build / "case"
+        case_dir.mkdir(parents=True, exist_ok=True)
+        text = write_case_header(
+            head,
+            cal.nets,
+            weights,
+            x,
+            y,
+            prior,
+            margin=cal.margin,
+            tries=cal.tries,
+            max_steps=cal.max_steps,
+            guard=guard,
+            guard_min_correct=guard_min_correct,
+            refresh_size=ref[5],
+            seed=cal._rng_state,
+            bp_layers=layers,
+            bp_steps=bp_steps,
+            bp_learning_rate=bp_learning_rate,
+        )
+        case = case_dir / "qcore_case.h"
+        if not case.exists() or case.read_text() != text:  # unchanged: make rebuilds nothing
+            case.write_text(text)
+        _run(
+            [
+                "make",
+                "-s",
+                "-C",
+                str(M4_DIR),
+                "qcore-bench",
+                f"BUILD={build}",
+                f"CASE_DIR={case_dir}",
+                *flags.make_args,
+            ],
+            600,
+            "make qcore-bench",
+        )
+        m4_text = run_qemu(qemu, build / "qcore_bench.elf", timeout)
     m4 = parse_qcore_output(m4_text)
     calib = int(m4.get("CALIB", {}).get("instr_per_tick_x1000", 0))
     if abs(calib - INSTR_PER_TICK * 1000) > 100:

@@ -42,6 +42,7 @@ from benchmarks.kernels_m4 import (
     _tool,
     run_qemu,
 )
+from tfmot_edgeplus.runtime.build_lock import build_lock
 
 __all__ = ["m4_stage_cost", "write_case_header"]
 
@@ -167,20 +168,21 @@ def m4_stage_cost(programs: dict, filters, x, *, opt: str = "-Ofast", float_abi:
     _tool("make", "make")
     flags = M4Flags(opt, float_abi, library_pragma)
     text = write_case_header(programs, filters, x)
-    build = flags.build_dir("stage-m4")
-    case_dir = build / "case"
-    case_dir.mkdir(parents=True, exist_ok=True)
-    case = case_dir / "stage_case.h"
-    if not case.exists() or case.read_text() != text:
-        case.write_text(text)
-    _run(
-        ["make", "-s", "-C", str(M4_DIR), "stage-bench", f"BUILD={build}", f"CASE_DIR={case_dir}",
-         *flags.make_args],
-        600,
-        "make stage-bench",
-    )  # fmt: skip
-    m4 = parse_stage_output(run_qemu(qemu, build / "stage_bench.elf", timeout))
-    host = parse_stage_output(_run([str(build / "stage_bench_host")], timeout, "host run"))
+    with build_lock():  # the case header, the build and the runs: one test process at a time
+        build = flags.build_dir("stage-m4")
+        case_dir = build / "case"
+        case_dir.mkdir(parents=True, exist_ok=True)
+        case = case_dir / "stage_case.h"
+        if not case.exists() or case.read_text() != text:
+            case.write_text(text)
+        _run(
+            ["make", "-s", "-C", str(M4_DIR), "stage-bench", f"BUILD={build}",
+             f"CASE_DIR={case_dir}", *flags.make_args],
+            600,
+            "make stage-bench",
+        )  # fmt: skip
+        m4 = parse_stage_output(run_qemu(qemu, build / "stage_bench.elf", timeout))
+        host = parse_stage_output(_run([str(build / "stage_bench_host")], timeout, "host run"))
     bad = [
         f"{where} {n}: output hash differs from NumPy's"
         for where, rows in (("M4", m4), ("host", host))

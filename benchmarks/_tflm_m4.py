@@ -17,6 +17,8 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from tfmot_edgeplus.runtime.build_lock import build_lock
+
 ROOT = Path(__file__).resolve().parents[1]
 M4 = ROOT / "tflm_ops" / "m4"
 CPU = ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"]
@@ -212,21 +214,22 @@ def arduino_tflm_library(core: ArduinoCore, tflm: Path, build: Path, workers: in
         *quiet.command(Path("x.c"), Path("x.o"), [src]), *map(str, files)]).encode()
     ).hexdigest()[:16]  # fmt: skip
     lib = build / f"chirale_tflm_{version}_{key}" / "libtflm.a"
-    if lib.is_file():
+    with build_lock():  # another test process may be compiling it right now
+        if lib.is_file():
+            return lib
+        objs_dir = lib.parent / "obj"
+
+        def one(f: Path) -> Path:
+            obj = objs_dir / f"{f.relative_to(src).with_suffix('')}.o"
+            if not obj.is_file():
+                obj.parent.mkdir(parents=True, exist_ok=True)
+                cmd = quiet.command(f, obj.with_suffix(".tmp.o"), [src])
+                run_tool([a for a in cmd if a != "-g3"] + ["-DARDUINO_EXCLUDE_CODE"])
+                obj.with_suffix(".tmp.o").rename(obj)
+            return obj
+
+        with ThreadPoolExecutor(workers) as pool:
+            objs = list(pool.map(one, files))
+        run_tool(["arm-none-eabi-ar", "rcs", str(lib.with_suffix(".tmp.a")), *map(str, objs)])
+        lib.with_suffix(".tmp.a").rename(lib)
         return lib
-    objs_dir = lib.parent / "obj"
-
-    def one(f: Path) -> Path:
-        obj = objs_dir / f"{f.relative_to(src).with_suffix('')}.o"
-        if not obj.is_file():
-            obj.parent.mkdir(parents=True, exist_ok=True)
-            cmd = quiet.command(f, obj.with_suffix(".tmp.o"), [src])
-            run_tool([a for a in cmd if a != "-g3"] + ["-DARDUINO_EXCLUDE_CODE"])
-            obj.with_suffix(".tmp.o").rename(obj)
-        return obj
-
-    with ThreadPoolExecutor(workers) as pool:
-        objs = list(pool.map(one, files))
-    run_tool(["arm-none-eabi-ar", "rcs", str(lib.with_suffix(".tmp.a")), *map(str, objs)])
-    lib.with_suffix(".tmp.a").rename(lib)
-    return lib

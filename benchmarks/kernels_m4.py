@@ -49,6 +49,7 @@ import sys
 from pathlib import Path
 
 from benchmarks._report import write_report
+from tfmot_edgeplus.runtime.build_lock import build_lock
 
 NAME = "kernels_m4"
 ROOT = Path(__file__).resolve().parent.parent
@@ -232,11 +233,12 @@ def run(
     _tool("make", "make")
     build = flags.build_dir("m4-bench")
     target = "bench-quick" if quick else "bench"
-    _run(
-        ["make", "-s", "-C", str(M4_DIR), target, f"BUILD={build}", *flags.make_args],
-        600,
-        "make " + target,
-    )
+    with build_lock():
+        _run(
+            ["make", "-s", "-C", str(M4_DIR), target, f"BUILD={build}", *flags.make_args],
+            600,
+            "make " + target,
+        )
     elf = build / ("bench_quick.elf" if quick else "bench.elf")
     host_exe = build / ("bench_quick_host" if quick else "bench_host")
 

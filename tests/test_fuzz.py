@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tfmot_edgeplus.runtime.build_lock import build_lock
+
 ROOT = Path(__file__).resolve().parents[1]
 FUZZ = ROOT / "tflm_ops" / "fuzz"
 BUILD = ROOT / "build" / "fuzz-test"  # not build/fuzz: a `make fuzz` may be running there
@@ -48,11 +50,12 @@ TARGETS = [*C_TARGETS, pytest.param("options", marks=pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def binaries() -> Path:
-    proc = subprocess.run(
-        ["make", "-s", "-C", str(FUZZ), "-j2", "build", f"BUILD={BUILD}", "FUZZ_OPT=-O1",
-         f"EDGEPLUS_FLATBUFFERS_ROOT={FLATBUFFERS}"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    with build_lock():
+        proc = subprocess.run(
+            ["make", "-s", "-C", str(FUZZ), "-j2", "build", f"BUILD={BUILD}", "FUZZ_OPT=-O1",
+             f"EDGEPLUS_FLATBUFFERS_ROOT={FLATBUFFERS}"],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
     assert proc.returncode == 0, f"building the fuzz targets failed:\n{proc.stdout}{proc.stderr}"
     return BUILD
 

@@ -25,6 +25,7 @@ from kernel_helpers import assert_same, run_c, window_of
 
 from tfmot_edgeplus.core.conv_reference import ConvParams
 from tfmot_edgeplus.runtime import kernels
+from tfmot_edgeplus.runtime.build_lock import build_lock
 from tfmot_edgeplus.runtime.kernel_abi import load_abi
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,13 +37,14 @@ pytestmark = pytest.mark.skipif(
 
 
 def _run(target: str) -> str:
-    proc = subprocess.run(
-        ["make", "-C", str(REPO / "tflm_ops"), target],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    with build_lock():
+        proc = subprocess.run(
+            ["make", "-C", str(REPO / "tflm_ops"), target],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"make {target} failed (exit {proc.returncode}):\n{out[-6000:]}"
     return out

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tfmot_edgeplus.runtime.build_lock import build_lock
+
 ROOT = Path(__file__).resolve().parent.parent
 M4_DIR = ROOT / "tflm_ops" / "m4"
 CPU = ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"]
@@ -32,13 +34,14 @@ pytestmark = pytest.mark.skipif(
 
 
 def _make(target: str, build: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["make", "-C", str(M4_DIR), target, f"BUILD={build}"],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    with build_lock():  # and its runs: targets run what they build
+        return subprocess.run(
+            ["make", "-C", str(M4_DIR), target, f"BUILD={build}"],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
 
 def _explain(proc: subprocess.CompletedProcess) -> str:

@@ -41,6 +41,7 @@ from tfmot_edgeplus.conversion import op_schema
 from tfmot_edgeplus.core import conv_reference as ref
 from tfmot_edgeplus.core import intmath
 from tfmot_edgeplus.core.intmath import int_range, narrow_range
+from tfmot_edgeplus.runtime.build_lock import build_lock
 
 
 @pytest.fixture(scope="module")
@@ -414,14 +415,15 @@ def test_same_glue_compiles_for_cortex_m4():
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
-    proc = subprocess.run(
-        ["make", "-s", "-f", str(root / "tflm_ops" / "Makefile.tflm"), "m4-object"],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=root,
-    )
+    with build_lock():
+        proc = subprocess.run(
+            ["make", "-s", "-f", str(root / "tflm_ops" / "Makefile.tflm"), "m4-object"],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=root,
+        )
     assert proc.returncode == 0, proc.stderr[-4000:]
     for name, want in (
         ("edgeplus_conv_mp.o", ["tflite::edgeplus::Register_EDGEPLUS_CONV_MP()"]),

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from tfmot_edgeplus.runtime.build_lock import build_lock
 from tfmot_edgeplus.runtime.kernel_abi import AbiError, load_abi
 
 __all__ = ["VARIANTS", "KernelBuildError", "build", "library_path", "load_library"]
@@ -63,9 +64,10 @@ def build() -> None:
             f"(looked for make and {cc!r}); install them (Debian: apt-get install make gcc) "
             f"or build elsewhere with `make -C {_OPS_DIR} host` and set EDGEPLUS_OPS_LIB"
         )
-    proc = subprocess.run(
-        [make, "-C", str(_OPS_DIR), "host"], check=False, capture_output=True, text=True
-    )
+    with build_lock():
+        proc = subprocess.run(
+            [make, "-C", str(_OPS_DIR), "host"], check=False, capture_output=True, text=True
+        )
     if proc.returncode != 0:
         raise KernelBuildError(
             f"`make -C {_OPS_DIR} host` failed (exit {proc.returncode}):\n"
@@ -78,8 +80,10 @@ def load_library(variant: str = "plain") -> ctypes.CDLL:
     the headers bound."""
     path = library_path(variant)
     from_env = variant == "plain" and os.environ.get("EDGEPLUS_OPS_LIB")
-    if not from_env and (not path.is_file() or _sources_newer_than(path)):
-        build()
+    if not from_env:
+        with build_lock():  # another test process may be building it right now
+            if not path.is_file() or _sources_newer_than(path):
+                build()
     if not path.is_file():
         raise KernelBuildError(f"no edgeplus kernel library at {path}")
     try:

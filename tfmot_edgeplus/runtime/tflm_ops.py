@@ -28,6 +28,8 @@ import sys
 import threading
 from pathlib import Path
 
+from tfmot_edgeplus.runtime.build_lock import build_lock
+
 __all__ = ["REGISTERER", "TflmOpsUnavailableError", "build", "library_path", "load"]
 
 REGISTERER = "EdgeplusRegister"
@@ -78,9 +80,10 @@ def build(timeout: float = 900.0) -> Path:
         f"BUILD={library_path().parent.parent}",
     ]
     try:
-        proc = subprocess.run(
-            cmd, check=False, capture_output=True, text=True, timeout=timeout, cwd=_ROOT
-        )
+        with build_lock():
+            proc = subprocess.run(
+                cmd, check=False, capture_output=True, text=True, timeout=timeout, cwd=_ROOT
+            )
     except FileNotFoundError as err:
         raise TflmOpsUnavailableError(
             "`make` not found; install make and a C++17 compiler."
