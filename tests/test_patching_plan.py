@@ -27,6 +27,7 @@ from tfmot_edgeplus.patching import (
     read_graph,
     receptive_fields,
 )
+from tfmot_edgeplus.patching import cost_model as C
 from tfmot_edgeplus.patching.vdq import StageRunner, vdpc, vdqs
 
 L = keras.layers
@@ -261,6 +262,48 @@ def test_search_on_mobilenet_lowers_the_peak_more_than_2x(mobilenet):
     assert forced.peak == p.patch_peak("block_2_add", 2)
 
 
+def test_instructions_by_hand_and_the_halo_bound(tiny, mobilenet):
+    p = PatchPlanner(tiny)
+    conv = C.STAGE_SCALE * C.INSTR_PER_MAC[("conv", 8, 8)]
+    call = C.STEP_CALL_INSTRUCTIONS
+    # c1 (3x3, 18 MACs/px, 64 px), zp (no MACs), c2 (3x3, 36 MACs/px, 36 px); one call each
+    np.testing.assert_allclose(
+        p.patch_instructions("c2", 1), [conv * 18 * 64 + call, 0, conv * 36 * 36 + call]
+    )
+    # n = 2: c1 runs 4 patches of 6x6 (the halo), c2 4 of 3x3: four calls each
+    np.testing.assert_allclose(
+        p.patch_instructions("c2", 2), [conv * 18 * 144 + 4 * call, 0, conv * 36 * 36 + 4 * call]
+    )
+    # 2-bit activations into c2 at 8-bit weights: W8A2 is not measured, nothing saved ...
+    same = p.patch_instructions("c2", 1)
+    np.testing.assert_allclose(p.patch_instructions("c2", 1, {"zp": 2}), same)
+    # ... at 2-bit weights, W2A2 (measured) against W2A8 (falls back to W8A8) is
+    w2 = PatchPlanner(tiny, weight_bits=2)
+    saved = w2.patch_instructions("c2", 1)[2] - w2.patch_instructions("c2", 1, {"zp": 2})[2]
+    want = C.INSTR_PER_MAC[("conv", 8, 8)] - C.INSTR_PER_MAC[("conv", 2, 2)]
+    assert saved == pytest.approx(C.STAGE_SCALE * want * 36 * 36)
+
+    m = PatchPlanner(mobilenet)
+    cands = m.candidates()
+    free = m.search(256 * 1024)
+    bounded = m.search(256 * 1024, max_halo=1.5)
+    # the unbounded search takes the lowest peak whatever its halo; the bound keeps the
+    # lowest peak among the plans within 1.5x the layer-by-layer instructions of their stage
+    assert free.halo > 1.5 >= bounded.halo and bounded.peak > free.peak
+    assert bounded.peak == min(c.peak for c in cands if c.halo <= 1.5)
+    assert all(c.halo == 1.0 for c in cands if c.grid == 1)
+    # a budget only the unbounded search meets names the plan that does and its halo
+    with pytest.raises(PlanError, match=r"within max_halo=1.5.*meets it at \d\.\d\dx.*Raise "
+                       r"max_halo to"):  # fmt: skip
+        m.search(free.peak, max_halo=1.5)
+    with pytest.raises(ValueError, match="max_halo must be a number >= 1.*got 0.5"):
+        m.search(256 * 1024, max_halo=0.5)
+    # a forced grid is not bounded; plan() bounds the halo by default (1.5)
+    forced = m.search(256 * 1024, split=free.split, grid=free.grid, max_halo=1.5)
+    assert forced == free
+    assert patching.plan(mobilenet, None).halo == pytest.approx(bounded.halo)
+
+
 # ----------------------------------------------------------------------------- VDPC, VDQS
 
 
@@ -308,6 +351,17 @@ def test_vdqs_lowers_bitops_within_budget(spike_model):
     found = vdpc(runner, 4, outlier_sample_fraction=1.0)
     assert set(vdqs(runner, 4, found, lam=0.0, sram_budget=1).bits.values()) == {8}
     assert set(vdqs(runner, 4, found, lam=0.0).bits.values()) == {2, 8}
+    # Phi in instructions: with 8-bit weights no lower bit-width is measured faster on our
+    # kernels, so none is chosen even with lam = 0; with 2-bit weights the 3x3 conv a2 that
+    # reads a1_relu runs W2A2 (measured faster), while W2A4 falls back to W2A8 (no saving)
+    fast = vdqs(runner, 4, found, lam=0.0, saving="instructions")
+    assert set(fast.bits.values()) == {8} and fast.scores["a1_relu"]["phi"] == (0.0, 0.0, 0.0)
+    w2 = PatchPlanner(spike_model, weight_bits=2)
+    fast = vdqs(StageRunner(spike_model, w2, "a2_relu", x), 4, found, lam=0.0,
+                saving="instructions")  # fmt: skip
+    assert fast.bits["a1_relu"] == 2 and fast.scores["a1_relu"]["phi"] == (0.0, 0.0, 1.0)
+    with pytest.raises(ValueError, match="saving must be one of.*got 'cycles'"):
+        vdqs(runner, 4, found, saving="cycles")
 
 
 # ----------------------------------------------------------------------------- plan
@@ -317,7 +371,8 @@ def test_plan_summary_plot_json_check(spike_model, tmp_path):
     x = _spike_data(n=12, planted=11)
     p = patching.plan(spike_model, x, sram_budget=64 * 1024, grid=4)
     text = p.summary()
-    for needle in ("a1", "a2_relu", "peak SRAM", "BitOPs", "layer by layer", "planned", "bits n/o"):
+    for needle in ("a1", "a2_relu", "peak SRAM", "BitOPs", "layer by layer", "planned", "bits n/o",
+                   "M4 instr."):  # fmt: skip
         assert needle in text
     assert p.peak_ratio == p.peak_layer / p.peak_planned
     # Patch (1, 2) exceeds in more than outlier_sample_fraction (0.1) of the samples, and it
@@ -328,7 +383,7 @@ def test_plan_summary_plot_json_check(spike_model, tmp_path):
     assert (tmp_path / "plan.png").stat().st_size > 10_000
 
     text = p.to_json()
-    assert json.loads(text)["format"] == "edgeplus-patch-plan/2"
+    assert json.loads(text)["format"] == "edgeplus-patch-plan/3"
     assert json.loads(text)["outlier_share"] == 1 / 16
     back = PatchPlan.from_json(text)
     assert back == p and back.to_json() == text
@@ -391,6 +446,8 @@ def test_budget_no_plan_meets_names_the_smallest_peak(tiny):
         ({"sram_budget": 0}, r"sram_budget must be >= 1, got 0"),
         ({"grid": 0}, r"grid must be >= 1, got 0"),
         ({"weight_bits": 3}, r"weight_bits must be 2, 4 or 8, got 3"),
+        ({"max_halo": 0.9}, r"max_halo must be a number >= 1 .* got 0\.9"),
+        ({"saving": "cycles"}, r"saving must be one of .* got 'cycles'"),
     ],
 )
 def test_bad_settings_raise_naming_the_value(tiny, kwargs, match):

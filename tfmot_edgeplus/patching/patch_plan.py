@@ -37,6 +37,7 @@ from tfmot_edgeplus.patching.vdq import (
     StageRunner,
     _check_fraction,
     check_calib_data,
+    check_saving,
     vdpc,
     vdqs,
 )
@@ -51,7 +52,7 @@ __all__ = [
     "plan",
 ]
 
-JSON_FORMAT = "edgeplus-patch-plan/2"
+JSON_FORMAT = "edgeplus-patch-plan/3"
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,13 @@ class PlanConfig:
     disables VDPC); a share of samples per patch, not of patches (the plan's
     ``outlier_share`` is that); ``grid``/``split``: force the ``n x n`` grid / the
     split tensor (a layer name); ``max_grid``: largest ``n`` searched; ``weight_bits``: the
-    weights' bits in the BitOPs; ``input_resident``: the model input is held whole in SRAM
-    during the patch stage; ``batch_size``: of the calibration passes.
+    weights' bits in the BitOPs and the instruction model; ``input_resident``: the model input
+    is held whole in SRAM during the patch stage; ``batch_size``: of the calibration passes;
+    ``max_halo``: the searched grid's modeled M4 instructions of the patch stage at most this
+    many times the same stage's layer by layer (halo recomputation bounded; None: no bound;
+    a forced ``grid`` is not bounded); ``saving``: what VDQS's Phi counts, ``"bitops"`` (the
+    paper's) or ``"instructions"`` (our kernels' cost model,
+    :mod:`~tfmot_edgeplus.patching.cost_model`).
     """
 
     sram_budget: int = 256 * 1024
@@ -82,6 +88,8 @@ class PlanConfig:
     weight_bits: int = 8
     input_resident: bool = True
     batch_size: int = 16
+    max_halo: float | None = 1.5
+    saving: str = "bitops"
 
     def __post_init__(self):
         _check_int(self.sram_budget, "sram_budget", 1)
@@ -103,6 +111,14 @@ class PlanConfig:
         if not isinstance(self.input_resident, bool):
             raise TypeError(f"input_resident must be True or False, got {self.input_resident!r}.")
         _check_int(self.batch_size, "batch_size", 1)
+        check_saving(self.saving)
+        if self.max_halo is not None:
+            ok = isinstance(self.max_halo, numbers.Real) and not isinstance(self.max_halo, bool)
+            if not ok or not self.max_halo >= 1:
+                raise ValueError(
+                    f"max_halo must be a number >= 1 (the patch stage's modeled instructions "
+                    f"over the same stage layer by layer) or None, got {self.max_halo!r}."
+                )
 
 
 @dataclass(frozen=True)
@@ -110,11 +126,12 @@ class LayerRecord:
     """One execution step of a plan (see :mod:`~tfmot_edgeplus.patching.planner`).
 
     ``inputs``: the tensors the step reads; ``bits_normal``/``bits_outlier``: its output's
-    activation bits in normal / outlier patches (8 outside the stage); ``layer_bytes``: working set layer by layer;
-    ``patch8_bytes``/``patch_bytes``: working set (max over patches in the stage) of the
-    8-bit / planned patch-based execution; ``macs``: layer by layer; ``patch_macs``: with
-    the halo recomputation; ``bitops_layer``/``bitops_patch8``/``bitops``: 8-bit layer by
-    layer / 8-bit patch based / planned.
+    activation bits in normal / outlier patches (8 outside the stage); ``layer_bytes``:
+    working set layer by layer; ``patch8_bytes``/``patch_bytes``: working set (max over
+    patches in the stage) of the 8-bit / planned patch-based execution; ``macs``: layer by
+    layer; ``patch_macs``: with the halo recomputation;
+    ``bitops_layer``/``bitops_patch8``/``bitops``: 8-bit layer by layer / 8-bit patch based /
+    planned.
     """
 
     step: str
@@ -148,7 +165,9 @@ class PatchPlan:
     (VDQS); ``bits``: normal-patch bits of every
     stage map; ``phi_values``: VDPC thresholds; ``scores``: VDQS figures per decision unit
     (tuples over bits 8, 4, 2). Peaks in bytes; ``stage_*`` BitOPs count the patch stage
-    only, the others the whole model.
+    only, the others the whole model; ``stage_instructions_*`` are the patch stage's modeled
+    M4 instructions (:mod:`~tfmot_edgeplus.patching.cost_model`): layer by layer (1x1), 8-bit
+    patches, planned.
     """
 
     model_name: str
@@ -174,6 +193,9 @@ class PatchPlan:
     stage_bitops_layer: int
     stage_bitops_patch8: int
     stage_bitops_planned: int
+    stage_instructions_layer: float
+    stage_instructions_patch8: float
+    stage_instructions_planned: float
     config: dict
     signature: tuple
 
@@ -188,6 +210,16 @@ class PatchPlan:
     def bitops_ratio(self) -> float:
         """8-bit patch-based / planned BitOPs of the patch stage."""
         return self.stage_bitops_patch8 / max(self.stage_bitops_planned, 1)
+
+    @property
+    def halo(self) -> float:
+        """Modeled M4 instructions of the planned patch stage over the stage layer by layer."""
+        return self.stage_instructions_planned / max(self.stage_instructions_layer, 1.0)
+
+    @property
+    def instructions_ratio(self) -> float:
+        """8-bit patch-based / planned modeled M4 instructions of the patch stage."""
+        return self.stage_instructions_patch8 / max(self.stage_instructions_planned, 1.0)
 
     @property
     def outlier_share(self) -> float:
@@ -244,6 +276,15 @@ class PatchPlan:
                 f"            planned        {self.bitops_planned:>16,}   "
                 f"(stage {self.stage_bitops_planned:,}; {self.bitops_ratio:.2f}x fewer than "
                 "8-bit patch based)"
+            ),
+            (
+                f"M4 instr.   stage layer by layer {self.stage_instructions_layer:>14,.0f}   "
+                f"(modeled: patching/cost_model.py)"
+            ),
+            f"            stage 8-bit patches  {self.stage_instructions_patch8:>14,.0f}",
+            (
+                f"            stage planned        {self.stage_instructions_planned:>14,.0f}   "
+                f"({self.halo:.2f}x layer by layer)"
             ),
             (
                 f"sram_budget {self.config['sram_budget']:,} B, phi {self.config['phi']}, "
@@ -403,6 +444,8 @@ def plan(
     weight_bits=8,
     input_resident=True,
     batch_size=16,
+    max_halo=1.5,
+    saving="bitops",
 ) -> PatchPlan:
     """Plan the patch-based, mixed-precision execution of ``model`` with ``calib_data``
     (``N`` float samples of its input, or None for an 8-bit plan without VDPC/VDQS).
@@ -422,6 +465,8 @@ def plan(
         weight_bits=weight_bits,
         input_resident=input_resident,
         batch_size=batch_size,
+        max_halo=max_halo,
+        saving=saving,
     )
     is_tflite = isinstance(model, (bytes, bytearray, memoryview))
     graph = read_tflite_graph(bytes(model)) if is_tflite else model
@@ -429,7 +474,8 @@ def plan(
     calib = None
     if calib_data is not None:
         calib = check_calib_data(calib_data, planner.graph.input_shape)
-    best = planner.search(sram_budget, split=split, grid=grid, max_grid=max_grid)
+    best = planner.search(sram_budget, split=split, grid=grid, max_grid=max_grid,
+                          max_halo=max_halo)  # fmt: skip
     n = best.grid
     outlier = np.zeros((n, n), dtype=bool)
     exceed = np.zeros((n, n))
@@ -445,7 +491,8 @@ def plan(
             runner = StageRunner(model, planner, best.split, calib, batch_size)
         found = vdpc(runner, n, phi=phi, outlier_sample_fraction=outlier_sample_fraction)
         outlier, exceed, phi_values = found.outlier, found.exceed_fraction, found.phi_values
-        chosen = vdqs(runner, n, found, lam=lam, sram_budget=sram_budget, low_bits=config.low_bits)
+        chosen = vdqs(runner, n, found, lam=lam, sram_budget=sram_budget,
+                      low_bits=config.low_bits, saving=saving)  # fmt: skip
         bits, scores, ranges = chosen.bits, chosen.scores, chosen.ranges
     return _build(
         planner,
@@ -480,6 +527,11 @@ def _build(planner, split, n, bits, ranges, outlier, exceed, phi_values, scores,
     ops_layer = planner.layer_bitops()
     ops8 = planner.patch_bitops(split, n)
     ops = planner.patch_bitops(split, n, bits, outlier)
+    instr = {
+        "layer": planner.patch_instructions(split, 1).sum(),
+        "patch8": planner.patch_instructions(split, n).sum(),
+        "planned": planner.patch_instructions(split, n, bits, outlier).sum(),
+    }
     layers = []
     for s in planner.steps:
         in_stage = s.index <= k
@@ -540,6 +592,9 @@ def _build(planner, split, n, bits, ranges, outlier, exceed, phi_values, scores,
         stage_bitops_layer=int(ops_layer[: k + 1].sum()),
         stage_bitops_patch8=int(ops8[: k + 1].sum()),
         stage_bitops_planned=int(ops[: k + 1].sum()),
+        stage_instructions_layer=float(instr["layer"]),
+        stage_instructions_patch8=float(instr["patch8"]),
+        stage_instructions_planned=float(instr["planned"]),
         config=cfg,
         signature=(tuple(sig_in), tuple((a, b, tuple(c)) for a, b, c in sig)),
     )

@@ -61,12 +61,24 @@ Search
 :meth:`PatchPlanner.search` tries every valid split tensor of the spatial prefix and every
 ``n`` in ``1..min(max_grid, H_T, W_T)`` (or the forced ``split``/``grid``) with all
 activations at 8 bits, and keeps the lowest patch-based peak within ``sram_budget``; ties go
-to fewer BitOPs, then fewer patches, then the earlier split. If no plan fits it raises
-:class:`PlanError` naming the smallest reachable peak and its plan.
+to fewer BitOPs, then fewer patches, then the earlier split. With ``max_halo`` (and no forced
+``grid``) only the choices whose stage costs at most ``max_halo`` times the modeled M4
+instructions of the same stage layer by layer are kept (halo recomputation bounded: fewer,
+larger patches where the budget allows; ``n = 1`` is always kept). If no plan fits it raises
+:class:`PlanError` naming the smallest reachable peak and its plan (and, when only the halo
+bound was in the way, the plan that fits and its halo).
+
+M4 instructions
+---------------
+:meth:`PatchPlanner.patch_instructions`: per stage step and patch, our kernels' instructions
+per MAC (:mod:`~tfmot_edgeplus.patching.cost_model`, by op kind, ``weight_bits`` and the bits
+the step reads in that patch) times the patch's MACs, scaled to the stage's measured cost,
+plus one kernel call's fixed cost.
 """
 
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass
 from functools import lru_cache
@@ -74,6 +86,12 @@ from functools import lru_cache
 import numpy as np
 
 from tfmot_edgeplus.core.conv_reference import Window, conv_input_region, make_conv_params
+from tfmot_edgeplus.patching.cost_model import (
+    STAGE_SCALE,
+    STEP_CALL_INSTRUCTIONS,
+    instr_per_mac,
+    op_kind,
+)
 from tfmot_edgeplus.patching.graph import (
     POINTWISE_KINDS,
     WINDOWED_KINDS,
@@ -115,6 +133,7 @@ class Step:
     output_shape: tuple[int, ...]
     macs_per_pixel: int
     spatial: bool
+    kernel: tuple[int, int] = (1, 1)
 
     @property
     def pixels(self) -> int:
@@ -127,12 +146,15 @@ class Step:
 
 @dataclass(frozen=True)
 class Candidate:
-    """A split/grid choice and its 8-bit figures."""
+    """A split/grid choice and its 8-bit figures: ``instructions`` the modeled M4
+    instructions of its stage, ``halo`` those over the same stage's layer by layer (1x1)."""
 
     split: str
     grid: int
     peak: int
     bitops: int
+    instructions: float
+    halo: float
 
 
 def tensor_bytes(elements, bits) -> np.ndarray | int:
@@ -190,6 +212,7 @@ def _step_dict(index: int, op: SpatialOp, spatial: bool) -> dict:
         "output_shape": tuple(op.output_shape),
         "macs_per_pixel": op.macs_per_pixel,
         "spatial": spatial,
+        "kernel": tuple(int(k) for k in op.kernel),
     }
 
 
@@ -316,6 +339,7 @@ class PatchPlanner:
             [t for t in self.shapes if self.first[t] <= s.index <= self.last[t]] for s in self.steps
         ]
         self._regions: dict = {}
+        self._candidates: dict = {}
         self._splits: tuple[str, ...] | None = None
 
     # ------------------------------------------------------------------ structure
@@ -509,11 +533,46 @@ class PatchPlanner:
             out[s.index] = int((pixels * a_bits).sum()) * s.macs_per_pixel * self.weight_bits
         return out
 
+    # ------------------------------------------------------------------ M4 instructions
+
+    def patch_instructions(self, split: str, n: int, bits: dict | None = None,
+                           outlier=None) -> np.ndarray:
+        """Modeled M4 instructions of every stage step run patch by patch (halo
+        recomputation, one kernel call per patch and step;
+        :mod:`~tfmot_edgeplus.patching.cost_model`); ``n = 1`` is the stage layer by layer.
+        Steps our kernels do not run as convs (pad, add, pooling) count 0."""
+        bits = bits or {}
+        k = self.check_split(split)
+        reg = self.regions(split, n)
+        out = np.zeros(k + 1)
+        for s in self.steps[: k + 1]:
+            op = op_kind(s.kind, s.kernel)
+            if op is None or not s.macs_per_pixel:
+                continue
+            a = reg[s.output]
+            pixels = np.outer(a[1], a[3])
+            a_bits = self._bits_grid(s.inputs[0], n, bits, outlier)
+            if s.inputs[0] == self.graph.input_name:
+                a_bits[:] = 8
+            cost = {b: instr_per_mac(op, self.weight_bits, int(b)) for b in np.unique(a_bits)}
+            per_mac = np.vectorize(cost.__getitem__, otypes=[float])(a_bits)
+            calls = int(np.count_nonzero(pixels))
+            out[s.index] = STAGE_SCALE * (pixels * per_mac).sum() * s.macs_per_pixel + (
+                calls * STEP_CALL_INSTRUCTIONS
+            )
+        return out
+
     # ------------------------------------------------------------------ search
 
     def candidates(self, *, split=None, grid=None, max_grid: int = 8) -> list[Candidate]:
-        """Every split/grid choice with its 8-bit peak and BitOPs."""
+        """Every split/grid choice with its 8-bit peak, BitOPs and modeled instructions."""
         max_grid = _check_int(max_grid, "max_grid", 1)
+        key = (split, grid, max_grid)
+        if key not in self._candidates:
+            self._candidates[key] = self._candidates_uncached(split, grid, max_grid)
+        return list(self._candidates[key])
+
+    def _candidates_uncached(self, split, grid, max_grid) -> tuple[Candidate, ...]:
         if split is not None:
             self.check_split(split)
             splits = (split,)
@@ -533,21 +592,40 @@ class PatchPlanner:
         out = []
         for t in splits:
             grids = (grid,) if grid is not None else range(1, min(max_grid, self.max_grid(t)) + 1)
+            layer = float(self.patch_instructions(t, 1).sum())
             for n in grids:
                 peak = self.patch_peak(t, n)
-                out.append(Candidate(t, n, peak, int(self.patch_bitops(t, n).sum())))
-        return out
+                instr = float(self.patch_instructions(t, n).sum())
+                halo = instr / layer if layer else 1.0
+                out.append(
+                    Candidate(t, n, peak, int(self.patch_bitops(t, n).sum()), instr, halo)
+                )
+        return tuple(out)
 
-    def search(self, sram_budget, *, split=None, grid=None, max_grid: int = 8) -> Candidate:
-        """The lowest-peak plan within ``sram_budget`` bytes (rule in the module docstring)."""
+    def search(self, sram_budget, *, split=None, grid=None, max_grid: int = 8,
+               max_halo: float | None = None) -> Candidate:
+        """The lowest-peak plan within ``sram_budget`` bytes and, unless ``grid`` is forced,
+        within ``max_halo`` times the layer-by-layer instructions of its stage (None: no
+        bound); rule in the module docstring."""
         budget = _check_int(sram_budget, "sram_budget", 1)
+        if max_halo is not None and (
+            isinstance(max_halo, bool) or not isinstance(max_halo, numbers.Real)
+            or not max_halo >= 1
+        ):  # fmt: skip
+            raise ValueError(
+                f"max_halo must be a number >= 1 (the patch stage's modeled instructions over "
+                f"the same stage layer by layer) or None, got {max_halo!r}"
+            )
         cands = self.candidates(split=split, grid=grid, max_grid=max_grid)
         order = {t: i for i, t in enumerate(self.tensors)}
 
         def key(c):
             return (c.peak, c.bitops, c.grid, order[c.split])
 
-        best = min(cands, key=key)
+        bounded = cands
+        if max_halo is not None and grid is None:
+            bounded = [c for c in cands if c.halo <= max_halo]  # n = 1 always is
+        best = min(bounded, key=key)
         if best.peak > budget:
             forced = []
             if split is not None:
@@ -555,6 +633,17 @@ class PatchPlanner:
             if grid is not None:
                 forced.append(f"grid={grid}")
             among = f" with {', '.join(forced)}" if forced else ""
+            unbounded = min(cands, key=key)
+            if unbounded.peak <= budget:
+                raise PlanError(
+                    f"no patch plan{among} meets sram_budget={budget} bytes within "
+                    f"max_halo={max_halo}: the smallest peak there is {best.peak} bytes (split "
+                    f"{best.split!r}, {best.grid}x{best.grid} patches); split "
+                    f"{unbounded.split!r} with {unbounded.grid}x{unbounded.grid} patches meets "
+                    f"it at {unbounded.halo:.2f}x the layer-by-layer instructions. Raise "
+                    f"max_halo to {math.ceil(unbounded.halo * 100) / 100} or sram_budget to "
+                    f"{best.peak}."
+                )
             raise PlanError(
                 f"no patch plan{among} meets sram_budget={budget} bytes: the smallest "
                 f"reachable peak is {best.peak} bytes (split {best.split!r}, "

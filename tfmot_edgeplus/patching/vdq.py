@@ -38,20 +38,29 @@ does any unit it belongs to; the model input is 8-bit. For each other unit ``i``
 * ``H_b(i)``: entropy (bits) of the map's values over the normal patches' regions,
   quantized uniformly to ``2**b`` levels on ``[a_b, c_b]``;
   ``Omega_raw(i, b) = max(H_8(i) - H_b(i), 0)``, the information lost.
-* ``Phi_raw(i, b)``: the BitOPs saved in the normal patches by the ops that read ``i``
-  (with ``BitOPs = MACs x w_bits x a_bits``, the op writing ``i`` is unchanged):
-  ``sum over readers and normal patches of MACs(region) * w_bits * (8 - b)``.
-* Both are normalised to ``[0, 1]`` by their maximum over every unit and ``b`` (one scale
-  for all maps, so maps compare with each other; ``b = 8`` gives 0), and
-  ``S(i, b) = -lambda * Omega(i, b) + (1 - lambda) * Phi(i, b)``; ``S(i, 8) = 0``.
+* ``Phi_raw(i, b)``: what the ops that read ``i`` save in the normal patches (the op writing
+  ``i`` is unchanged), counted as ``saving`` says:
+
+  - ``"bitops"`` (the paper's): ``BitOPs = MACs x w_bits x a_bits``, so
+    ``sum over readers and normal patches of MACs(region) * w_bits * (8 - b)``;
+  - ``"instructions"``: our kernels' modeled M4 instructions
+    (:mod:`~tfmot_edgeplus.patching.cost_model`),
+    ``sum of MACs(region) * (instr_per_mac(op, w_bits, 8) - instr_per_mac(op, w_bits, b))``:
+    a bit-width whose kernels are not measured faster saves nothing, and one measured slower
+    has a negative ``Phi``, so it is never chosen for speed.
+* Both are normalised by their maximum over every unit and ``b`` (one scale for all maps,
+  so maps compare with each other; ``b = 8`` gives 0; if nothing is saved anywhere,
+  ``Phi = 0``), and ``S(i, b) = -lambda * Omega(i, b) + (1 - lambda) * Phi(i, b)``;
+  ``S(i, 8) = 0``.
 
 The search: units are visited in decreasing order of their best score ``max_b S(i, b)``
 (ties: earlier map first); for each, the candidates ``b`` in ``low_bits`` (default ``{4, 2}``)
 are tried best score first, and the first with ``S(i, b) > S(i, 8)`` whose plan keeps the
-patch-based peak SRAM within ``sram_budget`` is taken (else the unit stays at 8 bits). Scores do not depend
-on the other units' bits under this BitOPs model, so one pass is the whole search. Lowering
-bits never raises the modeled peak (outlier patches stay 8-bit), so the budget only binds if
-the 8-bit plan was already over it, which the plan search excludes; it is checked anyway.
+patch-based peak SRAM within ``sram_budget`` is taken (else the unit stays at 8 bits).
+Scores do not depend on the other units' bits under either model, so one pass is the whole
+search. Lowering bits never raises the modeled peak (outlier patches stay 8-bit), so the
+budget only binds if the 8-bit plan was already over it, which the plan search excludes; it
+is checked anyway.
 """
 
 from __future__ import annotations
@@ -63,14 +72,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from tfmot_edgeplus._compat import keras
+from tfmot_edgeplus.patching.cost_model import instr_per_mac, op_kind
 from tfmot_edgeplus.patching.planner import COPY_KINDS, PatchPlanner
 
 __all__ = [
     "CANDIDATE_BITS",
+    "SAVINGS",
     "StageRunner",
     "VDPCResult",
     "VDQSResult",
     "bit_units",
+    "check_saving",
     "check_calib_data",
     "entropy_bits",
     "vdpc",
@@ -78,6 +90,7 @@ __all__ = [
 ]
 
 CANDIDATE_BITS = (8, 4, 2)
+SAVINGS = ("bitops", "instructions")
 
 
 def check_calib_data(calib_data, input_shape) -> np.ndarray:
@@ -249,9 +262,11 @@ def vdqs(
     sram_budget: int | None = None,
     bins=4096,
     low_bits=(4, 2),
+    saving="bitops",
 ) -> VDQSResult:
     """Bits per stage map for the normal patches (rule in the module docstring)."""
     lam = _check_fraction(lam, "lam", False, False)
+    check_saving(saving)
     planner, split = runner.planner, runner.split
     units, fixed = bit_units(planner, split)
     bits = dict.fromkeys(runner.maps, 8)
@@ -285,18 +300,10 @@ def vdqs(
         r: [s for s in planner.stage(split) if s.macs_per_pixel and s.inputs[0] in units[r]]
         for r in candidates
     }
-    saved = {}
-    for r in candidates:
-        per_bit = sum(
-            int((np.outer(reg[s.output][1], reg[s.output][3]) * normal).sum())
-            * s.macs_per_pixel
-            * planner.weight_bits
-            for s in readers[r]
-        )
-        saved[r] = tuple(per_bit * (8 - b) for b in CANDIDATE_BITS)
+    saved = {r: _saved(planner, reg, normal, readers[r], saving) for r in candidates}
     omega_raw = {r: tuple(max(entropy[r][0] - e, 0.0) for e in entropy[r]) for r in candidates}
     o_max = max(max(v) for v in omega_raw.values()) or 1.0
-    p_max = max(max(v) for v in saved.values()) or 1
+    p_max = max(max(v) for v in saved.values()) or 1  # nothing saved anywhere: Phi = 0
     scores = {}
     for r in candidates:
         omega = tuple(v / o_max for v in omega_raw[r])
@@ -320,6 +327,32 @@ def vdqs(
                 break
     chosen = {r: list(ranges[r][bits[r]]) for r in candidates if bits[r] < 8}
     return VDQSResult(bits, units, scores, tuple(order), chosen)
+
+
+def check_saving(saving) -> str:
+    """``saving`` as VDQS's Phi counts it: ``"bitops"`` or ``"instructions"``."""
+    if saving not in SAVINGS:
+        raise ValueError(
+            f"saving must be one of {SAVINGS} (what VDQS's Phi counts), got {saving!r}."
+        )
+    return saving
+
+
+def _saved(planner, reg, normal, readers, saving) -> tuple:
+    """``Phi_raw`` of one unit per ``CANDIDATE_BITS``: the BitOPs or the modeled M4
+    instructions its readers save in the normal patches (negative: lower bits cost more)."""
+    out = np.zeros(len(CANDIDATE_BITS))
+    for s in readers:
+        macs = int((np.outer(reg[s.output][1], reg[s.output][3]) * normal).sum())
+        macs *= s.macs_per_pixel
+        op = op_kind(s.kind, s.kernel)
+        for k, b in enumerate(CANDIDATE_BITS):
+            if saving == "bitops":
+                out[k] += macs * planner.weight_bits * (8 - b)
+            elif op is not None:
+                w = planner.weight_bits
+                out[k] += macs * (instr_per_mac(op, w, 8) - instr_per_mac(op, w, b))
+    return tuple(float(v) for v in out)
 
 
 def _clip_ranges(hist: np.ndarray, lo: float, hi: float) -> dict:
