@@ -6,11 +6,15 @@ the VDPC + VDQS mixed-precision patch plan, on a MobileNetV2-style model and rea
 Model and data: :func:`tfmot_edgeplus.recipes.quantmcu.quantmcu_pipeline` (its module doc has every
 detail): ``keras.applications.MobileNetV2(alpha=0.35)`` on Fashion-MNIST upsampled to
 96x96x1, trained, TF-MOT 8-bit QAT, converted full-integer; the plans are made from the
-.tflite within a 256 KB SRAM budget. The mixed plan's VDPC/VDQS settings are *tuned on the
-calibration images* (never the test set): each ``(phi, outlier_sample_fraction, lam)`` of
-``Config.search`` is planned with the 8-bit plan's split and grid, and the one with the
-most BitOPs saved whose top-1 agreement with the int8 model on the calibration images is
-at least ``min_agreement`` is kept (the 8-bit plan if none is); every candidate is reported
+.tflite within a 256 KB SRAM budget, the 8-bit plan's grid searched with its patch stage at
+most ``Config.max_halo`` times the stage's modeled M4 instructions layer by layer (halo
+recomputation bounded, ``patching/planner.py``). VDQS's Phi counts ``Config.saving``
+(default ``"instructions"``: our kernels' cost model, ``patching/cost_model.py``). The mixed
+plan's VDPC/VDQS settings are *tuned on the calibration images* (never the test set): each
+``(phi, outlier_sample_fraction, lam)`` of ``Config.search`` is planned with the 8-bit plan's
+split and grid, and the one with the fewest modeled stage instructions (then the most BitOPs
+saved) whose top-1 agreement with the int8 model on the calibration images is at least
+``min_agreement`` is kept (the 8-bit plan if none is); every candidate is reported
 in ``env.search``. ``low_bits`` restricts VDQS to 4-bit maps in most candidates: 2-bit
 activations without quantization-aware training cost this model most of its accuracy.
 
@@ -26,7 +30,8 @@ model: tensors only, no kernel scratch), ``bitops``
 (whole model, ``MACs x w_bits x a_bits``), ``stage_bitops`` (the patch stage only; for
 ``layer_int8`` the same layers layer by layer), ``m4_instructions`` (the patch stage on the
 emulated Cortex-M4, -Ofast, our C kernels: the stage layer by layer for ``layer_int8``, i.e.
-a 1x1 grid; null without the cross compiler/QEMU), ``acc`` (test top-1), ``agreement``
+a 1x1 grid; null without the cross compiler/QEMU), ``modeled_stage_instructions`` (the
+planner's cost model of the same stage), ``acc`` (test top-1), ``agreement``
 (test top-1 agreement with ``layer_int8``), ``flash_bytes`` (the .tflite: for the patch rows
 the deployed model with its ``EDGEPLUS_PATCH_STAGE`` op), ``stage_scratch_bytes``,
 ``backend`` (what measured the row's memory: ``tflm``, TFLM with our op, or ``split``, the
@@ -67,6 +72,8 @@ class Config:
     epochs: int = 5
     search: tuple = SEARCH  # (phi, outlier_sample_fraction, lam, low_bits)
     min_agreement: float = 0.95
+    max_halo: float = 1.5
+    saving: str = "instructions"
     m4: bool = True
     seed: int = 0
 
@@ -91,7 +98,7 @@ def tune(result, config: Config):
     from tfmot_edgeplus.recipes.quantmcu import tune_plan
 
     return tune_plan(result.tflite, result.x_calib, result.plan8, config.search,
-                     config.min_agreement, say)  # fmt: skip
+                     config.min_agreement, say, saving=config.saving)  # fmt: skip
 
 
 def _m4(programs, filters, x_int8) -> dict | None:
@@ -118,6 +125,8 @@ def run(config: Config) -> tuple[list[dict], dict]:
         test_samples=config.test_samples,
         calib_samples=config.calib_samples,
         epochs=config.epochs,
+        max_halo=config.max_halo,
+        saving=config.saving,
         seed=config.seed,
     )
     result = quantmcu_pipeline(qc, verbose=2)
@@ -144,6 +153,7 @@ def run(config: Config) -> tuple[list[dict], dict]:
             preds, peak, flash, scratch = ref, full.arena_bytes, len(tfl), None
             activation = full.arena_head_bytes
             modeled, bitops, stage_bitops = p.peak_layer, p.bitops_layer, p.stage_bitops_layer
+            instr = p.stage_instructions_layer
         else:
             runner = PatchStageRunner(tfl, low)
             backend = runner.backend  # tflm: measured with our op; split: the split runner's
@@ -162,9 +172,11 @@ def run(config: Config) -> tuple[list[dict], dict]:
                     p.bitops_patch8,
                     p.stage_bitops_patch8,
                 )
+                instr = p.stage_instructions_patch8
             else:
                 modeled, bitops = p.peak_planned, p.bitops_planned
                 stage_bitops = p.stage_bitops_planned
+                instr = p.stage_instructions_planned
         rows.append(
             {
                 "config": name,
@@ -174,6 +186,7 @@ def run(config: Config) -> tuple[list[dict], dict]:
                 "bitops": int(bitops),
                 "stage_bitops": int(stage_bitops),
                 "m4_instructions": None if m4 is None else int(m4[name]["instructions"]),
+                "modeled_stage_instructions": int(round(instr)),
                 "acc": round(float((preds == yt).mean()), 4),
                 "agreement": round(float((preds == ref).mean()), 4),
                 "flash_bytes": int(flash),
@@ -194,6 +207,8 @@ def run(config: Config) -> tuple[list[dict], dict]:
         "qat_acc": round(result.qat_acc, 4),
         "split": result.plan8.split,
         "grid": result.plan8.grid,
+        "max_halo": config.max_halo,
+        "saving": config.saving,
         "search": tried,
         "min_agreement": config.min_agreement,
         "m4": m4,
@@ -218,6 +233,9 @@ def _ratios(rows) -> dict:
     }
     if p8["m4_instructions"]:
         out["m4_patch8_over_mixed"] = p8["m4_instructions"] / mixed["m4_instructions"]
+        out["m4_patch8_over_layer"] = p8["m4_instructions"] / layer["m4_instructions"]
+        out["m4_mixed_over_layer"] = mixed["m4_instructions"] / layer["m4_instructions"]
+        out["acc_mixed_minus_patch8_points"] = 100 * (mixed["acc"] - p8["acc"])
     return {k: round(v, 3) for k, v in out.items()}
 
 

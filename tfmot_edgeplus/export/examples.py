@@ -11,8 +11,9 @@ the sources' hashes and the accuracies measured here. Real data, small models, a
   Fashion-MNIST (``train`` training images upsampled as the QuantMCU recipe does, ``epochs``
   of Adam, one epoch of TF-MOT's 8-bit QAT, full-integer conversion), planned with VDPC/VDQS
   on 128 calibration images, the settings chosen by
-  :func:`~tfmot_edgeplus.recipes.quantmcu.tune_plan` (fewest BitOPs with ``agreement`` top-1
-  agreement with the int8 model on those images); the test input is the first test image.
+  :func:`~tfmot_edgeplus.recipes.quantmcu.tune_plan` (VDQS by BitOPs, the paper's; fewest
+  BitOPs with ``agreement`` top-1 agreement with the int8 model on those images); the test
+  input is the first test image.
   The deployed model (stage as one EDGEPLUS_PATCH_STAGE op) is scored on ``test`` test
   images through the split runner (bit-exact with the op), next to the int8 model.
 - **MotionContinualCalibration**: the QCore recipe (:func:`~tfmot_edgeplus.qcore_continual`)
@@ -63,7 +64,8 @@ def patch_inference(
     q.compile(keras.optimizers.Adam(3e-4), loss, metrics=["accuracy"])
     q.fit(x_train, y_train, epochs=1, batch_size=64, verbose=2)
     tfl = convert(q, x_calib)
-    plan, _ = tune_plan(tfl, x_calib, patching.plan(tfl, None), min_agreement=agreement, say=print)
+    plan, _ = tune_plan(tfl, x_calib, patching.plan(tfl, None), min_agreement=agreement, say=print,
+                        saving="bitops")  # fmt: skip
     acc8 = accuracy(TFLMRunner(tfl).predict, x_test, y_test)
     acc = accuracy(PatchStageRunner(tfl, plan, backend="split").predict, x_test, y_test)
     print(plan.summary())

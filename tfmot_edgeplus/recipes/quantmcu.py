@@ -21,9 +21,13 @@ The recipe (what ``benchmarks/patching.py`` and the demo run):
    judges top-1 on the calibration images (held out of training, with their labels) before
    and after each QAT epoch and keeps the best weights (``run.qat_best``, printed).
 3. **Plans**, from the .tflite itself (``patching.plan(tflite_bytes, ...)``): ``patch_int8``,
-   the lowest-peak 8-bit patch plan within ``sram_budget``; ``patch_vdpc_vdqs``, the same
-   split and grid with VDPC (``phi``, ``outlier_sample_fraction``) and VDQS (``lam``) on the
-   calibration images, read from the int8 model's own stage maps.
+   the lowest-peak 8-bit patch plan within ``sram_budget`` whose patch stage costs at most
+   ``max_halo`` times the stage's modeled M4 instructions layer by layer (the halo
+   recomputation bounded); ``patch_vdpc_vdqs``, the same split and grid with VDPC (``phi``,
+   ``outlier_sample_fraction``) and VDQS (``lam``) on the calibration images, read from the
+   int8 model's own stage maps, VDQS's Phi counting ``saving`` (default ``"instructions"``:
+   our kernels' cost model, :mod:`~tfmot_edgeplus.patching.cost_model`, so a map goes below
+   8 bits only where that is measured to save instructions; ``"bitops"`` is the paper's).
 4. **Runs.** ``layer_int8`` in TFLM; the patch plans lowered onto the .tflite and run with
    the stage in the NumPy simulator (bit-exact with the C kernels and the custom op) and
    the rest in TFLM.
@@ -95,6 +99,8 @@ class QuantMCUConfig:
     phi: float = 0.999
     lam: float = 0.5
     outlier_sample_fraction: float = 0.1
+    max_halo: float = 1.5
+    saving: str = "instructions"
     seed: int = 0
 
     def __post_init__(self):
@@ -108,7 +114,7 @@ class QuantMCUConfig:
             raise ValueError(f"qat_epochs must be an int >= 0, got {self.qat_epochs!r}")
         if not 0 < self.alpha:
             raise ValueError(f"alpha must be > 0 (MobileNetV2's width), got {self.alpha!r}")
-        # phi, lam and outlier_sample_fraction are checked by patching.plan with its messages
+        # phi, lam, outlier_sample_fraction, max_halo and saving are checked by patching.plan
 
 
 def upsample(x, size: int, batch: int = 500) -> np.ndarray:
@@ -145,8 +151,9 @@ class QuantMCURun:
             "qat_best": self.qat_best,
             "tflite_bytes": len(self.tflite),
             "plan8": {"split": self.plan8.split, "grid": self.plan8.grid,
-                      "peak_bytes": self.plan8.peak_planned},
+                      "peak_bytes": self.plan8.peak_planned, "halo": round(self.plan8.halo, 3)},
             "plan": {"bits": dict(self.plan.bits), "bitops_ratio": self.plan.bitops_ratio,
+                     "instructions_ratio": round(self.plan.instructions_ratio, 3),
                      "outlier_patches": len(self.plan.outlier_patches)},
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
         }
@@ -191,7 +198,7 @@ def quantmcu_pipeline(config: QuantMCUConfig | None = None, verbose: int = 1) ->
     seconds["train_qat_convert"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     _say(verbose, f"[quantmcu] float {float_acc:.4f}, QAT {qat_acc:.4f}; planning")
-    plan8 = patching.plan(tflite, None, sram_budget=c.sram_budget)
+    plan8 = patching.plan(tflite, None, sram_budget=c.sram_budget, max_halo=c.max_halo)
     plan = patching.plan(
         tflite,
         x_calib,
@@ -201,6 +208,7 @@ def quantmcu_pipeline(config: QuantMCUConfig | None = None, verbose: int = 1) ->
         outlier_sample_fraction=c.outlier_sample_fraction,
         split=plan8.split,
         grid=plan8.grid,
+        saving=c.saving,
     )
     seconds["plan"] = time.perf_counter() - t0
     return QuantMCURun(
@@ -225,12 +233,14 @@ def top1_predictions(predict, x, batch: int = 100) -> np.ndarray:
     )
 
 
-def tune_plan(tflite, x_calib, plan8, search=SEARCH, min_agreement: float = 0.95, say=None):
+def tune_plan(tflite, x_calib, plan8, search=SEARCH, min_agreement: float = 0.95, say=None,
+              saving: str = "instructions"):  # fmt: skip
     """Pick the VDPC/VDQS settings for a model: each ``(phi, outlier_sample_fraction, lam,
-    low_bits)`` of ``search`` is planned with the 8-bit plan ``plan8``'s split and grid, and the
-    plan with the fewest stage BitOPs among those whose top-1 predictions on ``x_calib`` agree with
-    the int8 model's (TFLM) on at least ``min_agreement`` is returned (``plan8`` if none does), with
-    one dict per candidate. Calibration images only: the test set stays unseen.
+    low_bits)`` of ``search`` is planned with the 8-bit plan ``plan8``'s split and grid (VDQS's
+    Phi counting ``saving``), and the plan with the fewest modeled stage instructions (then
+    BitOPs) among those whose top-1 predictions on ``x_calib`` agree with the int8 model's
+    (TFLM) on at least ``min_agreement`` is returned (``plan8`` if none does), with one dict per
+    candidate. Calibration images only: the test set stays unseen.
     """
 
     ref = top1_predictions(TFLMRunner(tflite).predict, x_calib)
@@ -238,7 +248,8 @@ def tune_plan(tflite, x_calib, plan8, search=SEARCH, min_agreement: float = 0.95
     for phi, rate, lam, low_bits in search:
         p = patching.plan(
             tflite, x_calib, phi=phi, outlier_sample_fraction=rate, lam=lam, low_bits=low_bits,
-            split=plan8.split, grid=plan8.grid,
+            split=plan8.split, grid=plan8.grid, sram_budget=plan8.config["sram_budget"],
+            saving=saving,
         )  # fmt: skip
         runner = PatchStageRunner(tflite, p, backend="numpy")
         agree = float((top1_predictions(runner.predict, x_calib) == ref).mean())
@@ -246,15 +257,16 @@ def tune_plan(tflite, x_calib, plan8, search=SEARCH, min_agreement: float = 0.95
             "phi": phi, "outlier_sample_fraction": rate, "lam": lam,
             "low_bits": "/".join(map(str, low_bits)), "calib_agreement": agree,
             "stage_bitops_ratio": round(p.bitops_ratio, 3),
+            "stage_instructions_ratio": round(p.instructions_ratio, 3),
             "normal_patches": int(p.grid**2 - len(p.outlier_patches)),
             "bits": "/".join(str(b) for b in p.bits.values()),
         }  # fmt: skip
         tried.append(row)
         if say is not None:
             say(f"[quantmcu] candidate {row}")
-        ok = agree >= min_agreement
-        if ok and (best is None or (p.bitops_ratio, agree) > (best[0].bitops_ratio, best[1])):
-            best = (p, agree)
+        key = (p.instructions_ratio, p.bitops_ratio, agree)
+        if agree >= min_agreement and (best is None or key > best[1]):
+            best = (p, key)
     return (best[0] if best else plan8), tried
 
 
