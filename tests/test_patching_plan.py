@@ -422,6 +422,21 @@ def test_no_spatial_stage():
         read_graph(keras.Sequential([L.Conv2D(2, 3)]))
 
 
+def test_a_pooling_step_ends_the_stage():
+    inp = keras.Input((8, 8, 1), name="inp")
+    x = L.Conv2D(2, 3, padding="same", name="c1")(inp)
+    x = L.MaxPooling2D(name="pool")(x)
+    x = L.Conv2D(2, 3, padding="same", name="c2")(x)
+    p = PatchPlanner(keras.Model(inp, L.Flatten()(x)))
+    assert p.split_candidates() == ("c1",)
+    with pytest.raises(ValueError, match="holds maxpool step 'pool', which the patch stage"):
+        p.check_split("c2")
+    inp = keras.Input((8, 8, 1), name="inp")
+    pooled = keras.Model(inp, L.Conv2D(2, 3, name="c")(L.MaxPooling2D(name="pool")(inp)))
+    with pytest.raises(PlanError, match="no split tensor: its first step 'pool' is a maxpool"):
+        patching.plan(pooled, None)
+
+
 def test_budget_no_plan_meets_names_the_smallest_peak(tiny):
     smallest = min(c.peak for c in PatchPlanner(tiny).candidates())
     with pytest.raises(PlanError, match=f"smallest reachable peak is {smallest} bytes"):

@@ -31,7 +31,8 @@ produced earlier and read later (residual skips). Peak = max over steps.
 *Patch based*, split tensor ``T``, ``n x n`` grid over T's H and W (row/col boundaries at
 ``i * H // n``): the *stage* is every step up to the one producing T. ``T`` is a valid split
 only when no step after it reads a stage tensor other than T (no skip connection crosses
-the split). Each patch runs the stage on its regions (the receptive fields of its window of
+the split) and the stage holds no pooling step (:data:`STAGE_KINDS`: what the patch stage
+program runs). Each patch runs the stage on its regions (the receptive fields of its window of
 T, recomputing the overlaps); per stage step and patch, the working set is the regions of
 the stage tensors alive in that patch at that step (same liveness rule as above) plus
 **T whole** (the patches write into it) plus, with ``input_resident=True`` (default), the
@@ -102,6 +103,7 @@ from tfmot_edgeplus.patching.graph import (
 
 __all__ = [
     "COPY_KINDS",
+    "STAGE_KINDS",
     "Candidate",
     "PatchPlanner",
     "PlanError",
@@ -114,6 +116,9 @@ __all__ = [
 
 COPY_KINDS = ("pad", "maxpool", "avgpool")
 """Steps whose output keeps the bits of their input (they copy or select values)."""
+STAGE_KINDS = ("conv", "depthwise", "pad", "bn", "act", "add")
+"""Step kinds a patch stage can hold (:mod:`~tfmot_edgeplus.core.program` runs conv,
+depthwise, pad and add; BN and activations are fused): a pooling step ends the stage."""
 
 
 class PlanError(ValueError):
@@ -355,6 +360,8 @@ class PatchPlanner:
             return self._splits
         out = []
         for k in range(self.n_prefix):
+            if self.steps[k].kind not in STAGE_KINDS:
+                break
             stage = {self.graph.input_name, *(s.output for s in self.steps[: k + 1])}
             split = self.steps[k].output
             if all(t not in stage or t == split for s in self.steps[k + 1 :] for t in s.inputs):
@@ -376,6 +383,14 @@ class PatchPlanner:
             )
         elif split in self.producer and self.producer[split] >= self.n_prefix:
             why = f"{split!r} is after the spatial prefix"
+        elif split in self.producer and any(
+            s.kind not in STAGE_KINDS for s in self.steps[: self.producer[split] + 1]
+        ):
+            pool = next(s for s in self.steps if s.kind not in STAGE_KINDS)
+            why = (
+                f"the stage up to {split!r} holds {pool.kind} step {pool.name!r}, which the "
+                "patch stage does not run (split before it)"
+            )
         elif split in self.producer:
             why = f"a skip connection crosses {split!r} (a later layer reads an earlier tensor)"
         else:
@@ -580,6 +595,12 @@ class PatchPlanner:
                 self._check_grid(split, grid)
         else:
             splits = self.split_candidates()
+            if not splits:
+                first = self.steps[0]
+                raise PlanError(
+                    f"model {self.graph.name!r} has no split tensor: its first step "
+                    f"{first.name!r} is a {first.kind}, which the patch stage does not run."
+                )
             if grid is not None:
                 _check_int(grid, "grid", 1)
                 splits = tuple(t for t in splits if self.max_grid(t) >= grid)
