@@ -12,9 +12,13 @@ test set). Per task and seed one float model (trained with that seed, cached on 
 Method (every QAT run goes through ``tfmot_edgeplus.recipes.quarc.quarc_qat``): for each
 weight bit-width (activations 8), fraction and seed, each method fine-tunes a fresh QAT copy
 (``EdgePlusQuantizeScheme(b, 8, learnable_scales=True)``, activation ranges calibrated on
-1024 training samples) with the **same epoch budget** (Adam 5e-4, batch 64) and **the same
-loss**, KD from the float model at temperature 1 (``CLCTrainer``, beta = 0), except
-``res_clc`` which adds beta * CLC:
+1024 training samples) with **the same step budget**: every coreset row makes ``qat_steps``
+(300) optimizer steps, i.e. ``ceil(300 / batches per pass)`` passes over its coreset
+(``QuaRCConfig.steps``), and ``full_kd`` makes ``qat_epochs`` (10) passes over the pool
+(Adam 5e-4, batch 64); and with **the same loss**, KD from the float model at temperature 1
+(``CLCTrainer``, beta = 0), except ``res_clc`` which adds beta * CLC. (At the same *epochs*
+a 1 % coreset of the IMU pool gets one step per epoch, 10 in all, and seed noise swamps
+any selection effect: the committed run before this budget measured that.)
 
 - ``random``: a uniformly random coreset (``RandomCoreset``);
 - ``random_stratified``: uniformly random within each class, with the per-class quotas of
@@ -86,7 +90,8 @@ class Config:
     fashion_train: int | None = 20000
     fashion_test: int | None = None
     fp_epochs: dict | None = None  # per task; None: benchmarks._tasks.FP_EPOCHS
-    qat_epochs: int = 10
+    qat_epochs: int = 10  # full_kd's budget: passes over the whole pool
+    qat_steps: int | None = 300  # every coreset row's budget: optimizer steps; None: qat_epochs
     beta: float = 1.0
     batch_size: int = 64
     calibration_samples: int = 1024
@@ -99,9 +104,11 @@ class Config:
 
     @classmethod
     def quick(cls, **overrides) -> Config:
-        """Real and small: the IMU deep net (3,675 windows), W2, 5 %, two seeds, 2 epochs."""
+        """Real and small: the IMU deep net (3,675 windows), W2, 5 %, two seeds, 6 steps per
+        coreset row, 2 epochs of full_kd."""
         return replace(cls(tasks=("imu_deep",), weight_bits=(2,), fractions=(0.05,),
-                           seeds=(0, 1), qat_epochs=2, fashion_train=5000, fashion_test=1000,
+                           seeds=(0, 1), qat_epochs=2, qat_steps=6, fashion_train=5000,
+                           fashion_test=1000,
                            fp_epochs={name: 3 for name in _tasks.TASKS}), **overrides)
 
     def __post_init__(self):
@@ -132,6 +139,7 @@ def quarc_config(method: str, bits: int, fraction: float, seed: int, config: Con
     return QuaRCConfig(
         weight_bits=bits, coreset=coreset, fraction=1.0 if coreset == "full" else fraction,
         beta=config.beta if clc else 0.0, epochs=config.qat_epochs,
+        steps=None if coreset == "full" else config.qat_steps,
         batch_size=config.batch_size, per_class=per_class, sampling=sampling,
         calibration_samples=config.calibration_samples, holdout=0.0, seed=seed)
 
@@ -302,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.coreset_qat",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
-                        help="imu_deep only, W2, 5 %%, two seeds, 2 QAT epochs")
+                        help="imu_deep only, W2, 5 %%, two seeds, 6 coreset steps, 2 full epochs")
     parser.add_argument("--out", default=None,
                         help="JSON output (default benchmarks/results/coreset_qat.json)")
     parser.add_argument("--tasks", type=_list(str), help="comma-separated subset of "
@@ -313,13 +321,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", type=_list(str), help="subset of " + ",".join(METHODS))
     parser.add_argument("--fashion-train", type=int, help="Fashion-MNIST pool size")
     parser.add_argument("--fashion-test", type=int, help="Fashion-MNIST test samples")
-    parser.add_argument("--qat-epochs", type=int, help="QAT epochs of every row (default 10)")
+    parser.add_argument("--qat-epochs", type=int, help="full_kd's QAT epochs (default 10)")
+    parser.add_argument("--qat-steps", type=int, help="every coreset row's optimizer steps "
+                        "(default 300; 0: train them for --qat-epochs too)")
     args = parser.parse_args(argv)
     overrides = {name: value for name, value in (
         ("tasks", args.tasks), ("weight_bits", args.bits), ("fractions", args.fractions),
         ("seeds", args.seeds), ("methods", args.methods),
         ("fashion_train", args.fashion_train), ("fashion_test", args.fashion_test),
         ("qat_epochs", args.qat_epochs)) if value is not None}
+    if args.qat_steps is not None:
+        overrides["qat_steps"] = args.qat_steps or None
     config = Config.quick(**overrides) if args.quick else Config.full(**overrides)
     start = time.perf_counter()
     rows, env = run(config)

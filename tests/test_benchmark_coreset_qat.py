@@ -60,6 +60,9 @@ def test_every_coreset_row_trains_with_the_same_kd_loss_and_quotas():
         "random_stratified", "res_top", "res", "res_clc", "full_kd"]
     assert made["res_top"].sampling == "top" and made["res"].sampling == "weighted"
     assert made["full_kd"].coreset == "full" and made["full_kd"].fraction == 1.0
+    # the same step budget for every coreset row; full_kd passes over the pool qat_epochs times
+    assert {m: c.steps for m, c in made.items()} == {
+        **{m: config.qat_steps for m in coreset_qat.METHODS}, "full_kd": None}
 
 
 @pytest.mark.slow
@@ -68,6 +71,7 @@ def test_a_tiny_real_run_writes_rows_json_and_plot(tmp_path):
 
     tiny = coreset_qat.Config.full(
         tasks=("imu_watch",), weight_bits=(2,), fractions=(0.05,), seeds=(0,), qat_epochs=1,
+        qat_steps=3,
         fp_epochs={"imu_watch": 2}, methods=("random_stratified", "res_clc", "full_kd"),
         cache_dir=str(tmp_path / "cache"))
     try:

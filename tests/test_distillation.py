@@ -138,6 +138,26 @@ def test_clc_divergence_zero_for_equal_and_matches_numpy(rng):
     assert (kl > 0).all()
 
 
+def test_position_softmax_is_per_channel_and_its_kl_averages_channels(rng):
+    a = rng.normal(size=(3, 4, 5, 6)).astype(np.float32)
+    b = rng.normal(size=(3, 4, 5, 6)).astype(np.float32)
+    p = feature_distribution(a, over="positions").numpy()
+    assert p.shape == (3, 20, 6)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-5)  # over positions, per channel
+    # Adding a per-channel constant at every position leaves it unchanged.
+    shifted = a + rng.normal(size=(3, 1, 1, 6)).astype(np.float32)
+    np.testing.assert_allclose(clc_divergence(a, shifted, over="positions").numpy(), 0.0,
+                               atol=1e-5)
+    q = np.exp(a.reshape(3, 20, 6)) / np.exp(a.reshape(3, 20, 6)).sum(1, keepdims=True)
+    f = np.exp(b.reshape(3, 20, 6)) / np.exp(b.reshape(3, 20, 6)).sum(1, keepdims=True)
+    ref = (q * (np.log(q) - np.log(f))).sum(1).mean(-1)
+    np.testing.assert_allclose(clc_divergence(a, b, over="positions").numpy(), ref, rtol=1e-4)
+    # A Dense output is one position: nothing to match over positions.
+    np.testing.assert_allclose(clc_divergence(a[:, 0, 0], b[:, 0, 0], over="positions"), 0.0)
+    with pytest.raises(ValueError, match="over must be one of 'channels', 'positions'"):
+        clc_divergence(a, b, over="space")
+
+
 def test_clc_divergence_gradient_reaches_student_only(rng):
     a = tf.Variable(rng.normal(size=(2, 3, 4)).astype(np.float32))
     b = tf.Variable(rng.normal(size=(2, 3, 4)).astype(np.float32))
@@ -398,6 +418,8 @@ def test_correction_model_with_other_layers_is_refused(fp_model, qat_w2):
     ({"temperature": -2}, "temperature must be > 0, got -2.0"),
     ({"feature_temperature": -1}, "feature_temperature must be > 0"),
     ({"alpha": -0.1}, "alpha must be >= 0"),
+    ({"feature_softmax": "pixels"},
+     "feature_softmax must be one of 'channels', 'positions' .* got 'pixels'"),
     ({"beta": "big"}, "beta must be a number"),
 ])
 def test_bad_hyperparameters_are_refused(fp_model, qat_w2, kwargs, pattern):

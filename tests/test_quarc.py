@@ -13,6 +13,7 @@ from tfmot_edgeplus._compat import keras
 from tfmot_edgeplus.quantization import (
     EdgePlusQuantizeScheme,
     calibrate_activation_ranges,
+    calibrate_batchnorm,
     quantize_model,
 )
 from tfmot_edgeplus.quantization.calibrate import uncalibrated_ranges
@@ -89,22 +90,47 @@ def test_calibration_bad_input(fp_digits, digits_task):
         calibrate_activation_ranges(qat, digits_task.x_train[:0])
 
 
-@pytest.mark.parametrize("coreset, beta, holdout", [("res", 1.0, 0.1), ("random", 0.0, 0.1),
-                                                    ("full", 0.0, 0.0)])
+def test_batchnorm_calibration_sets_the_mean_batch_statistics(fp_digits, digits_task):
+    x = digits_task.x_train[:300]
+    qat = quantize_model(fp_digits, EdgePlusQuantizeScheme(2, 8, learnable_scales=True))
+    calibrate_activation_ranges(qat, x)
+    (norm,) = [m for m in qat.submodules if isinstance(m, keras.layers.BatchNormalization)]
+    fp_mean = norm.moving_mean.numpy().copy()
+    # The BatchNorm's input: the 2-bit convolution's output (a training-mode pass).
+    conv = next(layer for layer in qat.layers if layer.name == "quant_conv")
+    feed = keras.Model(qat.inputs, conv.output)
+    stats = [feed(x[i: i + 100], training=True).numpy().reshape(-1, 8) for i in (0, 100, 200)]
+
+    assert calibrate_batchnorm(qat, x, batch_size=100, batches=3) == 1
+    want_mean = np.mean([s.mean(axis=0) for s in stats], axis=0)
+    want_var = np.mean([s.var(axis=0, ddof=1) for s in stats], axis=0)
+    np.testing.assert_allclose(norm.moving_mean.numpy(), want_mean, rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(norm.moving_variance.numpy(), want_var, rtol=1e-2, atol=1e-5)
+    assert not np.allclose(norm.moving_mean.numpy(), fp_mean)
+    assert norm.momentum == fp_digits.get_layer("bn").momentum  # put back
+    with pytest.raises(ValueError, match="x is empty"):
+        calibrate_batchnorm(qat, x[:0])
+
+
+@pytest.mark.parametrize("coreset, beta, holdout, budget", [
+    ("res", 1.0, 0.1, False), ("random", 0.0, 0.1, True), ("full", 0.0, 0.0, False)])
 def test_quarc_qat_trains_a_new_model_on_the_coreset(fp_digits, digits_task, coreset, beta,
-                                                     holdout):
+                                                     holdout, budget):
     x, y = digits_task.x_train, digits_task.y_train
     fp_weights = [w.copy() for w in fp_digits.get_weights()]
     fraction = 1.0 if coreset == "full" else 0.2
+    held = round(holdout * len(x))
+    per_pass = -(-round(0.2 * (len(x) - held)) // 32)  # steps per pass over the coreset
+    # a step budget one step short of 4 passes trains 4 passes; else 3 epochs
     config = QuaRCConfig(weight_bits=4, coreset=coreset, fraction=fraction, beta=beta, epochs=3,
-                         batch_size=32, learning_rate=2e-3, calibration_samples=256,
-                         holdout=holdout)
+                         steps=4 * per_pass - 1 if budget else None, batch_size=32,
+                         learning_rate=2e-3, calibration_samples=256, holdout=holdout)
+    epochs = 4 if budget else 3
     run = quarc_qat(fp_digits, x, y, config)
 
     assert run.qat_model is not fp_digits
     for before, after in zip(fp_weights, fp_digits.get_weights()):
         np.testing.assert_array_equal(before, after)  # the float model is not touched
-    held = round(holdout * len(x))
     assert run.train_samples == (len(x) if coreset == "full" else round(0.2 * (len(x) - held)))
     if holdout:  # the best of before training and each epoch, by the held-out slice
         best = run.summary()["best_weights"]
@@ -116,10 +142,10 @@ def test_quarc_qat_trains_a_new_model_on_the_coreset(fp_digits, digits_task, cor
         assert run.best is None and "heldout_accuracy" not in run.history.history
     assert (run.coreset is None) == (coreset == "full")
     history = run.history.history
-    assert len(history["loss"]) == 3 and np.isfinite(history["loss"]).all()
+    assert len(history["loss"]) == epochs and np.isfinite(history["loss"]).all()
     assert history["kd_loss"][-1] < history["kd_loss"][0]
     if coreset != "full":
-        assert history["coreset_size"] == [float(run.train_samples)] * 3
+        assert history["coreset_size"] == [float(run.train_samples)] * epochs
     if beta > 0:
         assert max(history["clc_loss"]) > 0
     else:
@@ -142,10 +168,22 @@ def test_quarc_qat_trains_a_new_model_on_the_coreset(fp_digits, digits_task, cor
     ({"learning_rate": 0}, "learning_rate must be > 0, got 0"),
     ({"weight_bits": 5}, "weight_bits"),
     ({"holdout": 1.0}, r"holdout must be in \[0, 1\), got 1.0"),
+    ({"feature_softmax": "space"}, "feature_softmax must be one of 'channels', 'positions'"),
+    ({"feature_temperature": 0}, "feature_temperature must be > 0, got 0"),
+    ({"steps": 0}, r"steps must be an int >= 1 .* or None .* got 0"),
+    ({"steps": 2.5}, r"steps must be an int >= 1 .* got 2.5"),
 ])
 def test_bad_config_names_the_value(kwargs, match):
     with pytest.raises(ValueError, match=match):
         QuaRCConfig(**kwargs)
+
+
+def test_a_step_budget_sets_the_passes_over_the_training_data():
+    # 37 samples at batch 64: one step a pass; 3,675 samples: 58 steps a pass.
+    assert QuaRCConfig(steps=300).epochs_for(37) == 300
+    assert QuaRCConfig(steps=300).epochs_for(3675) == 6  # ceil(300 / 58)
+    assert QuaRCConfig(steps=300, batch_size=10).epochs_for(100) == 30
+    assert QuaRCConfig(epochs=7).epochs_for(37) == 7  # no budget: the epochs
 
 
 def test_quarc_qat_bad_data(fp_digits, digits_task):

@@ -13,6 +13,11 @@ keeps the per-position "which filters fire" pattern, is invariant to adding a co
 all channels at a position, and does not depend on the spatial size, so layers of different
 resolutions contribute comparably. A larger ``tau`` flattens the distribution (softer
 matching of small activations); a smaller one focuses on the strongest channels.
+
+``over="positions"`` is the other reading: a **softmax over spatial positions for each
+channel** (where in the map a filter fires, as channel-wise distillation does), and the
+divergence is the KL per channel averaged over channels. A Dense output has a single
+position, so there it is 0: with ``"positions"`` only convolutions are corrected.
 """
 
 from __future__ import annotations
@@ -51,21 +56,43 @@ def _positions_by_channels(feature, channel_axis: int):
     return tf.reshape(feature, [batch, -1, channels if channels is not None else -1])
 
 
-def feature_log_distribution(feature, tau: float = 1.0, channel_axis: int = -1):
-    """Log of the channel-softmax distribution, shape ``(batch, positions, channels)``."""
+OVER = ("channels", "positions")
+
+
+def check_over(over: str, what: str = "over") -> str:
+    """``over`` if it is one of ``OVER``, else an error naming ``what`` and the value."""
+    if over not in OVER:
+        raise ValueError(f"{what} must be one of {', '.join(map(repr, OVER))} (what the "
+                         f"feature-map softmax runs over), got {over!r}.")
+    return over
+
+
+def _softmax_axis(over: str) -> int:
+    return -1 if check_over(over) == "channels" else 1
+
+
+def feature_log_distribution(feature, tau: float = 1.0, channel_axis: int = -1,
+                             over: str = "channels"):
+    """Log of the feature-map distribution, shape ``(batch, positions, channels)``: a
+    softmax over channels (``over="channels"``) or over positions (``"positions"``)."""
     tau = _check_temperature(tau, "tau (feature temperature)")
+    axis = _softmax_axis(over)
     flat = tf.cast(_positions_by_channels(feature, channel_axis), tf.float32)
-    return tf.nn.log_softmax(flat / tau, axis=-1)
+    return tf.nn.log_softmax(flat / tau, axis=axis)
 
 
-def feature_distribution(feature, tau: float = 1.0, channel_axis: int = -1):
-    """Channel-softmax distribution of a feature map, ``(batch, positions, channels)``;
-    sums to 1 over the last axis at every position."""
-    return tf.exp(feature_log_distribution(feature, tau, channel_axis))
+def feature_distribution(feature, tau: float = 1.0, channel_axis: int = -1,
+                         over: str = "channels"):
+    """Distribution of a feature map, ``(batch, positions, channels)``; sums to 1 over the
+    channels at every position (``over="channels"``) or over the positions of every channel
+    (``"positions"``)."""
+    return tf.exp(feature_log_distribution(feature, tau, channel_axis, over))
 
 
-def clc_divergence(student_feature, fp_feature, tau: float = 1.0, channel_axis: int = -1):
-    """KL(p_Q || p_F) per example, averaged over spatial positions: shape ``(batch,)``.
+def clc_divergence(student_feature, fp_feature, tau: float = 1.0, channel_axis: int = -1,
+                   over: str = "channels"):
+    """KL(p_Q || p_F) per example, shape ``(batch,)``: per position averaged over positions
+    (``over="channels"``), or per channel averaged over channels (``"positions"``).
 
     ``student_feature`` is the quantized model's map (gradients flow through it),
     ``fp_feature`` the full-precision correction model's map (treated as a constant).
@@ -76,10 +103,11 @@ def clc_divergence(student_feature, fp_feature, tau: float = 1.0, channel_axis: 
             f"student and FP feature maps differ in shape: {student_feature.shape} vs "
             f"{fp_feature.shape}. The correction model must have the student's architecture."
         )
-    log_q = feature_log_distribution(student_feature, tau, channel_axis)
-    log_f = tf.stop_gradient(feature_log_distribution(fp_feature, tau, channel_axis))
-    per_position = tf.reduce_sum(tf.exp(log_q) * (log_q - log_f), axis=-1)
-    return tf.reduce_mean(per_position, axis=-1)
+    axis = _softmax_axis(over)
+    log_q = feature_log_distribution(student_feature, tau, channel_axis, over)
+    log_f = tf.stop_gradient(feature_log_distribution(fp_feature, tau, channel_axis, over))
+    per_distribution = tf.reduce_sum(tf.exp(log_q) * (log_q - log_f), axis=axis)
+    return tf.reduce_mean(per_distribution, axis=-1)
 
 
 def kd_cross_entropy(student_logits, teacher_logits, temperature: float = 1.0,

@@ -33,7 +33,11 @@ Choices stated:
 from __future__ import annotations
 
 from tfmot_edgeplus._compat import check_keras2_model, keras, tf
-from tfmot_edgeplus.distillation.distributions import clc_divergence, kd_cross_entropy
+from tfmot_edgeplus.distillation.distributions import (
+    check_over,
+    clc_divergence,
+    kd_cross_entropy,
+)
 from tfmot_edgeplus.distillation.matching import check_quantized, match_layers
 
 
@@ -80,14 +84,18 @@ class CLCTrainer(keras.Model):
       temperature: KD softmax temperature T (> 0); L_KD is scaled by T**2.
       correction_model: FP model with the student's architecture and layer names that gives
         the intermediate targets; default the teacher.
-      feature_temperature: tau of the channel softmax turning feature maps into distributions.
+      feature_temperature: tau of the softmax turning feature maps into distributions.
+      feature_softmax: what that softmax runs over: ``"channels"`` at each position (default)
+        or ``"positions"`` for each channel (see :mod:`~tfmot_edgeplus.distillation.
+        distributions`).
       alpha: weight of the hard-label cross-entropy (>= 0; default 0 = the paper).
       from_logits: whether student and teacher output logits (True) or probabilities.
     """
 
     def __init__(self, student, teacher, layers="all", beta: float = 1.0,
                  temperature: float = 1.0, correction_model=None,
-                 feature_temperature: float = 1.0, alpha: float = 0.0,
+                 feature_temperature: float = 1.0, feature_softmax: str = "channels",
+                 alpha: float = 0.0,
                  from_logits: bool = True, name: str = "clc_trainer", **kwargs):
         super().__init__(name=name, **kwargs)
         check_quantized(student)
@@ -98,6 +106,7 @@ class CLCTrainer(keras.Model):
         self.alpha = _non_negative(alpha, "alpha", "Use 0 for pure distillation (the paper).")
         self.temperature = _positive(temperature, "temperature")
         self.feature_temperature = _positive(feature_temperature, "feature_temperature")
+        self.feature_softmax = check_over(feature_softmax, "feature_softmax")
         self.from_logits = bool(from_logits)
 
         s_out = _single_output(student, "student")
@@ -191,7 +200,7 @@ class CLCTrainer(keras.Model):
         for pair, s_feat, f_feat in zip(self.pairs, student_out[1:], fp_out[1:]):
             s_feat = tf.reshape(s_feat, tf.shape(f_feat))  # a Conv1D run as a Conv2D: (1, steps)
             clc += clc_divergence(s_feat, tf.stop_gradient(f_feat), self.feature_temperature,
-                                  pair.channel_axis)
+                                  pair.channel_axis, self.feature_softmax)
         total = kd + self.beta * clc
         if self.alpha > 0:
             if y is None:

@@ -1,7 +1,10 @@
 """Low-bit quantization-aware training for TF-MOT: quantizers, QuantizeConfigs, a scheme."""
 
 from tfmot_edgeplus.quantization.best_weights import BestWeights, holdout_split
-from tfmot_edgeplus.quantization.calibrate import calibrate_activation_ranges
+from tfmot_edgeplus.quantization.calibrate import (
+    calibrate_activation_ranges,
+    calibrate_batchnorm,
+)
 from tfmot_edgeplus.quantization.configs import (
     EdgePlusOutputQuantizeConfig,
     EdgePlusWeightQuantizeConfig,
@@ -30,6 +33,7 @@ __all__ = [
     "EdgePlusWeightQuantizeConfig",
     "LearnedScaleWeightQuantizer",
     "calibrate_activation_ranges",
+    "calibrate_batchnorm",
     "holdout_split",
     "quantize_model",
     "quantize_scope",

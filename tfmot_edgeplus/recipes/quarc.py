@@ -20,11 +20,14 @@ Steps (each timed in ``run.seconds``; the coreset's scoring passes count in ``tr
 1. ``quantize_model(fp_model, EdgePlusQuantizeScheme(..., learnable_scales=True))``.
 2. ``calibrate_activation_ranges`` on ``calibration_samples`` random training samples, so
    the first p_Q is that of the fake-quantized pretrained model (the paper's definition),
-   not of placeholder ranges.
+   not of placeholder ranges. ``calibrate_bn=True`` then re-estimates the BatchNorm
+   statistics of the quantized model on the same samples (``calibrate_batchnorm``), so
+   that p_Q, the coreset scores and the first QAT step start from a calibrated model.
 3. The data: ``coreset="res"`` a :class:`RESCoreset` (per-class quotas, ``sampling``),
    ``"random"`` a :class:`RandomCoreset`, ``"full"`` every sample, shuffled each epoch.
 4. :class:`CLCTrainer`: L = L_KD + beta * L_CLC with the FP model as teacher and
-   correction model (``beta=0``: KD only), Adam at ``learning_rate`` for ``epochs``.
+   correction model (``beta=0``: KD only), Adam at ``learning_rate`` for ``epochs``, or
+   for ``steps`` optimizer steps (a fixed budget, whatever the coreset's size).
 5. A QAT run never ends worse than it started: :class:`~tfmot_edgeplus.quantization.BestWeights`
    measures top-1 on the held-out slice before the first step (the fake-quantized model)
    and after every epoch, and puts the best weights back at the end (``run.best``; printed
@@ -55,10 +58,12 @@ import numpy as np
 from tfmot_edgeplus._compat import check_keras2_model, keras, tf
 from tfmot_edgeplus.coreset import RandomCoreset, RESCoreset
 from tfmot_edgeplus.distillation import CLCTrainer
+from tfmot_edgeplus.distillation.distributions import check_over
 from tfmot_edgeplus.quantization import (
     BestWeights,
     EdgePlusQuantizeScheme,
     calibrate_activation_ranges,
+    calibrate_batchnorm,
     holdout_split,
     quantize_model,
 )
@@ -78,7 +83,10 @@ class QuaRCConfig:
     a random coreset the same per-class quotas (``RandomCoreset(stratified=True)``).
     ``reselect_every=None`` selects once; re-selection re-scores the whole training set.
     ``holdout`` is the fraction of ``(x, y)`` held out to keep the best weights (module doc,
-    steps 0 and 5); 0 turns it off.
+    steps 0 and 5); 0 turns it off. ``steps`` (None: ``epochs`` passes over the training
+    data) is a fixed optimizer-step budget: the run makes ``ceil(steps / batches per epoch)``
+    passes over the coreset (or the full data), so a 1 % coreset trains as long as a larger
+    one; the cosine schedule and ``reselect_every`` count those passes.
     """
 
     weight_bits: int = 4
@@ -87,13 +95,17 @@ class QuaRCConfig:
     fraction: float = 0.1
     beta: float = 1.0
     temperature: float = 1.0
+    feature_softmax: str = "channels"
+    feature_temperature: float = 1.0
     epochs: int = 10
+    steps: int | None = None
     batch_size: int = 64
     learning_rate: float = 5e-4
     reselect_every: int | None = None
     per_class: bool = True
     sampling: str = "weighted"
     calibration_samples: int = 1024
+    calibrate_bn: bool = False
     holdout: float = 0.1
     seed: int = 0
 
@@ -111,6 +123,10 @@ class QuaRCConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}.")
+        if self.steps is not None and (isinstance(self.steps, bool) or not isinstance(
+                self.steps, numbers.Integral) or self.steps < 1):
+            raise ValueError(f"steps must be an int >= 1 (an optimizer-step budget) or None "
+                             f"(train for `epochs`), got {self.steps!r}.")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}.")
         # fraction, beta, temperature, bits, sampling and reselect_every are checked by the
@@ -125,9 +141,17 @@ class QuaRCConfig:
             )
         if not self.beta >= 0:
             raise ValueError(f"beta must be >= 0 (0 turns CLC off), got {self.beta!r}.")
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature!r}.")
+        for name in ("temperature", "feature_temperature"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}.")
+        check_over(self.feature_softmax, "feature_softmax")
         check_holdout(self.holdout)
+
+    def epochs_for(self, train_samples: int) -> int:
+        """Passes over ``train_samples`` samples: ``epochs``, or enough for ``steps``."""
+        if self.steps is None:
+            return self.epochs
+        return -(-self.steps // -(-train_samples // self.batch_size))
 
     @property
     def scheme(self) -> EdgePlusQuantizeScheme:
@@ -184,20 +208,24 @@ def quarc_qat(fp_model, x, y, config: QuaRCConfig | None = None, verbose: int = 
     qat_model = quantize_model(fp_model, config.scheme)
     calib = np.random.default_rng(config.seed).permutation(len(x))[: config.calibration_samples]
     calibrate_activation_ranges(qat_model, x[calib])
+    if config.calibrate_bn:
+        calibrate_batchnorm(qat_model, x[calib])
     seconds["quantize"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    trainer = CLCTrainer(qat_model, fp_model, beta=config.beta, temperature=config.temperature)
+    trainer = CLCTrainer(qat_model, fp_model, beta=config.beta, temperature=config.temperature,
+                         feature_temperature=config.feature_temperature,
+                         feature_softmax=config.feature_softmax)
     trainer.compile(optimizer=keras.optimizers.Adam(config.learning_rate), metrics=["accuracy"])
     coreset = _make_coreset(fp_model, qat_model, x, y, config)
+    train_samples = len(x) if coreset is None else coreset.size
+    epochs = config.epochs_for(train_samples)
     if coreset is None:
-        history = trainer.fit(x, y, batch_size=config.batch_size, epochs=config.epochs,
+        history = trainer.fit(x, y, batch_size=config.batch_size, epochs=epochs,
                               shuffle=True, verbose=verbose, callbacks=callbacks)
-        train_samples = len(x)
     else:
-        history = trainer.fit(coreset.dataset(config.batch_size), epochs=config.epochs,
+        history = trainer.fit(coreset.dataset(config.batch_size), epochs=epochs,
                               callbacks=[coreset.callback(), *callbacks], verbose=verbose)
-        train_samples = coreset.size
     seconds["train"] = time.perf_counter() - start
     best = callbacks[0].summary() if callbacks else None
     if callbacks:
