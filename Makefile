@@ -22,7 +22,7 @@ demo: setup
 	$(VENV)/bin/edgeplus demo --out out/demo
 
 test: setup
-	$(PY) -m pytest -q --durations=20
+	$(PY) -m pytest -q -n auto --dist loadfile --durations=20
 
 bench: setup
 	$(PY) -m benchmarks.qat_bits --out benchmarks/results/qat_bits.json
