@@ -840,6 +840,260 @@ EP_NOINLINE static void ep_quad_lanes(const uint32_t *a, const uint8_t *w, int32
     ep_emit_quad(o, q, acc, 0, dst, oc, cnt);
 }
 
+/* ------------------------------------------------------------------ 4-bit x 4-bit fields */
+
+/* 4-bit activations x 4-bit weights: four products per SMLAL. A column word holds a pixel
+ * pair, X = a0 + a1 2^13 (|a| = |x - zp| <= 15), a weight word a channel pair,
+ * W = b0 + b1 2^26 (|b| <= 8), and the 64-bit X * W = a0 b0 + a1 b0 2^13 + a0 b1 2^26 +
+ * a1 b1 2^39 holds all four dot products of the 2x2 block in fields of 13 bits (the top
+ * one open). SMLAL sums them exactly; the sums start at 2^12 in each of the three low
+ * fields and are decoded (field - 2^12) every `cap` words, while cap * max|a| * 8 < 2^12
+ * keeps each field in range (ep_f4_cap: 32 to 148 words). Columns are stored by 4
+ * pixels, (XA_k, XB_k) per k for the pairs A = (p0, p1), B = (p2, p3), so one LDM reads
+ * both pairs' words of two k and one LDRD the weight words: 14 instructions per 32 MACs
+ * on the M4 (SMLAD's int16 lanes: 26 per 32). */
+#define EP_F4_SHIFT 13
+#define EP_F4_HALF (1 << (EP_F4_SHIFT - 1))
+/* the 64-bit start value (lo, hi words): 2^12 in the fields at bits 0, 13 and 26 */
+#define EP_F4_LO0 ((uint32_t)EP_F4_HALF * (1u + (1u << EP_F4_SHIFT)))
+#define EP_F4_HI0 ((uint32_t)EP_F4_HALF >> (32 - 2 * EP_F4_SHIFT))
+
+/* Words per decoded chunk (a multiple of 4), or 0 if the fields cannot hold 4. */
+static int32_t ep_f4_cap(const ep_im2col *g)
+{
+    const int32_t up = ep_qmax(4) - g->in_zp, down = g->in_zp - ep_qmin(4);
+    const int32_t xmax = up > down ? up : down; /* <= 15: the zero point is in range */
+    return ((EP_F4_HALF - 1) / (xmax * 8)) & ~3;
+}
+
+/* s[0], s[1], s[4], s[5] += the fields p0c0, p1c0, p0c1, p1c1 of the 64-bit sum (lo, hi)
+ * of a pixel pair (the low three still + 2^12). */
+EP_INLINE void ep_f4_decode(uint32_t lo, uint32_t hi, int32_t *s)
+{
+    const uint32_t m = (1u << EP_F4_SHIFT) - 1u;
+    s[0] += (int32_t)(lo & m);
+    s[1] += (int32_t)((lo >> EP_F4_SHIFT) & m);
+    s[4] += (int32_t)(((lo >> 2 * EP_F4_SHIFT) | (hi << (32 - 2 * EP_F4_SHIFT))) & m);
+    s[5] += (int32_t)hi >> (3 * EP_F4_SHIFT - 32);
+}
+
+#if EP_M4_ASM
+/* s[0..7] += the decoded chunks (ep_f4_decode: low fields + 2^12 each) of the quad's column words x the
+ * weight words w..wend, chunks of cap_bytes / 4 words (multiples of 4): per 4 words 14
+ * instructions = 32 MACs, per chunk 40 more. */
+void edgeplus__f4_m4(const uint32_t *cols, const uint32_t *w, const uint32_t *wend,
+                     int32_t *s, int32_t cap_bytes);
+#define EP_F4_STEP                                                              \
+    "  ldmia r0!, {r8-r11}\n  ldrd r12, lr, [r1], #8\n"                         \
+    "  smlal r4, r5, r8, r12\n  smlal r6, r7, r9, r12\n"                        \
+    "  smlal r4, r5, r10, lr\n  smlal r6, r7, r11, lr\n"
+/* the fields of (LO, HI) -> r8 (p0c0), r9 (p1c0), r10 (p0c1), r11 (p1c1) */
+#define EP_F4_FIELDS(LO, HI)                                                    \
+    "  ubfx r8, " LO ", #0, #13\n  ubfx r9, " LO ", #13, #13\n"                 \
+    "  lsr r10, " LO ", #26\n  orr r10, r10, " HI ", lsl #6\n"                  \
+    "  ubfx r10, r10, #0, #13\n  asr r11, " HI ", #7\n"
+#define EP_F4_ADD(OFF)                                                          \
+    "  ldrd r4, r5, [r3, #" OFF "]\n  add r4, r4, r8\n  add r5, r5, r9\n"       \
+    "  strd r4, r5, [r3, #" OFF "]\n"                                           \
+    "  ldrd r4, r5, [r3, #" OFF "+16]\n  add r4, r4, r10\n  add r5, r5, r11\n"  \
+    "  strd r4, r5, [r3, #" OFF "+16]\n"
+__asm__(".syntax unified\n.thumb\n.text\n.p2align 2\n.global edgeplus__f4_m4\n"
+        ".type edgeplus__f4_m4, %function\n.thumb_func\nedgeplus__f4_m4:\n"
+        "  push {r2, r4-r11, lr}\n" /* [sp]: the end; [sp, #40]: cap_bytes */
+        "2:\n"
+        "  ldr r12, [sp, #40]\n  ldr lr, [sp]\n  add r2, r1, r12\n"
+        "  cmp r2, lr\n  it hi\n  movhi r2, lr\n"
+        "  movw r4, #0x1000\n  movt r4, #0x0200\n  movs r5, #64\n"
+        "  mov r6, r4\n  mov r7, r5\n"
+        "1:\n" EP_F4_STEP EP_F4_STEP
+        "  cmp r1, r2\n  blo 1b\n"
+        "  push {r6, r7}\n"
+        EP_F4_FIELDS("r4", "r5") EP_F4_ADD("0")
+        "  pop {r6, r7}\n"
+        EP_F4_FIELDS("r6", "r7") EP_F4_ADD("8")
+        "  ldr lr, [sp]\n  cmp r1, lr\n  blo 2b\n"
+        "  pop {r2, r4-r11, pc}\n.size edgeplus__f4_m4, .-edgeplus__f4_m4\n");
+#undef EP_F4_ADD
+#undef EP_F4_FIELDS
+#undef EP_F4_STEP
+#endif
+
+/* s[0..7] = the quad a (pixels 0..3) against the channel-pair weight words w, kpad words,
+ * decoded every cap words: s[p] channel 0, s[4 + p] channel 1. */
+EP_NOINLINE static void ep_dot_f4(const uint32_t *a, const uint32_t *w, int32_t kpad,
+                                  int32_t cap, int32_t *s)
+{
+    const int32_t off = ((kpad + cap - 1) / cap) * EP_F4_HALF; /* 2^12 per chunk */
+    int32_t i;
+    for (i = 0; i < 8; i++) {
+        s[i] = 0;
+    }
+#if EP_M4_ASM
+    edgeplus__f4_m4(a, w, w + kpad, s, 4 * cap);
+#else
+    {
+        int32_t k;
+        for (k = 0; k < kpad; k += cap) {
+            const int32_t n = kpad - k < cap ? kpad - k : cap;
+            const int64_t s0 = (int64_t)(((uint64_t)EP_F4_HI0 << 32) | EP_F4_LO0);
+            int64_t sa = s0, sb = s0;
+            for (i = k; i < k + n; i++) {
+                const int64_t wk = (int32_t)w[i];
+                sa += (int32_t)a[2 * i] * wk;
+                sb += (int32_t)a[2 * i + 1] * wk;
+            }
+            ep_f4_decode((uint32_t)sa, (uint32_t)((uint64_t)sa >> 32), s);
+            ep_f4_decode((uint32_t)sb, (uint32_t)((uint64_t)sb >> 32), s + 2);
+        }
+    }
+#endif
+    for (i = 0; i < 4; i++) {
+        s[i] -= off;
+    }
+    s[4] -= off;
+    s[6] -= off;
+}
+
+/* The field words X_k = a0 + a1 2^13 of the pixel pair (c0, c1) (int16 columns, kpad
+ * values) into pair slot d (word k at d[2 k]). */
+EP_NOINLINE static void ep_f4_pair(uint32_t *d, const int16_t *c0, const int16_t *c1,
+                                   int32_t kpad)
+{
+    const uint32_t one = 1u << EP_F4_SHIFT; /* SMLABB / SMLATB: a1 2^13 + a0 */
+    int32_t k;
+    for (k = 0; k < kpad; k += 2) {
+        const uint32_t u = ep_ld32(c0 + k), v = ep_ld32(c1 + k);
+        d[2 * k] = (uint32_t)EP_SMLABB(v, one, (int32_t)(int16_t)(u & 0xFFFFu));
+        d[2 * k + 2] = (uint32_t)EP_SMLATB(v, one, (int32_t)u >> 16);
+    }
+}
+
+/* The weight words of channels oc and oc + 1 (0 when !two_ch): w[k] = b0 + b1 2^26, read
+ * from the packed rows when they start on a byte (kc even). */
+static void ep_f4_weights(const ep_im2col *g, const int8_t *filter, int32_t oc, int two_ch,
+                          int16_t *tmp, uint32_t *w)
+{
+    const int32_t kc = g->kc;
+    int32_t k;
+    if ((kc & 1) == 0) {
+        const uint8_t *r0 = (const uint8_t *)filter + (oc * kc) / 2;
+        const uint8_t *r1 = two_ch ? r0 + kc / 2 : r0;
+        const uint32_t cm = two_ch ? 0xFFFFFFFFu : 0u;
+        k = 0;
+        for (; k + 8 <= kc; k += 8) {
+            /* 8 nibbles of each row: field j of b and c */
+            const uint32_t b = ep_ld32(r0 + (k >> 1)), c = ep_ld32(r1 + (k >> 1)) & cm;
+#define EP_F4_W(j)                                                                   \
+    w[k + (j)] = (uint32_t)((int32_t)(b << (28 - 4 * (j))) >> 28) +                  \
+                 ((uint32_t)((int32_t)(c << (28 - 4 * (j))) >> 28) << (2 * EP_F4_SHIFT))
+            EP_F4_W(0);
+            EP_F4_W(1);
+            EP_F4_W(2);
+            EP_F4_W(3);
+            EP_F4_W(4);
+            EP_F4_W(5);
+            EP_F4_W(6);
+            EP_F4_W(7);
+#undef EP_F4_W
+        }
+        for (; k < kc; k += 2) {
+            const uint32_t b = r0[k >> 1], c = r1[k >> 1] & cm & 0xFFu;
+            w[k] = (uint32_t)((int32_t)(b << 28) >> 28) + (uint32_t)((int32_t)(c << 28) >> 2);
+            w[k + 1] = (uint32_t)((int32_t)(b << 24) >> 28) +
+                       (uint32_t)((int32_t)((c & 0xF0u) << 24) >> 2);
+        }
+    } else {
+        ep_unpack_s16(filter, oc * kc, kc, 4, 0, tmp);
+        for (k = 0; k < kc; k++) {
+            w[k] = (uint32_t)(int32_t)tmp[k];
+        }
+        if (two_ch) {
+            ep_unpack_s16(filter, (oc + 1) * kc, kc, 4, 0, tmp);
+            for (k = 0; k < kc; k++) {
+                w[k] += (uint32_t)(int32_t)tmp[k] << (2 * EP_F4_SHIFT);
+            }
+        }
+    }
+    for (k = kc; k < g->kpad; k++) {
+        w[k] = 0;
+    }
+}
+
+/* The default layout for 4-bit x 4-bit: blocks of `block` pixels (a multiple of 4) as
+ * quads of field columns (block x kpad words after the weight words, the space of the
+ * int16 columns and weight-row pair), outputs by ep_emit_quad per channel. */
+static void ep_conv_loop_f4(const ep_im2col *g, const ep_out *o, const ep_rq *rq,
+                            const edgeplus_window *win, int32_t batches, const int8_t *filter,
+                            int8_t *stage, int16_t *tmp, int32_t block, int32_t cap)
+{
+    const int32_t kpad = g->kpad;
+    uint32_t *wq = (uint32_t *)(void *)(tmp + kpad);
+    int16_t *ta = (int16_t *)(void *)wq; /* a second column while the block is built */
+    uint32_t *blk = wq + kpad;
+    const int direct = (o->bits == 8);
+    const int32_t total = win->h * win->w;
+    int32_t obase[EDGEPLUS_CONV_PIXEL_BLOCK];
+    int8_t *dst[EDGEPLUS_CONV_PIXEL_BLOCK]; /* each pixel's int8 row: output or staging */
+    int32_t n;
+    int64_t f;
+#define EP_F4_NEXT()                \
+    do {                            \
+        if (++ox == win->x + win->w) { \
+            ox = win->x;            \
+            oy++;                   \
+        }                           \
+    } while (0)
+    for (n = 0; n < batches; n++) {
+        int32_t oy = win->y, ox = win->x;
+        for (f = 0; f < total; f += block) {
+            const int32_t np = total - f < block ? (int32_t)(total - f) : block;
+            const int32_t np4 = (np + 3) & ~3;
+            int32_t p, oc;
+            const int16_t *last = tmp;
+            for (p = 0; p < np4; p += 2) {
+                /* past np: the last column again (its results are not stored) */
+                const int16_t *c0 = last, *c1;
+                if (p < np) {
+                    ep_im2col_pixel(g, n, oy, ox, ta);
+                    obase[p] = ep_out_index(o, n, oy, ox);
+                    dst[p] = direct ? o->output + obase[p] : stage + p * o->oc;
+                    EP_F4_NEXT();
+                    c0 = ta;
+                }
+                c1 = c0;
+                if (p + 1 < np) {
+                    ep_im2col_pixel(g, n, oy, ox, tmp);
+                    obase[p + 1] = ep_out_index(o, n, oy, ox);
+                    dst[p + 1] = direct ? o->output + obase[p + 1] : stage + (p + 1) * o->oc;
+                    EP_F4_NEXT();
+                    c1 = tmp;
+                }
+                last = c1;
+                ep_f4_pair(blk + (p >> 2) * 2 * kpad + ((p >> 1) & 1), c0, c1, kpad);
+            }
+            for (oc = 0; oc < o->oc; oc += 2) {
+                const int two_ch = (oc + 1 < o->oc);
+                ep_f4_weights(g, filter, oc, two_ch, tmp, wq);
+                for (p = 0; p < np; p += 4) {
+                    const int32_t cnt = np - p < 4 ? np - p : 4;
+                    int32_t acc[8];
+                    ep_dot_f4(blk + (p >> 2) * 2 * kpad, wq, kpad, cap, acc);
+                    ep_emit_quad_call(o, rq + oc, acc, 0, dst + p, oc, cnt);
+                    if (two_ch) {
+                        ep_emit_quad_call(o, rq + oc + 1, acc + 4, 0, dst + p, oc + 1, cnt);
+                    }
+                }
+            }
+            if (!direct) {
+                for (p = 0; p < np; p++) {
+                    ep_pack_run(o->output, obase[p], stage + p * o->oc, o->oc, o->bits);
+                }
+            }
+        }
+    }
+#undef EP_F4_NEXT
+}
+
 /* The lean layout with raw weights: blocks of `block` pixels (a multiple of 4), their
  * columns at blk (quads of 4 x mw words: permuted int16, or paired 2-bit lanes when
  * `pairs`), tmp one column. */
@@ -1042,6 +1296,10 @@ edgeplus_status edgeplus__conv_core(const ep_conv_args *a)
             ep_conv_loop_raw(&g, &o, rq, &ln, window, a->input_dims->n, a->filter,
                              a->params->w_bits, pairs, stage, tmp, block,
                              (uint32_t *)(void *)(tmp + g.kpad));
+        } else if (rq != NULL && a->params->in_bits == 4 && a->params->w_bits == 4 &&
+                   block >= 4 && ep_f4_cap(&g) >= 4) {
+            ep_conv_loop_f4(&g, &o, rq, window, a->input_dims->n, a->filter, stage, tmp,
+                            block & ~3, ep_f4_cap(&g));
         } else
 #endif
         if (rq != NULL) {
