@@ -596,7 +596,7 @@ def test_binding_is_read_from_the_headers(k):
     assert [a.ctype for a in args] == [
         "edgeplus_context*", "int32_t*", "int32_t", "int8_t**", "int8_t*", "int8_t*"
     ] and ret.ctype == "edgeplus_status"  # fmt: skip
-    assert ctypes.sizeof(abi.struct("edgeplus_conv_params")) == 13 * 4
+    assert ctypes.sizeof(abi.struct("edgeplus_conv_params")) == 14 * 4
     odd = kernel_abi.parse_headers(["typedef struct { float scale; } odd_t;"])
     with pytest.raises(kernel_abi.AbiError, match="float"):
         kernel_abi.Abi(odd)

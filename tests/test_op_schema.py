@@ -34,6 +34,7 @@ def _good() -> dict:
         "dilation_w": 1,
         "act_min": -128,
         "act_max": 127,
+        "bias_frac_bits": 0,
     }
 
 

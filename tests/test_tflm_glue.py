@@ -66,6 +66,7 @@ def _make_spec(
     dilation=1,
     bias=True,
     act=None,
+    bias_frac_bits=0,
 ) -> tuple[ConvMPSpec, np.ndarray]:
     """A random case whose output spreads over the output range (not all clamped)."""
     _n, _h, _w, c = shape
@@ -97,7 +98,8 @@ def _make_spec(
     olo, ohi = int_range(out_bits)
     out_scale = float(np.float32(max(np.std(real), 1e-6) * 2.0 / (ohi - olo + 1) * 2))
     out_zp = int(rng.integers(olo, ohi + 1)) // 2
-    b = rng.integers(-4 * (1 << in_bits), 4 * (1 << in_bits), size=oc) if bias else None
+    top = 4 * (1 << in_bits) << bias_frac_bits
+    b = rng.integers(-top, top, size=oc) if bias else None
     spec = ConvMPSpec(
         shape,
         weights,
@@ -116,6 +118,7 @@ def _make_spec(
         depthwise=depthwise,
         act_min=None if act is None else act[0],
         act_max=None if act is None else act[1],
+        bias_frac_bits=bias_frac_bits,
     )
     return spec, x
 
@@ -131,7 +134,8 @@ def _glue_multiplier(effective: float, spec: ConvMPSpec) -> tuple[int, int]:
 
 
 def _reference(spec: ConvMPSpec, x: np.ndarray) -> np.ndarray:
-    """K's NumPy reference with TFLite's multiplier derivation (float32 scales -> double)."""
+    """K's NumPy reference with TFLite's multiplier derivation (float32 scales -> double;
+    the requantization reads acc * 2**bias_frac_bits + bias, so the scale is divided by it)."""
     f32 = lambda v: np.float64(np.float32(v))
     scales = (
         spec.weight_scales
@@ -140,7 +144,10 @@ def _reference(spec: ConvMPSpec, x: np.ndarray) -> np.ndarray:
     )
     mult, shift = zip(
         *(
-            _glue_multiplier(f32(spec.input_scale) * f32(s) / f32(spec.output_scale), spec)
+            _glue_multiplier(
+                f32(spec.input_scale) * f32(s) / f32(spec.output_scale) / 2**spec.bias_frac_bits,
+                spec,
+            )
             for s in scales
         )
     )
@@ -158,6 +165,7 @@ def _reference(spec: ConvMPSpec, x: np.ndarray) -> np.ndarray:
         output_zero_point=spec.output_zero_point,
         act_min=opts["act_min"],
         act_max=opts["act_max"],
+        bias_frac_bits=spec.bias_frac_bits,
     )
     fn = ref.depthwise_conv2d if spec.depthwise else ref.conv2d
     return fn(
@@ -208,6 +216,25 @@ CASES = [
         "bias": False,
     },
     {"in_bits": 8, "w_bits": 8, "out_bits": 4, "act": (-2, 5)},  # fused clamp
+    # a fractional bias (what convert(kernels="edgeplus") writes below 8 bits)
+    {"in_bits": 4, "w_bits": 4, "out_bits": 4, "bias_frac_bits": 5},
+    {"in_bits": 2, "w_bits": 2, "out_bits": 2, "bias_frac_bits": 10, "act": (-2, 0)},
+    {
+        "in_bits": 4,
+        "w_bits": 4,
+        "out_bits": 4,
+        "depthwise": True,
+        "shape": (1, 9, 9, 6),
+        "bias_frac_bits": 5,
+    },
+    {
+        "in_bits": 2,
+        "w_bits": 2,
+        "out_bits": 2,
+        "depthwise": True,
+        "shape": (1, 6, 6, 5),
+        "bias_frac_bits": 16,
+    },
 ]
 
 
@@ -294,6 +321,7 @@ def test_unknown_option_is_rejected(registerer, good_spec, capfd):
         ("act_min", 8, "act_min/act_max"),  # 4-bit output: act_min must be <= 7
         ("act_max", -9, "act_min/act_max"),
         ("depthwise", True, "depthwise needs in_channels == out_channels"),
+        ("bias_frac_bits", 17, "'bias_frac_bits' = 17 is outside [0, 16]"),
     ],
 )
 def test_bad_option_value_is_rejected(registerer, good_spec, capfd, key, value, needle):

@@ -139,6 +139,7 @@ def random_conv_case(
     region_margin=None,
     bias=True,
     relu=False,
+    bias_frac_bits=0,
     name="case",
 ) -> ConvCase:
     """A random conv case whose requantization is calibrated to its accumulators.
@@ -164,6 +165,7 @@ def random_conv_case(
         input_zero_point=zp_in,
         output_zero_point=zp_out,
         act_min=max(zp_out, olo) if relu else None,
+        bias_frac_bits=bias_frac_bits,
     )
     x = rng.integers(ilo, ihi + 1, (n, h, w, c)).astype(np.int8)
     wlo, whi = int_range(w_bits)
@@ -173,6 +175,7 @@ def random_conv_case(
     else:
         wt = rng.integers(wlo, whi + 1, (oc, kh, kw, c)).astype(np.int8)
     acc = ref.conv2d_accumulators(x, wt, params, output_hw=output_hw, depthwise=depthwise)
+    acc = acc.astype(np.int64) << bias_frac_bits  # what the requantization reads
     b = None
     if bias:
         scale = max(int(np.abs(acc).max()), 4)
@@ -440,12 +443,13 @@ def golden_conv_cases(seed: int = 20240601) -> list[ConvCase]:
             "region_margin": 1,
         },
         {
-            "name": "conv_a4w4o2_patch_top_left",
+            "name": "conv_a4w4o2_patch_top_left_bias_frac5",
             "in_bits": 4,
             "w_bits": 4,
             "out_bits": 2,
             "window": (0, 0, 2, 3),
             "region_margin": 1,
+            "bias_frac_bits": 5,  # a fractional bias: convert(kernels="edgeplus") below 8 bits
         },
         {
             "name": "conv_a8w8o4_patch_middle_n2_odd",
@@ -490,13 +494,14 @@ def golden_conv_cases(seed: int = 20240601) -> list[ConvCase]:
             "region_margin": 1,
         },
         {
-            "name": "dw_a2w2o2_valid",
+            "name": "dw_a2w2o2_valid_bias_frac9",
             "depthwise": True,
             "in_bits": 2,
             "w_bits": 2,
             "out_bits": 2,
             "c": 3,
             "padding": "VALID",
+            "bias_frac_bits": 9,
         },
     ]
     small = {"h": 5, "w": 5, "oc": 3}

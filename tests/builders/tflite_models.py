@@ -89,7 +89,8 @@ class ConvMPSpec:
     ``w_bits`` range. ``weight_scales``: one per output channel (or one for all).
     ``padding``: "SAME", "VALID" or explicit ``(pad_h, pad_w)`` (top/left; TFLite's
     output size rule, via :func:`tfmot_edgeplus.core.conv_reference.conv_geometry`).
-    ``act_min``/``act_max`` default to the full ``out_bits`` range.
+    ``act_min``/``act_max`` default to the full ``out_bits`` range. ``bias`` counts
+    ``2**-bias_frac_bits`` steps of ``input_scale * weight_scale``.
     """
 
     input_shape: tuple[int, int, int, int]
@@ -109,6 +110,7 @@ class ConvMPSpec:
     depthwise: bool = False
     act_min: int | None = None
     act_max: int | None = None
+    bias_frac_bits: int = 0
 
     def __post_init__(self):
         for name in ("in_bits", "w_bits", "out_bits"):
@@ -210,6 +212,7 @@ class ConvMPSpec:
             "dilation_w": dw,
             "act_min": lo if self.act_min is None else int(self.act_min),
             "act_max": hi if self.act_max is None else int(self.act_max),
+            "bias_frac_bits": int(self.bias_frac_bits),
         }
 
 
@@ -306,7 +309,7 @@ def build_conv_mp_model(
     ]
     inputs = [0, 1]
     if with_bias:
-        bias_scales = [spec.input_scale * s for s in spec.weight_scales]
+        bias_scales = [spec.input_scale * s / 2**spec.bias_frac_bits for s in spec.weight_scales]
         buffers.append(_buffer(schema, np.asarray(bias, dtype="<i4").tobytes()))
         tensors.append(
             _tensor(

@@ -4,8 +4,8 @@
  * and edgeplus_conv2d_get_buffer_size_fast), on arbitrary geometry.
  *
  * Input (ep_rd_int values, fuzz_common.h): mode (bit 0 depthwise, bit 1 window variant,
- * bit 2 no bias, bit 3 an input_region, bit 4 an output_region), the 13 edgeplus_conv_params
- * fields, input / filter / output dims (n, h, w, c), input_region, output_region, window
+ * bit 2 no bias, bit 3 an input_region, bit 4 an output_region, bits 5..9 bias_frac_bits), the
+ * other 13 edgeplus_conv_params fields, input / filter / output dims (n, h, w, c), input_region, output_region, window
  * (y, x, h, w), the requantization shift, a seed for the data.
  *
  * On every input: the _get_buffer_size functions run, and the kernel runs with a scratch of
@@ -49,6 +49,7 @@ static void ep_rd_case(ep_reader *r, ep_conv_case *c)
     c->no_bias = (mode >> 2) & 1;
     c->has_ireg = (mode >> 3) & 1;
     c->has_oreg = (mode >> 4) & 1;
+    c->p.bias_frac_bits = (mode >> 5) & 31; /* 17..31: refused */
     for (i = 0; i < sizeof(fields) / sizeof(fields[0]); ++i) {
         *fields[i] = ep_rd_int(r);
     }

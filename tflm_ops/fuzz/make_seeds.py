@@ -73,6 +73,12 @@ def conv_seeds() -> dict[str, bytes]:
                                              oreg=(2, 2, 5, 5), win=(3, 3, 2, 3))  # fmt: skip
     seeds["dw_window"] = conv_case(3, (1, 1, 1, 1, 1, 1, 0, 0, -8, 7, 4, 8, 4), (1, 6, 6, 4),
                                    (1, 3, 3, 4), (1, 6, 6, 4), win=(1, 2, 3, 3))  # fmt: skip
+    # a fractional bias (mode bits 5..9: bias_frac_bits)
+    p = (1, 1, 1, 1, 1, 1, -3, 1, -8, 7, 4, 4, 4)
+    seeds["conv3x3_bias_frac6"] = conv_case(6 << 5, p, (1, 7, 7, 3), (4, 3, 3, 3), (1, 7, 7, 4))
+    p = (1, 1, 1, 1, 1, 1, -1, 0, -2, 1, 2, 2, 2)
+    seeds["dw3x3_bias_frac8"] = conv_case(1 | 8 << 5, p, (1, 7, 7, 5), (1, 3, 3, 5),
+                                          (1, 7, 7, 5))  # fmt: skip
     seeds["huge_dims"] = conv_case(0, (1, 1, 0, 0, 1, 1, 0, 0, -128, 127, 8, 8, 8),
                                    (1, 1 << 30, 16, 1 << 30), (1, 1, 1, 1 << 30),
                                    (1, 1 << 30, 16, 1))  # fmt: skip
@@ -133,7 +139,8 @@ def options_seeds(stage: dict[str, bytes]) -> dict[str, bytes]:
 
     conv = dict(in_bits=4, w_bits=2, out_bits=8, depthwise=False, in_channels=3,
                 out_channels=8, kernel_h=3, kernel_w=3, stride_h=1, stride_w=2, pad_h=1,
-                pad_w=0, dilation_h=1, dilation_w=2, act_min=-128, act_max=127)  # fmt: skip
+                pad_w=0, dilation_h=1, dilation_w=2, act_min=-128, act_max=127,
+                bias_frac_bits=7)  # fmt: skip
     seeds = {
         "conv_mp": CONV_MP.encode(conv),
         "conv_mp_depthwise": CONV_MP.encode({**conv, "depthwise": True, "out_channels": 3}),

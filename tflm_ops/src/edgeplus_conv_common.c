@@ -95,9 +95,15 @@ edgeplus_status edgeplus__check_conv_args(const edgeplus_conv_params *params,
         }
         kc = (int64_t)filter_dims->h * filter_dims->w * filter_dims->c;
     }
-    if (kc > EDGEPLUS_MAX_KC(params->in_bits, params->w_bits)) {
+    if (params->bias_frac_bits < 0 || params->bias_frac_bits > EDGEPLUS_MAX_BIAS_FRAC_BITS) {
+        return EP_FAIL_RANGE(EDGEPLUS_ERR_ARG, "params->bias_frac_bits", -1,
+                             params->bias_frac_bits, 0, EDGEPLUS_MAX_BIAS_FRAC_BITS);
+    }
+    /* acc * 2^bias_frac_bits fits int32 too */
+    if (kc > (EDGEPLUS_MAX_KC(params->in_bits, params->w_bits) >> params->bias_frac_bits)) {
         return EP_FAIL_RANGE(EDGEPLUS_ERR_DIMS, "filter_dims", -1, kc, 1,
-                             EDGEPLUS_MAX_KC(params->in_bits, params->w_bits));
+                             EDGEPLUS_MAX_KC(params->in_bits, params->w_bits) >>
+                                 params->bias_frac_bits);
     }
     /* im2col columns must fit int32 sizes (with the x3 of the minimum scratch). */
     if ((int64_t)filter_dims->h * filter_dims->w * input_dims->c > (INT32_MAX / 8)) {
@@ -125,9 +131,10 @@ edgeplus_status edgeplus__check_conv_args(const edgeplus_conv_params *params,
     return EDGEPLUS_OK;
 }
 
-/* The per-channel requantization table (ep_rq, see edgeplus_internal.h). */
+/* The per-channel requantization table (ep_rq, see edgeplus_internal.h) of the requantization
+ * input acc * 2^frac + bias. */
 void edgeplus__rq_prepare(ep_rq *rq, const edgeplus_quant_params *quant, const int32_t *bias,
-                          int32_t channels, int64_t acc_bound)
+                          int32_t channels, int64_t acc_bound, int32_t frac)
 {
     int32_t ch;
     for (ch = 0; ch < channels; ch++) {
@@ -135,16 +142,18 @@ void edgeplus__rq_prepare(ep_rq *rq, const edgeplus_quant_params *quant, const i
         const int32_t b = bias != NULL ? bias[ch] : 0;
         const int32_t left = shift > 0 ? shift : 0;
         const int32_t right = shift > 0 ? 0 : -shift;
-        const int64_t bound = acc_bound + (b < 0 ? -(int64_t)b : (int64_t)b);
+        const int64_t bound = (acc_bound << frac) + (b < 0 ? -(int64_t)b : (int64_t)b);
         rq[ch].mult = quant->multiplier[ch];
-        rq[ch].bias = b;
         if (bound < ((int64_t)1 << (30 - left))) {
-            rq[ch].lshift = (int16_t)(left + 1);
+            /* (acc * 2^frac + b) << (left + 1), |b| << (left + 1) < 2^31 */
+            rq[ch].bias = (int32_t)((uint32_t)b << (left + 1));
+            rq[ch].lshift = (int16_t)(frac + left + 1);
             rq[ch].rshift = (int16_t)right;
             rq[ch].round = right > 0 ? (int32_t)(1u << (right - 1)) : 0;
         } else {
+            rq[ch].bias = b;
             rq[ch].lshift = -1;
-            rq[ch].rshift = 0;
+            rq[ch].rshift = (int16_t)frac;
             rq[ch].round = shift;
         }
     }
@@ -274,6 +283,7 @@ edgeplus_status edgeplus__conv_setup(const ep_conv_args *a, int depthwise, ep_co
     o->mult = a->quant->multiplier;
     o->shift = a->quant->shift;
     o->bias = a->bias;
+    o->frac = a->params->bias_frac_bits;
 
     /* scratch: 4-byte aligned; each core lays out its own (requantization table, staging,
      * int16 columns: see edgeplus__conv_scratch_bytes and edgeplus__dw_geom) */

@@ -253,7 +253,7 @@ static void ep_dot_il_lanes(const uint32_t *a, const uint32_t *b, int32_t mw, in
 EP_INLINE int32_t ep_rq_fast(int32_t acc, int32_t bias, int32_t lshift, int32_t mult,
                              int32_t rshift, int32_t round)
 {
-    const int32_t h = ep_smmulr((int32_t)((uint32_t)(acc + bias) << lshift), mult);
+    const int32_t h = ep_smmulr((int32_t)(((uint32_t)acc << lshift) + (uint32_t)bias), mult);
     if (rshift == 0) {
         return h;
     }
@@ -353,7 +353,7 @@ static const ep_rq *ep_rq_pair(const ep_out *o, const ep_conv_lean *ln, int32_t 
     q.multiplier = o->mult + oc;
     q.shift = o->shift + oc;
     edgeplus__rq_prepare(pair, &q, o->bias != NULL ? o->bias + oc : NULL, two_ch ? 2 : 1,
-                         ln->acc_bound);
+                         ln->acc_bound, o->frac);
     return pair;
 }
 
@@ -1145,7 +1145,7 @@ static void ep_conv_loop_raw(const ep_im2col *g, const ep_out *o, const ep_rq *r
                     qp.multiplier = o->mult + oc;
                     qp.shift = o->shift + oc;
                     edgeplus__rq_prepare(&qc, &qp, o->bias != NULL ? o->bias + oc : NULL, 1,
-                                         ln->acc_bound);
+                                         ln->acc_bound, o->frac);
                 }
                 for (p = 0; p < np; p += 4) {
                     const int32_t cnt = np - p < 4 ? np - p : 4;
@@ -1245,7 +1245,7 @@ edgeplus_status edgeplus__conv_core(const ep_conv_args *a)
                     int8_t *stage = (int8_t *)(s.mem + tbl);
                     int16_t *tmp =
                         (int16_t *)(void *)(stage + (((bt * stage_px) + 3) & ~(int64_t)3));
-                    edgeplus__rq_prepare(rq, a->quant, a->bias, o.oc, s.acc_bound);
+                    edgeplus__rq_prepare(rq, a->quant, a->bias, o.oc, s.acc_bound, o.frac);
                     ep_rq_table_thresholds(rq, &o, window, s.acc_bound);
                     ep_conv_loop_raw(&g, &o, rq, &ln, window, a->input_dims->n, a->filter,
                                      a->params->w_bits, pairs, stage, tmp, (int32_t)bt,
@@ -1285,7 +1285,7 @@ edgeplus_status edgeplus__conv_core(const ep_conv_args *a)
             wcache = NULL;
         }
         if (rq != NULL) {
-            edgeplus__rq_prepare(rq, a->quant, a->bias, o.oc, s.acc_bound);
+            edgeplus__rq_prepare(rq, a->quant, a->bias, o.oc, s.acc_bound, o.frac);
         }
 #if EP_USE_WORDS
         if (rq != NULL && pairs && wcache == NULL && g.kc % 4 == 0) {

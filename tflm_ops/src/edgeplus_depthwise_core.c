@@ -421,7 +421,7 @@ EP_NOINLINE static void ep_dw_mac33_s1(const int16_t *r0, const int16_t *r1, con
 
 /* Depthwise fast channels: the ep_rq fast path (q->lshift >= 0) whose weights still fit
  * int16 after << lshift and whose right shift is at most 22. Their accumulators are
- * x = (acc + bias) << lshift, computed directly from pre-shifted weights and bias, and
+ * x = (acc << lshift) + q->bias (see ep_rq), from pre-shifted weights and that bias, and
  *   v = (SMMLAR(x, m, round + (zp << r)) + (x >> 31)) >> r     (r >= 1)
  *   v = SMMLAR(x, m, zp)                                       (r == 0)
  * equals TFLite's (h + round - (h < 0)) >> r + zp with h = SMMULR(x, m): h has the
@@ -480,7 +480,7 @@ EP_DW_RQ_ASM(edgeplus__dw_rq2_m4, 2);
 #endif
 
 /* Requantize `count` accumulators of one channel into dst[p * step] (int8). fast:
- * the channel is ep_dw_fast and acc holds (acc + bias) << lshift (see there); else acc
+ * the channel is ep_dw_fast and acc holds (acc << lshift) + q->bias (see there); else acc
  * is the plain sum and ep_out_value adds the bias. */
 EP_NOINLINE static void ep_dw_requant(const ep_out *o, const ep_rq *q, const int32_t *acc,
                                       int32_t count, int8_t *dst, int32_t step, int fast)
@@ -731,7 +731,8 @@ void edgeplus__dw_planar(const ep_im2col *g, const ep_out *o, int64_t acc_bound,
             edgeplus_quant_params q;
             q.multiplier = o->mult + c0;
             q.shift = o->shift + c0;
-            edgeplus__rq_prepare(rq, &q, o->bias != NULL ? o->bias + c0 : NULL, s, acc_bound);
+            edgeplus__rq_prepare(rq, &q, o->bias != NULL ? o->bias + c0 : NULL, s, acc_bound,
+                                 o->frac);
         }
         /* weights of the strip: channel j, row ky at wts + (j * kh + ky) * wrow; the
          * 3-wide DSP layout is (w0, w1, w1, w2), else w0 .. w(kw-1) */
@@ -760,7 +761,7 @@ void edgeplus__dw_planar(const ep_im2col *g, const ep_out *o, int64_t acc_bound,
                 const ep_rq *q = rq + j;
                 const int fast = ep_dw_fast(q, w_bits);
                 memcpy(blk[j].w, wts + j * 3 * wrow, 6 * sizeof(int32_t));
-                blk[j].init = fast ? (int32_t)((uint32_t)q->bias << q->lshift) : 0;
+                blk[j].init = fast ? q->bias : 0;
                 blk[j].asm_rq = fast && full && q->rshift > 0;
                 blk[j].prm[0] = o->bits == 8 ? o->oc : s;
                 blk[j].prm[1] = q->mult;
@@ -823,10 +824,9 @@ void edgeplus__dw_planar(const ep_im2col *g, const ep_out *o, int64_t acc_bound,
                     for (; j < s; j++) {
                         const int16_t *wj = wts + j * kh * wrow;
                         const ep_rq *q = rq + j;
-                        /* fast channels start from bias << lshift (see ep_dw_fast) */
+                        /* fast channels start from the shifted bias (see ep_dw_fast) */
                         const int fast = ep_dw_fast(q, w_bits);
-                        const int32_t init =
-                            fast ? (int32_t)((uint32_t)q->bias << q->lshift) : 0;
+                        const int32_t init = fast ? q->bias : 0;
                         int8_t *dst;
                         int32_t step;
 #define EP_DW_ROW(k) \
@@ -966,7 +966,7 @@ edgeplus_status edgeplus__depthwise_core(const ep_conv_args *a)
         ep_rq *rq = (ep_rq *)(void *)s.mem;
         int8_t *stage = (int8_t *)(rq + s.o.oc);
         const int32_t stage_bytes = (s.o.oc + 3) & ~3;
-        edgeplus__rq_prepare(rq, a->quant, a->bias, s.o.oc, s.acc_bound);
+        edgeplus__rq_prepare(rq, a->quant, a->bias, s.o.oc, s.acc_bound, s.o.frac);
         ep_depthwise_loop(&s.g, &s.o, rq, a->window, a->input_dims->n, a->filter,
                           a->params->w_bits, stage, (int16_t *)(void *)(stage + stage_bytes));
     }

@@ -71,33 +71,37 @@ typedef struct {
     int32_t oc, bits, zp, act_min, act_max;
     int32_t ry, rx, rh, rw; /* output buffer region */
     const int32_t *mult, *shift, *bias;
+    int32_t frac; /* bias_frac_bits: requantization reads acc * 2^frac + bias */
 } ep_out;
 
-/* Per-channel requantization, prepared once per call. When the accumulator bound A
- * (K*C * max|x - zp| * max|w| + |bias|) satisfies A * 2^(left+1) < 2^31, TFLite's
+/* Per-channel requantization of x = acc * 2^frac + bias, prepared once per call. When the
+ * bound A (K*C * max|x - zp| * max|w| * 2^frac + |bias|) satisfies A * 2^(left+1) < 2^31,
+ * TFLite's
  *   h = SaturatingRoundingDoublingHighMul(x << left, m) = (x*2^left*m + 2^30) >> 31
  * equals SMMULR(x << (left+1), m) = (x*2^(left+1)*m + 2^31) >> 32 (one instruction),
  * and RoundingDivideByPOT(h, r) equals (h + 2^(r-1) - (h < 0)) >> r for r >= 1 (no
  * overflow: |h| < 2^30). Otherwise the channel takes the literal path. */
 typedef struct {
     int32_t mult;
-    int32_t bias;
+    int32_t bias;   /* fast: bias << (left + 1), so x << (left + 1) = (acc << lshift) + bias;
+                       slow: bias */
     int32_t round;  /* fast: 2^(rshift-1) or 0; slow: the TFLite shift */
-    int16_t lshift; /* fast: left + 1; slow: -1 */
-    int16_t rshift;
+    int16_t lshift; /* fast: frac + left + 1; slow: -1 */
+    int16_t rshift; /* fast: the right shift; slow: frac */
 } ep_rq;
 
 EP_INLINE int32_t ep_rq_apply(int32_t acc, const ep_rq *q)
 {
     if (q->lshift >= 0) {
         const int32_t h =
-            ep_smmulr((int32_t)((uint32_t)(acc + q->bias) << q->lshift), q->mult);
+            ep_smmulr((int32_t)(((uint32_t)acc << q->lshift) + (uint32_t)q->bias), q->mult);
         if (q->rshift == 0) {
             return h;
         }
         return (h + q->round - (int32_t)((uint32_t)h >> 31)) >> q->rshift;
     }
-    return ep_requant_nn(ep_wrap_add(acc, q->bias), q->mult, q->round);
+    return ep_requant_nn(ep_wrap_add((int32_t)((uint32_t)acc << q->rshift), q->bias), q->mult,
+                         q->round);
 }
 
 /* Requantize + offset + clamp, as int8. */
@@ -178,7 +182,7 @@ edgeplus_status edgeplus__conv_setup(const ep_conv_args *a, int depthwise, ep_co
 
 /* The per-channel requantization table (ep_rq). */
 void edgeplus__rq_prepare(ep_rq *rq, const edgeplus_quant_params *quant, const int32_t *bias,
-                          int32_t channels, int64_t acc_bound);
+                          int32_t channels, int64_t acc_bound, int32_t frac);
 
 /* The conv core (edgeplus_conv_core.c) and the depthwise core (edgeplus_depthwise_core.c). */
 edgeplus_status edgeplus__conv_core(const ep_conv_args *a);

@@ -101,6 +101,7 @@ void edgeplus__stage_conv_params(const int32_t *p, const ep_stage *st, int32_t k
     cp->in_bits = in[EP_T_BITS0 + v];
     cp->w_bits = s[EP_S_WBITS];
     cp->out_bits = out[EP_T_BITS0 + v];
+    cp->bias_frac_bits = 0; /* a stage program's biases are TFLite's */
 }
 
 void edgeplus__stage_dims(const int32_t *p, const ep_stage *st, int32_t i, edgeplus_dims *d)

@@ -8,7 +8,8 @@
  *   input 0  activations, shape [N, H, W, packed(C_in)]       per-tensor scale/zp
  *   input 1  filter, conv [C_out, KH, KW, packed(C_in)],      per-channel scales
  *                    depthwise [1, KH, KW, packed(C)]          (C_out or 1), zp 0
- *   input 2  bias, int32 [C_out] (optional: absent or index -1)
+ *   input 2  bias, int32 [C_out] (optional: absent or index -1), in steps of
+ *            in_scale * w_scale[c] / 2^bias_frac_bits (option; 0: TFLite's bias)
  *   output 0 activations, shape [N, OH, OW, packed(C_out)]   per-tensor scale/zp
  * A 1x1 conv with no padding (a fully connected layer: tfmot_edgeplus's convert(kernels=...)
  * writes one so) may also read and write 2-D [N, packed(C)] tensors, taken as [N, 1, 1, C].
@@ -23,7 +24,7 @@
  * reports it); Prepare validates everything with MicroPrintf messages and
  * kTfLiteError, precomputes the per-channel multipliers (TFLite's
  * QuantizeMultiplier of in_scale * w_scale[c] / out_scale) and requests the
- * kernel's scratch; Eval allocates nothing and calls the kernel.
+ * kernel's lean scratch; Eval allocates nothing and calls the kernel.
  */
 // The Arduino builder compiles every file of a library, also for a sketch that uses only the
 // TFLM-free parts of EdgePlus (EDGEPLUS_NO_TFLM) and has no TFLM on its include path: this
@@ -268,6 +269,7 @@ TfLiteStatus PrepareWithTensors(TfLiteContext* context, TfLiteNode* node, OpData
   p.in_bits = o.in_bits;
   p.w_bits = o.w_bits;
   p.out_bits = o.out_bits;
+  p.bias_frac_bits = o.bias_frac_bits;
   data->input_dims = {batches, in_d[1], in_d[2], o.in_channels};
   data->output_dims = {batches, out_d[1], out_d[2], o.out_channels};
   if (o.depthwise) {
@@ -277,13 +279,16 @@ TfLiteStatus PrepareWithTensors(TfLiteContext* context, TfLiteNode* node, OpData
   }
 
   // The kernel validates the geometry (output reachable from the input, accumulator
-  // bound); ask it now so a bad model fails here rather than in Eval.
+  // bound); ask it now so a bad model fails here rather than in Eval. The op takes the lean
+  // scratch (edgeplus_ops.h: at most about 2 KB, a few per cent more instructions): the
+  // kernel runs its lean layout when given less than the default size.
   const int32_t scratch =
-      o.depthwise ? edgeplus_depthwise_conv2d_get_buffer_size(&p, &data->input_dims,
-                                                              &data->filter_dims,
-                                                              &data->output_dims)
-                  : edgeplus_conv2d_get_buffer_size(&p, &data->input_dims,
-                                                    &data->filter_dims, &data->output_dims);
+      o.depthwise ? edgeplus_depthwise_conv2d_get_buffer_size_lean(&p, &data->input_dims,
+                                                                   &data->filter_dims,
+                                                                   &data->output_dims)
+                  : edgeplus_conv2d_get_buffer_size_lean(&p, &data->input_dims,
+                                                         &data->filter_dims,
+                                                         &data->output_dims);
   if (scratch < 0) {
     MicroPrintf("%s: the kernel rejects this geometry (%s): input %dx%dx%d, filter %dx%d, "
                 "output %dx%dx%d, stride %d/%d, pad %d/%d, dilation %d/%d.",
@@ -307,6 +312,8 @@ TfLiteStatus PrepareWithTensors(TfLiteContext* context, TfLiteNode* node, OpData
   // W2A2 conv's outputs off by one level against Keras, measured). There a multiplier below
   // 1 is given at shift 0, m = round(effective * 2^31) (kept above 2^15 for 16 bits of
   // precision): the kernel then rounds acc * effective once, as Keras's float math does.
+  // The kernel requantizes acc * 2^bias_frac_bits + bias: effective is divided by that.
+  const double frac_scale = static_cast<double>(1 << o.bias_frac_bits);
   const size_t n = static_cast<size_t>(o.out_channels);
   data->multiplier = static_cast<int32_t*>(
       context->AllocatePersistentBuffer(context, n * sizeof(int32_t)));
@@ -324,7 +331,7 @@ TfLiteStatus PrepareWithTensors(TfLiteContext* context, TfLiteNode* node, OpData
       return kTfLiteError;
     }
     const double effective = static_cast<double>(in_scale) * static_cast<double>(w_scale) /
-                             static_cast<double>(out_scale);
+                             static_cast<double>(out_scale) / frac_scale;
     int32_t m = 0;
     int s = 0;
     QuantizeMultiplier(effective, &m, &s);

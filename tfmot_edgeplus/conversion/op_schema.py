@@ -197,6 +197,11 @@ CONV_MP = CustomOpSchema(
         OptionField("dilation_w", "int", "horizontal dilation", 1, 255),
         OptionField("act_min", "int", "fused clamp low, in the output integer domain", -128, 127),
         OptionField("act_max", "int", "fused clamp high, in the output integer domain", -128, 127),
+        OptionField(
+            "bias_frac_bits", "int",
+            "the int32 bias counts 2^-bias_frac_bits steps of in_scale * w_scale (0: TFLite's)",
+            0, 16,
+        ),
     ),
 )
 

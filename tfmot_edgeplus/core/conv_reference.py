@@ -74,22 +74,28 @@ class ConvParams:
     in_bits: int = 8
     w_bits: int = 8
     out_bits: int = 8
+    bias_frac_bits: int = 0  # the bias counts 2**-bias_frac_bits accumulator steps
 
     def replace(self, **changes) -> ConvParams:
         return dataclasses.replace(self, **changes)
 
 
-def max_kc(in_bits: int, w_bits: int) -> int:
-    """Largest K*C whose int32 accumulator cannot overflow (``EDGEPLUS_MAX_KC``)."""
-    return INT32_MAX // (((1 << in_bits) - 1) * (1 << (w_bits - 1)))
+MAX_BIAS_FRAC_BITS = 16  # EDGEPLUS_MAX_BIAS_FRAC_BITS
+
+
+def max_kc(in_bits: int, w_bits: int, bias_frac_bits: int = 0) -> int:
+    """Largest K*C whose int32 accumulator cannot overflow, also times
+    ``2**bias_frac_bits`` (``EDGEPLUS_MAX_KC(in_bits, w_bits) >> bias_frac_bits``)."""
+    return (INT32_MAX // (((1 << in_bits) - 1) * (1 << (w_bits - 1)))) >> bias_frac_bits
 
 
 # ----------------------------------------------------------------------------- requant
 
 
 def requantize(acc, bias, multiplier, shift, params: ConvParams) -> np.ndarray:
-    """int32 accumulators (channels last) -> output integers at ``params.out_bits``."""
-    acc = np.asarray(acc, dtype=np.int64)
+    """int32 accumulators (channels last) -> output integers at ``params.out_bits``: the
+    requantization reads ``acc * 2**params.bias_frac_bits + bias``."""
+    acc = np.asarray(acc, dtype=np.int64) << params.bias_frac_bits
     if bias is not None:
         acc = wrap32(acc + np.asarray(bias, dtype=np.int64))
     y = multiply_by_quantized_multiplier(acc, multiplier, shift) + params.output_zero_point
@@ -159,6 +165,7 @@ def make_conv_params(
     output_zero_point=0,
     act_min=None,
     act_max=None,
+    bias_frac_bits=0,
 ):
     """Build ``(ConvParams, output_hw)`` the way TFLite lays out a conv.
 
@@ -182,6 +189,7 @@ def make_conv_params(
         in_bits=int(in_bits),
         w_bits=int(w_bits),
         out_bits=int(out_bits),
+        bias_frac_bits=int(bias_frac_bits),
     )
     return params, (oh, ow)
 
@@ -293,11 +301,15 @@ def check_conv_args(
                 f"and O == output C ({oc})",
             )
         kc = kh * kw * fc
-    if kc > max_kc(p.in_bits, p.w_bits):
+    if not 0 <= p.bias_frac_bits <= MAX_BIAS_FRAC_BITS:
+        err("ARG", "bias_frac_bits",
+            f"must lie in [0, {MAX_BIAS_FRAC_BITS}], got {p.bias_frac_bits}")
+    bound = max_kc(p.in_bits, p.w_bits, p.bias_frac_bits)
+    if kc > bound:
         err(
             "DIMS",
             "filter shape",
-            f"K*C={kc} exceeds the int32 bound {max_kc(p.in_bits, p.w_bits)}",
+            f"K*C={kc} exceeds the int32 bound {bound} (bias_frac_bits {p.bias_frac_bits})",
         )
     if kh * kw * ic > INT32_MAX // 8:
         err("DIMS", "filter shape", "im2col column too long")

@@ -39,7 +39,7 @@
  * Math (TFLite reference kernels, bit-exact):
  *   acc = sum_{ky,kx,ic} w[oc,ky,kx,ic] * (x[iy,ix,ic] - input_zero_point)
  *         (padding positions contribute 0, i.e. they hold the input zero point)
- *   acc += bias[oc]                                   (if bias != NULL)
+ *   acc = acc * 2^bias_frac_bits + bias[oc]           (bias may be NULL: + 0)
  *   y = MultiplyByQuantizedMultiplier(acc, multiplier[oc], shift[oc])
  *       (SaturatingRoundingDoublingHighMul then RoundingDivideByPOT, TFLite's default
  *        double rounding) + output_zero_point, clamped to [act_min, act_max].
@@ -52,6 +52,8 @@
  *     8       65,793     1,052,688    4,210,752
  *     4    1,118,481    17,895,697   71,582,788
  *     2    5,592,405    89,478,485  357,913,941
+ *   With bias_frac_bits = F > 0 the kernels reject any K*C above
+ *   EDGEPLUS_MAX_KC(in, w) / 2^F (acc * 2^F fits int32 too).
  *   The bias is added with int32 wrap-around, as TFLite does (in range for any
  *   bias a converter produces). The DSP path's packed 2-bit products (two
  *   products per 16-bit lane) flush their fields every EDGEPLUS_W2A2_FLUSH words,
@@ -80,6 +82,9 @@ extern "C" {
 
 #define EDGEPLUS_VERSION_MAJOR 0
 #define EDGEPLUS_VERSION_MINOR 1
+
+/* Largest edgeplus_conv_params.bias_frac_bits. */
+#define EDGEPLUS_MAX_BIAS_FRAC_BITS 16
 
 /* Largest K*C (see above) for which the int32 accumulator cannot overflow. */
 #define EDGEPLUS_MAX_KC(in_bits, w_bits) \

@@ -79,6 +79,11 @@ typedef struct {
     int32_t in_bits;                /* activation bits of the input: 2, 4 or 8 */
     int32_t w_bits;                 /* weight bits: 2, 4 or 8 */
     int32_t out_bits;               /* activation bits of the output: 2, 4 or 8 */
+    int32_t bias_frac_bits;         /* 0..16: the bias counts 2^-bias_frac_bits accumulator
+                                       steps, requantization reads acc * 2^bias_frac_bits
+                                       + bias (0: TFLite's integer bias; more: the float
+                                       bias of a low-bit layer, whose accumulator step
+                                       in_scale * w_scale is coarse, kept to a fraction) */
 } edgeplus_conv_params;
 
 /* Per-output-channel requantization (TFLite's QuantizeMultiplier form):
