@@ -16,9 +16,11 @@ weight bit-width (activations 8), fraction and seed, each method fine-tunes a fr
 (300) optimizer steps, i.e. ``ceil(300 / batches per pass)`` passes over its coreset
 (``QuaRCConfig.steps``), and ``full_kd`` makes ``qat_epochs`` (10) passes over the pool
 (Adam 5e-4, batch 64); and with **the same loss**, KD from the float model at temperature 1
-(``CLCTrainer``, beta = 0), except ``res_clc`` which adds beta * CLC. (At the same *epochs*
-a 1 % coreset of the IMU pool gets one step per epoch, 10 in all, and seed noise swamps
-any selection effect: the committed run before this budget measured that.)
+(``CLCTrainer``, beta = 0), except ``res_clc`` which adds beta * CLC (``beta`` 5; the
+recipe's default is 1); and from the same calibrated start: BatchNorm statistics of the
+quantized model re-estimated on the calibration samples (``calibrate_bn``, below). At the
+same *epochs* a 1 % coreset of the IMU pool got one step per epoch, 10 in all, and seed
+noise (std 4-5 points) swamped any selection effect.
 
 - ``random``: a uniformly random coreset (``RandomCoreset``);
 - ``random_stratified``: uniformly random within each class, with the per-class quotas of
@@ -30,9 +32,13 @@ any selection effect: the committed run before this budget measured that.)
 - ``res_clc``: ``res`` + beta * CLC on every conv/dense layer but the last;
 - ``full_kd``: every training sample (the fraction-1 row).
 
-Selection is made once (``reselect_every=None``). The recipe's held-out slice that keeps the
-best weights is off (``holdout=0``): a 1 % row would otherwise pick its weights on ten times
-more labelled data than it trains on. Accuracy: the Keras QAT model (fake-quant) on the test
+Selection is made once (``reselect_every=None``; ``--reselect-every R`` re-selects every
+coreset row every R passes, the random ones re-drawn, so that both sides see as many
+distinct samples). ``--calibrate-bn 1`` re-estimates the quantized model's BatchNorm
+statistics before scoring and after training (``QuaRCConfig.calibrate_bn``), for every row
+and for PTQ: on by default here (``--calibrate-bn 0`` turns it off). The recipe's held-out
+slice that keeps the best weights is off (``holdout=0``): a 1 % row would otherwise pick its
+weights on ten times more labelled data than it trains on. Accuracy: the Keras QAT model (fake-quant) on the test
 set; the TFLM agreement of such models is pinned by tests/test_convert.py.
 
 Row keys: ``task``, ``method``, ``weight_bits``, ``fraction``, ``acc_mean``, ``acc_std``
@@ -92,7 +98,9 @@ class Config:
     fp_epochs: dict | None = None  # per task; None: benchmarks._tasks.FP_EPOCHS
     qat_epochs: int = 10  # full_kd's budget: passes over the whole pool
     qat_steps: int | None = 300  # every coreset row's budget: optimizer steps; None: qat_epochs
-    beta: float = 1.0
+    reselect_every: int | None = None  # R passes between re-selections of every coreset row
+    calibrate_bn: bool = True  # QuaRCConfig.calibrate_bn of every row and of PTQ
+    beta: float = 5.0  # res_clc's CLC weight (QuaRCConfig's default is 1)
     batch_size: int = 64
     calibration_samples: int = 1024
     methods: tuple[str, ...] = METHODS
@@ -140,6 +148,8 @@ def quarc_config(method: str, bits: int, fraction: float, seed: int, config: Con
         weight_bits=bits, coreset=coreset, fraction=1.0 if coreset == "full" else fraction,
         beta=config.beta if clc else 0.0, epochs=config.qat_epochs,
         steps=None if coreset == "full" else config.qat_steps,
+        reselect_every=None if coreset == "full" else config.reselect_every,
+        calibrate_bn=config.calibrate_bn,
         batch_size=config.batch_size, per_class=per_class, sampling=sampling,
         calibration_samples=config.calibration_samples, holdout=0.0, seed=seed)
 
@@ -161,12 +171,17 @@ def measure(fp_model, data, method, bits, fraction, seed, config: Config) -> dic
 
 
 def ptq_accuracy(fp_model, data, bits, seed, config: Config) -> float:
-    """Plain PTQ on the calibration samples quarc_qat draws at ``seed``; no training."""
+    """Plain PTQ on the calibration samples quarc_qat draws at ``seed`` (BatchNorm
+    re-estimated on them with ``calibrate_bn``); no training."""
+    from tfmot_edgeplus.quantization import calibrate_batchnorm
     from tfmot_edgeplus.recipes.cora import ptq_model
 
     pick = np.random.default_rng(seed).permutation(len(data.x_train))[
         : config.calibration_samples]
-    return _accuracy(ptq_model(fp_model, bits, 8, data.x_train[pick]), data)
+    model = ptq_model(fp_model, bits, 8, data.x_train[pick])
+    if config.calibrate_bn:
+        calibrate_batchnorm(model, data.x_train[pick])
+    return _accuracy(model, data)
 
 
 def _interval(prefix: str, diffs) -> dict:
@@ -324,14 +339,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--qat-epochs", type=int, help="full_kd's QAT epochs (default 10)")
     parser.add_argument("--qat-steps", type=int, help="every coreset row's optimizer steps "
                         "(default 300; 0: train them for --qat-epochs too)")
+    parser.add_argument("--reselect-every", type=int, help="passes between re-selections of "
+                        "every coreset row (random ones re-drawn); 0: select once")
+    parser.add_argument("--calibrate-bn", type=int, choices=(0, 1),
+                        help="re-estimate BatchNorm statistics of the quantized model "
+                        "(default 1)")
+    parser.add_argument("--beta", type=float, help="res_clc's CLC weight (default 5)")
     args = parser.parse_args(argv)
     overrides = {name: value for name, value in (
         ("tasks", args.tasks), ("weight_bits", args.bits), ("fractions", args.fractions),
         ("seeds", args.seeds), ("methods", args.methods),
         ("fashion_train", args.fashion_train), ("fashion_test", args.fashion_test),
-        ("qat_epochs", args.qat_epochs)) if value is not None}
-    if args.qat_steps is not None:
-        overrides["qat_steps"] = args.qat_steps or None
+        ("qat_epochs", args.qat_epochs), ("beta", args.beta)) if value is not None}
+    for name in ("qat_steps", "reselect_every"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name) or None
+    if args.calibrate_bn is not None:
+        overrides["calibrate_bn"] = bool(args.calibrate_bn)
     config = Config.quick(**overrides) if args.quick else Config.full(**overrides)
     start = time.perf_counter()
     rows, env = run(config)

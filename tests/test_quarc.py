@@ -14,9 +14,11 @@ from tfmot_edgeplus.quantization import (
     EdgePlusQuantizeScheme,
     calibrate_activation_ranges,
     calibrate_batchnorm,
+    holdout_split,
     quantize_model,
 )
 from tfmot_edgeplus.quantization.calibrate import uncalibrated_ranges
+from tfmot_edgeplus.recipes import quarc
 from tfmot_edgeplus.recipes.quarc import QuaRCConfig, quarc_qat
 
 
@@ -115,7 +117,7 @@ def test_batchnorm_calibration_sets_the_mean_batch_statistics(fp_digits, digits_
 @pytest.mark.parametrize("coreset, beta, holdout, budget", [
     ("res", 1.0, 0.1, False), ("random", 0.0, 0.1, True), ("full", 0.0, 0.0, False)])
 def test_quarc_qat_trains_a_new_model_on_the_coreset(fp_digits, digits_task, coreset, beta,
-                                                     holdout, budget):
+                                                     holdout, budget, monkeypatch):
     x, y = digits_task.x_train, digits_task.y_train
     fp_weights = [w.copy() for w in fp_digits.get_weights()]
     fraction = 1.0 if coreset == "full" else 0.2
@@ -124,8 +126,16 @@ def test_quarc_qat_trains_a_new_model_on_the_coreset(fp_digits, digits_task, cor
     # a step budget one step short of 4 passes trains 4 passes; else 3 epochs
     config = QuaRCConfig(weight_bits=4, coreset=coreset, fraction=fraction, beta=beta, epochs=3,
                          steps=4 * per_pass - 1 if budget else None, batch_size=32,
-                         learning_rate=2e-3, calibration_samples=256, holdout=holdout)
+                         learning_rate=2e-3, calibration_samples=256, holdout=holdout,
+                         calibrate_bn=budget)
     epochs = 4 if budget else 3
+    bn_calls = []
+
+    def spy(model, samples):
+        bn_calls.append((model, samples))
+        return calibrate_batchnorm(model, samples)
+
+    monkeypatch.setattr(quarc, "calibrate_batchnorm", spy)
     run = quarc_qat(fp_digits, x, y, config)
 
     assert run.qat_model is not fp_digits
@@ -151,6 +161,13 @@ def test_quarc_qat_trains_a_new_model_on_the_coreset(fp_digits, digits_task, cor
     else:
         assert max(history["clc_loss"]) == 0
     assert set(run.seconds) == {"quantize", "train"}
+    # BatchNorm re-estimated on the calibration samples before scoring and after training
+    train, _ = holdout_split(len(x), holdout, config.seed)
+    calib = x[train][np.random.default_rng(config.seed).permutation(len(train))[:256]]
+    assert len(bn_calls) == (2 if config.calibrate_bn else 0)
+    for model, samples in bn_calls:
+        assert model is run.qat_model
+        np.testing.assert_array_equal(samples, calib)
     assert run.summary()["config"]["coreset"] == coreset
     acc = np.mean(run.qat_model.predict(digits_task.x_test, verbose=0).argmax(1)
                   == digits_task.y_test)

@@ -22,7 +22,9 @@ Steps (each timed in ``run.seconds``; the coreset's scoring passes count in ``tr
    the first p_Q is that of the fake-quantized pretrained model (the paper's definition),
    not of placeholder ranges. ``calibrate_bn=True`` then re-estimates the BatchNorm
    statistics of the quantized model on the same samples (``calibrate_batchnorm``), so
-   that p_Q, the coreset scores and the first QAT step start from a calibrated model.
+   that p_Q, the coreset scores and the first QAT step start from a calibrated model; and
+   once more after training, since training mode leaves the statistics of the last few
+   batches, i.e. of a small coreset, in the moving averages.
 3. The data: ``coreset="res"`` a :class:`RESCoreset` (per-class quotas, ``sampling``),
    ``"random"`` a :class:`RandomCoreset`, ``"full"`` every sample, shuffled each epoch.
 4. :class:`CLCTrainer`: L = L_KD + beta * L_CLC with the FP model as teacher and
@@ -226,6 +228,8 @@ def quarc_qat(fp_model, x, y, config: QuaRCConfig | None = None, verbose: int = 
     else:
         history = trainer.fit(coreset.dataset(config.batch_size), epochs=epochs,
                               callbacks=[coreset.callback(), *callbacks], verbose=verbose)
+    if config.calibrate_bn:  # the statistics of the last (coreset-sized) batches: re-estimate
+        calibrate_batchnorm(qat_model, x[calib])
     seconds["train"] = time.perf_counter() - start
     best = callbacks[0].summary() if callbacks else None
     if callbacks:
