@@ -24,6 +24,17 @@ Conversions:
   model with ``kernels="edgeplus_all"`` (its int8 layers on our kernels too). A layer our
   kernels cannot run stays builtin: ``layers_on_ours`` counts them, ``env["builtin_layers"]``
   names each with why (``conversion.edgeplus_kernels.describe_placement``).
+- config ``mixed`` (backend ``edgeplus``): the QuantMCU recipe's plan
+  (``recipes.quantmcu``) on the W8A8 model converted by the plain converter: the 8-bit patch
+  plan within 256 KB whose patch stage costs at most ``Config.max_halo`` times its modeled
+  layer-by-layer M4 instructions (``patching.plan``), then VDPC/VDQS tuned by
+  ``recipes.quantmcu.tune_plan`` over ``Config.mixed_search`` on ``calib_samples`` training
+  images (top-1 agreement with the int8 model at least ``min_agreement``; VDQS's Phi in
+  modeled instructions), lowered and deployed with the stage as one ``EDGEPLUS_PATCH_STAGE``
+  op on our kernels and the rest as TFLM builtins. Its ``activation_bits`` is the lowest
+  bit-width of the stage maps' normal patches; ``env["mixed_plans"]`` has the split, grid and
+  bits, ``env["mixed_skipped"]`` names a model the patch stage cannot run and why (the IMU
+  net's Conv1D has no image stage).
 
 Per row, on the model the device runs (``export.arduino.write_sketch_data``: MEANs rewritten as
 the Arduino export does):
@@ -75,6 +86,7 @@ NAME = "deploy_m4"
 MODELS = ("reference_cnn", "mobilenet_v2_035", "imu_cnn")
 # (weight bits, activation bits) of each QAT model
 BITS = {"int8": (8, 8), "w4a8": (4, 8), "w4a4": (4, 4), "w2a2": (2, 2)}
+MIXED = "mixed"
 # QAT model -> [(config, backend, convert() keyword arguments)] (module doc)
 CONVERSIONS = {
     "int8": [("int8", "builtin_cmsis_nn", {}),
@@ -128,6 +140,12 @@ class Config:
     qat_learning_rate: float = 5e-4
     m4_samples: int = 3
     representative_samples: int = 200
+    calib_samples: int = 128
+    # (phi, outlier_sample_fraction, lam, low_bits): one candidate, since on 8-bit weights
+    # no lower activation bit-width is measured faster (VDQS then keeps every map at 8 bits)
+    mixed_search: tuple = ((0.999, 1.0, 0.5, (4, 2)),)
+    min_agreement: float = 0.95
+    max_halo: float = 1.5
     seed: int = 0
 
     @classmethod
@@ -140,7 +158,7 @@ class Config:
             cls(fashion_train=2000, fashion_test=300, imu_train=1500, imu_test=300,
                 fp_epochs=(("reference_cnn", 1), ("mobilenet_v2_035", 1), ("imu_cnn", 3)),
                 qat_epochs=(("reference_cnn", 1), ("mobilenet_v2_035", 1), ("imu_cnn", 1)),
-                m4_samples=2, representative_samples=100),
+                m4_samples=2, representative_samples=100, calib_samples=64),
             **overrides,
         )  # fmt: skip
 
@@ -422,9 +440,28 @@ def float_model(model: str, data):
     raise ValueError(f"model {model!r}: choose from {', '.join(MODELS)}")
 
 
-def run_model(model: str, config: Config, m4: M4Bed, builtin_layers: dict) -> list[dict]:
+def mixed_model(int8_tflite: bytes, x_calib, config: Config) -> tuple[bytes, object, list]:
+    """``(deployed model, plan, tune_plan's candidates)`` of the ``mixed`` config (module
+    doc); :class:`DeployError` naming why when the model has no stage the patch stage runs."""
+    from tfmot_edgeplus import patching
+    from tfmot_edgeplus.patching import GraphError, PlanError, PlanMismatchError, lower
+    from tfmot_edgeplus.patching.deploy import deploy_model
+    from tfmot_edgeplus.recipes.quantmcu import tune_plan
+
+    try:
+        plan8 = patching.plan(int8_tflite, None, max_halo=config.max_halo)
+        plan, tried = tune_plan(int8_tflite, x_calib, plan8, config.mixed_search,
+                                config.min_agreement, saving="instructions")  # fmt: skip
+        return deploy_model(int8_tflite, lower.lower(int8_tflite, plan)), plan, tried
+    except (GraphError, PlanError, PlanMismatchError) as e:
+        raise DeployError(f"no patch plan: {e}") from None
+
+
+def run_model(model: str, config: Config, m4: M4Bed, builtin_layers: dict,
+              mixed: dict | None = None) -> list[dict]:
     """Train, QAT, convert and deploy every configuration of ``model``; the layers our
-    kernels could not run go to ``builtin_layers`` (row name -> "layer: why")."""
+    kernels could not run go to ``builtin_layers`` (row name -> "layer: why"), the mixed
+    plan (or why there is none) to ``mixed`` (model -> dict or str)."""
     from benchmarks.qat_bits import build_qat
     from tfmot_edgeplus import convert
     from tfmot_edgeplus._compat import keras, tf
@@ -467,7 +504,38 @@ def run_model(model: str, config: Config, m4: M4Bed, builtin_layers: dict) -> li
                 f"{row['m4_instructions']:,} instructions, arena {row['arena_bytes']:,} B, "
                 f"flash {row['flash_bytes']:,} B")  # fmt: skip
             rows.append({k: row[k] for k in ROW_KEYS})
+        if bits == "int8":
+            row = _mixed_row(model, qat, data, config, m4, keras_pred, keras_acc, mixed)
+            rows += [] if row is None else [row]
     return rows
+
+
+def _mixed_row(model, qat, data, config, m4, keras_pred, keras_acc, mixed) -> dict | None:
+    from tfmot_edgeplus import convert
+
+    rep = data.x_train[: config.representative_samples]
+    int8 = convert(qat, rep)
+    start = time.perf_counter()
+    try:
+        deployed, plan, tried = mixed_model(int8, data.x_train[: config.calib_samples], config)
+    except DeployError as e:
+        if mixed is not None:
+            mixed[model] = str(e)
+        say(f"[{model}] {MIXED}: skipped, {e}")
+        return None
+    if mixed is not None:
+        mixed[model] = {"split": plan.split, "grid": plan.grid, "bits": dict(plan.bits),
+                        "halo_modeled": round(plan.halo, 3), "search": tried,
+                        "plan_s": round(time.perf_counter() - start, 1)}  # fmt: skip
+    x_q = quantize_input(deployed, data.x_test)
+    row = {"model": model, "config": MIXED, "backend": "edgeplus", "weight_bits": 8,
+           "activation_bits": min(plan.bits.values()), "keras_acc": keras_acc}  # fmt: skip
+    row.update(deploy_row(m4, f"{model}_{MIXED}", deployed, x_q, data.y_test,
+                          config.m4_samples, keras_pred))  # fmt: skip
+    row["layers_on_ours"] = f"patch stage {plan.split!r} {plan.grid}x{plan.grid}"
+    say(f"[{model}] {MIXED}: acc {row['acc']:.3f} (keras int8 {keras_acc:.3f}), "
+        f"{row['m4_instructions']:,} instructions, arena {row['arena_bytes']:,} B")  # fmt: skip
+    return {k: row[k] for k in ROW_KEYS}
 
 
 def ratios(rows: list[dict]) -> dict:
@@ -494,15 +562,24 @@ def run(config: Config, work: Path | None = None) -> tuple[list[dict], dict]:
     if unknown:
         raise ValueError(f"unknown model(s) {unknown}: choose from {', '.join(MODELS)}")
     builtin_layers: dict[str, list[str]] = {}
+    mixed: dict = {}
+    seconds = {}
     with tempfile.TemporaryDirectory(prefix="deploy_m4_") as tmp:
+        start = time.perf_counter()
         m4 = M4Bed.build(Path(work or tmp))
+        seconds["m4_bed"] = round(time.perf_counter() - start, 1)
         rows = []
         for model in config.models:
-            rows += run_model(model, config, m4, builtin_layers)
+            start = time.perf_counter()
+            rows += run_model(model, config, m4, builtin_layers, mixed)
+            seconds[model] = round(time.perf_counter() - start, 1)
     env = {
         "config": dataclasses.asdict(config),
         "ratios": ratios(rows),
         "builtin_layers": builtin_layers,
+        "mixed_plans": {k: v for k, v in mixed.items() if isinstance(v, dict)},
+        "mixed_skipped": {k: v for k, v in mixed.items() if isinstance(v, str)},
+        "seconds": seconds,
         "m4": "qemu-system-arm -M mps2-an386 -icount shift=0; Chirale_TensorFLowLite "
         "(TFLM + CMSIS-NN) and EdgePlus compiled with ArduinoCore-mbed's nano33ble recipes",
     }

@@ -110,3 +110,52 @@ def test_our_op_runs_on_the_m4_like_the_host(m4):
     row = D.deploy_row(m4, "conv_mp_w4", model, x, np.zeros(3, int), 3)
     assert row["operators"] == "EDGEPLUS_CONV_MP"
     assert row["m4_samples"] == 3 and row["m4_instructions"] > 6 * 6 * 8 * 72  # >= 1 per MAC
+
+
+@pytest.fixture(scope="module")
+def mixed(digits_fp):
+    """The ``mixed`` config of small_cnn on the digits: its W8A8 QAT model converted by the
+    plain converter, planned and deployed with the patch stage op."""
+    from benchmarks.qat_bits import build_qat
+    from tfmot_edgeplus import convert
+
+    fp, data = digits_fp
+    int8 = convert(build_qat(fp, "edgeplus", 8, 8), data.x_train[:64])
+    config = D.Config.quick(calib_samples=32)
+    return int8, *D.mixed_model(int8, data.x_train[:32], config), data
+
+
+def test_the_mixed_config_is_the_quantmcu_plan_on_our_stage_op(mixed):
+    from tfmot_edgeplus.core.tflite import TFLiteGraph
+    from tfmot_edgeplus.patching import lower
+    from tfmot_edgeplus.patching.patch_runner import PatchStageRunner
+    from tfmot_edgeplus.runtime import TFLMRunner
+
+    int8, deployed, plan, tried, data = mixed
+    g = TFLiteGraph(deployed)
+    ops = [g.op_name(op) for op in g.operators]
+    assert ops.count("EDGEPLUS_PATCH_STAGE") == 1 and "MAX_POOL_2D" in ops
+    # a pooling step ends the stage: small_cnn's stage is its first conv (BN, ReLU fused)
+    assert plan.split == "quant_relu1" and plan.halo <= 1.5
+    assert len(tried) == 1 and tried[0]["calib_agreement"] >= 0.95
+    # on 8-bit weights no lower bit-width saves instructions: the maps stay at 8 bits, and
+    # the deployed model is the int8 model's outputs bit for bit
+    assert set(plan.bits.values()) == {8}
+    x = D.quantize_input(deployed, data.x_test[:16])
+    got = PatchStageRunner(int8, lower.lower(int8, plan), backend="numpy").predict(
+        x, dequantize_output=False)  # fmt: skip
+    np.testing.assert_array_equal(got, TFLMRunner(int8).predict(x, dequantize=False))
+
+
+@needs_bed
+@pytest.mark.skipif(
+    not os.environ.get("EDGEPLUS_TFLM_ROOT") and not os.environ.get("EDGEPLUS_TFLM_LIB"),
+    reason="EDGEPLUS_TFLM_ROOT (and siblings) or EDGEPLUS_TFLM_LIB not set: the host TFLM "
+    "needs our glue to run EDGEPLUS_PATCH_STAGE",
+)
+def test_the_mixed_config_runs_on_the_m4_like_the_host(m4, mixed):
+    _, deployed, _, _, data = mixed
+    x = D.quantize_input(deployed, data.x_test[:40])
+    row = D.deploy_row(m4, "digits_mixed", deployed, x, data.y_test[:40], 2)
+    assert "EDGEPLUS_PATCH_STAGE" in row["operators"] and row["m4_samples"] == 2
+    assert 50_000 < row["m4_instructions"] < 4_000_000 and 0 < row["arena_bytes"] < 32_768
