@@ -281,13 +281,13 @@ def _corrupt(rng, words: np.ndarray) -> np.ndarray:
 
 def _scratch_past_int32(k, program: StageProgram) -> bool:
     """Whether edgeplus_patch_stage_get_buffer_size's sum (4 + the arena + the largest
-    conv/depthwise scratch at a 1x1 output) passes INT32_MAX."""
+    conv/depthwise lean scratch at a 1x1 output) passes INT32_MAX."""
     most = 0
     for step in program.slot_steps():
         s, out = program.steps[step], program.tensors[step + 1]
         src = program.tensors[s.inputs[0]]
         dw = s.kind == KIND_DEPTHWISE
-        size = k.depthwise_conv2d_get_buffer_size if dw else k.conv2d_get_buffer_size
+        size = k.depthwise_conv2d_get_buffer_size_lean if dw else k.conv2d_get_buffer_size_lean
         for v in (0, 1):
             params = ConvParams(*s.stride, *s.pad, *s.dilation, src.zp[v], out.zp[v], *s.act[v],
                                 src.bits[v], s.w_bits, out.bits[v])  # fmt: skip

@@ -142,8 +142,9 @@ int32_t edgeplus__stage_kernel_scratch(const int32_t *p, const ep_stage *st)
         edgeplus__stage_dims(p, st, ep_st_step(p, st, k)[EP_S_IN0], &in);
         edgeplus__stage_filter_dims(p, st, k, &filt);
         edgeplus__stage_dims(p, st, k + 1, &out);
-        /* The conv kernels' minimum (a 1x1 output): the stage exists to save SRAM, so it
-         * takes the least scratch they accept (they run a little slower with it). */
+        /* The conv kernels' minimum (the lean scratch of a 1x1 output): the stage exists to
+         * save SRAM, so it takes the least scratch they accept; each step runs the lean
+         * layout with as many pixels per block as the stage's largest minimum holds. */
         out.h = 1;
         out.w = 1;
         for (v = 0; v < 2; ++v) {
@@ -151,8 +152,8 @@ int32_t edgeplus__stage_kernel_scratch(const int32_t *p, const ep_stage *st)
             int32_t need;
             edgeplus__stage_conv_params(p, st, k, v, &cp);
             need = kind == EP_ST_KIND_CONV
-                       ? edgeplus_conv2d_get_buffer_size(&cp, &in, &filt, &out)
-                       : edgeplus_depthwise_conv2d_get_buffer_size(&cp, &in, &filt, &out);
+                       ? edgeplus_conv2d_get_buffer_size_lean(&cp, &in, &filt, &out)
+                       : edgeplus_depthwise_conv2d_get_buffer_size_lean(&cp, &in, &filt, &out);
             if (need < 0) {
                 return need;
             }

@@ -420,8 +420,8 @@ edgeplus_status edgeplus_patch_stage_weight_size(const int32_t *program, int32_t
 
 /* Scratch bytes of edgeplus_patch_stage (>= 0): 4 bytes of alignment slack + the program's
  * arena_bytes (region buffers) rounded up to 4 + the largest minimum kernel scratch of any
- * conv/depthwise step and variant (edgeplus_conv2d_get_buffer_size for a 1x1 output: the
- * stage exists to save SRAM); or a negative edgeplus_status when the program is invalid
+ * conv/depthwise step and variant (the _get_buffer_size_lean of a 1x1 output: the stage
+ * exists to save SRAM); or a negative edgeplus_status when the program is invalid
  * (EDGEPLUS_ERR_DIMS also when that sum exceeds INT32_MAX). A larger ctx is used: the conv
  * steps then take bigger blocks of output pixels (faster, same result). */
 int32_t edgeplus_patch_stage_get_buffer_size(const int32_t *program, int32_t words);
