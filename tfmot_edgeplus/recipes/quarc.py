@@ -44,7 +44,13 @@ Deviations from the paper (QuaRC: RES coresets + cascaded layer correction, ALGO
   during training (``reselect_every=R`` does).
 * ``beta`` is on our scale (per-position mean KL summed over layers), not the paper's
   1e5 / 3e3 (see :class:`CLCTrainer`), and the feature maps become distributions by a
-  channel softmax at ``feature_temperature``.
+  channel softmax at ``feature_temperature`` (``feature_softmax="positions"``: a softmax
+  over positions per channel; the paper does not say which).
+* ``calibrate_bn=True`` (ours, off by default) re-estimates the quantized model's
+  BatchNorm statistics before scoring and after training; the paper's p_Q is the FP
+  model's weights fake-quantized with the FP statistics.
+* The paper trains 200 epochs on its coreset (about 1,600 steps at 1 % of CIFAR-100);
+  ``steps`` gives such a fixed step budget, ``epochs=10`` (the default) far fewer steps.
 * The best weights by a held-out slice of the training data (step 5) are ours; the paper
   keeps the last weights and trains on all of its data.
 """
