@@ -6,15 +6,18 @@ Planning (a Keras model and calibration data -> a :class:`PatchPlan`)::
     print(p.summary()); p.plot("plan.png"); p.to_json(); p.check(model)
 
 Building blocks: :func:`read_graph` (the spatial prefix of a model), :func:`receptive_fields`,
-:class:`PatchPlanner` (steps, peak-SRAM and BitOPs models, the split/grid search),
-:func:`vdpc` / :func:`vdqs` (outlier patches, bits per feature map).
+:class:`PatchPlanner` (steps, peak-SRAM, BitOPs and M4-instruction models, the split/grid
+search with the halo recomputation bounded by ``max_halo``), :func:`vdpc` / :func:`vdqs`
+(outlier patches, bits per feature map), :mod:`~tfmot_edgeplus.patching.cost_model` (our
+kernels' measured instructions per MAC).
 
 ``model`` may also be the bytes of the full-integer .tflite (:func:`read_tflite_graph`).
 
 Deployment: :mod:`~tfmot_edgeplus.patching.lower` turns a plan and its .tflite into a stage
 program (:mod:`~tfmot_edgeplus.core.program`, the words the C executor and the
 ``EDGEPLUS_PATCH_STAGE`` op run), :mod:`~tfmot_edgeplus.patching.simulate` runs it in NumPy;
-:mod:`~tfmot_edgeplus.patching.deploy` rewrites the model, :mod:`~tfmot_edgeplus.patching.patch_runner` runs it.
+:mod:`~tfmot_edgeplus.patching.deploy` rewrites the model,
+:mod:`~tfmot_edgeplus.patching.patch_runner` runs it.
 
 Kernels: the NumPy reference of the tflm_ops conv kernels (bit-exact with the C), on whole
 tensors and on patch windows.
@@ -28,10 +31,16 @@ Deviations from the paper (QuantMCU, ALGORITHMS.md 4; no public code):
 * VDQS's entropy change is measured on the normal patches' values quantized on their own
   least-MSE range, Omega and Phi are normalised by their maxima over all maps, and the maps
   are taken greedily in decreasing best score (one pass: the scores do not interact under
-  our BitOPs model); the split tensor stays 8-bit.
+  either cost model); the split tensor stays 8-bit.
+* Phi may count our kernels' modeled M4 instructions instead of BitOPs (``saving=
+  "instructions"``, the QuantMCU recipe's default): the patch stage runs 8-bit weights, and
+  no 4- or 2-bit activation kernel at 8-bit weights is measured faster, so VDQS then keeps
+  every map at 8 bits. ``saving="bitops"`` (the paper's, ``plan``'s default) saves BitOPs
+  and memory, not time, on the M4.
+* The grid search bounds the halo recomputation (``max_halo``, default 1.5x the stage's
+  layer-by-layer instructions), where the paper takes the lowest peak.
 * Peak SRAM counts activations only (weights in flash; no kernel scratch, no in-place
-  tricks), as MCUNetV2 counts; our kernels take no fewer M4 instructions with 4-bit than
-  with 8-bit activations, so VDQS saves BitOPs and memory, not time, on the M4.
+  tricks), as MCUNetV2 counts.
 """
 
 from tfmot_edgeplus.core.conv_reference import (
