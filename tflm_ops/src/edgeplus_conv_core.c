@@ -822,7 +822,11 @@ EP_INLINE void ep_emit_quad(const ep_out *o, const ep_rq *q, const int32_t *acc,
     }
 }
 
-/* ep_emit_quad as a call of its own (the raw path's loop keeps its registers). */
+/* ep_emit_quad as a call of its own (the raw path's loop keeps its registers), in one
+ * copy (GCC would clone it for the 4-bit field path's constant lg). */
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((noclone))
+#endif
 EP_NOINLINE static void ep_emit_quad_call(const ep_out *o, const ep_rq *q, const int32_t *acc,
                                           int32_t lg, int8_t *const *dst, int32_t oc,
                                           int32_t cnt)
@@ -842,32 +846,51 @@ EP_NOINLINE static void ep_quad_lanes(const uint32_t *a, const uint8_t *w, int32
 
 /* ------------------------------------------------------------------ 4-bit x 4-bit fields */
 
-/* 4-bit activations x 4-bit weights: four products per SMLAL. A column word holds a pixel
- * pair, X = a0 + a1 2^13 (|a| = |x - zp| <= 15), a weight word a channel pair,
- * W = b0 + b1 2^26 (|b| <= 8), and the 64-bit X * W = a0 b0 + a1 b0 2^13 + a0 b1 2^26 +
- * a1 b1 2^39 holds all four dot products of the 2x2 block in fields of 13 bits (the top
- * one open). SMLAL sums them exactly; the sums start at 2^12 in each of the three low
- * fields and are decoded (field - 2^12) every `cap` words, while cap * max|a| * 8 < 2^12
- * keeps each field in range (ep_f4_cap: 32 to 148 words). Columns are stored by 4
- * pixels, (XA_k, XB_k) per k for the pairs A = (p0, p1), B = (p2, p3), so one LDM reads
- * both pairs' words of two k and one LDRD the weight words: 14 instructions per 32 MACs
- * on the M4 (SMLAD's int16 lanes: 26 per 32). */
-#define EP_F4_SHIFT 13
+/* 4-bit activations x narrow-range 4-bit weights: four products per SMLAL. A column word
+ * holds a pixel pair, X = a0 + a1 2^14 (|a| = |x - zp| <= 15), a weight word a channel
+ * pair, W = b0 + b1 2^28 (|b| <= 7, so W fits int32: ep_f4_narrow), and the 64-bit
+ * X * W = a0 b0 + a1 b0 2^14 + a0 b1 2^28 + a1 b1 2^42 holds all four dot products of the
+ * 2x2 block in fields of 14 bits (the top one open). SMLAL sums them exactly; the sums
+ * start at 2^13 in each of the three low fields and are decoded (field - 2^13) every
+ * `cap` words, while cap * max|a| * 7 < 2^13 keeps each field in range (ep_f4_cap: 76 to
+ * 144 words). Columns are stored by 4 pixels, (XA_k, XB_k) per k for the pairs
+ * A = (p0, p1), B = (p2, p3), so one LDM reads both pairs' words of two k and one LDRD
+ * the weight words: 14 instructions per 32 MACs on the M4 (SMLAD's int16 lanes: 26). A
+ * filter holding -8 takes the int16 path. */
+#define EP_F4_SHIFT 14
 #define EP_F4_HALF (1 << (EP_F4_SHIFT - 1))
-/* the 64-bit start value (lo, hi words): 2^12 in the fields at bits 0, 13 and 26 */
+/* the 64-bit start value (lo, hi words): 2^13 in the fields at bits 0, 14 and 28 */
 #define EP_F4_LO0 ((uint32_t)EP_F4_HALF * (1u + (1u << EP_F4_SHIFT)))
 #define EP_F4_HI0 ((uint32_t)EP_F4_HALF >> (32 - 2 * EP_F4_SHIFT))
 
-/* Words per decoded chunk (a multiple of 4), or 0 if the fields cannot hold 4. */
+/* Words per decoded chunk (a multiple of 4: 76 to 144). */
 static int32_t ep_f4_cap(const ep_im2col *g)
 {
     const int32_t up = ep_qmax(4) - g->in_zp, down = g->in_zp - ep_qmin(4);
-    const int32_t xmax = up > down ? up : down; /* <= 15: the zero point is in range */
-    return ((EP_F4_HALF - 1) / (xmax * 8)) & ~3;
+    const int32_t xmax = up > down ? up : down; /* 8..15: the zero point is in range */
+    return ((EP_F4_HALF - 1) / (xmax * 7)) & ~3;
+}
+
+/* Whether the `count` 4-bit weights of the filter are all in [-7, 7] (no nibble 8). */
+static int ep_f4_narrow(const int8_t *filter, int32_t count)
+{
+    int32_t i = 0;
+    for (; i + 8 <= count; i += 8) {
+        const uint32_t t = ep_ld32(filter + i / 2) ^ 0x88888888u; /* a zero nibble: -8 */
+        if (((t - 0x11111111u) & ~t & 0x88888888u) != 0) {
+            return 0;
+        }
+    }
+    for (; i < count; i++) {
+        if (ep_load(filter, i, 4) == -8) {
+            return 0;
+        }
+    }
+    return 1;
 }
 
 /* s[0], s[1], s[4], s[5] += the fields p0c0, p1c0, p0c1, p1c1 of the 64-bit sum (lo, hi)
- * of a pixel pair (the low three still + 2^12). */
+ * of a pixel pair (the low three still + 2^13). */
 EP_INLINE void ep_f4_decode(uint32_t lo, uint32_t hi, int32_t *s)
 {
     const uint32_t m = (1u << EP_F4_SHIFT) - 1u;
@@ -878,9 +901,9 @@ EP_INLINE void ep_f4_decode(uint32_t lo, uint32_t hi, int32_t *s)
 }
 
 #if EP_M4_ASM
-/* s[0..7] += the decoded chunks (ep_f4_decode: low fields + 2^12 each) of the quad's column words x the
- * weight words w..wend, chunks of cap_bytes / 4 words (multiples of 4): per 4 words 14
- * instructions = 32 MACs, per chunk 40 more. */
+/* s[0..7] += the decoded chunks (ep_f4_decode: low fields + 2^13 each) of the quad's
+ * column words x the weight words w..wend, chunks of cap_bytes / 4 words (multiples of
+ * 4): per 4 words 14 instructions = 32 MACs, per chunk 36 more. */
 void edgeplus__f4_m4(const uint32_t *cols, const uint32_t *w, const uint32_t *wend,
                      int32_t *s, int32_t cap_bytes);
 #define EP_F4_STEP                                                              \
@@ -889,27 +912,25 @@ void edgeplus__f4_m4(const uint32_t *cols, const uint32_t *w, const uint32_t *we
     "  smlal r4, r5, r10, lr\n  smlal r6, r7, r11, lr\n"
 /* the fields of (LO, HI) -> r8 (p0c0), r9 (p1c0), r10 (p0c1), r11 (p1c1) */
 #define EP_F4_FIELDS(LO, HI)                                                    \
-    "  ubfx r8, " LO ", #0, #13\n  ubfx r9, " LO ", #13, #13\n"                 \
-    "  lsr r10, " LO ", #26\n  orr r10, r10, " HI ", lsl #6\n"                  \
-    "  ubfx r10, r10, #0, #13\n  asr r11, " HI ", #7\n"
+    "  ubfx r8, " LO ", #0, #14\n  ubfx r9, " LO ", #14, #14\n"                 \
+    "  lsr r10, " LO ", #28\n  orr r10, r10, " HI ", lsl #4\n"                  \
+    "  ubfx r10, r10, #0, #14\n  asr r11, " HI ", #10\n"
 #define EP_F4_ADD(OFF)                                                          \
-    "  ldrd r4, r5, [r3, #" OFF "]\n  add r4, r4, r8\n  add r5, r5, r9\n"       \
-    "  strd r4, r5, [r3, #" OFF "]\n"                                           \
-    "  ldrd r4, r5, [r3, #" OFF "+16]\n  add r4, r4, r10\n  add r5, r5, r11\n"  \
-    "  strd r4, r5, [r3, #" OFF "+16]\n"
+    "  ldrd r12, lr, [r3, #" OFF "]\n  add r12, r12, r8\n  add lr, lr, r9\n"    \
+    "  strd r12, lr, [r3, #" OFF "]\n"                                          \
+    "  ldrd r12, lr, [r3, #" OFF "+16]\n  add r12, r12, r10\n  add lr, lr, r11\n" \
+    "  strd r12, lr, [r3, #" OFF "+16]\n"
 __asm__(".syntax unified\n.thumb\n.text\n.p2align 2\n.global edgeplus__f4_m4\n"
         ".type edgeplus__f4_m4, %function\n.thumb_func\nedgeplus__f4_m4:\n"
         "  push {r2, r4-r11, lr}\n" /* [sp]: the end; [sp, #40]: cap_bytes */
         "2:\n"
         "  ldr r12, [sp, #40]\n  ldr lr, [sp]\n  add r2, r1, r12\n"
         "  cmp r2, lr\n  it hi\n  movhi r2, lr\n"
-        "  movw r4, #0x1000\n  movt r4, #0x0200\n  movs r5, #64\n"
+        "  movw r4, #0x2000\n  movt r4, #0x0800\n  mov r5, #512\n"
         "  mov r6, r4\n  mov r7, r5\n"
         "1:\n" EP_F4_STEP EP_F4_STEP
         "  cmp r1, r2\n  blo 1b\n"
-        "  push {r6, r7}\n"
         EP_F4_FIELDS("r4", "r5") EP_F4_ADD("0")
-        "  pop {r6, r7}\n"
         EP_F4_FIELDS("r6", "r7") EP_F4_ADD("8")
         "  ldr lr, [sp]\n  cmp r1, lr\n  blo 2b\n"
         "  pop {r2, r4-r11, pc}\n.size edgeplus__f4_m4, .-edgeplus__f4_m4\n");
@@ -920,19 +941,18 @@ __asm__(".syntax unified\n.thumb\n.text\n.p2align 2\n.global edgeplus__f4_m4\n"
 
 /* s[0..7] = the quad a (pixels 0..3) against the channel-pair weight words w, kpad words,
  * decoded every cap words: s[p] channel 0, s[4 + p] channel 1. */
-EP_NOINLINE static void ep_dot_f4(const uint32_t *a, const uint32_t *w, int32_t kpad,
-                                  int32_t cap, int32_t *s)
+EP_INLINE void ep_dot_f4(const uint32_t *a, const uint32_t *w, int32_t kpad, int32_t cap,
+                         int32_t *s)
 {
-    const int32_t off = ((kpad + cap - 1) / cap) * EP_F4_HALF; /* 2^12 per chunk */
-    int32_t i;
-    for (i = 0; i < 8; i++) {
-        s[i] = 0;
-    }
+    /* the low fields' 2^13 per chunk, taken off in advance */
+    const int32_t off = -((kpad + cap - 1) / cap) * EP_F4_HALF;
+    s[0] = s[1] = s[2] = s[3] = s[4] = s[6] = off;
+    s[5] = s[7] = 0;
 #if EP_M4_ASM
     edgeplus__f4_m4(a, w, w + kpad, s, 4 * cap);
 #else
     {
-        int32_t k;
+        int32_t k, i;
         for (k = 0; k < kpad; k += cap) {
             const int32_t n = kpad - k < cap ? kpad - k : cap;
             const int64_t s0 = (int64_t)(((uint64_t)EP_F4_HI0 << 32) | EP_F4_LO0);
@@ -947,19 +967,14 @@ EP_NOINLINE static void ep_dot_f4(const uint32_t *a, const uint32_t *w, int32_t 
         }
     }
 #endif
-    for (i = 0; i < 4; i++) {
-        s[i] -= off;
-    }
-    s[4] -= off;
-    s[6] -= off;
 }
 
-/* The field words X_k = a0 + a1 2^13 of the pixel pair (c0, c1) (int16 columns, kpad
+/* The field words X_k = a0 + a1 2^14 of the pixel pair (c0, c1) (int16 columns, kpad
  * values) into pair slot d (word k at d[2 k]). */
 EP_NOINLINE static void ep_f4_pair(uint32_t *d, const int16_t *c0, const int16_t *c1,
                                    int32_t kpad)
 {
-    const uint32_t one = 1u << EP_F4_SHIFT; /* SMLABB / SMLATB: a1 2^13 + a0 */
+    const uint32_t one = 1u << EP_F4_SHIFT; /* SMLABB / SMLATB: a1 2^14 + a0 */
     int32_t k;
     for (k = 0; k < kpad; k += 2) {
         const uint32_t u = ep_ld32(c0 + k), v = ep_ld32(c1 + k);
@@ -968,7 +983,7 @@ EP_NOINLINE static void ep_f4_pair(uint32_t *d, const int16_t *c0, const int16_t
     }
 }
 
-/* The weight words of channels oc and oc + 1 (0 when !two_ch): w[k] = b0 + b1 2^26, read
+/* The weight words of channels oc and oc + 1 (0 when !two_ch): w[k] = b0 + b1 2^28, read
  * from the packed rows when they start on a byte (kc even). */
 static void ep_f4_weights(const ep_im2col *g, const int8_t *filter, int32_t oc, int two_ch,
                           int16_t *tmp, uint32_t *w)
@@ -1297,7 +1312,7 @@ edgeplus_status edgeplus__conv_core(const ep_conv_args *a)
                              a->params->w_bits, pairs, stage, tmp, block,
                              (uint32_t *)(void *)(tmp + g.kpad));
         } else if (rq != NULL && a->params->in_bits == 4 && a->params->w_bits == 4 &&
-                   block >= 4 && ep_f4_cap(&g) >= 4) {
+                   block >= 4 && ep_f4_narrow(a->filter, o.oc * g.kc)) {
             ep_conv_loop_f4(&g, &o, rq, window, a->input_dims->n, a->filter, stage, tmp,
                             block & ~3, ep_f4_cap(&g));
         } else
