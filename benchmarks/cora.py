@@ -24,7 +24,9 @@ Method:
    - ``cora``: ``recipes.cora.cora_ptq`` on the calibration set: the same PTQ, then adapters
      with ranks from ``rank_method`` (``"greedy"``: ``adapters.allocate_ranks``;
      ``"butterworth"``: the paper's learned cutoffs, 100 steps, counted in ``wall_s`` but not
-     in ``steps``), KD-calibrated (adapters only, Adam 1e-3, batch 64) for ``steps`` steps.
+     in ``steps``), KD-calibrated (adapters only, Adam 1e-3, batch 64) for ``steps`` steps;
+     ``train_bn`` / ``train_scales`` (``--train-bn``, ``--train-scales``) also train every
+     BatchNorm's gamma and beta / the main layers' LSQ steps (``CoRaConfig``).
      ``budgets``: ``None`` means "adapter bytes = 5 % of the main weights' bytes", i.e.
      B = 0.05 * bits / 8 as a parameter fraction (adapters are int8); a float is a parameter
      fraction used as is. One row per budget; ``budget`` is the fraction passed;
@@ -93,6 +95,8 @@ class Config:
     steps: int = 250
     budgets: tuple[float | None, ...] = (None, 0.05)  # None: adapter bytes = 5 % of weights
     rank_method: str = "greedy"
+    train_bn: bool = False  # CoRaConfig.train_bn: also BN gamma/beta (no flatbuffer byte)
+    train_scales: bool = False  # CoRaConfig.train_scales: also the main layers' LSQ steps
     qat_lr: float = 5e-4
     cora_lr: float = 1e-3
     fashion_train: int | None = 20000
@@ -134,6 +138,9 @@ class Config:
             raise ValueError(f"budgets must be a non-empty tuple of None (adapter bytes = 5 % of "
                              f"the weight bytes) or parameter fractions in (0, 1], got "
                              f"{self.budgets!r}.")
+        for name in ("train_bn", "train_scales"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}.")
         if self.rank_method not in RANK_METHODS:
             raise ValueError(f"rank_method must be one of {RANK_METHODS}, got "
                              f"{self.rank_method!r}.")
@@ -216,7 +223,8 @@ def measure(fp_model, data, calib, task: str, method: str, bits: int, budget,
             run = cora_ptq(fp_model, x_calib, y_calib, CoRaConfig(
                 weight_bits=bits, budget=fraction, rank_search=config.rank_method,
                 steps=config.steps, calib_samples=len(x_calib), batch_size=config.batch_size,
-                learning_rate=config.cora_lr, seed=0))
+                learning_rate=config.cora_lr, train_bn=config.train_bn,
+                train_scales=config.train_scales, seed=0))
         model, samples, steps = run.model, run.calib_samples, config.steps
         summary = run.summary()
         row.update(budget=fraction, adapter_param_frac=float(summary["adapter_param_fraction"]))
@@ -353,8 +361,13 @@ def main(argv: list[str] | None = None) -> int:
                         + ",".join(_tasks.TASKS))
     parser.add_argument("--rank-method", choices=RANK_METHODS, default="greedy",
                         help="how CoRa picks the adapter ranks (default greedy)")
+    parser.add_argument("--train-bn", action="store_true",
+                        help="CoRa also trains every BatchNorm's gamma and beta")
+    parser.add_argument("--train-scales", action="store_true",
+                        help="CoRa also trains the main layers' LSQ steps")
     args = parser.parse_args(argv)
-    overrides = {"rank_method": args.rank_method}
+    overrides = {"rank_method": args.rank_method, "train_bn": args.train_bn,
+                 "train_scales": args.train_scales}
     if args.tasks:
         overrides["tasks"] = tuple(d.strip() for d in args.tasks.split(",") if d.strip())
     config = Config.quick(**overrides) if args.quick else Config.full(**overrides)

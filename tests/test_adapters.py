@@ -118,7 +118,8 @@ def test_full_rank_adapters_restore_the_fp_kernel_through_bn(digits_fp):
     np.testing.assert_array_equal(_kernel(rebuilt), _kernel(original))
     np.testing.assert_array_equal(rebuilt.layer.bias.numpy(), original.layer.bias.numpy())
     for key, variable in _tfmot.weight_vars(original)[0][2].items():
-        np.testing.assert_array_equal(_tfmot.weight_vars(rebuilt)[0][2][key].numpy(), variable.numpy())
+        np.testing.assert_array_equal(_tfmot.weight_vars(rebuilt)[0][2][key].numpy(),
+                                      variable.numpy())
 
     # End to end: the block's pre-activation equals the FP one up to activation quantization.
     calibrate_activation_ranges(model, data.x_train)
@@ -213,6 +214,11 @@ def test_bad_input_errors(digits_fp):
         adapters.calibrate(model, data.x_train, steps=0)
     with pytest.raises(ValueError, match="no learnable steps"):
         adapters.calibrate(model, data.x_train, steps=1, train_scales=True)
+    inputs = keras.Input((8, 8, 1))
+    plain = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(inputs)))
+    no_bn = adapters.add_residual_adapters(_qat(plain, 4, data.x_train[:64]), plain, rank=1)
+    with pytest.raises(ValueError, match="train_bn=True, but the model has no BatchNormalization"):
+        adapters.calibrate(no_bn, data.x_train, steps=1, train_bn=True)
     with pytest.raises(ValueError, match=r"data has shape \(10, 28, 28, 1\)"):
         adapters.calibrate(model, np.zeros((10, 28, 28, 1), np.float32), steps=1)
     with pytest.raises(ValueError, match="has no CoRa adapters"):
@@ -229,8 +235,13 @@ def test_calibrate_trains_only_adapters_and_improves_kd(digits_fp):
     main_kernels = {n: _kernel(qat.get_layer(f"quant_{n}")) for n in model.adapter_ranks}
     scales = [v.numpy() for v in model.variables if v.name.endswith("kernel_scale:0")]
     assert scales
+    norms = [layer.layer for layer in model.layers
+             if isinstance(getattr(layer, "layer", None), keras.layers.BatchNormalization)]
+    assert norms
+    norm_before = [(n.gamma.numpy(), n.beta.numpy(), n.moving_mean.numpy()) for n in norms]
     ds = tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train))  # unbatched, labelled
-    history = adapters.calibrate(model, ds, steps=60, verbose=0, train_scales=True)
+    history = adapters.calibrate(model, ds, steps=60, verbose=0, train_scales=True,
+                                 train_bn=True)
     assert {layer.name: layer.trainable for layer in model.layers} == flags
     assert not history.history["cora_rolled_back"][0]
     assert history.history["cora_kd_after"][0] < history.history["cora_kd_before"][0]
@@ -241,6 +252,10 @@ def test_calibrate_trains_only_adapters_and_improves_kd(digits_fp):
         np.testing.assert_array_equal(_kernel(qat.get_layer(f"quant_{name}")), before)
     after = [v.numpy() for v in model.variables if v.name.endswith("kernel_scale:0")]
     assert any(not np.allclose(a, b) for a, b in zip(after, scales))
+    # train_bn: gamma and beta move, in inference mode (the moving statistics do not)
+    for n, (gamma, beta, mean) in zip(norms, norm_before):
+        assert not np.allclose(n.gamma.numpy(), gamma) and not np.allclose(n.beta.numpy(), beta)
+        np.testing.assert_array_equal(n.moving_mean.numpy(), mean)
 
 
 def test_calibrate_takes_a_quarc_coreset_as_its_data(digits_fp):
@@ -315,7 +330,8 @@ def test_w2_adapters_deploy_to_tflm_and_beat_ptq(fashion_small, trained_fp_model
     top2 = np.sort(keras_logits, -1)[:, -2:]
     clear = (top2[:, 1] - top2[:, 0]) > 0.3
     assert clear.mean() > 0.5, clear.mean()
-    assert np.mean((keras_pred == tflm_pred)[clear]) >= 0.99, np.mean((keras_pred == tflm_pred)[clear])
+    clear_agreement = np.mean((keras_pred == tflm_pred)[clear])
+    assert clear_agreement >= 0.99, clear_agreement
     assert agreement >= 0.95, agreement
 
 

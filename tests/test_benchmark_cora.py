@@ -92,6 +92,7 @@ def test_write_produces_json_markdown_and_plot(tiny_run, tmp_path):
     ({"methods": ("lora",)}, r"methods must be .* got \('lora',\)"),
     ({"methods": ("cora",)}, r"'cora' without 'ptq'.*add 'ptq'"),
     ({"qat_lr": 0}, r"qat_lr must be a number > 0, got 0"),
+    ({"train_bn": 1}, r"train_bn must be True or False, got 1"),
     ({"tflm_test": 0}, r"tflm_test must be None .* got 0"),
 ])
 def test_bad_config_is_refused_with_the_value(overrides, match):

@@ -5,7 +5,9 @@ Choices stated:
 * The loss is :class:`~tfmot_edgeplus.distillation.CLCTrainer`'s KD (``beta=0``, ``alpha=0``):
   labels are optional and only feed the ``accuracy`` metric.
 * Only the adapter kernels are trained (plus the LSQ steps of the main layers when
-  ``train_scales``); every other layer is set non-trainable for the run, which also makes
+  ``train_scales``, and every BatchNormalization's gamma and beta when ``train_bn``: both
+  fold into the per-channel scales and biases the converted model stores anyway, so they
+  cost no flatbuffer byte); every other layer is set non-trainable for the run, which also makes
   BatchNorm use its moving statistics, as the BN-scaled initialisation assumes. CLCTrainer
   trains ``student.trainable_variables``, and TF-MOT's wrapper lists its kernel there even
   when the wrapper is frozen, so a small subclass gives the optimizer the exact list.
@@ -114,7 +116,8 @@ def _prepare_data(data, model, batch_size, seed, eval_samples):
     if x.ndim != input_rank or tuple(x.shape[1:]) != tuple(
             s if d is None else d for d, s in zip(sample_shape, x.shape[1:])):
         raise ValueError(
-            f"data has shape {x.shape}, but the model takes (N, {', '.join(map(str, sample_shape))}); "
+            f"data has shape {x.shape}, but the model takes "
+            f"(N, {', '.join(map(str, sample_shape))}); "
             "pass a NumPy array x, a tuple (x, y) or a tf.data.Dataset.")
     if len(x) == 0:
         raise ValueError("data is empty; pass calibration samples (e.g. 1,600 images).")
@@ -142,20 +145,28 @@ def step_parts(steps: int, most: int = 5) -> int:
     return max(d for d in range(1, min(most, steps) + 1) if steps % d == 0)
 
 
-def _trained_variables(model, record, train_scales):
+def _trained_variables(model, record, train_scales, train_bn=False):
     adapter_layers = [model.get_layer(name) for name in record.adapter_layers]
     variables = [_tfmot.kernel_variable(layer) for layer in adapter_layers]
+    if train_bn:
+        norms = [getattr(layer, "layer", layer) for layer in model.layers]
+        norms = [n for n in norms if isinstance(n, keras.layers.BatchNormalization)]
+        if not norms:
+            raise ValueError("train_bn=True, but the model has no BatchNormalization layer; "
+                             "pass train_bn=False.")
+        variables += [v for n in norms for v in (n.gamma, n.beta) if v is not None]
     if train_scales:
         scales = []
         for layer in model.layers:
             for _, quantizer, quantizer_vars in _tfmot.weight_vars(layer):
-                if isinstance(quantizer, LearnedScaleWeightQuantizer) and layer.name not in record.adapter_layers:
+                if isinstance(quantizer, LearnedScaleWeightQuantizer) \
+                        and layer.name not in record.adapter_layers:
                     scales.append(quantizer_vars["scale"])
         if not scales:
             raise ValueError(
                 "train_scales=True, but the model's weight quantizers have no learnable steps "
-                "(min/max ranges). Quantize with EdgePlusQuantizeScheme(..., learnable_scales=True) "
-                "or pass train_scales=False.")
+                "(min/max ranges). Quantize with "
+                "EdgePlusQuantizeScheme(..., learnable_scales=True) or pass train_scales=False.")
         variables += scales
     return adapter_layers, variables
 
@@ -165,7 +176,8 @@ def _kd_loss(trainer, x, batch_size):
 
 
 def calibrate(model, data, steps=250, teacher=None, learning_rate=1e-3, batch_size=64,
-              train_scales=False, verbose=1, seed=0, eval_samples=2048, validation_data=None):
+              train_scales=False, verbose=1, seed=0, eval_samples=2048, validation_data=None,
+              train_bn=False):
     """Train the adapters of ``model`` for ``steps`` optimizer steps with KD; return the History.
 
     Args:
@@ -177,6 +189,7 @@ def calibrate(model, data, steps=250, teacher=None, learning_rate=1e-3, batch_si
       learning_rate: Adam's learning rate.
       batch_size: samples per step (NumPy data or an unbatched Dataset).
       train_scales: also train the main layers' LSQ steps (needs ``learnable_scales=True``).
+      train_bn: also train every BatchNormalization's gamma and beta (in inference mode).
       verbose: Keras progress bar (1) or silent (0).
       seed: shuffling seed of NumPy data.
       eval_samples: samples of ``data`` on which the KD loss is compared before/after.
@@ -193,7 +206,7 @@ def calibrate(model, data, steps=250, teacher=None, learning_rate=1e-3, batch_si
     teacher = record.fp_model if teacher is None else teacher
     dataset, x_eval, y_eval = _prepare_data(data, model, batch_size, seed, eval_samples)
     best = None if validation_data is None else _best_weights(validation_data)
-    adapter_layers, variables = _trained_variables(model, record, train_scales)
+    adapter_layers, variables = _trained_variables(model, record, train_scales, train_bn)
 
     if uncalibrated_ranges(model):
         calibrate_activation_ranges(model, x_eval, batch_size=min(256, len(x_eval)))
