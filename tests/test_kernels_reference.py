@@ -354,6 +354,41 @@ def test_c_w2a2_long_k_paired_lane_flush(k, c):
     assert_same(got, want, f"extreme c={c}")
 
 
+@pytest.mark.parametrize(
+    "h,w,c,oc,kk,stride,out_bits",
+    [
+        (6, 7, 16, 5, 3, 1, 4),  # whole-word weight rows, a lone last channel, 2 chunks
+        (5, 5, 3, 4, 3, 2, 8),  # odd rows (K*C = 27), 9 pixels: a partial quad
+        (4, 9, 64, 3, 1, 1, 4),  # a 1x1 of 64 channels: one chunk
+        (3, 3, 90, 2, 3, 1, 8),  # K*C = 810: many chunks
+    ],
+)
+def test_c_w4a4_field_path(k, h, w, c, oc, kk, stride, out_bits):
+    """4-bit activations x narrow-range 4-bit weights take the 64-bit field path (four
+    products per SMLAL, decoded every chunk); a filter holding -8 the int16 path. Random
+    values, then every product at the field bound (|x - zp| = 15, w = +-7)."""
+    rng = np.random.default_rng(c * 10 + oc)
+    case = golden.random_conv_case(
+        rng, in_bits=4, w_bits=4, out_bits=out_bits, h=h, w=w, c=c, oc=oc, k=kk,
+        stride=stride, bias=True,
+    )  # fmt: skip
+    narrow = np.clip(case.w, -7, 7)
+    with_min = narrow.copy()
+    with_min.flat[int(rng.integers(0, narrow.size))] = -8
+    extreme = case.params.replace(input_zero_point=-8)
+    for x, wt, p, what in (
+        (case.x, narrow, case.params, "narrow"),
+        (case.x, with_min, case.params, "holding -8"),
+        (np.full_like(case.x, 7), np.full_like(narrow, 7), extreme, "all +105"),
+        (np.full_like(case.x, 7), np.full_like(narrow, -7), extreme, "all -105"),
+    ):
+        acc = ref.conv2d_accumulators(x, wt, p, output_hw=case.output_hw)
+        mult, shift = golden.calibrate_requant(acc, case.bias, out_bits, rng)
+        got = k.conv2d(x, wt, case.bias, mult, shift, p, output_hw=case.output_hw)
+        want = ref.conv2d(x, wt, case.bias, mult, shift, p, output_hw=case.output_hw)
+        assert_same(got, want, f"{what} x{x.shape} w{wt.shape}")
+
+
 @pytest.mark.parametrize("bits", [(8, 8, 8), (4, 4, 4), (2, 2, 2)])
 def test_c_scratch_sizes_give_same_result(k, bits):
     """Default, fast (weight cache), lean, reduced and minimal scratch: same bytes; below:

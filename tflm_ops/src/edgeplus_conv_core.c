@@ -994,13 +994,13 @@ static void ep_f4_weights(const ep_im2col *g, const int8_t *filter, int32_t oc, 
         const uint8_t *r0 = (const uint8_t *)filter + (oc * kc) / 2;
         const uint8_t *r1 = two_ch ? r0 + kc / 2 : r0;
         const uint32_t cm = two_ch ? 0xFFFFFFFFu : 0u;
-        k = 0;
-        for (; k + 8 <= kc; k += 8) {
-            /* 8 nibbles of each row: field j of b and c */
-            const uint32_t b = ep_ld32(r0 + (k >> 1)), c = ep_ld32(r1 + (k >> 1)) & cm;
+/* weight k + j from nibble j of b (channel oc) and c (channel oc + 1) */
 #define EP_F4_W(j)                                                                   \
     w[k + (j)] = (uint32_t)((int32_t)(b << (28 - 4 * (j))) >> 28) +                  \
                  ((uint32_t)((int32_t)(c << (28 - 4 * (j))) >> 28) << (2 * EP_F4_SHIFT))
+        k = 0;
+        for (; k + 8 <= kc; k += 8) {
+            const uint32_t b = ep_ld32(r0 + (k >> 1)), c = ep_ld32(r1 + (k >> 1)) & cm;
             EP_F4_W(0);
             EP_F4_W(1);
             EP_F4_W(2);
@@ -1009,14 +1009,13 @@ static void ep_f4_weights(const ep_im2col *g, const int8_t *filter, int32_t oc, 
             EP_F4_W(5);
             EP_F4_W(6);
             EP_F4_W(7);
-#undef EP_F4_W
         }
         for (; k < kc; k += 2) {
-            const uint32_t b = r0[k >> 1], c = r1[k >> 1] & cm & 0xFFu;
-            w[k] = (uint32_t)((int32_t)(b << 28) >> 28) + (uint32_t)((int32_t)(c << 28) >> 2);
-            w[k + 1] = (uint32_t)((int32_t)(b << 24) >> 28) +
-                       (uint32_t)((int32_t)((c & 0xF0u) << 24) >> 2);
+            const uint32_t b = r0[k >> 1], c = r1[k >> 1] & cm;
+            EP_F4_W(0);
+            EP_F4_W(1);
         }
+#undef EP_F4_W
     } else {
         ep_unpack_s16(filter, oc * kc, kc, 4, 0, tmp);
         for (k = 0; k < kc; k++) {
