@@ -540,13 +540,18 @@ class PatchPlanner:
             if not s.macs_per_pixel:
                 out[s.index] = 0
                 continue
-            a = reg[s.output]
-            pixels = np.outer(a[1], a[3])
-            a_bits = self._bits_grid(s.inputs[0], n, bits, outlier)
-            if s.inputs[0] == self.graph.input_name:
-                a_bits[:] = 8
+            pixels, a_bits = self._patch_pixels_bits(s, reg, n, bits, outlier)
             out[s.index] = int((pixels * a_bits).sum()) * s.macs_per_pixel * self.weight_bits
         return out
+
+    def _patch_pixels_bits(self, step, reg, n, bits, outlier):
+        """``n x n`` arrays: the output pixels of ``step`` in each patch and the bits of the
+        activation it reads there (the model input is 8-bit)."""
+        a = reg[step.output]
+        a_bits = self._bits_grid(step.inputs[0], n, bits, outlier)
+        if step.inputs[0] == self.graph.input_name:
+            a_bits[:] = 8
+        return np.outer(a[1], a[3]), a_bits
 
     # ------------------------------------------------------------------ M4 instructions
 
@@ -564,11 +569,7 @@ class PatchPlanner:
             op = op_kind(s.kind, s.kernel)
             if op is None or not s.macs_per_pixel:
                 continue
-            a = reg[s.output]
-            pixels = np.outer(a[1], a[3])
-            a_bits = self._bits_grid(s.inputs[0], n, bits, outlier)
-            if s.inputs[0] == self.graph.input_name:
-                a_bits[:] = 8
+            pixels, a_bits = self._patch_pixels_bits(s, reg, n, bits, outlier)
             cost = {b: instr_per_mac(op, self.weight_bits, int(b)) for b in np.unique(a_bits)}
             per_mac = np.vectorize(cost.__getitem__, otypes=[float])(a_bits)
             calls = int(np.count_nonzero(pixels))
