@@ -19,10 +19,10 @@
  * the tensor has a few spare bytes: the packed data starts at byte 0 and runs
  * over the flat index; the rest is ignored on input and left as is on output.
  *
- * Shape, as every TFLM kernel: Init parses the options into persistent memory
- * (it cannot fail the model itself, so it records what went wrong and Prepare
- * reports it); Prepare validates everything with MicroPrintf messages and
- * kTfLiteError, precomputes the per-channel multipliers (TFLite's
+ * Shape, as every TFLM kernel: Init allocates the op's persistent data; Prepare
+ * parses the options (node->custom_initial_data: they are not kept, the arena's
+ * persistent tail holds only what Eval reads), validates everything with MicroPrintf
+ * messages and kTfLiteError, precomputes the per-channel multipliers (TFLite's
  * QuantizeMultiplier of in_scale * w_scale[c] / out_scale) and requests the
  * kernel's lean scratch; Eval allocates nothing and calls the kernel.
  */
@@ -60,11 +60,9 @@ constexpr int kFilterTensor = 1;
 constexpr int kBiasTensor = 2;
 constexpr int kOutputTensor = 0;
 
+// What Eval reads (persistent: filled by Prepare).
 struct OpData {
-  edgeplus_conv_mp_options options;
-  bool options_ok;  // set by Init; Prepare fails the model when false
-
-  // Filled by Prepare.
+  bool depthwise;
   edgeplus_conv_params params;
   edgeplus_dims input_dims;
   edgeplus_dims filter_dims;
@@ -82,12 +80,13 @@ EDGEPLUS_DEFINE_OPTIONS_PARSER(EDGEPLUS_CONV_MP_OPTIONS, EDGEPLUS_CONV_MP_NUM_OP
                                edgeplus_conv_mp_options, kOp)
 
 void* Init(TfLiteContext* context, const char* buffer, size_t length) {
+  (void)buffer;  // Prepare parses the options
+  (void)length;
   void* raw = context->AllocatePersistentBuffer(context, sizeof(OpData));
   if (raw == nullptr) return nullptr;  // Prepare reports it
   OpData* data = static_cast<OpData*>(raw);
   memset(data, 0, sizeof(OpData));
   data->scratch_index = -1;
-  data->options_ok = ParseOptions(buffer, length, &data->options);
   return data;
 }
 
@@ -174,9 +173,9 @@ TfLiteStatus GetActivationQuant(const char* what, const TfLiteTensor* t, int32_t
 }
 
 TfLiteStatus PrepareWithTensors(TfLiteContext* context, TfLiteNode* node, OpData* data,
-                                const TfLiteTensor* input, const TfLiteTensor* filter,
-                                const TfLiteTensor* bias, const TfLiteTensor* output) {
-  const edgeplus_conv_mp_options& o = data->options;
+                                const edgeplus_conv_mp_options& o, const TfLiteTensor* input,
+                                const TfLiteTensor* filter, const TfLiteTensor* bias,
+                                const TfLiteTensor* output) {
   // The schema bounds bit-widths to [2, 8]; only 2, 4 and 8 exist. (#field names the
   // option: the struct members are the generated keys.)
 #define EDGEPLUS_CHECK_BITS(field)                                                  \
@@ -270,6 +269,7 @@ TfLiteStatus PrepareWithTensors(TfLiteContext* context, TfLiteNode* node, OpData
   p.w_bits = o.w_bits;
   p.out_bits = o.out_bits;
   p.bias_frac_bits = o.bias_frac_bits;
+  data->depthwise = o.depthwise;
   data->input_dims = {batches, in_d[1], in_d[2], o.in_channels};
   data->output_dims = {batches, out_d[1], out_d[2], o.out_channels};
   if (o.depthwise) {
@@ -366,7 +366,9 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
     MicroPrintf("%s: arena too small for the op data.", kOp);
     return kTfLiteError;
   }
-  if (!data->options_ok) {
+  edgeplus_conv_mp_options options = {};  // ParseOptions fills every key or fails
+  if (!ParseOptions(static_cast<const char*>(node->custom_initial_data),
+                    static_cast<size_t>(node->custom_initial_data_size), &options)) {
     MicroPrintf("%s: invalid custom options (see the messages above).", kOp);
     return kTfLiteError;
   }
@@ -390,7 +392,7 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   if (input == nullptr || filter == nullptr || output == nullptr) {
     MicroPrintf("%s: the activations, filter and output tensors are required.", kOp);
   } else {
-    status = PrepareWithTensors(context, node, data, input, filter, bias, output);
+    status = PrepareWithTensors(context, node, data, options, input, filter, bias, output);
   }
   if (input != nullptr) mc->DeallocateTempTfLiteTensor(input);
   if (filter != nullptr) mc->DeallocateTempTfLiteTensor(filter);
@@ -421,7 +423,7 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
   const int32_t* bias_data = bias != nullptr ? micro::GetTensorData<int32_t>(bias) : nullptr;
 
   const edgeplus_status st =
-      data->options.depthwise
+      data->depthwise
           ? edgeplus_depthwise_conv2d(&ctx, &data->params, &quant, &data->input_dims,
                                       micro::GetTensorData<int8_t>(input), &data->filter_dims,
                                       micro::GetTensorData<int8_t>(filter), bias_data,
