@@ -695,14 +695,41 @@ void edgeplus__lanes4_m4(const uint32_t *cols, const uint8_t *w, const uint8_t *
     "  ldmia r0!, {r8-r11}\n"                                                   \
     "  smlad r4, r8, lr, r4\n  smlad r5, r9, lr, r5\n"                          \
     "  smlad r6, r10, lr, r6\n  smlad r7, r11, lr, r7\n"
-__asm__(".syntax unified\n.thumb\n.text\n.p2align 2\n.global edgeplus__lanes4_m4\n"
-        ".type edgeplus__lanes4_m4, %function\n.thumb_func\nedgeplus__lanes4_m4:\n"
-        "  push {r4-r11, lr}\n"
-        "  movs r4, #0\n  movs r5, #0\n  movs r6, #0\n  movs r7, #0\n"
-        "1:\n" EP_LANES_BYTE EP_LANES_BYTE EP_LANES_BYTE EP_LANES_BYTE
-        "  cmp r1, r2\n  blo 1b\n"
+/* the raw sums in r4..r7; [sp, #36]: the fifth argument */
+#define EP_LANES_LOOP(NAME)                                                     \
+    ".syntax unified\n.thumb\n.text\n.p2align 2\n.global " NAME "\n"           \
+    ".type " NAME ", %function\n.thumb_func\n" NAME ":\n"                      \
+    "  push {r4-r11, lr}\n"                                                     \
+    "  movs r4, #0\n  movs r5, #0\n  movs r6, #0\n  movs r7, #0\n"              \
+    "1:\n" EP_LANES_BYTE EP_LANES_BYTE EP_LANES_BYTE EP_LANES_BYTE               \
+    "  cmp r1, r2\n  blo 1b\n"
+__asm__(EP_LANES_LOOP("edgeplus__lanes4_m4")
         "  ldr r12, [sp, #36]\n  stmia r12, {r4-r7}\n"
         "  pop {r4-r11, pc}\n.size edgeplus__lanes4_m4, .-edgeplus__lanes4_m4\n");
+
+/* The same dot products, decoded (ep_lane_decode) and written as 2-bit outputs by
+ * thresholds (ep_emit_quad's threshold branch) for a whole quad: 13 instructions per
+ * output instead of a round trip through memory and C. */
+typedef struct {
+    int32_t t[3], lo;
+    int8_t *const *dst;
+    int32_t oc;
+} ep_lanes_thr;
+void edgeplus__lanes4_thr_m4(const uint32_t *cols, const uint8_t *w, const uint8_t *wend,
+                             const uint32_t *table, const ep_lanes_thr *t);
+/* output of the raw sum R: r10 = lo + (a >= t0) + (a >= t1) + (a >= t2), to *dst++ + oc */
+#define EP_LANES_THR(R)                                                         \
+    "  add " R ", " R ", #4096\n  sbfx " R ", " R ", #13, #13\n  mov r10, r3\n"     \
+    "  cmp " R ", r0\n  it ge\n  addge r10, r10, #1\n"                          \
+    "  cmp " R ", r1\n  it ge\n  addge r10, r10, #1\n"                          \
+    "  cmp " R ", r2\n  it ge\n  addge r10, r10, #1\n"                          \
+    "  ldr r11, [r8], #4\n  strb r10, [r11, r9]\n"
+__asm__(EP_LANES_LOOP("edgeplus__lanes4_thr_m4")
+        "  ldr r12, [sp, #36]\n  ldm r12, {r0-r3, r8, r9}\n"
+        EP_LANES_THR("r4") EP_LANES_THR("r5") EP_LANES_THR("r6") EP_LANES_THR("r7")
+        "  pop {r4-r11, pc}\n.size edgeplus__lanes4_thr_m4, .-edgeplus__lanes4_thr_m4\n");
+#undef EP_LANES_THR
+#undef EP_LANES_LOOP
 #undef EP_LANES_BYTE
 #endif
 
@@ -1154,6 +1181,11 @@ static void ep_conv_loop_raw(const ep_im2col *g, const ep_out *o, const ep_rq *r
                 ep_rq qc;
                 const ep_rq *q = rq != NULL ? rq + oc : &qc;
                 const int8_t *wrow = filter + (int64_t)oc * row_bytes;
+#if EP_M4_ASM
+                /* whole quads of 2-bit lanes with threshold outputs: one assembly call */
+                ep_lanes_thr thr;
+                int fused;
+#endif
                 if (rq == NULL) {
                     edgeplus_quant_params qp;
                     qp.multiplier = o->mult + oc;
@@ -1161,8 +1193,26 @@ static void ep_conv_loop_raw(const ep_im2col *g, const ep_out *o, const ep_rq *r
                     edgeplus__rq_prepare(&qc, &qp, o->bias != NULL ? o->bias + oc : NULL, 1,
                                          ln->acc_bound, o->frac);
                 }
+#if EP_M4_ASM
+                fused = pairs && q->lshift == EP_RQ_THRESHOLDS &&
+                        g->kc / 4 <= EDGEPLUS_W2A2_FLUSH && ((g->kc / 4) & 3) == 0;
+                thr.t[0] = q->mult;
+                thr.t[1] = q->bias;
+                thr.t[2] = q->round;
+                thr.lo = o->act_min;
+                thr.oc = oc;
+#endif
                 for (p = 0; p < np; p += 4) {
                     const int32_t cnt = np - p < 4 ? np - p : 4;
+#if EP_M4_ASM
+                    if (fused && cnt == 4) {
+                        thr.dst = dst + p;
+                        edgeplus__lanes4_thr_m4(blk + (p >> 2) * 4 * mw, (const uint8_t *)wrow,
+                                                (const uint8_t *)wrow + g->kc / 4, EP_LANE_W,
+                                                &thr);
+                        continue;
+                    }
+#endif
                     if (pairs) {
                         ep_quad_lanes(blk + (p >> 2) * 4 * mw, (const uint8_t *)wrow, g->kc, o,
                                       q, dst + p, oc, cnt);
