@@ -13,8 +13,8 @@
  * Per output row and channel: the int32 accumulators of the tile row, then one
  * requantization pass, written straight into an int8 output (stride c) or staged and
  * packed per row for 2/4-bit outputs (word stores when the run is byte-aligned).
- * Channels on the fast path (ep_dw_fast) start from bias << lshift with the weights
- * << lshift, so requantization is SMMLAR (rounding and output zero point folded in),
+ * Channels on the fast path (ep_dw_fast) start from the pre-shifted bias (ep_rq) with the
+ * weights << lshift, so requantization is SMMLAR (rounding and output zero point folded in),
  * a sign correction, a shift and SSAT: no per-output left shift, bias add or clamp pair.
  *
  * 3-wide filters, stride 1 or 2, dilation 1: SMLAD on (x[i], x[i+1]) x (w0, w1) and
