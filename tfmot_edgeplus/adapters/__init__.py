@@ -23,6 +23,8 @@ Deviations from the paper (CoRa, ALGORITHMS.md 3):
 * :func:`calibrate` trains the adapters only with KD from the float model; the weights it
   keeps are the best by held-out top-1 when given labelled held-out samples, else it rolls
   back if the KD loss rose: both rules are ours.
+* ``calibrate(train_bn=True)`` (off by default) also trains every BatchNorm's gamma and beta,
+  and ``train_scales=True`` the main layers' LSQ steps; the paper trains the adapters only.
 """
 
 from tfmot_edgeplus.adapters.calibrate import calibrate
