@@ -358,15 +358,16 @@ def test_c_w2a2_long_k_paired_lane_flush(k, c):
     "h,w,c,oc,kk,stride,out_bits",
     [
         (6, 7, 16, 5, 3, 1, 4),  # whole-word weight rows, a lone last channel, 2 chunks
-        (5, 5, 3, 4, 3, 2, 8),  # odd rows (K*C = 27), 9 pixels: a partial quad
+        (5, 5, 4, 4, 3, 2, 8),  # K*C = 36: a byte after whole words; 9 pixels: a partial quad
+        (5, 5, 3, 4, 3, 1, 4),  # K*C = 27: rows off a byte, the int16 path
         (4, 9, 64, 3, 1, 1, 4),  # a 1x1 of 64 channels: one chunk
         (3, 3, 90, 2, 3, 1, 8),  # K*C = 810: many chunks
     ],
 )
 def test_c_w4a4_field_path(k, h, w, c, oc, kk, stride, out_bits):
     """4-bit activations x narrow-range 4-bit weights take the 64-bit field path (four
-    products per SMLAL, decoded every chunk); a filter holding -8 the int16 path. Random
-    values, then every product at the field bound (|x - zp| = 15, w = +-7)."""
+    products per SMLAL, decoded every chunk); a filter holding -8, or K*C odd, the int16
+    path. Random values, then every product at the field bound (|x - zp| = 15, w = +-7)."""
     rng = np.random.default_rng(c * 10 + oc)
     case = golden.random_conv_case(
         rng, in_bits=4, w_bits=4, out_bits=out_bits, h=h, w=w, c=c, oc=oc, k=kk,

@@ -861,14 +861,15 @@ EP_NOINLINE static void ep_emit_quad_call(const ep_out *o, const ep_rq *q, const
     ep_emit_quad(o, q, acc, lg, dst, oc, cnt);
 }
 
-/* One quad of the 2-bit x 2-bit lane path: dot products and outputs (one call). */
+/* One quad of the 2-bit x 2-bit lane path: dot products and outputs (the M4's whole quads
+ * with threshold outputs take edgeplus__lanes4_thr_m4). */
 EP_NOINLINE static void ep_quad_lanes(const uint32_t *a, const uint8_t *w, int32_t kc,
                                       const ep_out *o, const ep_rq *q, int8_t *const *dst,
                                       int32_t oc, int32_t cnt)
 {
     int32_t acc[4];
     ep_dot_lanes4(a, w, kc, acc);
-    ep_emit_quad(o, q, acc, 0, dst, oc, cnt);
+    ep_emit_quad_call(o, q, acc, 0, dst, oc, cnt);
 }
 
 /* ------------------------------------------------------------------ 4-bit x 4-bit fields */
@@ -883,7 +884,7 @@ EP_NOINLINE static void ep_quad_lanes(const uint32_t *a, const uint8_t *w, int32
  * 144 words). Columns are stored by 4 pixels, (XA_k, XB_k) per k for the pairs
  * A = (p0, p1), B = (p2, p3), so one LDM reads both pairs' words of two k and one LDRD
  * the weight words: 14 instructions per 32 MACs on the M4 (SMLAD's int16 lanes: 26). A
- * filter holding -8 takes the int16 path. */
+ * filter holding -8, or with rows not starting on a byte (K*C odd), takes the int16 path. */
 #define EP_F4_SHIFT 14
 #define EP_F4_HALF (1 << (EP_F4_SHIFT - 1))
 /* the 64-bit start value (lo, hi words): 2^13 in the fields at bits 0, 14 and 28 */
@@ -1011,51 +1012,37 @@ EP_NOINLINE static void ep_f4_pair(uint32_t *d, const int16_t *c0, const int16_t
 }
 
 /* The weight words of channels oc and oc + 1 (0 when !two_ch): w[k] = b0 + b1 2^28, read
- * from the packed rows when they start on a byte (kc even). */
+ * from the packed rows (kc even: each starts on a byte). */
 static void ep_f4_weights(const ep_im2col *g, const int8_t *filter, int32_t oc, int two_ch,
-                          int16_t *tmp, uint32_t *w)
+                          uint32_t *w)
 {
     const int32_t kc = g->kc;
-    int32_t k;
-    if ((kc & 1) == 0) {
-        const uint8_t *r0 = (const uint8_t *)filter + (oc * kc) / 2;
-        const uint8_t *r1 = two_ch ? r0 + kc / 2 : r0;
-        const uint32_t cm = two_ch ? 0xFFFFFFFFu : 0u;
+    const uint8_t *r0 = (const uint8_t *)filter + (oc * kc) / 2;
+    const uint8_t *r1 = two_ch ? r0 + kc / 2 : r0;
+    const uint32_t cm = two_ch ? 0xFFFFFFFFu : 0u;
+    int32_t k = 0;
 /* weight k + j from nibble j of b (channel oc) and c (channel oc + 1) */
 #define EP_F4_W(j)                                                                   \
     w[k + (j)] = (uint32_t)((int32_t)(b << (28 - 4 * (j))) >> 28) +                  \
                  ((uint32_t)((int32_t)(c << (28 - 4 * (j))) >> 28) << (2 * EP_F4_SHIFT))
-        k = 0;
-        for (; k + 8 <= kc; k += 8) {
-            const uint32_t b = ep_ld32(r0 + (k >> 1)), c = ep_ld32(r1 + (k >> 1)) & cm;
-            EP_F4_W(0);
-            EP_F4_W(1);
-            EP_F4_W(2);
-            EP_F4_W(3);
-            EP_F4_W(4);
-            EP_F4_W(5);
-            EP_F4_W(6);
-            EP_F4_W(7);
-        }
-        for (; k < kc; k += 2) {
-            const uint32_t b = r0[k >> 1], c = r1[k >> 1] & cm;
-            EP_F4_W(0);
-            EP_F4_W(1);
-        }
-#undef EP_F4_W
-    } else {
-        ep_unpack_s16(filter, oc * kc, kc, 4, 0, tmp);
-        for (k = 0; k < kc; k++) {
-            w[k] = (uint32_t)(int32_t)tmp[k];
-        }
-        if (two_ch) {
-            ep_unpack_s16(filter, (oc + 1) * kc, kc, 4, 0, tmp);
-            for (k = 0; k < kc; k++) {
-                w[k] += (uint32_t)(int32_t)tmp[k] << (2 * EP_F4_SHIFT);
-            }
-        }
+    for (; k + 8 <= kc; k += 8) {
+        const uint32_t b = ep_ld32(r0 + (k >> 1)), c = ep_ld32(r1 + (k >> 1)) & cm;
+        EP_F4_W(0);
+        EP_F4_W(1);
+        EP_F4_W(2);
+        EP_F4_W(3);
+        EP_F4_W(4);
+        EP_F4_W(5);
+        EP_F4_W(6);
+        EP_F4_W(7);
     }
-    for (k = kc; k < g->kpad; k++) {
+    for (; k < kc; k += 2) {
+        const uint32_t b = r0[k >> 1], c = r1[k >> 1] & cm;
+        EP_F4_W(0);
+        EP_F4_W(1);
+    }
+#undef EP_F4_W
+    for (; k < g->kpad; k++) {
         w[k] = 0;
     }
 }
@@ -1114,7 +1101,7 @@ static void ep_conv_loop_f4(const ep_im2col *g, const ep_out *o, const ep_rq *rq
             }
             for (oc = 0; oc < o->oc; oc += 2) {
                 const int two_ch = (oc + 1 < o->oc);
-                ep_f4_weights(g, filter, oc, two_ch, tmp, wq);
+                ep_f4_weights(g, filter, oc, two_ch, wq);
                 for (p = 0; p < np; p += 4) {
                     const int32_t cnt = np - p < 4 ? np - p : 4;
                     int32_t acc[8];
@@ -1361,7 +1348,7 @@ edgeplus_status edgeplus__conv_core(const ep_conv_args *a)
                              a->params->w_bits, pairs, stage, tmp, block,
                              (uint32_t *)(void *)(tmp + g.kpad));
         } else if (rq != NULL && a->params->in_bits == 4 && a->params->w_bits == 4 &&
-                   block >= 4 && ep_f4_narrow(a->filter, o.oc * g.kc)) {
+                   block >= 4 && (g.kc & 1) == 0 && ep_f4_narrow(a->filter, o.oc * g.kc)) {
             ep_conv_loop_f4(&g, &o, rq, window, a->input_dims->n, a->filter, stage, tmp,
                             block & ~3, ep_f4_cap(&g));
         } else
