@@ -74,12 +74,13 @@ def int8(qat):
     return q, data, convert(q, data.x_train[:100])
 
 
-def _place(q, model_bytes, include_int8=False, pack_activations=True):
+def _place(q, model_bytes, include_int8=False, pack_activations=True, scratch="auto"):
     """What convert(kernels=...) does after TF's converter, on converted bytes."""
     input_bits, layer_bits = trained_activation_bits(q)
     placed, _ = edgeplus_kernels.place_on_edgeplus(model_bytes, layer_bits, input_bits,
                                                    include_int8=include_int8,
-                                                   pack_activations=pack_activations)
+                                                   pack_activations=pack_activations,
+                                                   scratch=scratch)
     return placed
 
 
@@ -180,6 +181,61 @@ def test_a_layer_ours_cannot_run_stays_builtin_and_says_why(digits_fp):
     assert [w["storage"] for w in report.weights] == ["lut"]
 
 
+def test_choose_scratch_takes_the_default_only_where_it_costs_no_arena():
+    live = [96, 512, 208]
+    sizes = {0: (300, 50), 2: (400, 100)}  # op 1 is builtin
+    # modeled peak with every op lean: max(96 + 64, 512, 208 + 112) = 512 (16-byte aligned)
+    assert edgeplus_kernels.choose_scratch(live, sizes) == {0: False, 2: True}
+    assert edgeplus_kernels.choose_scratch(live, {0: (416, 50), 2: (400, 100)})[0] is False
+    assert edgeplus_kernels.choose_scratch(live, {0: (417, 50), 2: (400, 100)})[0] is True
+    assert edgeplus_kernels.choose_scratch(live, sizes, "fast") == {0: False, 2: False}
+    assert edgeplus_kernels.choose_scratch(live, sizes, "lean") == {0: True, 2: True}
+    with pytest.raises(ValueError, match=r"scratch must be one of 'auto', 'fast', 'lean', "
+                       r"got 'small'"):
+        edgeplus_kernels.choose_scratch(live, sizes, "small")
+
+
+def test_scratch_choice_per_op_in_the_options_and_the_report(mixed):
+    q, _, builtin = mixed
+    rows = {}
+    for mode in edgeplus_kernels.SCRATCH:
+        model = _place(q, builtin, scratch=mode)
+        g, _ = _ops(model)
+        rows[mode] = edgeplus_kernels.describe_placement(model)
+        for p in rows[mode]:
+            lean = CONV_MP.decode(bytes(g.operators[p.op_index].customOptions))["lean_scratch"]
+            assert p.scratch == ("lean" if lean else "fast"), (mode, p)
+    assert {p.scratch for p in rows["fast"]} == {"fast"}
+    assert {p.scratch for p in rows["lean"]} == {"lean"}
+    fast = [p.scratch_bytes for p in rows["fast"]]
+    lean = [p.scratch_bytes for p in rows["lean"]]
+    assert all(0 < b <= a for a, b in zip(fast, lean)) and sum(lean) < sum(fast), (fast, lean)
+    auto = rows["auto"]
+    assert [p.scratch_bytes for p in auto] == [
+        f if p.scratch == "fast" else b for p, f, b in zip(auto, fast, lean)]
+    # auto: the default scratch where it costs no arena, the lean one where it would raise
+    # the modeled peak; that peak equals the all-lean one.
+    live = edgeplus_kernels.live_bytes(tflite.TFLiteGraph(_place(q, builtin)))
+
+    def peak(ps):
+        extra = {p.op_index: -(-p.scratch_bytes // 16) * 16 for p in ps}
+        return max(v + extra.get(k, 0) for k, v in enumerate(live))
+
+    assert peak(auto) == peak(rows["lean"]) < peak(rows["fast"])
+    for p, f in zip(auto, fast):
+        assert (live[p.op_index] + -(-f // 16) * 16 > peak(rows["lean"])) == \
+            (p.scratch == "lean"), (p, f)
+    table = conversion_report(_place(q, builtin, scratch="lean"), q).table()
+    assert f"| lean {lean[0]:,} B |" in table
+
+
+def test_bad_scratch_value_is_refused(int8):
+    q, data, _ = int8
+    with pytest.raises(ValueError, match=r"scratch must be one of 'auto', 'fast', 'lean', "
+                       r"got 'tiny'"):
+        convert(q, data.x_train[:10], kernels="edgeplus", scratch="tiny")
+
+
 def test_bad_kernels_value_is_refused(int8):
     q, data, _ = int8
     with pytest.raises(ValueError, match=r"kernels must be one of \['builtin', 'edgeplus', "
@@ -230,3 +286,15 @@ def test_packed_activations_are_lossless_in_tflm(mixed, registerer):
     keras_top1 = q.predict(data.x_test, verbose=0).argmax(1)
     agreement = (out.argmax(1) == keras_top1).mean()
     assert agreement >= 0.97, agreement
+
+
+@needs_glue
+def test_scratch_choice_changes_the_arena_not_the_outputs(mixed, registerer):
+    q, data, builtin = mixed
+    x = data.x_test[:64]
+    runs = {mode: _run(_place(q, builtin, scratch=mode), x, registerer)
+            for mode in edgeplus_kernels.SCRATCH}
+    for mode in ("fast", "lean"):
+        np.testing.assert_array_equal(runs[mode][1], runs["auto"][1])
+    arena = {mode: runner.arena_bytes for mode, (runner, _) in runs.items()}
+    assert arena["lean"] <= arena["auto"] < arena["fast"], arena

@@ -35,6 +35,7 @@ def _good() -> dict:
         "act_min": -128,
         "act_max": 127,
         "bias_frac_bits": 0,
+        "lean_scratch": True,
     }
 
 
@@ -101,6 +102,7 @@ def test_encode_decode_round_trip():
         ({"in_bits": 3}, ValueError, "'in_bits' must be one of [2, 4, 8], got 3"),
         ({"stride_h": 0}, ValueError, "'stride_h' must be in [1, 255], got 0"),
         ({"depthwise": 1}, TypeError, "'depthwise' must be a bool"),
+        ({"lean_scratch": 0}, TypeError, "'lean_scratch' must be a bool"),
         ({"kernel_h": True}, TypeError, "'kernel_h' must be an int, got the bool"),
         ({"kernel_w": 3.0}, TypeError, "'kernel_w' must be an int"),
         ({"groups": 2}, ValueError, "unknown keys ['groups']"),

@@ -67,6 +67,7 @@ def _make_spec(
     bias=True,
     act=None,
     bias_frac_bits=0,
+    lean_scratch=True,
 ) -> tuple[ConvMPSpec, np.ndarray]:
     """A random case whose output spreads over the output range (not all clamped)."""
     _n, _h, _w, c = shape
@@ -119,6 +120,7 @@ def _make_spec(
         act_min=None if act is None else act[0],
         act_max=None if act is None else act[1],
         bias_frac_bits=bias_frac_bits,
+        lean_scratch=lean_scratch,
     )
     return spec, x
 
@@ -235,6 +237,11 @@ CASES = [
         "shape": (1, 6, 6, 5),
         "bias_frac_bits": 16,
     },
+    # the kernels' default scratch (the others run lean: the layouts differ, the outputs not)
+    {"in_bits": 4, "w_bits": 4, "out_bits": 4, "lean_scratch": False},
+    {"in_bits": 2, "w_bits": 2, "out_bits": 8, "kernel": 1, "lean_scratch": False},
+    {"in_bits": 4, "w_bits": 4, "out_bits": 4, "depthwise": True, "shape": (1, 9, 9, 6),
+     "lean_scratch": False},
 ]
 
 

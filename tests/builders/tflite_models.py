@@ -90,7 +90,8 @@ class ConvMPSpec:
     ``padding``: "SAME", "VALID" or explicit ``(pad_h, pad_w)`` (top/left; TFLite's
     output size rule, via :func:`tfmot_edgeplus.core.conv_reference.conv_geometry`).
     ``act_min``/``act_max`` default to the full ``out_bits`` range. ``bias`` counts
-    ``2**-bias_frac_bits`` steps of ``input_scale * weight_scale``.
+    ``2**-bias_frac_bits`` steps of ``input_scale * weight_scale``. ``lean_scratch``: the op
+    requests the kernel's lean scratch (False: its default scratch).
     """
 
     input_shape: tuple[int, int, int, int]
@@ -111,6 +112,7 @@ class ConvMPSpec:
     act_min: int | None = None
     act_max: int | None = None
     bias_frac_bits: int = 0
+    lean_scratch: bool = True
 
     def __post_init__(self):
         for name in ("in_bits", "w_bits", "out_bits"):
@@ -213,6 +215,7 @@ class ConvMPSpec:
             "act_min": lo if self.act_min is None else int(self.act_min),
             "act_max": hi if self.act_max is None else int(self.act_max),
             "bias_frac_bits": int(self.bias_frac_bits),
+            "lean_scratch": bool(self.lean_scratch),
         }
 
 

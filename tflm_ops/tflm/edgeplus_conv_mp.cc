@@ -24,7 +24,8 @@
  * persistent tail holds only what Eval reads), validates everything with MicroPrintf
  * messages and kTfLiteError, precomputes the per-channel multipliers (TFLite's
  * QuantizeMultiplier of in_scale * w_scale[c] / out_scale) and requests the
- * kernel's lean scratch; Eval allocates nothing and calls the kernel.
+ * kernel's lean or default scratch (option lean_scratch); Eval allocates nothing and calls
+ * the kernel.
  */
 // The Arduino builder compiles every file of a library, also for a sketch that uses only the
 // TFLM-free parts of EdgePlus (EDGEPLUS_NO_TFLM) and has no TFLM on its include path: this
@@ -279,16 +280,21 @@ TfLiteStatus PrepareWithTensors(TfLiteContext* context, TfLiteNode* node, OpData
   }
 
   // The kernel validates the geometry (output reachable from the input, accumulator
-  // bound); ask it now so a bad model fails here rather than in Eval. The op takes the lean
-  // scratch (edgeplus_ops.h: at most about 2 KB, a few per cent more instructions): the
-  // kernel runs its lean layout when given less than the default size.
-  const int32_t scratch =
-      o.depthwise ? edgeplus_depthwise_conv2d_get_buffer_size_lean(&p, &data->input_dims,
-                                                                   &data->filter_dims,
-                                                                   &data->output_dims)
-                  : edgeplus_conv2d_get_buffer_size_lean(&p, &data->input_dims,
-                                                         &data->filter_dims,
-                                                         &data->output_dims);
+  // bound); ask it now so a bad model fails here rather than in Eval. With lean_scratch the
+  // op takes the lean scratch (edgeplus_ops.h: at most about 2 KB, a few per cent more
+  // instructions; the kernel runs its lean layout when given less than the default size),
+  // otherwise the default one (the converter chooses per op: lean where the default would
+  // raise the model's memory peak).
+  const edgeplus_dims *in = &data->input_dims, *filt = &data->filter_dims;
+  const edgeplus_dims *out = &data->output_dims;
+  int32_t scratch;
+  if (o.depthwise) {
+    scratch = o.lean_scratch ? edgeplus_depthwise_conv2d_get_buffer_size_lean(&p, in, filt, out)
+                             : edgeplus_depthwise_conv2d_get_buffer_size(&p, in, filt, out);
+  } else {
+    scratch = o.lean_scratch ? edgeplus_conv2d_get_buffer_size_lean(&p, in, filt, out)
+                             : edgeplus_conv2d_get_buffer_size(&p, in, filt, out);
+  }
   if (scratch < 0) {
     MicroPrintf("%s: the kernel rejects this geometry (%s): input %dx%dx%d, filter %dx%d, "
                 "output %dx%dx%d, stride %d/%d, pad %d/%d, dilation %d/%d.",

@@ -14,7 +14,7 @@
 
 /* EDGEPLUS_CONV_MP: Mixed-precision 2-D convolution (regular or depthwise): int8/int4/int2 activations in and out, int8/int4/int2 packed weights, int32 bias, per-output-channel requantization from the tensors' scales. Inputs: activations (packed), filter (packed), bias (int32, optional). Output: activations (packed). */
 #define EDGEPLUS_CONV_MP_CUSTOM_CODE "EDGEPLUS_CONV_MP"
-#define EDGEPLUS_CONV_MP_NUM_OPTIONS 17
+#define EDGEPLUS_CONV_MP_NUM_OPTIONS 18
 
 typedef struct {
   int32_t in_bits; /* bits of each input activation (2, 4 or 8); one of {2, 4, 8} */
@@ -34,6 +34,7 @@ typedef struct {
   int32_t act_min; /* fused clamp low, in the output integer domain */
   int32_t act_max; /* fused clamp high, in the output integer domain */
   int32_t bias_frac_bits; /* the int32 bias counts 2^-bias_frac_bits steps of in_scale * w_scale (0: TFLite's) */
+  uint8_t lean_scratch; /* request the kernels' lean scratch (at most about 2 KB, a little slower) instead of their default one */
 } edgeplus_conv_mp_options;
 
 #define EDGEPLUS_CONV_MP_OPTIONS(X) \
@@ -53,7 +54,8 @@ typedef struct {
   X(dilation_w, "dilation_w", INT, (1), (255)) \
   X(act_min, "act_min", INT, (-128), (127)) \
   X(act_max, "act_max", INT, (-128), (127)) \
-  X(bias_frac_bits, "bias_frac_bits", INT, (0), (16))
+  X(bias_frac_bits, "bias_frac_bits", INT, (0), (16)) \
+  X(lean_scratch, "lean_scratch", BOOL, (0), (1))
 
 /* EDGEPLUS_PATCH_STAGE: QuantMCU patch stage: a chain of conv / depthwise / pad / add steps run patch by patch with per-patch mixed precision, described by a stage program (tfmot_edgeplus/core/program.py). Inputs: the stage input (int8), then the filter of each weight slot (INT8, or INT4 packed). Output: the split tensor (int8). */
 #define EDGEPLUS_PATCH_STAGE_CUSTOM_CODE "EDGEPLUS_PATCH_STAGE"

@@ -145,7 +145,7 @@ def _kernel_choice(kernels) -> str:
 
 
 def convert(qat_model, representative_data, *, lowbit_storage: bool = True,
-            kernels: str = "builtin") -> bytes:
+            kernels: str = "builtin", scratch: str = "auto") -> bytes:
     """Convert a QAT model to a full-integer TFLite flatbuffer (int8 I/O) and return its bytes.
 
     Args:
@@ -166,6 +166,12 @@ def convert(qat_model, representative_data, *, lowbit_storage: bool = True,
         :func:`~tfmot_edgeplus.conversion.report.conversion_report` says where each layer
         runs and why (:mod:`~tfmot_edgeplus.conversion.edgeplus_kernels`). The interpreter
         needs the op registered (``EdgePlus`` on the board, ``tflm_ops.load()`` on the host).
+      scratch: the scratch each of our ops requests (with ``kernels`` other than ``"builtin"``):
+        ``"auto"`` (default): the kernels' default (fastest) scratch where the op's live
+        activations plus it stay within the model's modeled memory peak, their lean one
+        (about 2 KB at most, a few per cent slower) where it would raise the peak;
+        ``"fast"``: the default everywhere; ``"lean"``: the lean one everywhere
+        (:func:`~tfmot_edgeplus.conversion.edgeplus_kernels.choose_scratch`).
 
     Activations trained below 8 bits are converted at 8 bits over their trained ranges:
     builtin ops run int8 activations only (the conversion report notes it).
@@ -176,6 +182,7 @@ def convert(qat_model, representative_data, *, lowbit_storage: bool = True,
     """
     check_keras2_model(qat_model, "qat_model")
     kernels = _kernel_choice(kernels)
+    edgeplus_kernels.scratch_choice(scratch)
     if not is_quantized(qat_model):
         raise ValueError(
             f"qat_model {qat_model.name!r} has no quantized layers: it is a float model. "
@@ -198,7 +205,8 @@ def convert(qat_model, representative_data, *, lowbit_storage: bool = True,
     if kernels != "builtin":
         input_bits, act_bits = trained_activation_bits(qat_model)
         model_bytes, placements = edgeplus_kernels.place_on_edgeplus(
-            model_bytes, act_bits, input_bits, include_int8=kernels == "edgeplus_all")
+            model_bytes, act_bits, input_bits, include_int8=kernels == "edgeplus_all",
+            scratch=scratch)
         builtin = [p.filter for p in placements if p.why]
         low = {name: b for name, b in low.items()
                if any(edgeplus_kernels.names_layer(f, name) for f in builtin)}

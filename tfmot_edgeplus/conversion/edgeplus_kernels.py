@@ -35,6 +35,13 @@ level where the Keras model's float bias does not (4 % of one W4A4 depthwise lay
 measured). On our op the bias keeps the precision it had: it counts ``2**-bias_frac_bits``
 accumulator steps (:func:`bias_frac_bits`; the kernel requantizes ``acc * 2**bias_frac_bits +
 bias``), and a layer whose step did not grow keeps TFLite's integer bias (0).
+
+**Scratch.** Each of our ops requests either the kernels' default scratch (fastest) or their
+lean one (about 2 KB at most, a few per cent more instructions; option ``lean_scratch``).
+``scratch="auto"`` (:func:`choose_scratch`) gives an op the default scratch where it costs
+no arena: where the op's live activations plus its default scratch stay within the model's
+modeled peak with every op lean, and the lean scratch where the default would raise it.
+``"fast"`` / ``"lean"`` force one for every op.
 """
 
 from __future__ import annotations
@@ -46,16 +53,26 @@ import numpy as np
 
 from tfmot_edgeplus.conversion.op_schema import CONV_MP
 from tfmot_edgeplus.core import tflite
-from tfmot_edgeplus.core.conv_reference import MAX_BIAS_FRAC_BITS, conv_geometry, max_kc
+from tfmot_edgeplus.core.conv_reference import (
+    MAX_BIAS_FRAC_BITS,
+    ConvParams,
+    conv_geometry,
+    max_kc,
+)
 from tfmot_edgeplus.core.intmath import low_bit_params
 from tfmot_edgeplus.core.packing import pack, packed_nbytes
+from tfmot_edgeplus.core.scratch import scratch_bytes
 
 __all__ = [
     "FILTER_OPS",
     "KERNELS",
+    "SCRATCH",
     "Placement",
     "bias_frac_bits",
+    "choose_scratch",
+    "scratch_choice",
     "describe_placement",
+    "live_bytes",
     "names_layer",
     "place_on_edgeplus",
     "refusal",
@@ -64,6 +81,8 @@ __all__ = [
 # The values of convert(kernels=...): builtin ops only; low-bit layers on ours; every
 # conv / depthwise / fully connected layer on ours.
 KERNELS = ("builtin", "edgeplus", "edgeplus_all")
+# The values of convert(scratch=...): per op where it costs no arena; all default; all lean.
+SCRATCH = ("auto", "fast", "lean")
 FILTER_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 # Builtin ops whose output holds values of their input (same scale and zero point).
 _PASS_THROUGH = ("MAX_POOL_2D", "RESHAPE", "SQUEEZE", "PAD", "PADV2")
@@ -81,7 +100,8 @@ class Placement:
     layer that writes it); ``filter``: its filter tensor's name; ``runs_on``:
     ``"EDGEPLUS_CONV_MP"`` or ``"builtin"``; ``in_bits`` / ``w_bits`` / ``out_bits``: what
     our op reads and writes (8 for an int8 tensor, also one holding ``b``-bit levels);
-    ``why``: the reason it stays builtin (empty when it runs on ours).
+    ``why``: the reason it stays builtin (empty when it runs on ours); ``scratch``: on ours,
+    ``"fast"`` (the kernels' default scratch) or ``"lean"``, and ``scratch_bytes`` its size.
     """
 
     op_index: int
@@ -93,6 +113,8 @@ class Placement:
     w_bits: int
     out_bits: int
     why: str = ""
+    scratch: str = ""
+    scratch_bytes: int = 0
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -327,17 +349,16 @@ def bias_frac_bits(factor: float, kc: int, in_bits: int, w_bits: int) -> int:
     return bits
 
 
-def _custom_op(g, op, geometry, placement: Placement, filt: int, bias: int, out_levels: int,
-               frac: int):
-    """The EDGEPLUS_CONV_MP operator replacing ``op`` (of :func:`_geometry` ``geometry``); its
-    output holds ``out_levels``-bit levels (the fused activation's clamp is taken in that
-    range); its bias counts ``2**-frac`` accumulator steps."""
+def _conv_options(g, op, geometry, placement: Placement, out_levels: int, frac: int) -> dict:
+    """The EDGEPLUS_CONV_MP options of ``op`` (of :func:`_geometry` ``geometry``) but
+    ``lean_scratch``: its output holds ``out_levels``-bit levels (the fused activation's clamp
+    is taken in that range); its bias counts ``2**-frac`` accumulator steps."""
     cin, cout, kernel, stride, pad, dil, depthwise = geometry
     out = int(op.outputs[0])
     s, z = g.quant(out)
     activation = int(_options(op).fusedActivationFunction or 0)
     act_min, act_max = tflite.activation_range(activation, float(s[0]), int(z[0]), out_levels)
-    options = {
+    return {
         "in_bits": placement.in_bits, "w_bits": placement.w_bits,
         "out_bits": placement.out_bits, "depthwise": depthwise, "in_channels": cin,
         "out_channels": cout, "kernel_h": kernel[0], "kernel_w": kernel[1],
@@ -345,26 +366,117 @@ def _custom_op(g, op, geometry, placement: Placement, filt: int, bias: int, out_
         "dilation_h": dil[0], "dilation_w": dil[1], "act_min": act_min, "act_max": act_max,
         "bias_frac_bits": frac,
     }
+
+
+def _custom_op(g, op, options: dict, filt: int, bias: int):
+    """The EDGEPLUS_CONV_MP operator replacing ``op``, with ``options`` (all keys)."""
     new = g.schema.OperatorT()
     new.opcodeIndex = tflite.custom_opcode(g, CONV_MP.custom_code)
     new.inputs = [int(op.inputs[0]), filt] + ([bias] if bias >= 0 else [])
-    new.outputs = [out]
+    new.outputs = [int(op.outputs[0])]
     new.customOptions = list(CONV_MP.encode(options))
     new.customOptionsFormat = g.schema.CustomOptionsFormat.FLEXBUFFERS
     return new
 
 
+# ------------------------------------------------------------------------------ scratch
+
+_ITEM_BYTES = {"INT8": 1, "UINT8": 1, "BOOL": 1, "INT16": 2, "FLOAT16": 2, "INT32": 4,
+               "FLOAT32": 4, "INT64": 8}
+_ARENA_ALIGN = 16  # TFLM's MicroArenaBufferAlignment
+
+
+def _aligned(nbytes: int) -> int:
+    return -(-nbytes // _ARENA_ALIGN) * _ARENA_ALIGN
+
+
+def live_bytes(g: tflite.TFLiteGraph) -> list[int]:
+    """Bytes of the activation tensors live at each operator of ``g``: a tensor is live at an
+    operator when it is produced before it (a model input: before the first) and read at or
+    after it (a model output: until the last), each rounded up to TFLM's 16-byte alignment.
+    A model of the arena's non-persistent part: TFLM's greedy planner places the tensors by
+    size and may leave holes, so its peak can be larger than this one."""
+    n = len(g.operators)
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    for t in (int(t) for t in g.subgraph.inputs):
+        first[t] = last[t] = 0
+    for k, op in enumerate(g.operators):
+        for t in (int(t) for t in op.inputs if t >= 0):
+            if g.data(t) is None:
+                first.setdefault(t, k)
+                last[t] = k
+        for t in (int(t) for t in op.outputs):
+            first.setdefault(t, k)
+            last[t] = max(last.get(t, k), k)
+    for t in (int(t) for t in g.subgraph.outputs):
+        last[t] = n - 1
+    live = [0] * n
+    for t, k0 in first.items():
+        nbytes = _aligned(math.prod(g.shape(t)) * _ITEM_BYTES.get(g.type_name(t), 4))
+        for k in range(k0, last[t] + 1):
+            live[k] += nbytes
+    return live
+
+
+def scratch_choice(scratch: str) -> str:
+    """``scratch`` if it is one of :data:`SCRATCH`, else a ValueError naming it and them."""
+    if scratch not in SCRATCH:
+        raise ValueError(
+            f"scratch must be one of {', '.join(map(repr, SCRATCH))}, got {scratch!r}: "
+            "'auto' (the kernels' default scratch where it costs no arena, the lean one where "
+            "it would raise the peak), 'fast' (default everywhere) or 'lean' (lean everywhere).")
+    return scratch
+
+
+def choose_scratch(live: list[int], sizes: dict[int, tuple[int, int]],
+                   scratch: str = "auto") -> dict[int, bool]:
+    """Whether each of our ops (operator index -> its ``(default, lean)`` scratch bytes) takes
+    the lean scratch. ``"auto"``: the default scratch wherever the op's live activation bytes
+    (``live``, :func:`live_bytes`) plus it stay within the modeled peak with every op lean, the
+    lean one where the default would raise that peak; ``"fast"`` / ``"lean"``: all default /
+    all lean."""
+    scratch_choice(scratch)
+    if scratch != "auto":
+        return {k: scratch == "lean" for k in sizes}
+    peak = max(v + _aligned(sizes[k][1]) if k in sizes else v for k, v in enumerate(live))
+    return {k: live[k] + _aligned(fast) > peak for k, (fast, _) in sizes.items()}
+
+
+def _scratch_sizes(g, op, options: dict) -> tuple[int, int]:
+    """``(default, lean)`` scratch bytes the kernel asks for our op of ``options``."""
+    o = options
+    params = ConvParams(
+        stride_h=o["stride_h"], stride_w=o["stride_w"], pad_h=o["pad_h"], pad_w=o["pad_w"],
+        dilation_h=o["dilation_h"], dilation_w=o["dilation_w"], act_min=o["act_min"],
+        act_max=o["act_max"], in_bits=o["in_bits"], w_bits=o["w_bits"],
+        out_bits=o["out_bits"], bias_frac_bits=o["bias_frac_bits"])
+
+    def nhwc(t: int, c: int) -> tuple[int, int, int, int]:
+        shape = g.shape(t)
+        return (shape[0], 1, 1, c) if len(shape) == 2 else (*shape[:3], c)
+
+    cin, cout, kh, kw = o["in_channels"], o["out_channels"], o["kernel_h"], o["kernel_w"]
+    shapes = (nhwc(int(op.inputs[0]), cin),
+              (1, kh, kw, cout) if o["depthwise"] else (cout, kh, kw, cin),
+              nhwc(int(op.outputs[0]), cout))
+    return tuple(scratch_bytes(params, *shapes, depthwise=o["depthwise"], lean=lean)
+                 for lean in (False, True))
+
+
 def place_on_edgeplus(model_bytes: bytes, layer_bits: dict[str, int], input_bits: int = 8,
-                      *, include_int8: bool = False,
-                      pack_activations: bool = True) -> tuple[bytes, list[Placement]]:
+                      *, include_int8: bool = False, pack_activations: bool = True,
+                      scratch: str = "auto") -> tuple[bytes, list[Placement]]:
     """Put the low-bit layers of ``model_bytes`` on ``EDGEPLUS_CONV_MP`` (module docstring).
 
     ``layer_bits``: trained activation bits by Keras layer name (the applied quantizer of the
     layer that writes a tensor); ``input_bits``: the model input's. ``pack_activations=False``
-    keeps every tensor in int8 (the same values: a check that packing is lossless). Returns the
+    keeps every tensor in int8 (the same values: a check that packing is lossless).
+    ``scratch``: ``"auto"``, ``"fast"`` or ``"lean"`` (:func:`choose_scratch`). Returns the
     new model and one :class:`Placement` per conv / depthwise / fully connected operator, in
     graph order.
     """
+    scratch_choice(scratch)
     g = tflite.TFLiteGraph(model_bytes)
     bits = _tensor_bits(g, layer_bits, input_bits)
     old_scale = {t: float(g.quant(t)[0][0]) for t in bits}
@@ -409,6 +521,7 @@ def place_on_edgeplus(model_bytes: bytes, layer_bits: dict[str, int], input_bits
             if g.tensors[t].shapeSignature is not None:
                 g.tensors[t].shapeSignature = shape
 
+    ours_ops: dict[int, tuple] = {}  # operator index -> (options, filter, bias)
     for k, op in enumerate(list(g.operators)):
         name = g.op_name(op)
         if name not in FILTER_OPS:
@@ -431,8 +544,16 @@ def place_on_edgeplus(model_bytes: bytes, layer_bits: dict[str, int], input_bits
             op.inputs = [*op.inputs[:2], bias, *op.inputs[3:]]
         if p.why:
             continue
-        filt = _packed_filter(g, op, name, p.w_bits)
-        g.operators[k] = _custom_op(g, op, geometry[k], p, filt, bias, bits.get(out, 8), frac)
+        options = _conv_options(g, op, geometry[k], p, bits.get(out, 8), frac)
+        ours_ops[k] = (options, _packed_filter(g, op, name, p.w_bits), bias)
+
+    sizes = {k: _scratch_sizes(g, g.operators[k], o) for k, (o, _, _) in ours_ops.items()}
+    lean = choose_scratch(live_bytes(g), sizes, scratch)
+    for k, (options, filt, bias) in ours_ops.items():
+        options["lean_scratch"] = lean[k]
+        g.operators[k] = _custom_op(g, g.operators[k], options, filt, bias)
+        placements[k] = dataclasses.replace(placements[k], scratch="lean" if lean[k] else "fast",
+                                            scratch_bytes=sizes[k][lean[k]])
     return tflite.finish_model(g), [placements[k] for k in sorted(placements)]
 
 
@@ -441,7 +562,7 @@ def place_on_edgeplus(model_bytes: bytes, layer_bits: dict[str, int], input_bits
 
 def describe_placement(model_bytes: bytes) -> list[Placement]:
     """Where each conv / depthwise / fully connected layer of ``model_bytes`` runs: our
-    ``EDGEPLUS_CONV_MP`` ops with the bits their options give, builtin ones with why
+    ``EDGEPLUS_CONV_MP`` ops with the bits and the scratch their options give, builtin ones with why
     (:func:`refusal`, or: our kernels could run it but it is an int8 layer)."""
     g = tflite.TFLiteGraph(model_bytes)
     rows = []
@@ -450,8 +571,11 @@ def describe_placement(model_bytes: bytes) -> list[Placement]:
         out = int(op.outputs[0]) if op.outputs is not None and len(op.outputs) else -1
         if name == CONV_MP.custom_code:
             o = CONV_MP.decode(bytes(op.customOptions))
+            nbytes = _scratch_sizes(g, op, o)[o["lean_scratch"]]
             rows.append(Placement(k, name, _layer_name(g, out), g.tensor_name(int(op.inputs[1])),
-                                  name, o["in_bits"], o["w_bits"], o["out_bits"]))
+                                  name, o["in_bits"], o["w_bits"], o["out_bits"],
+                                  scratch="lean" if o["lean_scratch"] else "fast",
+                                  scratch_bytes=nbytes))
         elif name in FILTER_OPS:
             found = _filter_levels(g, op)
             w_bits = _weight_bits(found[0]) if found is not None else 8

@@ -202,6 +202,11 @@ CONV_MP = CustomOpSchema(
             "the int32 bias counts 2^-bias_frac_bits steps of in_scale * w_scale (0: TFLite's)",
             0, 16,
         ),
+        OptionField(
+            "lean_scratch", "bool",
+            "request the kernels' lean scratch (at most about 2 KB, a little slower) instead "
+            "of their default one",
+        ),
     ),
 )
 

@@ -43,9 +43,9 @@ class ConversionReport:
 
     ``weights``: one row per CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED weight, as
     :func:`tfmot_edgeplus.conversion.lowbit.describe_weights` gives it. ``placements``: where
-    each conv / depthwise / fully connected layer runs (our ``EDGEPLUS_CONV_MP`` with its bits,
-    or builtin with why), as :func:`~tfmot_edgeplus.conversion.edgeplus_kernels.describe_placement`
-    gives it. ``notes``: what did not deploy as trained, e.g. activations trained below 8 bits
+    each conv / depthwise / fully connected layer runs (our ``EDGEPLUS_CONV_MP`` with its bits
+    and its scratch choice and bytes, or builtin with why), as
+    :func:`~tfmot_edgeplus.conversion.edgeplus_kernels.describe_placement` gives it. ``notes``: what did not deploy as trained, e.g. activations trained below 8 bits
     that builtin ops run in int8.
     """
 
@@ -85,10 +85,11 @@ class ConversionReport:
                 f"{row['bits']} | {row['data_bytes']} | {row['table_bytes']} |"
             )
         if any(p["runs_on"] != "builtin" for p in self.placements):
-            lines += ["", "| op | layer | runs on | in/w/out bits | why builtin |",
-                      "|---|---|---|---|---|"]
+            lines += ["", "| op | layer | runs on | in/w/out bits | scratch | why builtin |",
+                      "|---|---|---|---|---|---|"]
             lines += [f"| {p['op_index']} {p['op']} | {p['layer'][:48]} | {p['runs_on']} | "
-                      f"{p['in_bits']}/{p['w_bits']}/{p['out_bits']} | {p['why']} |"
+                      f"{p['in_bits']}/{p['w_bits']}/{p['out_bits']} | "
+                      f"{_scratch_cell(p)} | {p['why']} |"
                       for p in self.placements]
         lines.append(
             f"\nflatbuffer: {self.flatbuffer_bytes} bytes; weights: {self.weight_bytes} bytes")
@@ -101,6 +102,13 @@ class ConversionReport:
             )
         lines.extend(f"note: {note}" for note in self.notes)
         return "\n".join(lines)
+
+
+def _scratch_cell(placement: dict) -> str:
+    """``fast 1,736 B`` / ``lean 728 B`` for our op, empty for a builtin one."""
+    if not placement["scratch"]:
+        return ""
+    return f"{placement['scratch']} {placement['scratch_bytes']:,} B"
 
 
 def conversion_report(model_bytes: bytes, qat_model=None) -> ConversionReport:
