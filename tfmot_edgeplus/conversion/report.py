@@ -45,8 +45,9 @@ class ConversionReport:
     :func:`tfmot_edgeplus.conversion.lowbit.describe_weights` gives it. ``placements``: where
     each conv / depthwise / fully connected layer runs (our ``EDGEPLUS_CONV_MP`` with its bits
     and its scratch choice and bytes, or builtin with why), as
-    :func:`~tfmot_edgeplus.conversion.edgeplus_kernels.describe_placement` gives it. ``notes``: what did not deploy as trained, e.g. activations trained below 8 bits
-    that builtin ops run in int8.
+    :func:`~tfmot_edgeplus.conversion.edgeplus_kernels.describe_placement` gives it.
+    ``notes``: what did not deploy as trained, e.g. activations trained below 8 bits that
+    builtin ops run in int8.
     """
 
     flatbuffer_bytes: int
