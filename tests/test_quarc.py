@@ -162,7 +162,7 @@ def test_quarc_qat_trains_a_new_model_on_the_coreset(fp_digits, digits_task, cor
         assert max(history["clc_loss"]) == 0
     assert set(run.seconds) == {"quantize", "train"}
     # BatchNorm re-estimated on the calibration samples before scoring and after training
-    train, _ = holdout_split(len(x), holdout, config.seed)
+    train = holdout_split(len(x), holdout, config.seed)[0] if holdout else np.arange(len(x))
     calib = x[train][np.random.default_rng(config.seed).permutation(len(train))[:256]]
     assert len(bn_calls) == (2 if config.calibrate_bn else 0)
     for model, samples in bn_calls:

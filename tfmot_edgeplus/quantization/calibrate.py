@@ -32,6 +32,19 @@ def _is_range_variable(variable) -> bool:
     return variable.name.split(":")[0].endswith(_RANGE_SUFFIXES)
 
 
+def _calibration_samples(qat_model, x, batch_size: int, batches: int, what: str) -> np.ndarray:
+    """The first ``batches * batch_size`` samples of ``x``, after checking the arguments."""
+    check_keras2_model(qat_model, "qat_model")
+    x = np.asarray(x)
+    if batch_size < 1 or batches < 1:
+        raise ValueError(
+            f"batch_size and batches must be >= 1, got batch_size={batch_size}, batches={batches}."
+        )
+    if len(x) == 0:
+        raise ValueError(f"x is empty; calibrating {what} needs at least one sample.")
+    return x[: batch_size * batches]
+
+
 def calibrate_activation_ranges(qat_model, x, batch_size: int = 256, batches: int = 4) -> int:
     """Calibrate ``qat_model``'s activation ranges on ``x``; returns the samples used.
 
@@ -42,14 +55,7 @@ def calibrate_activation_ranges(qat_model, x, batch_size: int = 256, batches: in
       batch_size: samples per forward pass.
       batches: number of forward passes (>= 1).
     """
-    check_keras2_model(qat_model, "qat_model")
-    x = np.asarray(x)
-    if batch_size < 1 or batches < 1:
-        raise ValueError(
-            f"batch_size and batches must be >= 1, got batch_size={batch_size}, batches={batches}."
-        )
-    if len(x) == 0:
-        raise ValueError("x is empty; calibrating activation ranges needs at least one sample.")
+    used = _calibration_samples(qat_model, x, batch_size, batches, "activation ranges")
     keep = [v for v in qat_model.variables if not _is_range_variable(v)]
     if len(keep) == len(qat_model.variables):
         raise ValueError(
@@ -59,7 +65,6 @@ def calibrate_activation_ranges(qat_model, x, batch_size: int = 256, batches: in
         )
     saved = [v.numpy() for v in keep]
     forward = tf.function(lambda batch: qat_model(batch, training=True))
-    used = x[: batch_size * batches]
     for start in range(0, len(used), batch_size):
         forward(tf.constant(used[start : start + batch_size]))
     for variable, value in zip(keep, saved):
@@ -75,19 +80,11 @@ def calibrate_batchnorm(qat_model, x, batch_size: int = 256, batches: int = 4) -
     ``batches`` training-mode passes of ``batch_size`` samples (the first ones of ``x``).
     Those passes also move the activation ranges (their EMA), as any training step does.
     """
-    check_keras2_model(qat_model, "qat_model")
-    x = np.asarray(x)
-    if batch_size < 1 or batches < 1:
-        raise ValueError(
-            f"batch_size and batches must be >= 1, got batch_size={batch_size}, batches={batches}."
-        )
-    if len(x) == 0:
-        raise ValueError("x is empty; calibrating BatchNorm statistics needs at least one sample.")
+    used = _calibration_samples(qat_model, x, batch_size, batches, "BatchNorm statistics")
     norms = [m for m in qat_model.submodules if isinstance(m, keras.layers.BatchNormalization)]
     if not norms:
         return 0
     momenta = [m.momentum for m in norms]
-    used = x[: batch_size * batches]
     try:
         for step, start in enumerate(range(0, len(used), batch_size)):
             for norm in norms:  # a running mean of the batch statistics
