@@ -20,7 +20,7 @@ import pytest
 from tfmot_edgeplus import EdgePlusQuantizeScheme, conversion_report, convert, quantize_model
 from tfmot_edgeplus._compat import keras
 from tfmot_edgeplus.conversion import edgeplus_kernels
-from tfmot_edgeplus.conversion.converter import trained_activation_bits
+from tfmot_edgeplus.conversion.converter import float_biases, trained_activation_bits
 from tfmot_edgeplus.conversion.op_schema import CONV_MP
 from tfmot_edgeplus.core import tflite
 from tfmot_edgeplus.core.conv_reference import max_kc
@@ -74,13 +74,19 @@ def int8(qat):
     return q, data, convert(q, data.x_train[:100])
 
 
+_FLOAT_BIASES = {}
+
+
 def _place(q, model_bytes, include_int8=False, pack_activations=True, scratch="auto"):
     """What convert(kernels=...) does after TF's converter, on converted bytes."""
     input_bits, layer_bits = trained_activation_bits(q)
+    if id(q) not in _FLOAT_BIASES:
+        _FLOAT_BIASES[id(q)] = float_biases(q)
     placed, _ = edgeplus_kernels.place_on_edgeplus(model_bytes, layer_bits, input_bits,
                                                    include_int8=include_int8,
                                                    pack_activations=pack_activations,
-                                                   scratch=scratch)
+                                                   scratch=scratch,
+                                                   float_biases=_FLOAT_BIASES[id(q)])
     return placed
 
 
@@ -117,12 +123,19 @@ def test_low_bit_layers_run_on_ours_with_packed_activations(mixed):
         lo, hi = int_range(b)
         assert lo <= g.quant(out)[1][0] <= hi and lo <= o["act_min"] <= o["act_max"] <= hi
         # Every layer reads a tensor trained below 8 bits, its accumulator step 17 (4-bit
-        # input) or 85 * 7 (2-bit input, 2-bit weights) times the int8 model's: the bias keeps
-        # the int8 bias's precision in 2^-F steps (bias scale = s_in * s_w / 2^F).
-        assert o["bias_frac_bits"] == (10 if o["in_bits"] == 2 else 5), o
+        # input) or 85 * 7 (2-bit input, 2-bit weights) times the int8 model's: the bias
+        # counts 2^-F steps (bias scale = s_in * s_w / 2^F), F as large as the kernel's
+        # one-instruction requantization allows, and is the float bias to half of one.
         s_b = g.quant(int(op.inputs[2]))[0]
         np.testing.assert_allclose(
             s_b * 2 ** o["bias_frac_bits"], g.quant(x)[0][0] * g.quant(f)[0], rtol=1e-5)
+        bias = g.data(int(op.inputs[2])).view("<i4").astype(np.float64)
+        kc = o["kernel_h"] * o["kernel_w"] * (1 if o["depthwise"] else o["in_channels"])
+        acc = kc * (2 ** o["in_bits"] - 1) * 2 ** (o["w_bits"] - 1)
+        assert (acc << o["bias_frac_bits"]) + np.abs(bias).max() < 2**30, o
+        assert o["bias_frac_bits"] >= 8, o
+        exact = _FLOAT_BIASES[id(q)][list(rows).index(k)]
+        assert np.all(np.abs(bias * s_b - exact) <= 0.5001 * s_b), (k, bias * s_b - exact)
     # The model input was trained at 4 bits: its tensor carries the 4-bit quantization.
     s_in, z_in = g.quant(int(g.subgraph.inputs[0]))
     assert np.isclose(s_in[0], 1 / 15, rtol=1e-5) and z_in[0] == -8
@@ -131,13 +144,16 @@ def test_low_bit_layers_run_on_ours_with_packed_activations(mixed):
     assert report.table().count("| EDGEPLUS_CONV_MP | 2/2/8 |") == 1  # pw2
 
 
-def test_bias_frac_bits_keeps_the_int8_bias_precision_within_the_accumulator_bound():
+def test_bias_frac_bits_is_the_most_the_one_instruction_requantization_allows():
     frac = edgeplus_kernels.bias_frac_bits
     assert frac(1.0, 9, 8, 8) == 0  # the step did not grow: TFLite's integer bias
-    assert frac(17.0, 9, 4, 4) == 5 and frac(16.0, 9, 4, 4) == 4 and frac(595.0, 9, 2, 2) == 10
-    assert frac(1e9, 9, 4, 4) == 16  # EDGEPLUS_MAX_BIAS_FRAC_BITS
-    assert frac(17.0, max_kc(4, 4) // 4, 4, 4) == 2  # acc * 2^F must fit int32
-    assert frac(17.0, max_kc(8, 8), 8, 8) == 0
+    # (max|acc| + max|bias|) * 2^F < 2^30: max|acc| = K*C * (2^in_bits - 1) * 2^(w_bits - 1)
+    assert frac(17.0, 9, 4, 4) == 16  # 1080 * 2^16 < 2^30: EDGEPLUS_MAX_BIAS_FRAC_BITS
+    assert frac(17.0, 288, 4, 4) == 14  # 34,560 * 2^14 < 2^30 <= 34,560 * 2^15
+    assert frac(17.0, 288, 4, 4, bias_steps=30_000.0) == 14  # 64,560 * 2^14 < 2^30
+    assert frac(17.0, 288, 4, 4, bias_steps=31_000.0) == 13  # 65,560 * 2^14 >= 2^30
+    assert frac(17.0, max_kc(4, 4) // 2, 4, 4) == 0  # max|acc| * 2 >= 2^30
+    assert frac(595.0, 9, 2, 2) == 16
 
 
 def test_8_bit_model_is_never_run_at_4_and_int8_layers_stay_builtin(int8):
@@ -181,25 +197,40 @@ def test_a_layer_ours_cannot_run_stays_builtin_and_says_why(digits_fp):
     assert [w["storage"] for w in report.weights] == ["lut"]
 
 
-def test_choose_scratch_takes_the_default_only_where_it_costs_no_arena():
-    live = [96, 512, 208]
-    sizes = {0: (300, 50), 2: (400, 100)}  # op 1 is builtin
-    # modeled peak with every op lean: max(96 + 64, 512, 208 + 112) = 512 (16-byte aligned)
-    assert edgeplus_kernels.choose_scratch(live, sizes) == {0: False, 2: True}
-    assert edgeplus_kernels.choose_scratch(live, {0: (416, 50), 2: (400, 100)})[0] is False
-    assert edgeplus_kernels.choose_scratch(live, {0: (417, 50), 2: (400, 100)})[0] is True
-    assert edgeplus_kernels.choose_scratch(live, sizes, "fast") == {0: False, 2: False}
-    assert edgeplus_kernels.choose_scratch(live, sizes, "lean") == {0: True, 2: True}
+def test_plan_peak_is_tflms_greedy_plan_and_auto_keeps_it():
+    ek = edgeplus_kernels
+    # largest first: the 400 B tensor reuses the 512 B one's place (their lifetimes do not
+    # overlap), the 256 B one goes above both; when they overlap it goes above them
+    assert ek.plan_peak([(512, 0, 1), (256, 1, 3), (400, 2, 3)]) == 768
+    assert ek.plan_peak([(512, 0, 2), (256, 1, 3), (400, 2, 3)]) == 1168
+    assert ek.plan_peak([]) == 0
+    # ops 0 and 2 run at times 1 and 3; all lean: 512@0, 256@512, 96 (t3)@0, 48 (t1)@768
+    buffers = [(512, 0, 1), (256, 1, 3)]
+    sizes = {0: (304, 48), 2: (400, 100)}  # op 1 is builtin
+    # op 0's default scratch would sit above the two tensors (1072 > 816 B); op 2's fits in
+    # the hole the first tensor leaves
+    assert ek.choose_scratch(buffers, sizes) == {0: True, 2: False}
+    assert ek.choose_scratch(buffers, {0: (48, 48), 2: (513, 100)}) == {0: False, 2: True}
+    assert ek.choose_scratch(buffers, sizes, "fast") == {0: False, 2: False}
+    assert ek.choose_scratch(buffers, sizes, "lean") == {0: True, 2: True}
     with pytest.raises(ValueError, match=r"scratch must be one of 'auto', 'fast', 'lean', "
                        r"got 'small'"):
-        edgeplus_kernels.choose_scratch(live, sizes, "small")
+        ek.choose_scratch(buffers, sizes, "small")
+
+
+def _planned_arena(model):
+    """plan_peak of ``model``'s activations and our ops' scratch (what TFLM's head holds)."""
+    ek = edgeplus_kernels
+    scratch = [(-(-p.scratch_bytes // 16) * 16, p.op_index + 1, p.op_index + 1)
+               for p in ek.describe_placement(model) if p.scratch]
+    return ek.plan_peak(ek.arena_buffers(tflite.TFLiteGraph(model)) + scratch)
 
 
 def test_scratch_choice_per_op_in_the_options_and_the_report(mixed):
     q, _, builtin = mixed
-    rows = {}
+    rows, models = {}, {}
     for mode in edgeplus_kernels.SCRATCH:
-        model = _place(q, builtin, scratch=mode)
+        model = models[mode] = _place(q, builtin, scratch=mode)
         g, _ = _ops(model)
         rows[mode] = edgeplus_kernels.describe_placement(model)
         for p in rows[mode]:
@@ -213,19 +244,11 @@ def test_scratch_choice_per_op_in_the_options_and_the_report(mixed):
     auto = rows["auto"]
     assert [p.scratch_bytes for p in auto] == [
         f if p.scratch == "fast" else b for p, f, b in zip(auto, fast, lean)]
-    # auto: the default scratch where it costs no arena, the lean one where it would raise
-    # the modeled peak; that peak equals the all-lean one.
-    live = edgeplus_kernels.live_bytes(tflite.TFLiteGraph(_place(q, builtin)))
-
-    def peak(ps):
-        extra = {p.op_index: -(-p.scratch_bytes // 16) * 16 for p in ps}
-        return max(v + extra.get(k, 0) for k, v in enumerate(live))
-
-    assert peak(auto) == peak(rows["lean"]) < peak(rows["fast"])
-    for p, f in zip(auto, fast):
-        assert (live[p.op_index] + -(-f // 16) * 16 > peak(rows["lean"])) == \
-            (p.scratch == "lean"), (p, f)
-    table = conversion_report(_place(q, builtin, scratch="lean"), q).table()
+    # auto: the default scratch where it costs no arena, the lean one where it would raise it
+    planned = {mode: _planned_arena(m) for mode, m in models.items()}
+    assert planned["auto"] == planned["lean"] < planned["fast"], planned
+    assert {p.scratch for p in auto} == {"fast", "lean"}, auto
+    table = conversion_report(models["lean"], q).table()
     assert f"| lean {lean[0]:,} B |" in table
 
 
@@ -297,4 +320,7 @@ def test_scratch_choice_changes_the_arena_not_the_outputs(mixed, registerer):
     for mode in ("fast", "lean"):
         np.testing.assert_array_equal(runs[mode][1], runs["auto"][1])
     arena = {mode: runner.arena_bytes for mode, (runner, _) in runs.items()}
-    assert arena["lean"] <= arena["auto"] < arena["fast"], arena
+    assert arena["lean"] == arena["auto"] < arena["fast"], arena
+    # the Python plan is TFLM's: the arena's non-persistent head, scratch included
+    for mode, (runner, _) in runs.items():
+        assert runner.arena_head_bytes == _planned_arena(_place(q, builtin, scratch=mode)), mode

@@ -133,6 +133,16 @@ def trained_activation_bits(qat_model) -> tuple[int, dict[str, int]]:
     return input_bits, bits
 
 
+def float_biases(qat_model) -> list:
+    """The float bias of every conv / depthwise / fully connected layer of ``qat_model``
+    (BatchNorm folded by TF's converter, in a float conversion), in graph order: a layer whose
+    accumulator step grows on our op takes its bias from these, not from the int8 model's
+    rounding (:func:`~tfmot_edgeplus.conversion.edgeplus_kernels.place_on_edgeplus`)."""
+    with _activations_traced_at_8_bits(qat_model):
+        model_bytes = bytes(tf.lite.TFLiteConverter.from_keras_model(qat_model).convert())
+    return edgeplus_kernels.filter_biases(model_bytes)
+
+
 def _kernel_choice(kernels) -> str:
     if kernels not in edgeplus_kernels.KERNELS:
         raise ValueError(
@@ -167,9 +177,9 @@ def convert(qat_model, representative_data, *, lowbit_storage: bool = True,
         runs and why (:mod:`~tfmot_edgeplus.conversion.edgeplus_kernels`). The interpreter
         needs the op registered (``EdgePlus`` on the board, ``tflm_ops.load()`` on the host).
       scratch: the scratch each of our ops requests (with ``kernels`` other than ``"builtin"``):
-        ``"auto"`` (default): the kernels' default (fastest) scratch where the op's live
-        activations plus it stay within the model's modeled memory peak, their lean one
-        (about 2 KB at most, a few per cent slower) where it would raise the peak;
+        ``"auto"`` (default): the kernels' default (fastest) scratch where it costs no
+        arena in TFLM's memory plan, their lean one (about 2 KB at most, a few per cent
+        slower) where it would raise the arena;
         ``"fast"``: the default everywhere; ``"lean"``: the lean one everywhere
         (:func:`~tfmot_edgeplus.conversion.edgeplus_kernels.choose_scratch`).
 
@@ -206,7 +216,7 @@ def convert(qat_model, representative_data, *, lowbit_storage: bool = True,
         input_bits, act_bits = trained_activation_bits(qat_model)
         model_bytes, placements = edgeplus_kernels.place_on_edgeplus(
             model_bytes, act_bits, input_bits, include_int8=kernels == "edgeplus_all",
-            scratch=scratch)
+            scratch=scratch, float_biases=float_biases(qat_model))
         builtin = [p.filter for p in placements if p.why]
         low = {name: b for name, b in low.items()
                if any(edgeplus_kernels.names_layer(f, name) for f in builtin)}
@@ -217,6 +227,7 @@ def convert(qat_model, representative_data, *, lowbit_storage: bool = True,
 
 __all__ = [
     "convert",
+    "float_biases",
     "is_quantized",
     "layer_weight_bits",
     "trained_activation_bits",

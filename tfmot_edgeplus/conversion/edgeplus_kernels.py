@@ -32,15 +32,21 @@ the trained range, which the Keras model saturates, then passes through). A tens
 **Bias.** A low-bit layer's accumulator step ``in_scale * w_scale`` is coarse (a 4-bit input's
 scale is 17 times its 8-bit one), so an integer bias at that step would move outputs by a
 level where the Keras model's float bias does not (4 % of one W4A4 depthwise layer's outputs,
-measured). On our op the bias keeps the precision it had: it counts ``2**-bias_frac_bits``
-accumulator steps (:func:`bias_frac_bits`; the kernel requantizes ``acc * 2**bias_frac_bits +
-bias``), and a layer whose step did not grow keeps TFLite's integer bias (0).
+measured). On our op the bias counts ``2**-bias_frac_bits`` accumulator steps (the kernel
+requantizes ``acc * 2**bias_frac_bits + bias``; :func:`bias_frac_bits`: as many as the
+kernel's one-instruction requantization allows) and is rounded from the float bias
+(``float_biases``: TF's own BatchNorm folding, in a float conversion), not from the int8
+model's: that one is off by up to half an 8-bit-input step, which alone put 0.08 % of a W4A4
+depthwise layer's outputs a level off and, carried through the layers, 1.4 % of a W4A4
+small_cnn's top-1 answers (measured). A layer whose step did not grow
+keeps TFLite's integer bias (0 fraction bits: the int8 path stays TFLite's arithmetic).
 
 **Scratch.** Each of our ops requests either the kernels' default scratch (fastest) or their
 lean one (about 2 KB at most, a few per cent more instructions; option ``lean_scratch``).
 ``scratch="auto"`` (:func:`choose_scratch`) gives an op the default scratch where it costs
-no arena: where the op's live activations plus its default scratch stay within the model's
-modeled peak with every op lean, and the lean scratch where the default would raise it.
+no arena and the lean one where the default would raise the arena: TFLM's greedy memory plan
+is reproduced in Python (:func:`arena_buffers`, :func:`plan_peak`) with the scratch sizes of
+:mod:`tfmot_edgeplus.core.scratch`.
 ``"fast"`` / ``"lean"`` force one for every op.
 """
 
@@ -68,14 +74,16 @@ __all__ = [
     "KERNELS",
     "SCRATCH",
     "Placement",
+    "arena_buffers",
     "bias_frac_bits",
     "choose_scratch",
-    "scratch_choice",
     "describe_placement",
-    "live_bytes",
+    "filter_biases",
     "names_layer",
     "place_on_edgeplus",
+    "plan_peak",
     "refusal",
+    "scratch_choice",
 ]
 
 # The values of convert(kernels=...): builtin ops only; low-bit layers on ours; every
@@ -325,26 +333,56 @@ def _scaled_quant(g, t: int, factor: float):
     return q
 
 
-def _rescaled_bias(g, bt: int, factor: float) -> int:
+def _rescaled_bias(g, bt: int, factor: float, exact: np.ndarray | None = None) -> int:
     """A copy of int32 bias ``bt`` whose scale is ``factor`` times its scale (the product of
-    a new input scale and filter scale over the old): the values divided by ``factor``,
-    rounded half away from zero."""
-    b = g.data(bt).view("<i4").astype(np.float64) / factor
+    a new input scale and filter scale over the old): the values (``exact``, the float bias
+    it was rounded from, when given) divided by the new scale, rounded half away from zero."""
+    b = g.data(bt).view("<i4").astype(np.float64)
+    if exact is not None:
+        b = exact / np.asarray(g.quant(bt)[0], np.float64)
+    b = b / factor
     b = np.clip(np.sign(b) * np.floor(np.abs(b) + 0.5), -(2**31), 2**31 - 1).astype("<i4")
     new = _new_tensor(g, bt, shape=g.shape(bt), data=b.tobytes(), name=g.tensor_name(bt))
     g.tensors[new].quantization = _scaled_quant(g, bt, factor)
     return new
 
 
-def bias_frac_bits(factor: float, kc: int, in_bits: int, w_bits: int) -> int:
+def filter_biases(float_model_bytes: bytes) -> list[np.ndarray | None]:
+    """The float32 bias of every conv / depthwise / fully connected operator of a float
+    conversion of the same QAT model (TFLite's own BatchNorm folding), in graph order; None
+    for an operator without a constant float bias."""
+    g = tflite.TFLiteGraph(float_model_bytes)
+    found = []
+    for op in g.operators:
+        if g.op_name(op) not in FILTER_OPS:
+            continue
+        bt = int(op.inputs[2]) if len(op.inputs) > 2 else -1
+        raw = g.data(bt) if bt >= 0 and g.type_name(bt) == "FLOAT32" else None
+        found.append(None if raw is None else raw.view("<f4").astype(np.float64))
+    return found
+
+
+def _exact_bias(g, bt: int, candidate: np.ndarray | None) -> np.ndarray | None:
+    """``candidate`` (a float bias of :func:`filter_biases`) when int32 bias ``bt`` is its
+    rounding (the same layer), else None."""
+    if candidate is None or g.data(bt) is None or candidate.shape != (g.shape(bt)[0],):
+        return None
+    steps = candidate / np.asarray(g.quant(bt)[0], np.float64)
+    return candidate if np.all(np.abs(steps - g.data(bt).view("<i4")) <= 0.5 + 1e-3) else None
+
+
+def bias_frac_bits(factor: float, kc: int, in_bits: int, w_bits: int,
+                   bias_steps: float = 0.0) -> int:
     """Fraction bits of the bias of a layer whose accumulator step grew ``factor``-fold from
-    the int8 model's (its K*C ``kc``, the bits our op reads): the fewest with ``2**bits >=
-    factor`` (the int8 bias's precision kept), at most what the kernel's accumulator bound
-    allows (``max_kc(in_bits, w_bits, bits) >= kc``); 0 when the step did not grow."""
+    the int8 model's (its K*C ``kc``, the bits our op reads, its largest bias ``bias_steps``
+    in new accumulator steps): the most, up to ``MAX_BIAS_FRAC_BITS``, with which ``(max|acc|
+    + bias_steps) * 2**bits < 2**30`` (the kernel's one-instruction requantization, and no
+    int32 overflow); 0 when the step did not grow (TFLite's integer bias)."""
     if factor <= 1.0:
         return 0
-    bits = min(math.ceil(math.log2(factor)), MAX_BIAS_FRAC_BITS)
-    while bits > 0 and kc > max_kc(in_bits, w_bits, bits):
+    bound = kc * ((1 << in_bits) - 1) * (1 << (w_bits - 1)) + math.ceil(bias_steps)
+    bits = MAX_BIAS_FRAC_BITS
+    while bits > 0 and bound << bits >= 1 << 30:
         bits -= 1
     return bits
 
@@ -390,33 +428,48 @@ def _aligned(nbytes: int) -> int:
     return -(-nbytes // _ARENA_ALIGN) * _ARENA_ALIGN
 
 
-def live_bytes(g: tflite.TFLiteGraph) -> list[int]:
-    """Bytes of the activation tensors live at each operator of ``g``: a tensor is live at an
-    operator when it is produced before it (a model input: before the first) and read at or
-    after it (a model output: until the last), each rounded up to TFLM's 16-byte alignment.
-    A model of the arena's non-persistent part: TFLM's greedy planner places the tensors by
-    size and may leave holes, so its peak can be larger than this one."""
+def arena_buffers(g: tflite.TFLiteGraph) -> list[tuple[int, int, int]]:
+    """``(bytes, first, last)`` of every activation tensor of ``g`` as TFLM's
+    ``AllocationInfoBuilder`` plans it: the model inputs live from time 0, operator ``k`` runs
+    at time ``k + 1``, a tensor lives from the operator writing it to the last reading it (a
+    model output: to the end); bytes rounded up to the arena's 16-byte alignment."""
     n = len(g.operators)
     first: dict[int, int] = {}
     last: dict[int, int] = {}
     for t in (int(t) for t in g.subgraph.inputs):
         first[t] = last[t] = 0
-    for k, op in enumerate(g.operators):
+    for k, op in enumerate(g.operators, start=1):
+        for t in (int(t) for t in op.outputs):
+            first.setdefault(t, k)
         for t in (int(t) for t in op.inputs if t >= 0):
             if g.data(t) is None:
                 first.setdefault(t, k)
                 last[t] = k
         for t in (int(t) for t in op.outputs):
-            first.setdefault(t, k)
             last[t] = max(last.get(t, k), k)
     for t in (int(t) for t in g.subgraph.outputs):
-        last[t] = n - 1
-    live = [0] * n
-    for t, k0 in first.items():
-        nbytes = _aligned(math.prod(g.shape(t)) * _ITEM_BYTES.get(g.type_name(t), 4))
-        for k in range(k0, last[t] + 1):
-            live[k] += nbytes
-    return live
+        last[t] = n + 1
+    return [(_aligned(math.prod(g.shape(t)) * _ITEM_BYTES.get(g.type_name(t), 4)), first[t],
+             last[t]) for t in sorted(first)]
+
+
+def plan_peak(buffers: list[tuple[int, int, int]]) -> int:
+    """The arena bytes TFLM's ``GreedyMemoryPlanner`` gives ``buffers`` (``(bytes, first,
+    last)``): largest first, each at the lowest offset clear of the placed buffers whose
+    lifetimes overlap its own. It reproduces the host TFLM's non-persistent arena of the
+    models converted here, our ops' scratch included; builtin ops' scratch is not modeled
+    (TFLM's reference kernels take none, CMSIS-NN's on the board a few hundred bytes)."""
+    placed: list[tuple[int, int, int, int]] = []  # (offset, bytes, first, last)
+    for size, first, last in sorted(buffers, key=lambda b: -b[0]):
+        offset = 0
+        for o, ps, pf, pl in sorted(placed):
+            if pl < first or pf > last:
+                continue
+            if o - offset >= size:
+                break
+            offset = max(offset, o + ps)
+        placed.append((offset, size, first, last))
+    return max((o + size for o, size, _, _ in placed), default=0)
 
 
 def scratch_choice(scratch: str) -> str:
@@ -429,18 +482,27 @@ def scratch_choice(scratch: str) -> str:
     return scratch
 
 
-def choose_scratch(live: list[int], sizes: dict[int, tuple[int, int]],
+def choose_scratch(buffers: list[tuple[int, int, int]], sizes: dict[int, tuple[int, int]],
                    scratch: str = "auto") -> dict[int, bool]:
     """Whether each of our ops (operator index -> its ``(default, lean)`` scratch bytes) takes
-    the lean scratch. ``"auto"``: the default scratch wherever the op's live activation bytes
-    (``live``, :func:`live_bytes`) plus it stay within the modeled peak with every op lean, the
-    lean one where the default would raise that peak; ``"fast"`` / ``"lean"``: all default /
-    all lean."""
+    the lean scratch. ``"auto"``: from every op lean, each op in graph order takes its default
+    scratch when the planned arena (:func:`plan_peak` of the activation ``buffers``,
+    :func:`arena_buffers`, and the scratch buffers) stays at the all-lean one; ``"fast"`` /
+    ``"lean"``: all default / all lean."""
     scratch_choice(scratch)
     if scratch != "auto":
         return {k: scratch == "lean" for k in sizes}
-    peak = max(v + _aligned(sizes[k][1]) if k in sizes else v for k, v in enumerate(live))
-    return {k: live[k] + _aligned(fast) > peak for k, (fast, _) in sizes.items()}
+    lean = dict.fromkeys(sizes, True)
+
+    def peak() -> int:
+        return plan_peak(buffers + [(_aligned(sizes[k][lean[k]]), k + 1, k + 1) for k in sizes])
+
+    least = peak()
+    for k in sorted(sizes):
+        lean[k] = False
+        if peak() > least:
+            lean[k] = True
+    return lean
 
 
 def _scratch_sizes(g, op, options: dict) -> tuple[int, int]:
@@ -466,13 +528,18 @@ def _scratch_sizes(g, op, options: dict) -> tuple[int, int]:
 
 def place_on_edgeplus(model_bytes: bytes, layer_bits: dict[str, int], input_bits: int = 8,
                       *, include_int8: bool = False, pack_activations: bool = True,
-                      scratch: str = "auto") -> tuple[bytes, list[Placement]]:
+                      scratch: str = "auto",
+                      float_biases: list[np.ndarray | None] | None = None,
+                      ) -> tuple[bytes, list[Placement]]:
     """Put the low-bit layers of ``model_bytes`` on ``EDGEPLUS_CONV_MP`` (module docstring).
 
     ``layer_bits``: trained activation bits by Keras layer name (the applied quantizer of the
     layer that writes a tensor); ``input_bits``: the model input's. ``pack_activations=False``
     keeps every tensor in int8 (the same values: a check that packing is lossless).
-    ``scratch``: ``"auto"``, ``"fast"`` or ``"lean"`` (:func:`choose_scratch`). Returns the
+    ``scratch``: ``"auto"``, ``"fast"`` or ``"lean"`` (:func:`choose_scratch`).
+    ``float_biases``: :func:`filter_biases` of the model's float conversion, the biases a
+    layer whose accumulator step grew is rescaled from (each where the int8 bias is its
+    rounding; the int8 bias otherwise). Returns the
     new model and one :class:`Placement` per conv / depthwise / fully connected operator, in
     graph order.
     """
@@ -522,14 +589,17 @@ def place_on_edgeplus(model_bytes: bytes, layer_bits: dict[str, int], input_bits
                 g.tensors[t].shapeSignature = shape
 
     ours_ops: dict[int, tuple] = {}  # operator index -> (options, filter, bias)
-    for k, op in enumerate(list(g.operators)):
+    if float_biases is not None and len(float_biases) != len(placements):
+        float_biases = None  # not the same graph
+    for n, k in enumerate(sorted(placements)):
+        op = g.operators[k]
         name = g.op_name(op)
-        if name not in FILTER_OPS:
-            continue
         x = int(op.inputs[0])
         p = placements[k]
         step = 1 if p.why else _filter_levels(g, op)[1]
         factor = step * (float(g.quant(x)[0][0]) / old_scale[x] if x in bits else 1.0)
+        bias = int(op.inputs[2]) if len(op.inputs) > 2 else -1
+        has_bias = bias >= 0 and g.data(bias) is not None
         frac = 0
         if not p.why:
             out = int(op.outputs[0])
@@ -537,10 +607,11 @@ def place_on_edgeplus(model_bytes: bytes, layer_bits: dict[str, int], input_bits
                                                     out_bits=storage[out])
             cin, _, kernel, *_, depthwise = geometry[k]
             kc = kernel[0] * kernel[1] * (1 if depthwise else cin)
-            frac = bias_frac_bits(factor, kc, p.in_bits, p.w_bits)
-        bias = int(op.inputs[2]) if len(op.inputs) > 2 else -1
-        if bias >= 0 and factor != 1.0 and g.data(bias) is not None:
-            bias = _rescaled_bias(g, bias, factor / 2**frac)
+            steps = float(np.abs(g.data(bias).view("<i4")).max()) / factor if has_bias else 0.0
+            frac = bias_frac_bits(factor, kc, p.in_bits, p.w_bits, steps)
+        if has_bias and factor != 1.0:
+            exact = _exact_bias(g, bias, float_biases[n]) if float_biases else None
+            bias = _rescaled_bias(g, bias, factor / 2**frac, exact)
             op.inputs = [*op.inputs[:2], bias, *op.inputs[3:]]
         if p.why:
             continue
@@ -548,7 +619,7 @@ def place_on_edgeplus(model_bytes: bytes, layer_bits: dict[str, int], input_bits
         ours_ops[k] = (options, _packed_filter(g, op, name, p.w_bits), bias)
 
     sizes = {k: _scratch_sizes(g, g.operators[k], o) for k, (o, _, _) in ours_ops.items()}
-    lean = choose_scratch(live_bytes(g), sizes, scratch)
+    lean = choose_scratch(arena_buffers(g), sizes, scratch)
     for k, (options, filt, bias) in ours_ops.items():
         options["lean_scratch"] = lean[k]
         g.operators[k] = _custom_op(g, g.operators[k], options, filt, bias)
