@@ -303,12 +303,14 @@ def test_packed_activations_are_lossless_in_tflm(mixed, registerer):
     np.testing.assert_array_equal(out, out8)
     # Here the arena's peak is elsewhere (conv1's 8x8 maps, the kernels' scratch): not larger.
     assert runner.arena_bytes <= runner8.arena_bytes, (runner.arena_bytes, runner8.arena_bytes)
-    # Top-1 agreement with Keras, measured 0.984 on these 449 images (no fine-tuning, a 2-bit
-    # tensor in the middle); 0.884 with integer biases at the 4- or 2-bit input's step
-    # (bias_frac_bits 0), which round what Keras adds in float by up to half a coarse step.
-    keras_top1 = q.predict(data.x_test, verbose=0).argmax(1)
-    agreement = (out.argmax(1) == keras_top1).mean()
-    assert agreement >= 0.97, agreement
+    # Keras's logit levels, measured all equal on these 449 images (no fine-tuning, a 2-bit
+    # tensor in the middle): top-1 agreement 1.0; with biases rounded from the int8 model's
+    # 24 % of the logits differed (agreement 0.984), with integer biases at the 4- or 2-bit
+    # input's step (bias_frac_bits 0) agreement 0.884.
+    keras = q.predict(data.x_test, verbose=0)
+    s, z = runner.output_details[0]["quantization"]
+    assert np.mean(np.round(keras / s) + z != out) <= 0.01
+    assert (out.argmax(1) == keras.argmax(1)).mean() >= 0.995
 
 
 @needs_glue
