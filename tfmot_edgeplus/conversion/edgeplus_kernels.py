@@ -455,12 +455,15 @@ def arena_buffers(g: tflite.TFLiteGraph) -> list[tuple[int, int, int]]:
 
 def plan_peak(buffers: list[tuple[int, int, int]]) -> int:
     """The arena bytes TFLM's ``GreedyMemoryPlanner`` gives ``buffers`` (``(bytes, first,
-    last)``): largest first, each at the lowest offset clear of the placed buffers whose
-    lifetimes overlap its own. It reproduces the host TFLM's non-persistent arena of the
-    models converted here, our ops' scratch included; builtin ops' scratch is not modeled
-    (TFLM's reference kernels take none, CMSIS-NN's on the board a few hundred bytes)."""
+    last)``, in TFLM's order: the tensors by index, then the scratch buffers by operator):
+    largest first (equal sizes: the later one first), each at the lowest offset clear of the
+    placed buffers whose lifetimes overlap its own. It reproduces the host TFLM's
+    non-persistent arena of the models converted here, our ops' scratch included; builtin
+    ops' scratch is not modeled (TFLM's reference kernels take none, CMSIS-NN's on the board
+    a few hundred bytes)."""
     placed: list[tuple[int, int, int, int]] = []  # (offset, bytes, first, last)
-    for size, first, last in sorted(buffers, key=lambda b: -b[0]):
+    # TFLM lists the buffers last to first, then sorts them by size (stable)
+    for size, first, last in sorted(reversed(buffers), key=lambda b: -b[0]):
         offset = 0
         for o, ps, pf, pl in sorted(placed):
             if pl < first or pf > last:
