@@ -54,6 +54,16 @@ def rng():
     return np.random.default_rng(0)
 
 
+@pytest.fixture(autouse=True)
+def _seeded():
+    """Every test starts from the same Python, NumPy and TensorFlow seeds: its random weights
+    do not depend on which tests ran before it in the same process (``pytest -n`` hands each
+    worker another set of files)."""
+    from tfmot_edgeplus._compat import keras
+
+    keras.utils.set_random_seed(0)
+
+
 @pytest.fixture(scope="module", params=("plain", "emudsp"))
 def k(request):
     """The C kernels built as plain C and with the DSP path emulated in C (both variants)."""
